@@ -1,0 +1,311 @@
+//! Bearer JWT authentication. The interceptor verifies the token and puts the [`Caller`] into
+//! the request's extensions; handlers decide authorization from it.
+
+use std::{fmt, str::FromStr, sync::Arc};
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use tonic::{Request, Status, service::Interceptor};
+
+use crate::error::ServiceError;
+
+/// The development HS256 key used when no key is configured. It is public (it is in the
+/// source), so a service started with it must never hold real data.
+pub const DEVELOPMENT_KEY: &str = "govit-development-key-not-for-production";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A person of an applying unit; bound to that organisation.
+    Applicant,
+    /// Staff of the city IT office.
+    Office,
+    /// Keeps the expert pool.
+    RegistryAdmin,
+    /// An expert; bound to one expert id.
+    Expert,
+    /// The supervising bureaus: finance, development and reform, audit.
+    Supervisor,
+    /// Checks that draws were fair; reads, never changes.
+    Inspector,
+    /// Another govit service.
+    Service,
+}
+
+impl Role {
+    pub const ALL: [Role; 7] = [
+        Role::Applicant,
+        Role::Office,
+        Role::RegistryAdmin,
+        Role::Expert,
+        Role::Supervisor,
+        Role::Inspector,
+        Role::Service,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Applicant => "applicant",
+            Role::Office => "office",
+            Role::RegistryAdmin => "registry_admin",
+            Role::Expert => "expert",
+            Role::Supervisor => "supervisor",
+            Role::Inspector => "inspector",
+            Role::Service => "service",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Role::ALL.iter().map(|r| r.as_str()).collect();
+                format!("unknown role {s:?}; one of {}", names.join(", "))
+            })
+    }
+}
+
+/// The claims govit reads from a token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub role: Role,
+    /// The organisation's unified social credit code, for applicants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
+    /// The expert id, for experts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expert: Option<String>,
+    pub iat: u64,
+    pub exp: u64,
+}
+
+/// Who is calling, as proven by the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub subject: String,
+    pub role: Role,
+    pub organization: Option<String>,
+    pub expert: Option<String>,
+}
+
+impl Caller {
+    /// The caller the interceptor stored; a missing one means the service was wired without
+    /// the interceptor, which is a bug, not the client's fault.
+    pub fn from_request<T>(request: &Request<T>) -> Result<Caller, ServiceError> {
+        request
+            .extensions()
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("no caller on request")))
+    }
+
+    pub fn require(&self, allowed: &[Role]) -> Result<(), ServiceError> {
+        if allowed.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(ServiceError::PermissionDenied(format!(
+                "the {} role may not do this",
+                self.role
+            )))
+        }
+    }
+
+    pub fn is(&self, role: Role) -> bool {
+        self.role == role
+    }
+}
+
+/// How tokens are verified.
+#[derive(Clone)]
+pub enum VerificationKey {
+    /// A shared secret (HS256): development, or small single-office deployments.
+    Hs256(Vec<u8>),
+    /// An Ed25519 public key in PEM (EdDSA): the issuer keeps the private key.
+    Ed25519Pem(Vec<u8>),
+    /// An RSA public key in PEM (RS256).
+    RsaPem(Vec<u8>),
+}
+
+impl fmt::Debug for VerificationKey {
+    // Never print key material, not even a public key's bytes: logs are not the place.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            VerificationKey::Hs256(_) => "Hs256(..)",
+            VerificationKey::Ed25519Pem(_) => "Ed25519Pem(..)",
+            VerificationKey::RsaPem(_) => "RsaPem(..)",
+        })
+    }
+}
+
+/// Verifies bearer tokens. Cheap to clone.
+#[derive(Clone)]
+pub struct Authenticator {
+    inner: Arc<(DecodingKey, Validation)>,
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticator").finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    pub fn new(key: &VerificationKey) -> anyhow::Result<Self> {
+        let (decoding, algorithm) = match key {
+            VerificationKey::Hs256(secret) => (DecodingKey::from_secret(secret), Algorithm::HS256),
+            VerificationKey::Ed25519Pem(pem) => (DecodingKey::from_ed_pem(pem)?, Algorithm::EdDSA),
+            VerificationKey::RsaPem(pem) => (DecodingKey::from_rsa_pem(pem)?, Algorithm::RS256),
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.leeway = 30;
+        Ok(Self {
+            inner: Arc::new((decoding, validation)),
+        })
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Caller, ServiceError> {
+        let (key, validation) = &*self.inner;
+        let data = jsonwebtoken::decode::<Claims>(token, key, validation)
+            .map_err(|e| ServiceError::Unauthenticated(format!("invalid token: {e}")))?;
+        let claims = data.claims;
+        if claims.sub.is_empty() {
+            return Err(ServiceError::Unauthenticated(
+                "token has an empty subject".into(),
+            ));
+        }
+        match claims.role {
+            Role::Applicant if claims.org.as_deref().is_none_or(str::is_empty) => {
+                return Err(ServiceError::Unauthenticated(
+                    "an applicant token must name its organisation (org)".into(),
+                ));
+            }
+            Role::Expert if claims.expert.as_deref().is_none_or(str::is_empty) => {
+                return Err(ServiceError::Unauthenticated(
+                    "an expert token must name its expert id (expert)".into(),
+                ));
+            }
+            _ => {}
+        }
+        Ok(Caller {
+            subject: claims.sub,
+            role: claims.role,
+            organization: claims.org.filter(|_| claims.role == Role::Applicant),
+            expert: claims.expert.filter(|_| claims.role == Role::Expert),
+        })
+    }
+}
+
+impl Interceptor for Authenticator {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .ok_or_else(|| Status::unauthenticated("missing authorization: Bearer <token>"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .ok_or_else(|| Status::unauthenticated("authorization must be Bearer <token>"))?;
+        let caller = self.verify(token.trim()).map_err(Status::from)?;
+        request.extensions_mut().insert(caller);
+        Ok(request)
+    }
+}
+
+/// Mints an HS256 token: for development and tests, and for `govit token`.
+pub fn mint_hs256(
+    secret: &[u8],
+    subject: &str,
+    role: Role,
+    organization: Option<&str>,
+    expert: Option<&str>,
+    lifetime: std::time::Duration,
+) -> anyhow::Result<String> {
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = Claims {
+        sub: subject.to_owned(),
+        role,
+        org: organization.map(str::to_owned),
+        expert: expert.map(str::to_owned),
+        iat: now,
+        exp: now + lifetime.as_secs(),
+    };
+    Ok(jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minted_token_verifies_and_carries_its_binding() {
+        let auth = Authenticator::new(&VerificationKey::Hs256(b"k".to_vec())).unwrap();
+        let token = mint_hs256(
+            b"k",
+            "alice",
+            Role::Applicant,
+            Some("91650100MA77XXXX0X"),
+            None,
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap();
+        let caller = auth.verify(&token).unwrap();
+        assert_eq!(caller.role, Role::Applicant);
+        assert_eq!(caller.organization.as_deref(), Some("91650100MA77XXXX0X"));
+    }
+
+    #[test]
+    fn a_token_signed_with_another_key_is_refused() {
+        let auth = Authenticator::new(&VerificationKey::Hs256(b"right".to_vec())).unwrap();
+        let token = mint_hs256(
+            b"wrong",
+            "x",
+            Role::Office,
+            None,
+            None,
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap();
+        assert!(matches!(
+            auth.verify(&token),
+            Err(ServiceError::Unauthenticated(_))
+        ));
+    }
+
+    #[test]
+    fn an_applicant_token_without_organisation_is_refused() {
+        let auth = Authenticator::new(&VerificationKey::Hs256(b"k".to_vec())).unwrap();
+        let token = mint_hs256(
+            b"k",
+            "x",
+            Role::Applicant,
+            None,
+            None,
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap();
+        assert!(matches!(
+            auth.verify(&token),
+            Err(ServiceError::Unauthenticated(_))
+        ));
+    }
+}

@@ -1,0 +1,158 @@
+//! One database per service, reached through sqlx's `Any` driver so that the same SQL serves
+//! the embedded SQLite default and PostgreSQL.
+//!
+//! The SQL is written to the common subset of both: `$1` placeholders (SQLite accepts them),
+//! TEXT/BIGINT/INTEGER/BOOLEAN columns, `ON CONFLICT ... DO UPDATE`, `RETURNING`. Instants are
+//! stored as fixed-width RFC 3339 UTC text (see [`crate::time`]), which sorts correctly.
+
+use std::{path::Path, str::FromStr, time::Duration};
+
+use anyhow::Context;
+use sqlx::{
+    Any, AnyPool, Executor, Transaction,
+    any::AnyPoolOptions,
+    migrate::{MigrateDatabase, Migrator},
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> anyhow::Result<Backend> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Backend::Postgres)
+        } else {
+            anyhow::bail!("unsupported database URL: expected sqlite:// or postgres://")
+        }
+    }
+}
+
+/// A service's database: the pool and which backend is behind it.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub backend: Backend,
+}
+
+pub type Tx = Transaction<'static, Any>;
+
+impl Db {
+    /// Connects, creating the SQLite file (and its directory) or PostgreSQL database if absent,
+    /// and applies the service's migrations.
+    pub async fn connect_and_migrate(url: &str, migrator: &Migrator) -> anyhow::Result<Db> {
+        let db = Db::connect(url).await?;
+        migrator
+            .run(&db.pool)
+            .await
+            .context("applying migrations")?;
+        Ok(db)
+    }
+
+    pub async fn connect(url: &str) -> anyhow::Result<Db> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of_url(url)?;
+        if backend == Backend::Sqlite {
+            if let Some(path) = sqlite_file_path(url) {
+                if let Some(dir) = Path::new(&path)
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                {
+                    std::fs::create_dir_all(dir).with_context(|| {
+                        format!("creating database directory {}", dir.display())
+                    })?;
+                }
+            }
+        }
+        if !Any::database_exists(url).await.unwrap_or(false) {
+            Any::create_database(url)
+                .await
+                .context("creating database")?;
+        }
+        let options = AnyPoolOptions::new()
+            .max_connections(match backend {
+                // SQLite has one writer at a time anyway; a few readers suffice.
+                Backend::Sqlite => 8,
+                Backend::Postgres => 16,
+            })
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        conn.execute("PRAGMA busy_timeout = 30000").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    }
+                    Ok(())
+                })
+            });
+        let pool = options
+            .connect(url)
+            .await
+            .context("connecting to the database")?;
+        Ok(Db { pool, backend })
+    }
+
+    /// Begins a transaction that will write. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and writes later can fail
+    /// with SQLITE_BUSY instead of waiting when another writer got there in between.
+    pub async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+}
+
+/// The file behind a `sqlite://path?options` URL, or None for an in-memory database.
+fn sqlite_file_path(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        None
+    } else {
+        Some(path.to_owned())
+    }
+}
+
+/// Builds a SQLite URL for a file path.
+pub fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}", path.display())
+}
+
+/// Whether a sqlx error is a unique-constraint violation (both backends).
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// Parses a value stored as text by this crate; a failure means the row is corrupt.
+pub fn parse_stored<T: FromStr>(column: &str, value: &str) -> anyhow::Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .parse::<T>()
+        .map_err(|e| anyhow::anyhow!("stored {column} {value:?} is unreadable: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths_are_read_from_urls() {
+        assert_eq!(
+            sqlite_file_path("sqlite://govit-data/p.db?mode=rwc").as_deref(),
+            Some("govit-data/p.db")
+        );
+        assert_eq!(sqlite_file_path("sqlite::memory:"), None);
+        assert!(Backend::of_url("mysql://x").is_err());
+    }
+}

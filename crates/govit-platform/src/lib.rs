@@ -1,0 +1,17 @@
+//! What every govit service stands on. Nothing here knows a service's domain.
+
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod db;
+pub mod error;
+pub mod paging;
+pub mod server;
+pub mod telemetry;
+pub mod time;
+pub mod uscc;
+pub mod validate;
+
+pub use auth::{Authenticator, Caller, Role, VerificationKey};
+pub use db::{Backend, Db, Tx};
+pub use error::{ServiceError, ServiceResult, Violations};

@@ -1,0 +1,158 @@
+//! Server wiring shared by every service: health, reflection, gRPC-Web with CORS, request ids,
+//! tracing, and graceful shutdown. A service hands over its routes; this module serves them.
+
+use std::{future::Future, time::Duration};
+
+use http::{HeaderName, HeaderValue, Request};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{server::NamedService, service::Routes, transport::Server};
+use tonic_health::{ServingStatus, server::HealthReporter};
+use tower_http::{
+    cors::{AllowOrigin, CorsLayer},
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+
+/// What every service's server is configured with.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Browser origins allowed to call over gRPC-Web; empty allows none (same-origin only).
+    pub cors_origins: Vec<String>,
+    /// The largest message a service decodes or encodes.
+    pub max_message_bytes: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            cors_origins: Vec::new(),
+            max_message_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Health and reflection for one service: returns the routes to add the service to, and the
+/// reporter (already SERVING for `service_name`).
+pub async fn base_routes<S: NamedService>() -> anyhow::Result<(Routes, HealthReporter)> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status(S::NAME, ServingStatus::Serving)
+        .await;
+    reporter
+        .set_service_status("", ServingStatus::Serving)
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(govit_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name(S::NAME)
+        .with_service_name("grpc.health.v1.Health")
+        .with_service_name("grpc.reflection.v1.ServerReflection")
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(govit_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name(S::NAME)
+        .with_service_name("grpc.health.v1.Health")
+        .with_service_name("grpc.reflection.v1alpha.ServerReflection")
+        .build_v1alpha()?;
+    let routes = Routes::new(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+    Ok((routes, reporter))
+}
+
+fn cors(options: &ServerOptions) -> CorsLayer {
+    let origins: Vec<HeaderValue> = options
+        .cors_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    let allow_origin = if options.cors_origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins)
+    };
+    CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([http::Method::POST, http::Method::OPTIONS])
+        .allow_headers(
+            [
+                "authorization",
+                "content-type",
+                "x-grpc-web",
+                "x-user-agent",
+                "grpc-timeout",
+                "x-request-id",
+            ]
+            .map(HeaderName::from_static),
+        )
+        .expose_headers(
+            [
+                "grpc-status",
+                "grpc-message",
+                "grpc-status-details-bin",
+                "x-request-id",
+            ]
+            .map(HeaderName::from_static),
+        )
+        .max_age(Duration::from_secs(3600))
+}
+
+/// Serves `routes` on an already bound listener until `shutdown` resolves, then finishes the
+/// calls in flight. Binding first lets callers (and tests) use port 0 and know the port.
+pub async fn serve(
+    listener: TcpListener,
+    routes: Routes,
+    options: &ServerOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let layers = tower::ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(
+            TraceLayer::new_for_grpc().make_span_with(|request: &Request<_>| {
+                let request_id = request
+                    .headers()
+                    .get(REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!("rpc", method = %request.uri().path(), request_id = %request_id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(cors(options))
+        .layer(tonic_web::GrpcWebLayer::new());
+    Server::builder()
+        .accept_http1(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .layer(layers)
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,92 @@
+//! Instants are UTC; calendar dates are dates. Both cross the wire as protobuf well-known
+//! types and are stored as text in one fixed format.
+
+use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Utc};
+use govit_proto::google::r#type::Date;
+
+/// Now, truncated to microseconds: what the database keeps is what the client sees.
+pub fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
+/// The stored form: `2026-11-28T05:00:00.000000Z`, fixed width so text order is time order.
+pub fn to_stored(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+pub fn from_stored(s: &str) -> anyhow::Result<DateTime<Utc>> {
+    Ok(DateTime::parse_from_rfc3339(s)
+        .map_err(|e| anyhow::anyhow!("stored instant {s:?} is unreadable: {e}"))?
+        .with_timezone(&Utc))
+}
+
+pub fn to_timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}
+
+pub fn stored_to_timestamp(s: &str) -> anyhow::Result<prost_types::Timestamp> {
+    from_stored(s).map(to_timestamp)
+}
+
+/// A full calendar date from the wire, or None when it is not a real date.
+pub fn date_from_proto(d: &Date) -> Option<NaiveDate> {
+    NaiveDate::from_ymd_opt(
+        d.year,
+        u32::try_from(d.month).ok()?,
+        u32::try_from(d.day).ok()?,
+    )
+}
+
+pub fn date_to_proto(d: NaiveDate) -> Date {
+    Date {
+        year: d.year(),
+        month: d.month() as i32,
+        day: d.day() as i32,
+    }
+}
+
+pub fn date_to_stored(d: NaiveDate) -> String {
+    d.format("%Y-%m-%d").to_string()
+}
+
+pub fn date_from_stored(s: &str) -> anyhow::Result<NaiveDate> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|e| anyhow::anyhow!("stored date {s:?} is unreadable: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_instants_round_trip_and_sort() {
+        let a = now();
+        let b = a + chrono::Duration::microseconds(1);
+        assert_eq!(from_stored(&to_stored(a)).unwrap(), a);
+        assert!(to_stored(a) < to_stored(b));
+    }
+
+    #[test]
+    fn impossible_dates_are_refused() {
+        assert!(
+            date_from_proto(&Date {
+                year: 2026,
+                month: 2,
+                day: 30
+            })
+            .is_none()
+        );
+        assert!(
+            date_from_proto(&Date {
+                year: 2026,
+                month: -1,
+                day: 1
+            })
+            .is_none()
+        );
+    }
+}

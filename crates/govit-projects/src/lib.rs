@@ -1,0 +1,82 @@
+//! The projects service: organisations, projects and their lifecycle, documents, and the
+//! project audit trail.
+
+#![forbid(unsafe_code)]
+
+mod api;
+mod blobs;
+mod lifecycle;
+mod model;
+mod store;
+mod validation;
+
+use std::path::PathBuf;
+
+use govit_platform::{Authenticator, Db, server::ServerOptions};
+use govit_proto::projects::v1::project_service_server::ProjectServiceServer;
+use sqlx::migrate::Migrator;
+use tonic::service::Routes;
+
+pub use blobs::BlobStore;
+
+/// The projects service's own migration stream.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/projects");
+
+/// The default size limit of one document: 50 MiB.
+pub const DEFAULT_MAX_DOCUMENT_BYTES: u64 = 50 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct ProjectsConfig {
+    pub database_url: String,
+    /// Where document content is kept.
+    pub blob_dir: PathBuf,
+    pub max_document_bytes: u64,
+}
+
+/// The service, ready to serve. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ProjectsService {
+    store: store::Store,
+    blobs: BlobStore,
+    max_document_bytes: u64,
+}
+
+impl ProjectsService {
+    /// Connects to the database (creating it if needed), applies migrations and opens the blob
+    /// store.
+    pub async fn open(config: &ProjectsConfig) -> anyhow::Result<Self> {
+        let db = Db::connect_and_migrate(&config.database_url, &MIGRATOR).await?;
+        let blobs = BlobStore::open(&config.blob_dir).await?;
+        Ok(Self {
+            store: store::Store { db },
+            blobs,
+            max_document_bytes: config.max_document_bytes,
+        })
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.store.db
+    }
+
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    /// Health, reflection and the authenticated service.
+    pub async fn routes(
+        self,
+        auth: Authenticator,
+        options: &ServerOptions,
+    ) -> anyhow::Result<Routes> {
+        let (routes, _health) =
+            govit_platform::server::base_routes::<ProjectServiceServer<ProjectsService>>().await?;
+        let service = ProjectServiceServer::new(self)
+            .max_decoding_message_size(options.max_message_bytes)
+            .max_encoding_message_size(options.max_message_bytes);
+        Ok(
+            routes.add_service(tonic::service::interceptor::InterceptedService::new(
+                service, auth,
+            )),
+        )
+    }
+}

@@ -1,0 +1,234 @@
+//! The project lifecycle as data: which action may be taken by whom, from which states, and
+//! where it leads. Handlers check guards that need data (documents, fields); the table here is
+//! the single place that knows the state machine.
+
+use govit_platform::Role;
+use govit_proto::projects::v1::{ProjectState as S, ReviewDecision, ReviewStage};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Submit,
+    Return,
+    AcceptForReview,
+    ReviewOutcome(ReviewStage, ReviewDecision),
+    FilePlan,
+    RecordPlan,
+    ReturnPlan,
+    StartTendering,
+    RecordTenderResult,
+    RequestAcceptance,
+    StartAcceptance,
+    StartOperation,
+    RecordPostEvaluation,
+    Close,
+    Withdraw,
+    Suspend,
+    Resume,
+}
+
+/// States a project can no longer leave.
+pub const TERMINAL: [S; 3] = [S::Rejected, S::Closed, S::Withdrawn];
+
+/// States in which the applicant may still edit the project.
+pub const EDITABLE: [S; 3] = [S::Draft, S::Returned, S::RevisionRequired];
+
+impl Action {
+    /// The RPC name, as recorded in the audit trail.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Submit => "SubmitProject",
+            Action::Return => "ReturnProject",
+            Action::AcceptForReview => "AcceptForReview",
+            Action::ReviewOutcome(..) => "RecordReviewOutcome",
+            Action::FilePlan => "FileImplementationPlan",
+            Action::RecordPlan => "RecordImplementationPlan",
+            Action::ReturnPlan => "ReturnImplementationPlan",
+            Action::StartTendering => "StartTendering",
+            Action::RecordTenderResult => "RecordTenderResult",
+            Action::RequestAcceptance => "RequestAcceptance",
+            Action::StartAcceptance => "StartAcceptance",
+            Action::StartOperation => "StartOperation",
+            Action::RecordPostEvaluation => "RecordPostEvaluation",
+            Action::Close => "CloseProject",
+            Action::Withdraw => "WithdrawProject",
+            Action::Suspend => "SuspendProject",
+            Action::Resume => "ResumeProject",
+        }
+    }
+
+    /// Who may take the action. Applicants additionally must own the project.
+    pub fn roles(self) -> &'static [Role] {
+        use Role::*;
+        match self {
+            Action::Submit | Action::Withdraw | Action::FilePlan | Action::RequestAcceptance => {
+                &[Applicant]
+            }
+            Action::StartTendering | Action::RecordTenderResult => &[Applicant, Office],
+            Action::ReviewOutcome(..) => &[Service, Office],
+            Action::Suspend | Action::Resume => &[Office, Supervisor],
+            Action::Return
+            | Action::AcceptForReview
+            | Action::RecordPlan
+            | Action::ReturnPlan
+            | Action::StartAcceptance
+            | Action::StartOperation
+            | Action::RecordPostEvaluation
+            | Action::Close => &[Office],
+        }
+    }
+
+    /// The states the action may start from.
+    pub fn from_states(self) -> &'static [S] {
+        match self {
+            Action::Submit => &EDITABLE,
+            Action::Return | Action::AcceptForReview => &[S::Submitted],
+            Action::ReviewOutcome(ReviewStage::PreliminaryReview, _) => {
+                &[S::UnderPreliminaryReview]
+            }
+            Action::ReviewOutcome(ReviewStage::ImplementationPlanReview, _)
+            | Action::RecordPlan
+            | Action::ReturnPlan => &[S::ImplementationPlanFiled],
+            Action::ReviewOutcome(ReviewStage::Acceptance, _) => &[S::UnderAcceptance],
+            Action::ReviewOutcome(..) => &[],
+            Action::FilePlan => &[S::Approved],
+            Action::StartTendering => &[S::PlanRecorded],
+            Action::RecordTenderResult => &[S::Tendering],
+            Action::RequestAcceptance => &[S::UnderConstruction, S::AcceptanceFailed],
+            Action::StartAcceptance => &[S::AcceptanceRequested],
+            Action::StartOperation => &[S::Accepted],
+            Action::RecordPostEvaluation => &[S::InOperation],
+            Action::Close => &[S::PostEvaluated],
+            Action::Withdraw => &[
+                S::Draft,
+                S::Submitted,
+                S::Returned,
+                S::UnderPreliminaryReview,
+                S::RevisionRequired,
+            ],
+            Action::Suspend => &[
+                S::Draft,
+                S::Submitted,
+                S::Returned,
+                S::UnderPreliminaryReview,
+                S::Approved,
+                S::RevisionRequired,
+                S::ImplementationPlanFiled,
+                S::PlanRecorded,
+                S::Tendering,
+                S::UnderConstruction,
+                S::AcceptanceRequested,
+                S::UnderAcceptance,
+                S::Accepted,
+                S::AcceptanceFailed,
+                S::InOperation,
+                S::PostEvaluated,
+            ],
+            Action::Resume => &[S::Suspended],
+        }
+    }
+
+    /// Where the action leads from `from`; `suspended_from` is used by Resume. None when the
+    /// combination is not a transition (a decision that does not fit the stage).
+    pub fn target(self, from: S, suspended_from: Option<S>) -> Option<S> {
+        use ReviewDecision as D;
+        use ReviewStage as St;
+        Some(match self {
+            Action::Submit => S::Submitted,
+            Action::Return => S::Returned,
+            Action::AcceptForReview => S::UnderPreliminaryReview,
+            Action::ReviewOutcome(St::PreliminaryReview, D::Approved) => S::Approved,
+            Action::ReviewOutcome(St::PreliminaryReview, D::RevisionRequired) => {
+                S::RevisionRequired
+            }
+            Action::ReviewOutcome(St::PreliminaryReview, D::Rejected) => S::Rejected,
+            Action::ReviewOutcome(St::ImplementationPlanReview, D::Approved) => S::PlanRecorded,
+            Action::ReviewOutcome(St::ImplementationPlanReview, D::RevisionRequired) => S::Approved,
+            Action::ReviewOutcome(St::Acceptance, D::Passed) => S::Accepted,
+            Action::ReviewOutcome(St::Acceptance, D::Failed) => S::AcceptanceFailed,
+            Action::ReviewOutcome(..) => return None,
+            Action::FilePlan => S::ImplementationPlanFiled,
+            Action::RecordPlan => S::PlanRecorded,
+            Action::ReturnPlan => S::Approved,
+            Action::StartTendering => S::Tendering,
+            Action::RecordTenderResult => S::UnderConstruction,
+            Action::RequestAcceptance => S::AcceptanceRequested,
+            Action::StartAcceptance => S::UnderAcceptance,
+            Action::StartOperation => S::InOperation,
+            Action::RecordPostEvaluation => S::PostEvaluated,
+            Action::Close => S::Closed,
+            Action::Withdraw => S::Withdrawn,
+            Action::Suspend => S::Suspended,
+            Action::Resume => return suspended_from.filter(|_| from == S::Suspended),
+        })
+    }
+}
+
+/// The short stored name of a state: `DRAFT` for `PROJECT_STATE_DRAFT`.
+pub fn state_name(state: S) -> &'static str {
+    state.as_str_name().trim_start_matches("PROJECT_STATE_")
+}
+
+pub fn state_from_name(name: &str) -> Option<S> {
+    S::from_str_name(&format!("PROJECT_STATE_{name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL_ACTIONS: [Action; 16] = [
+        Action::Submit,
+        Action::Return,
+        Action::AcceptForReview,
+        Action::ReviewOutcome(ReviewStage::PreliminaryReview, ReviewDecision::Approved),
+        Action::FilePlan,
+        Action::RecordPlan,
+        Action::ReturnPlan,
+        Action::StartTendering,
+        Action::RecordTenderResult,
+        Action::RequestAcceptance,
+        Action::StartAcceptance,
+        Action::StartOperation,
+        Action::RecordPostEvaluation,
+        Action::Close,
+        Action::Withdraw,
+        Action::Suspend,
+    ];
+
+    #[test]
+    fn no_action_leaves_a_terminal_state() {
+        for action in ALL_ACTIONS {
+            for t in TERMINAL {
+                assert!(!action.from_states().contains(&t), "{action:?} from {t:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn resume_returns_to_the_state_it_left() {
+        assert_eq!(
+            Action::Resume.target(S::Suspended, Some(S::Tendering)),
+            Some(S::Tendering)
+        );
+        assert_eq!(Action::Resume.target(S::Suspended, None), None);
+    }
+
+    #[test]
+    fn a_decision_must_fit_its_stage() {
+        let wrong = Action::ReviewOutcome(ReviewStage::Acceptance, ReviewDecision::Approved);
+        assert_eq!(wrong.target(S::UnderAcceptance, None), None);
+    }
+
+    #[test]
+    fn state_names_round_trip() {
+        assert_eq!(
+            state_name(S::UnderPreliminaryReview),
+            "UNDER_PRELIMINARY_REVIEW"
+        );
+        assert_eq!(
+            state_from_name("UNDER_PRELIMINARY_REVIEW"),
+            Some(S::UnderPreliminaryReview)
+        );
+        assert_eq!(state_from_name("NOPE"), None);
+    }
+}

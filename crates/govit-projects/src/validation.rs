@@ -1,0 +1,206 @@
+//! Request checks that need no database: each adds field violations named as the client sent
+//! them (`project.contacts[1].phone`).
+
+use govit_platform::{
+    ServiceError, ServiceResult, Violations,
+    time::date_from_proto,
+    uscc::CreditCode,
+    validate::{is_code, is_email, is_phone, optional_text_problem, text_problem},
+};
+use govit_proto::{google::r#type::Date, projects::v1 as pb};
+
+use crate::model::{ContactRec, PanelRec};
+
+/// The largest investment or amount accepted: 100 billion yuan, in fen. Anything above is a
+/// typing error, not a city IT project.
+pub const MAX_AMOUNT_FEN: i64 = 10_000_000_000_000;
+pub const MAX_NAME_CHARS: usize = 200;
+pub const MAX_TEXT_CHARS: usize = 20_000;
+pub const MAX_REASON_CHARS: usize = 2_000;
+
+pub fn text(v: &mut Violations, field: &str, value: &str, max: usize) {
+    if let Some(problem) = text_problem(value, max) {
+        v.add(field, problem);
+    }
+}
+
+pub fn optional_text(v: &mut Violations, field: &str, value: &str, max: usize) {
+    if let Some(problem) = optional_text_problem(value, max) {
+        v.add(field, problem);
+    }
+}
+
+pub fn contacts(v: &mut Violations, field: &str, contacts: &[pb::Contact]) -> Vec<ContactRec> {
+    if contacts.len() > 20 {
+        v.add(field, "at most 20 contacts");
+    }
+    for (i, c) in contacts.iter().enumerate() {
+        text(v, &format!("{field}[{i}].name"), &c.name, 100);
+        optional_text(v, &format!("{field}[{i}].title"), &c.title, 100);
+        if !c.phone.trim().is_empty() && !is_phone(c.phone.trim()) {
+            v.add(format!("{field}[{i}].phone"), "is not a phone number");
+        }
+        if !c.email.trim().is_empty() && !is_email(c.email.trim()) {
+            v.add(format!("{field}[{i}].email"), "is not an e-mail address");
+        }
+        if c.phone.trim().is_empty() && c.email.trim().is_empty() {
+            v.add(
+                format!("{field}[{i}]"),
+                "needs a phone number or an e-mail address",
+            );
+        }
+    }
+    contacts.iter().map(ContactRec::from).collect()
+}
+
+/// `organizations/{credit_code}` with a valid code.
+pub fn org_name(v: &mut Violations, field: &str, name: &str) -> Option<CreditCode> {
+    let Some(code) = name.strip_prefix("organizations/") else {
+        v.add(field, "must be organizations/{credit_code}");
+        return None;
+    };
+    match CreditCode::parse(code) {
+        Ok(code) => Some(code),
+        Err(problem) => {
+            v.add(field, format!("credit code {problem}"));
+            None
+        }
+    }
+}
+
+pub fn parse_org_name(field: &str, name: &str) -> ServiceResult<CreditCode> {
+    let mut v = Violations::new();
+    let code = org_name(&mut v, field, name);
+    v.finish()?;
+    code.ok_or_else(|| ServiceError::field(field, "is not an organisation name"))
+}
+
+/// A project code as assigned: four-digit year, hyphen, sequence of at least four digits.
+pub fn is_project_code(code: &str) -> bool {
+    let Some((year, seq)) = code.split_once('-') else {
+        return false;
+    };
+    year.len() == 4
+        && (4..=9).contains(&seq.len())
+        && year.bytes().all(|b| b.is_ascii_digit())
+        && seq.bytes().all(|b| b.is_ascii_digit())
+}
+
+pub fn parse_project_name(field: &str, name: &str) -> ServiceResult<String> {
+    match name.strip_prefix("projects/") {
+        Some(code) if is_project_code(code) => Ok(code.to_owned()),
+        _ => Err(ServiceError::field(
+            field,
+            "must be projects/{code}, e.g. projects/2026-0007",
+        )),
+    }
+}
+
+pub fn date(v: &mut Violations, field: &str, d: Option<&Date>) -> Option<chrono::NaiveDate> {
+    let d = d?;
+    let parsed = date_from_proto(d).filter(|d| (2000..=2100).contains(&chrono::Datelike::year(d)));
+    if parsed.is_none() {
+        v.add(field, "is not a calendar date between 2000 and 2100");
+    }
+    parsed
+}
+
+pub fn amount(v: &mut Violations, field: &str, fen: i64, allow_zero: bool) {
+    if fen < 0 || (!allow_zero && fen == 0) {
+        v.add(
+            field,
+            if allow_zero {
+                "must not be negative"
+            } else {
+                "must be positive"
+            },
+        );
+    } else if fen > MAX_AMOUNT_FEN {
+        v.add(
+            field,
+            format!("must be at most {MAX_AMOUNT_FEN} fen (100 billion yuan)"),
+        );
+    }
+}
+
+/// A known enum value; `allow_unspecified` for fields that may stay open in a draft.
+pub fn enum_value<E: TryFrom<i32>>(
+    v: &mut Violations,
+    field: &str,
+    raw: i32,
+    allow_unspecified: bool,
+) -> Option<E> {
+    match E::try_from(raw) {
+        Ok(e) if raw != 0 || allow_unspecified => Some(e),
+        Ok(_) => {
+            v.add(field, "must be specified");
+            None
+        }
+        Err(_) => {
+            v.add(field, format!("{raw} is not a known value"));
+            None
+        }
+    }
+}
+
+pub fn panel(v: &mut Violations, field: &str, panel: &[pb::PanelRequirement]) -> Vec<PanelRec> {
+    if panel.is_empty() {
+        v.add(field, "must name at least one category");
+    }
+    if panel.len() > 20 {
+        v.add(field, "at most 20 categories");
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, p) in panel.iter().enumerate() {
+        if !is_code(&p.category) {
+            v.add(
+                format!("{field}[{i}].category"),
+                "must be 1 to 64 characters of A-Z a-z 0-9 . _ -",
+            );
+        } else if !seen.insert(p.category.as_str()) {
+            v.add(format!("{field}[{i}].category"), "appears twice");
+        }
+        if !(1..=50).contains(&p.count) {
+            v.add(format!("{field}[{i}].count"), "must be between 1 and 50");
+        }
+        if !(0..=50).contains(&p.alternates) {
+            v.add(
+                format!("{field}[{i}].alternates"),
+                "must be between 0 and 50",
+            );
+        }
+    }
+    let mut recs: Vec<PanelRec> = panel
+        .iter()
+        .map(|p| PanelRec {
+            category: p.category.clone(),
+            count: p.count,
+            alternates: p.alternates,
+        })
+        .collect();
+    recs.sort_by(|a, b| a.category.cmp(&b.category));
+    recs
+}
+
+pub fn reasons(v: &mut Violations, field: &str, reasons: &[String]) {
+    if reasons.is_empty() {
+        v.add(field, "must give at least one reason");
+    }
+    if reasons.len() > 50 {
+        v.add(field, "at most 50 reasons");
+    }
+    for (i, r) in reasons.iter().enumerate() {
+        text(v, &format!("{field}[{i}]"), r, MAX_REASON_CHARS);
+    }
+}
+
+pub fn etag(field: &str, etag: &str) -> ServiceResult<i64> {
+    if etag.is_empty() {
+        return Err(ServiceError::field(
+            field,
+            "is required: send the etag of the project as read",
+        ));
+    }
+    etag.parse::<i64>()
+        .map_err(|_| ServiceError::field(field, "is not an etag of this service"))
+}

@@ -1,0 +1,36 @@
+//! The protobuf contract of govit. Only this crate knows where generated code comes from;
+//! everything else imports the modules below.
+
+#![forbid(unsafe_code)]
+
+/// The encoded `FileDescriptorSet` of every govit proto, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/govit_descriptor.bin"));
+
+pub mod google {
+    pub mod r#type {
+        include!(concat!(env!("OUT_DIR"), "/google.r#type.rs"));
+    }
+}
+
+pub mod govit {
+    pub mod projects {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/govit.projects.v1.rs"));
+        }
+    }
+
+    pub mod experts {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/govit.experts.v1.rs"));
+        }
+    }
+
+    pub mod scheduling {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/govit.scheduling.v1.rs"));
+        }
+    }
+}
+
+pub use govit::{experts, projects, scheduling};

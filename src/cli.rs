@@ -1,0 +1,179 @@
+//! Command-line interface.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+use govit_platform::Role;
+
+use crate::{
+    config::{ServiceName, Settings},
+    run,
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "govit",
+    version,
+    about = "Government IT construction projects: lifecycle, expert draws, review scheduling"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// An optional TOML configuration file; flags and GOVIT_* variables override it.
+    #[arg(long, global = true, env = "GOVIT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where the embedded SQLite databases and document blobs live.
+    #[arg(long, global = true, env = "GOVIT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Shared secret for HS256 tokens (at least 32 bytes). Prefer the environment variable:
+    /// a flag shows in the process list.
+    #[arg(
+        long,
+        global = true,
+        env = "GOVIT_JWT_HS256_KEY",
+        hide_env_values = true
+    )]
+    pub jwt_hs256_key: Option<String>,
+    /// PEM file of the Ed25519 public key that verifies EdDSA tokens.
+    #[arg(long, global = true, env = "GOVIT_JWT_ED25519_PUBLIC_KEY")]
+    pub jwt_ed25519_public_key: Option<PathBuf>,
+    /// PEM file of the RSA public key that verifies RS256 tokens.
+    #[arg(long, global = true, env = "GOVIT_JWT_RSA_PUBLIC_KEY")]
+    pub jwt_rsa_public_key: Option<PathBuf>,
+    /// Browser origins allowed to call over gRPC-Web (repeat, or comma-separate); "*" for any.
+    #[arg(
+        long = "cors-origin",
+        global = true,
+        env = "GOVIT_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+    /// The largest gRPC message, in bytes (default 4 MiB).
+    #[arg(long, global = true, env = "GOVIT_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<usize>,
+    /// The largest document, in bytes (default 50 MiB).
+    #[arg(long, global = true, env = "GOVIT_MAX_DOCUMENT_BYTES")]
+    pub max_document_bytes: Option<u64>,
+    /// Where document content is kept (default DATA_DIR/blobs).
+    #[arg(long, global = true, env = "GOVIT_BLOB_DIR")]
+    pub blob_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs all three services in one process on embedded SQLite.
+    Up {
+        #[arg(long, env = "GOVIT_PROJECTS_LISTEN")]
+        projects_listen: Option<SocketAddr>,
+        #[arg(long, env = "GOVIT_EXPERTS_LISTEN")]
+        experts_listen: Option<SocketAddr>,
+        #[arg(long, env = "GOVIT_SCHEDULING_LISTEN")]
+        scheduling_listen: Option<SocketAddr>,
+    },
+    /// Runs one service, as production does, on SQLite or PostgreSQL.
+    Serve {
+        service: ServiceName,
+        #[arg(long, env = "GOVIT_LISTEN")]
+        listen: Option<SocketAddr>,
+        /// sqlite://PATH or postgres://USER@HOST/DB.
+        #[arg(long, env = "GOVIT_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+        /// Accept tokens signed with the public development key. Never in production.
+        #[arg(long)]
+        dev_key: bool,
+    },
+    /// Applies the migrations of one service (with --database-url) or of all three embedded
+    /// databases.
+    Migrate {
+        service: Option<ServiceName>,
+        #[arg(long, env = "GOVIT_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+    },
+    /// Mints a token with the configured HS256 key (the development key if none is set).
+    Token {
+        #[arg(long)]
+        role: Role,
+        /// The subject; defaults to "dev-<role>".
+        #[arg(long)]
+        subject: Option<String>,
+        /// The organisation's credit code, for the applicant role.
+        #[arg(long)]
+        org: Option<String>,
+        /// The expert id, for the expert role.
+        #[arg(long)]
+        expert: Option<String>,
+        #[arg(long, default_value_t = 12)]
+        hours: u64,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::resolve(&cli.global)?;
+    match cli.command {
+        Command::Up {
+            projects_listen,
+            experts_listen,
+            scheduling_listen,
+        } => {
+            run::up(
+                &settings,
+                [projects_listen, experts_listen, scheduling_listen],
+            )
+            .await
+        }
+        Command::Serve {
+            service,
+            listen,
+            database_url,
+            dev_key,
+        } => {
+            if settings.using_development_key && !dev_key {
+                anyhow::bail!(
+                    "no token key configured: set GOVIT_JWT_HS256_KEY, GOVIT_JWT_ED25519_PUBLIC_KEY \
+                     or GOVIT_JWT_RSA_PUBLIC_KEY (or pass --dev-key to accept development tokens)"
+                );
+            }
+            run::serve_one(&settings, service, listen, database_url.as_deref()).await
+        }
+        Command::Migrate {
+            service,
+            database_url,
+        } => run::migrate(&settings, service, database_url.as_deref()).await,
+        Command::Token {
+            role,
+            subject,
+            org,
+            expert,
+            hours,
+        } => {
+            let Some(secret) = settings.signing_secret() else {
+                anyhow::bail!(
+                    "the configured key is a public key; tokens are minted by its issuer"
+                );
+            };
+            if role == Role::Applicant && org.is_none() {
+                anyhow::bail!("an applicant token needs --org CREDIT_CODE");
+            }
+            if role == Role::Expert && expert.is_none() {
+                anyhow::bail!("an expert token needs --expert ID");
+            }
+            let subject = subject.unwrap_or_else(|| format!("dev-{role}"));
+            let token = govit_platform::auth::mint_hs256(
+                &secret,
+                &subject,
+                role,
+                org.as_deref(),
+                expert.as_deref(),
+                Duration::from_secs(hours * 3600),
+            )?;
+            println!("{token}");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! Configuration: command-line flags, then `GOVIT_*` environment variables, then an optional
+//! TOML file, then defaults — the first that says something wins. clap resolves flags over
+//! environment; this module lays the file and the defaults beneath.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::Context;
+use govit_platform::{
+    Authenticator, VerificationKey, auth::DEVELOPMENT_KEY, server::ServerOptions,
+};
+use serde::Deserialize;
+
+use crate::cli::GlobalArgs;
+
+/// The optional TOML file. Every key is optional; see `docs/configuration.md`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub jwt_hs256_key: Option<String>,
+    pub jwt_ed25519_public_key: Option<PathBuf>,
+    pub jwt_rsa_public_key: Option<PathBuf>,
+    pub cors_origins: Option<Vec<String>>,
+    pub max_message_bytes: Option<usize>,
+    pub max_document_bytes: Option<u64>,
+    pub blob_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub projects: ServiceFileConfig,
+    #[serde(default)]
+    pub experts: ServiceFileConfig,
+    #[serde(default)]
+    pub scheduling: ServiceFileConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceFileConfig {
+    pub listen: Option<SocketAddr>,
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServiceName {
+    Projects,
+    Experts,
+    Scheduling,
+}
+
+impl ServiceName {
+    pub const ALL: [ServiceName; 3] = [
+        ServiceName::Projects,
+        ServiceName::Experts,
+        ServiceName::Scheduling,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceName::Projects => "projects",
+            ServiceName::Experts => "experts",
+            ServiceName::Scheduling => "scheduling",
+        }
+    }
+
+    pub fn default_port(self) -> u16 {
+        match self {
+            ServiceName::Projects => 50051,
+            ServiceName::Experts => 50052,
+            ServiceName::Scheduling => 50053,
+        }
+    }
+
+    pub fn grpc_name(self) -> &'static str {
+        match self {
+            ServiceName::Projects => "govit.projects.v1.ProjectService",
+            ServiceName::Experts => "govit.experts.v1.ExpertRegistryService",
+            ServiceName::Scheduling => "govit.scheduling.v1.ReviewSchedulingService",
+        }
+    }
+}
+
+/// Everything resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub key: Option<VerificationKey>,
+    /// True when no key was configured and the public development key stands in.
+    pub using_development_key: bool,
+    pub server: ServerOptions,
+    pub max_document_bytes: u64,
+    pub blob_dir: PathBuf,
+    file: FileConfig,
+}
+
+impl Settings {
+    pub fn resolve(args: &GlobalArgs) -> anyhow::Result<Settings> {
+        let file: FileConfig = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("parsing config file {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or_else(|| file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("govit-data"));
+        let read_key = |path: &PathBuf| {
+            std::fs::read(path).with_context(|| format!("reading key file {}", path.display()))
+        };
+        let ed25519 = args
+            .jwt_ed25519_public_key
+            .clone()
+            .or_else(|| file.jwt_ed25519_public_key.clone());
+        let rsa = args
+            .jwt_rsa_public_key
+            .clone()
+            .or_else(|| file.jwt_rsa_public_key.clone());
+        let hs256 = args
+            .jwt_hs256_key
+            .clone()
+            .or_else(|| file.jwt_hs256_key.clone());
+        let key = match (ed25519, rsa, hs256) {
+            (Some(p), None, None) => Some(VerificationKey::Ed25519Pem(read_key(&p)?)),
+            (None, Some(p), None) => Some(VerificationKey::RsaPem(read_key(&p)?)),
+            (None, None, Some(secret)) => {
+                anyhow::ensure!(
+                    secret.len() >= 32,
+                    "the HS256 key must be at least 32 bytes"
+                );
+                Some(VerificationKey::Hs256(secret.into_bytes()))
+            }
+            (None, None, None) => None,
+            _ => anyhow::bail!("configure exactly one token key: HS256, Ed25519 or RSA"),
+        };
+        let server = ServerOptions {
+            cors_origins: if args.cors_origins.is_empty() {
+                file.cors_origins.clone().unwrap_or_default()
+            } else {
+                args.cors_origins.clone()
+            },
+            max_message_bytes: args
+                .max_message_bytes
+                .or(file.max_message_bytes)
+                .unwrap_or(ServerOptions::default().max_message_bytes),
+        };
+        let max_document_bytes = args
+            .max_document_bytes
+            .or(file.max_document_bytes)
+            .unwrap_or(govit_projects::DEFAULT_MAX_DOCUMENT_BYTES);
+        let blob_dir = args
+            .blob_dir
+            .clone()
+            .or_else(|| file.blob_dir.clone())
+            .unwrap_or_else(|| data_dir.join("blobs"));
+        Ok(Settings {
+            data_dir,
+            using_development_key: key.is_none(),
+            key,
+            server,
+            max_document_bytes,
+            blob_dir,
+            file,
+        })
+    }
+
+    /// The key that verifies tokens: the configured one, or the development key.
+    pub fn verification_key(&self) -> VerificationKey {
+        self.key
+            .clone()
+            .unwrap_or_else(|| VerificationKey::Hs256(DEVELOPMENT_KEY.as_bytes().to_vec()))
+    }
+
+    pub fn authenticator(&self) -> anyhow::Result<Authenticator> {
+        Authenticator::new(&self.verification_key())
+    }
+
+    /// The HS256 secret tokens can be minted with, if the configuration has one.
+    pub fn signing_secret(&self) -> Option<Vec<u8>> {
+        match self.verification_key() {
+            VerificationKey::Hs256(secret) => Some(secret),
+            _ => None,
+        }
+    }
+
+    fn service_file(&self, service: ServiceName) -> &ServiceFileConfig {
+        match service {
+            ServiceName::Projects => &self.file.projects,
+            ServiceName::Experts => &self.file.experts,
+            ServiceName::Scheduling => &self.file.scheduling,
+        }
+    }
+
+    /// The service's database: flag, file, or a SQLite file under the data directory.
+    pub fn database_url(&self, service: ServiceName, flag: Option<&str>) -> String {
+        flag.map(str::to_owned)
+            .or_else(|| self.service_file(service).database_url.clone())
+            .unwrap_or_else(|| {
+                govit_platform::db::sqlite_url(
+                    &self.data_dir.join(format!("{}.db", service.as_str())),
+                )
+            })
+    }
+
+    pub fn listen(&self, service: ServiceName, flag: Option<SocketAddr>) -> SocketAddr {
+        flag.or(self.service_file(service).listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], service.default_port())))
+    }
+}

@@ -1,0 +1,9 @@
+//! The `govit` command: runs the services (all in one process with `up`, or one with `serve`),
+//! applies migrations and mints development tokens. The services themselves live in their
+//! crates; this crate only wires configuration to them.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod run;
