@@ -1,1 +1,12 @@
+//! Integration tests: the real services over gRPC on 127.0.0.1:0, a fresh database per test.
+//! The same suite runs on SQLite and, with GOVIT_TEST_POSTGRES_URL set, on PostgreSQL.
 
+mod authorization;
+mod concurrency;
+mod documents;
+mod helpers;
+mod lifecycle;
+mod organisations;
+mod platform;
+mod queries;
+mod validation;

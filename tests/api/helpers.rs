@@ -1,0 +1,415 @@
+//! Spawning real services on 127.0.0.1:0 with a fresh database each, and typed clients.
+//! Set GOVIT_TEST_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/postgres) to run the
+//! same tests on PostgreSQL: each test then gets a database of its own on that server.
+//! Set TEST_LOG=1 to see the services' logs.
+
+use std::{net::SocketAddr, path::PathBuf, sync::LazyLock, time::Duration};
+
+use govit_platform::{
+    Authenticator, Role, VerificationKey, auth::mint_hs256, server::ServerOptions, uscc,
+};
+use govit_projects::{ProjectsConfig, ProjectsService};
+use govit_proto::projects::v1::{self as pb, project_service_client::ProjectServiceClient};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tonic::{
+    Code, Request, Status,
+    metadata::MetadataValue,
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::Channel,
+};
+use tonic_types::StatusExt;
+
+pub const KEY: &[u8] = b"integration-test-key-0123456789abcdef";
+
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    if std::env::var_os("TEST_LOG").is_some() {
+        govit_platform::telemetry::init();
+    }
+});
+
+/// A bearer token on every call.
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(token) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", token.clone());
+        }
+        Ok(request)
+    }
+}
+
+pub type Client = ProjectServiceClient<InterceptedService<Channel, Bearer>>;
+
+pub fn token(role: Role, org: Option<&str>, expert: Option<&str>) -> String {
+    mint_hs256(
+        KEY,
+        &format!("test-{role}"),
+        role,
+        org,
+        expert,
+        Duration::from_secs(600),
+    )
+    .unwrap()
+}
+
+/// A credit code with a valid check character, distinct per `n`.
+pub fn credit_code(n: u32) -> String {
+    uscc::with_check_character(&format!("91650100MA77{n:05}")).unwrap()
+}
+
+pub fn org_name(code: &str) -> String {
+    format!("organizations/{code}")
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub channel: Channel,
+    pub service: ProjectsService,
+    pub database_url: String,
+    pub blob_dir: PathBuf,
+    pub max_document_bytes: u64,
+    pub options: ServerOptions,
+    _dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+    /// The applying unit created for the test, and its applicant's client.
+    pub applicant_code: String,
+}
+
+pub async fn fresh_database_url(dir: &std::path::Path, service: &str) -> String {
+    match std::env::var("GOVIT_TEST_POSTGRES_URL") {
+        Ok(base) if !base.is_empty() => {
+            let (server, _) = base
+                .rsplit_once('/')
+                .expect("GOVIT_TEST_POSTGRES_URL has a database");
+            format!(
+                "{server}/govit_test_{service}_{}",
+                uuid::Uuid::new_v4().simple()
+            )
+        }
+        _ => govit_platform::db::sqlite_url(&dir.join(format!("{service}.db"))),
+    }
+}
+
+pub struct Options {
+    pub max_document_bytes: u64,
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_document_bytes: 1024 * 1024,
+            cors_origins: vec!["https://office.example".into()],
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    LazyLock::force(&TRACING);
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = fresh_database_url(dir.path(), "projects").await;
+    let blob_dir = dir.path().join("blobs");
+    let server_options = ServerOptions {
+        cors_origins: options.cors_origins,
+        ..ServerOptions::default()
+    };
+    let mut app = TestApp {
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        channel: Channel::from_static("http://127.0.0.1:1").connect_lazy(),
+        service: open(&database_url, &blob_dir, options.max_document_bytes).await,
+        database_url,
+        blob_dir,
+        max_document_bytes: options.max_document_bytes,
+        options: server_options,
+        _dir: dir,
+        shutdown: None,
+        handle: None,
+        applicant_code: credit_code(1),
+    };
+    app.start().await;
+    let office = app.client(Role::Office);
+    create_org(
+        &office,
+        &app.applicant_code,
+        pb::OrganizationKind::ApplyingUnit,
+    )
+    .await;
+    app
+}
+
+async fn open(database_url: &str, blob_dir: &std::path::Path, max: u64) -> ProjectsService {
+    ProjectsService::open(&ProjectsConfig {
+        database_url: database_url.to_owned(),
+        blob_dir: blob_dir.to_owned(),
+        max_document_bytes: max,
+    })
+    .await
+    .expect("open projects service")
+}
+
+impl TestApp {
+    async fn start(&mut self) {
+        let auth = Authenticator::new(&VerificationKey::Hs256(KEY.to_vec())).unwrap();
+        let routes = self
+            .service
+            .clone()
+            .routes(auth, &self.options)
+            .await
+            .unwrap();
+        // Bound before serving: the client can connect at once, no sleeping.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let options = self.options.clone();
+        self.handle = Some(tokio::spawn(async move {
+            govit_platform::server::serve(listener, routes, &options, async {
+                let _ = rx.await;
+            })
+            .await
+        }));
+        self.shutdown = Some(tx);
+        self.channel = Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect to the service");
+    }
+
+    /// Stops the server and starts a new one on the same database and blob directory, as an
+    /// operator restarting the process would.
+    pub async fn restart(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.unwrap().unwrap();
+        }
+        self.service.db().pool.close().await;
+        self.service = open(&self.database_url, &self.blob_dir, self.max_document_bytes).await;
+        self.start().await;
+    }
+
+    pub fn client_with_token(&self, token: Option<String>) -> Client {
+        let value = token.map(|t| format!("Bearer {t}").parse().unwrap());
+        ProjectServiceClient::with_interceptor(self.channel.clone(), Bearer(value))
+    }
+
+    pub fn client(&self, role: Role) -> Client {
+        let (org, expert) = match role {
+            Role::Applicant => (Some(self.applicant_code.as_str()), None),
+            Role::Expert => (None, Some("e-001")),
+            _ => (None, None),
+        };
+        self.client_with_token(Some(token(role, org, expert)))
+    }
+
+    /// The applicant of another organisation.
+    pub fn stranger(&self) -> Client {
+        self.client_with_token(Some(token(Role::Applicant, Some(&credit_code(999)), None)))
+    }
+
+    pub async fn project_count(&self) -> i64 {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM projects")
+            .fetch_one(&self.service.db().pool)
+            .await
+            .unwrap()
+    }
+
+    pub async fn event_count(&self) -> i64 {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM audit_events")
+            .fetch_one(&self.service.db().pool)
+            .await
+            .unwrap()
+    }
+}
+
+pub async fn create_org(
+    client: &Client,
+    code: &str,
+    kind: pb::OrganizationKind,
+) -> pb::Organization {
+    client
+        .clone()
+        .create_organization(pb::CreateOrganizationRequest {
+            organization: Some(pb::Organization {
+                credit_code: code.to_owned(),
+                display_name: format!("Unit {code}"),
+                kind: kind as i32,
+                contacts: vec![contact()],
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("create organisation")
+        .into_inner()
+}
+
+pub fn contact() -> pb::Contact {
+    pb::Contact {
+        name: "Ayşe Wang".into(),
+        title: "project lead".into(),
+        phone: "0991-1234567".into(),
+        email: "lead@unit.example".into(),
+    }
+}
+
+pub fn date(year: i32, month: i32, day: i32) -> Option<govit_proto::google::r#type::Date> {
+    Some(govit_proto::google::r#type::Date { year, month, day })
+}
+
+pub fn new_project(applicant_code: &str) -> pb::Project {
+    pb::Project {
+        display_name: "City e-government cloud, phase II".into(),
+        applicant: org_name(applicant_code),
+        category: "e-government".into(),
+        description: "Consolidate the bureaus' servers into one managed cloud.".into(),
+        planned_start_date: date(2027, 3, 1),
+        planned_end_date: date(2027, 12, 31),
+        estimated_investment_fen: 1_250_000_00,
+        funding_source: pb::FundingSource::CityBudget as i32,
+        contacts: vec![contact()],
+        ..Default::default()
+    }
+}
+
+pub async fn draft(app: &TestApp) -> pb::Project {
+    app.client(Role::Applicant)
+        .create_project(pb::CreateProjectRequest {
+            project: Some(new_project(&app.applicant_code)),
+        })
+        .await
+        .expect("create project")
+        .into_inner()
+}
+
+pub async fn upload(
+    client: &Client,
+    parent: &str,
+    kind: pb::DocumentKind,
+    sealed_copies: i32,
+    content: &[u8],
+    expected_sha256: &str,
+) -> Result<pb::Document, Status> {
+    let mut messages = vec![pb::UploadDocumentRequest {
+        part: Some(pb::upload_document_request::Part::Metadata(
+            pb::DocumentUpload {
+                parent: parent.to_owned(),
+                kind: kind as i32,
+                file_name: "document.pdf".into(),
+                media_type: "application/pdf".into(),
+                sealed_copies,
+                expected_sha256: expected_sha256.to_owned(),
+            },
+        )),
+    }];
+    for chunk in content.chunks(16 * 1024) {
+        messages.push(pb::UploadDocumentRequest {
+            part: Some(pb::upload_document_request::Part::Chunk(chunk.to_vec())),
+        });
+    }
+    client
+        .clone()
+        .upload_document(tokio_stream::iter(messages))
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// Uploads what submission needs: the application form (three sealed copies) and the
+/// feasibility study report.
+pub async fn upload_application(app: &TestApp, project: &pb::Project) {
+    let applicant = app.client(Role::Applicant);
+    upload(
+        &applicant,
+        &project.name,
+        pb::DocumentKind::ApplicationForm,
+        3,
+        b"%PDF form",
+        "",
+    )
+    .await
+    .unwrap();
+    upload(
+        &applicant,
+        &project.name,
+        pb::DocumentKind::FeasibilityStudyReport,
+        0,
+        b"%PDF study",
+        "",
+    )
+    .await
+    .unwrap();
+}
+
+pub async fn submitted(app: &TestApp) -> pb::Project {
+    let project = draft(app).await;
+    upload_application(app, &project).await;
+    app.client(Role::Applicant)
+        .submit_project(pb::SubmitProjectRequest {
+            name: project.name.clone(),
+            etag: project.etag.clone(),
+        })
+        .await
+        .expect("submit")
+        .into_inner()
+}
+
+pub async fn get(app: &TestApp, name: &str) -> pb::Project {
+    app.client(Role::Office)
+        .get_project(pb::GetProjectRequest {
+            name: name.to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+pub fn panel() -> Vec<pb::PanelRequirement> {
+    vec![
+        pb::PanelRequirement {
+            category: "software".into(),
+            count: 3,
+            alternates: 2,
+        },
+        pb::PanelRequirement {
+            category: "network".into(),
+            count: 2,
+            alternates: 1,
+        },
+    ]
+}
+
+/// The field violations of an INVALID_ARGUMENT status, by field name.
+pub fn violated_fields(status: &Status) -> Vec<String> {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let bad = status
+        .get_details_bad_request()
+        .expect("BadRequest details");
+    bad.field_violations
+        .iter()
+        .map(|v| v.field.clone())
+        .collect()
+}
+
+#[track_caller]
+pub fn assert_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Status {
+    match result {
+        Ok(value) => panic!("expected {code:?}, got Ok({value:?})"),
+        Err(status) => {
+            assert_eq!(status.code(), code, "{status:?}");
+            status
+        }
+    }
+}
+
+pub fn state(project: &pb::Project) -> pb::ProjectState {
+    pb::ProjectState::try_from(project.state).unwrap()
+}

@@ -1,0 +1,751 @@
+use govit_platform::Role;
+use govit_proto::projects::v1::{self as pb, ProjectState as S};
+use tonic::Code;
+
+use crate::helpers::*;
+
+async fn events(app: &TestApp, name: &str) -> Vec<pb::ProjectEvent> {
+    app.client(Role::Inspector)
+        .list_project_events(pb::ListProjectEventsRequest {
+            parent: name.to_owned(),
+            page_size: 200,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events
+}
+
+async fn outcome(
+    app: &TestApp,
+    p: &pb::Project,
+    review: &str,
+    stage: pb::ReviewStage,
+    decision: pb::ReviewDecision,
+) -> pb::Project {
+    app.client(Role::Service)
+        .record_review_outcome(pb::RecordReviewOutcomeRequest {
+            name: p.name.clone(),
+            etag: String::new(),
+            review_id: review.into(),
+            stage: stage as i32,
+            decision: decision as i32,
+            summary: "panel consensus".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test]
+async fn a_project_walks_from_draft_to_closed_and_the_audit_trail_tells_it() {
+    let app = spawn_app().await;
+    let applicant = app.client(Role::Applicant);
+    let office = app.client(Role::Office);
+    let contractor = credit_code(2);
+    let firm = credit_code(3);
+    create_org(&office, &contractor, pb::OrganizationKind::Contractor).await;
+    create_org(&office, &firm, pb::OrganizationKind::SupervisionFirm).await;
+
+    let p = draft(&app).await;
+    assert_eq!(state(&p), S::Draft);
+    assert!(
+        p.code
+            .starts_with(&format!("{}-", chrono::Utc::now().format("%Y"))),
+        "{}",
+        p.code
+    );
+    assert_eq!(p.name, format!("projects/{}", p.code));
+
+    upload_application(&app, &p).await;
+    let p = applicant
+        .clone()
+        .submit_project(pb::SubmitProjectRequest {
+            name: p.name.clone(),
+            etag: p.etag,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&p), S::Submitted);
+
+    let p = office
+        .clone()
+        .return_project(pb::ReturnProjectRequest {
+            name: p.name.clone(),
+            etag: p.etag,
+            reasons: vec!["the seal on copy 2 is illegible".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&p), S::Returned);
+    assert_eq!(p.return_reasons, vec!["the seal on copy 2 is illegible"]);
+
+    let p = applicant
+        .clone()
+        .submit_project(pb::SubmitProjectRequest {
+            name: p.name.clone(),
+            etag: p.etag,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(p.return_reasons.is_empty());
+    let p = office
+        .clone()
+        .accept_for_review(pb::AcceptForReviewRequest {
+            name: p.name.clone(),
+            etag: p.etag,
+            panel: panel(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&p), S::UnderPreliminaryReview);
+    assert_eq!(
+        p.review_panel
+            .iter()
+            .map(|r| r.category.as_str())
+            .collect::<Vec<_>>(),
+        ["network", "software"]
+    );
+
+    let p = outcome(
+        &app,
+        &p,
+        "r-1",
+        pb::ReviewStage::PreliminaryReview,
+        pb::ReviewDecision::Approved,
+    )
+    .await;
+    assert_eq!(state(&p), S::Approved);
+
+    let plan_doc = upload(
+        &applicant,
+        &p.name,
+        pb::DocumentKind::ImplementationPlan,
+        0,
+        b"%PDF plan",
+        "",
+    )
+    .await
+    .unwrap();
+    let plan = pb::ImplementationPlan {
+        task_plan: "migrate 40 systems".into(),
+        system_design: "two availability zones".into(),
+        equipment_selection: "domestic servers".into(),
+        schedule: "Q2 build, Q3 migrate, Q4 run".into(),
+        plan_document: plan_doc.name.clone(),
+    };
+    let p = applicant
+        .clone()
+        .file_implementation_plan(pb::FileImplementationPlanRequest {
+            name: p.name.clone(),
+            etag: p.etag,
+            plan: Some(plan.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&p), S::ImplementationPlanFiled);
+    assert_eq!(p.implementation_plan, Some(plan));
+
+    let p = office
+        .clone()
+        .record_implementation_plan(pb::RecordImplementationPlanRequest {
+            name: p.name.clone(),
+            etag: p.etag,
+            comment: "recorded".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&p), S::PlanRecorded);
+    let p = applicant
+        .clone()
+        .start_tendering(pb::StartTenderingRequest {
+            name: p.name.clone(),
+            etag: p.etag,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&p), S::Tendering);
+    let result = pb::TenderResult {
+        contractor: org_name(&contractor),
+        supervision_firm: org_name(&firm),
+        contract_amount_fen: 1_180_000_00,
+        contract_date: date(2027, 2, 20),
+    };
+    let p = applicant
+        .clone()
+        .record_tender_result(pb::RecordTenderResultRequest {
+            name: p.name.clone(),
+            etag: p.etag,
+            result: Some(result.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&p), S::UnderConstruction);
+    assert_eq!(p.tender_result, Some(result));
+
+    let p = applicant
+        .clone()
+        .request_acceptance(pb::RequestAcceptanceRequest {
+            name: p.name.clone(),
+            etag: p.etag,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let p = office
+        .clone()
+        .start_acceptance(pb::StartAcceptanceRequest {
+            name: p.name.clone(),
+            etag: p.etag,
+            panel: panel(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&p), S::UnderAcceptance);
+    let p = outcome(
+        &app,
+        &p,
+        "r-2",
+        pb::ReviewStage::Acceptance,
+        pb::ReviewDecision::Failed,
+    )
+    .await;
+    assert_eq!(state(&p), S::AcceptanceFailed);
+    let p = applicant
+        .clone()
+        .request_acceptance(pb::RequestAcceptanceRequest {
+            name: p.name.clone(),
+            etag: p.etag,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let p = office
+        .clone()
+        .start_acceptance(pb::StartAcceptanceRequest {
+            name: p.name.clone(),
+            etag: p.etag,
+            panel: panel(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let p = outcome(
+        &app,
+        &p,
+        "r-3",
+        pb::ReviewStage::Acceptance,
+        pb::ReviewDecision::Passed,
+    )
+    .await;
+    assert_eq!(state(&p), S::Accepted);
+    let p = office
+        .clone()
+        .start_operation(pb::StartOperationRequest {
+            name: p.name.clone(),
+            etag: p.etag,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let p = office
+        .clone()
+        .record_post_evaluation(pb::RecordPostEvaluationRequest {
+            name: p.name.clone(),
+            etag: p.etag,
+            summary: "benefits met".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&p), S::PostEvaluated);
+    let p = office
+        .clone()
+        .close_project(pb::CloseProjectRequest {
+            name: p.name.clone(),
+            etag: p.etag,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&p), S::Closed);
+
+    let trail = events(&app, &p.name).await;
+    let actions: Vec<&str> = trail.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "CreateProject",
+            "UploadDocument",
+            "UploadDocument",
+            "SubmitProject",
+            "ReturnProject",
+            "SubmitProject",
+            "AcceptForReview",
+            "RecordReviewOutcome",
+            "UploadDocument",
+            "FileImplementationPlan",
+            "RecordImplementationPlan",
+            "StartTendering",
+            "RecordTenderResult",
+            "RequestAcceptance",
+            "StartAcceptance",
+            "RecordReviewOutcome",
+            "RequestAcceptance",
+            "StartAcceptance",
+            "RecordReviewOutcome",
+            "StartOperation",
+            "RecordPostEvaluation",
+            "CloseProject",
+        ]
+    );
+    assert_eq!(
+        trail.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        (1..=trail.len() as i64).collect::<Vec<_>>()
+    );
+    let submit = &trail[3];
+    assert_eq!(submit.actor.as_ref().unwrap().role, "applicant");
+    assert_eq!(submit.from_state, S::Draft as i32);
+    assert_eq!(submit.to_state, S::Submitted as i32);
+    assert_eq!(
+        submit.document_sha256.len(),
+        2,
+        "submission records the hashes of its documents"
+    );
+    let returned = &trail[4];
+    assert_eq!(returned.actor.as_ref().unwrap().role, "office");
+    assert_eq!(returned.reason, "the seal on copy 2 is illegible");
+    assert_eq!(trail[7].actor.as_ref().unwrap().role, "service");
+}
+
+#[tokio::test]
+async fn revision_required_lets_the_applicant_edit_and_resubmit() {
+    let app = spawn_app().await;
+    let p = submitted(&app).await;
+    let office = app.client(Role::Office);
+    let p = office
+        .clone()
+        .accept_for_review(pb::AcceptForReviewRequest {
+            name: p.name.clone(),
+            etag: p.etag,
+            panel: panel(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let p = outcome(
+        &app,
+        &p,
+        "rev-1",
+        pb::ReviewStage::PreliminaryReview,
+        pb::ReviewDecision::RevisionRequired,
+    )
+    .await;
+    assert_eq!(state(&p), S::RevisionRequired);
+    let mut changed = p.clone();
+    changed.estimated_investment_fen = 99_000_000;
+    let p = app
+        .client(Role::Applicant)
+        .update_project(pb::UpdateProjectRequest {
+            project: Some(changed),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["estimated_investment_fen".into()],
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(p.estimated_investment_fen, 99_000_000);
+    let p = app
+        .client(Role::Applicant)
+        .submit_project(pb::SubmitProjectRequest {
+            name: p.name.clone(),
+            etag: p.etag,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&p), S::Submitted);
+}
+
+#[tokio::test]
+async fn a_rejected_or_withdrawn_project_goes_nowhere() {
+    let app = spawn_app().await;
+    let p = submitted(&app).await;
+    let p = app
+        .client(Role::Office)
+        .accept_for_review(pb::AcceptForReviewRequest {
+            name: p.name.clone(),
+            etag: p.etag,
+            panel: panel(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let p = outcome(
+        &app,
+        &p,
+        "rej-1",
+        pb::ReviewStage::PreliminaryReview,
+        pb::ReviewDecision::Rejected,
+    )
+    .await;
+    assert_eq!(state(&p), S::Rejected);
+    let s = assert_code(
+        app.client(Role::Office)
+            .suspend_project(pb::SuspendProjectRequest {
+                name: p.name.clone(),
+                etag: p.etag.clone(),
+                reason: "audit".into(),
+            })
+            .await,
+        Code::FailedPrecondition,
+    );
+    assert!(s.message().contains("REJECTED"), "{}", s.message());
+
+    let q = draft(&app).await;
+    let q = app
+        .client(Role::Applicant)
+        .withdraw_project(pb::WithdrawProjectRequest {
+            name: q.name.clone(),
+            etag: q.etag,
+            reason: "merged into another project".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&q), S::Withdrawn);
+    assert_code(
+        app.client(Role::Applicant)
+            .submit_project(pb::SubmitProjectRequest {
+                name: q.name.clone(),
+                etag: q.etag.clone(),
+            })
+            .await,
+        Code::FailedPrecondition,
+    );
+}
+
+#[tokio::test]
+async fn every_illegal_transition_is_refused_and_changes_nothing() {
+    let app = spawn_app().await;
+    let p = draft(&app).await;
+    upload_application(&app, &p).await;
+    let p = get(&app, &p.name).await;
+    let events_before = app.event_count().await;
+    let office = app.client(Role::Office);
+    let applicant = app.client(Role::Applicant);
+    let (n, e) = (p.name.clone(), p.etag.clone());
+
+    let attempts: Vec<(&str, Result<pb::Project, tonic::Status>)> = vec![
+        (
+            "return",
+            office
+                .clone()
+                .return_project(pb::ReturnProjectRequest {
+                    name: n.clone(),
+                    etag: e.clone(),
+                    reasons: vec!["x".into()],
+                })
+                .await
+                .map(|r| r.into_inner()),
+        ),
+        (
+            "accept",
+            office
+                .clone()
+                .accept_for_review(pb::AcceptForReviewRequest {
+                    name: n.clone(),
+                    etag: e.clone(),
+                    panel: panel(),
+                })
+                .await
+                .map(|r| r.into_inner()),
+        ),
+        (
+            "plan",
+            applicant
+                .clone()
+                .file_implementation_plan(pb::FileImplementationPlanRequest {
+                    name: n.clone(),
+                    etag: e.clone(),
+                    plan: Some(pb::ImplementationPlan {
+                        task_plan: "t".into(),
+                        system_design: "d".into(),
+                        equipment_selection: "e".into(),
+                        schedule: "s".into(),
+                        plan_document: format!("{n}/documents/x"),
+                    }),
+                })
+                .await
+                .map(|r| r.into_inner()),
+        ),
+        (
+            "record plan",
+            office
+                .clone()
+                .record_implementation_plan(pb::RecordImplementationPlanRequest {
+                    name: n.clone(),
+                    etag: e.clone(),
+                    comment: String::new(),
+                })
+                .await
+                .map(|r| r.into_inner()),
+        ),
+        (
+            "return plan",
+            office
+                .clone()
+                .return_implementation_plan(pb::ReturnImplementationPlanRequest {
+                    name: n.clone(),
+                    etag: e.clone(),
+                    reasons: vec!["x".into()],
+                })
+                .await
+                .map(|r| r.into_inner()),
+        ),
+        (
+            "tender",
+            applicant
+                .clone()
+                .start_tendering(pb::StartTenderingRequest {
+                    name: n.clone(),
+                    etag: e.clone(),
+                })
+                .await
+                .map(|r| r.into_inner()),
+        ),
+        (
+            "acceptance",
+            applicant
+                .clone()
+                .request_acceptance(pb::RequestAcceptanceRequest {
+                    name: n.clone(),
+                    etag: e.clone(),
+                })
+                .await
+                .map(|r| r.into_inner()),
+        ),
+        (
+            "start acceptance",
+            office
+                .clone()
+                .start_acceptance(pb::StartAcceptanceRequest {
+                    name: n.clone(),
+                    etag: e.clone(),
+                    panel: panel(),
+                })
+                .await
+                .map(|r| r.into_inner()),
+        ),
+        (
+            "operate",
+            office
+                .clone()
+                .start_operation(pb::StartOperationRequest {
+                    name: n.clone(),
+                    etag: e.clone(),
+                })
+                .await
+                .map(|r| r.into_inner()),
+        ),
+        (
+            "evaluate",
+            office
+                .clone()
+                .record_post_evaluation(pb::RecordPostEvaluationRequest {
+                    name: n.clone(),
+                    etag: e.clone(),
+                    summary: "s".into(),
+                })
+                .await
+                .map(|r| r.into_inner()),
+        ),
+        (
+            "close",
+            office
+                .clone()
+                .close_project(pb::CloseProjectRequest {
+                    name: n.clone(),
+                    etag: e.clone(),
+                })
+                .await
+                .map(|r| r.into_inner()),
+        ),
+        (
+            "resume",
+            office
+                .clone()
+                .resume_project(pb::ResumeProjectRequest {
+                    name: n.clone(),
+                    etag: e.clone(),
+                    reason: String::new(),
+                })
+                .await
+                .map(|r| r.into_inner()),
+        ),
+        (
+            "outcome",
+            app.client(Role::Service)
+                .record_review_outcome(pb::RecordReviewOutcomeRequest {
+                    name: n.clone(),
+                    etag: String::new(),
+                    review_id: "r-x".into(),
+                    stage: pb::ReviewStage::PreliminaryReview as i32,
+                    decision: pb::ReviewDecision::Approved as i32,
+                    summary: String::new(),
+                })
+                .await
+                .map(|r| r.into_inner()),
+        ),
+    ];
+    for (what, result) in attempts {
+        let status = assert_code(result, Code::FailedPrecondition);
+        assert!(
+            status.message().contains("DRAFT"),
+            "{what}: {}",
+            status.message()
+        );
+        let failure = tonic_types::StatusExt::get_details_precondition_failure(&status)
+            .expect("PreconditionFailure");
+        assert_eq!(failure.violations[0].r#type, "STATE", "{what}");
+    }
+    let after = get(&app, &n).await;
+    assert_eq!(after.etag, p.etag);
+    assert_eq!(state(&after), S::Draft);
+    assert_eq!(app.event_count().await, events_before);
+}
+
+#[tokio::test]
+async fn submission_needs_the_sealed_form_and_the_study() {
+    let app = spawn_app().await;
+    let p = draft(&app).await;
+    let applicant = app.client(Role::Applicant);
+    upload(
+        &applicant,
+        &p.name,
+        pb::DocumentKind::ApplicationForm,
+        2,
+        b"%PDF form",
+        "",
+    )
+    .await
+    .unwrap();
+    let status = assert_code(
+        applicant
+            .clone()
+            .submit_project(pb::SubmitProjectRequest {
+                name: p.name.clone(),
+                etag: p.etag.clone(),
+            })
+            .await,
+        Code::FailedPrecondition,
+    );
+    let failure = tonic_types::StatusExt::get_details_precondition_failure(&status).unwrap();
+    let subjects: Vec<_> = failure
+        .violations
+        .iter()
+        .map(|v| v.subject.as_str())
+        .collect();
+    assert_eq!(subjects, ["application_form", "feasibility_study_report"]);
+    assert!(
+        status.message().contains("three sealed copies"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(state(&get(&app, &p.name).await), S::Draft);
+}
+
+#[tokio::test]
+async fn suspension_resumes_to_the_state_it_left() {
+    let app = spawn_app().await;
+    let p = submitted(&app).await;
+    let supervisor = app.client(Role::Supervisor);
+    let p = supervisor
+        .clone()
+        .suspend_project(pb::SuspendProjectRequest {
+            name: p.name.clone(),
+            etag: p.etag,
+            reason: "funds audit".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&p), S::Suspended);
+    assert_eq!(p.suspended_from, S::Submitted as i32);
+    let p = supervisor
+        .clone()
+        .resume_project(pb::ResumeProjectRequest {
+            name: p.name.clone(),
+            etag: p.etag,
+            reason: "audit closed".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&p), S::Submitted);
+    assert_eq!(p.suspended_from, 0);
+}
+
+#[tokio::test]
+async fn a_redelivered_review_outcome_is_applied_once() {
+    let app = spawn_app().await;
+    let p = submitted(&app).await;
+    let p = app
+        .client(Role::Office)
+        .accept_for_review(pb::AcceptForReviewRequest {
+            name: p.name.clone(),
+            etag: p.etag,
+            panel: panel(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = outcome(
+        &app,
+        &p,
+        "review-42",
+        pb::ReviewStage::PreliminaryReview,
+        pb::ReviewDecision::Approved,
+    )
+    .await;
+    let events = app.event_count().await;
+    let again = outcome(
+        &app,
+        &p,
+        "review-42",
+        pb::ReviewStage::PreliminaryReview,
+        pb::ReviewDecision::Approved,
+    )
+    .await;
+    assert_eq!(again, first);
+    assert_eq!(
+        app.event_count().await,
+        events,
+        "a redelivery writes nothing"
+    );
+
+    let conflicting = app
+        .client(Role::Service)
+        .record_review_outcome(pb::RecordReviewOutcomeRequest {
+            name: p.name.clone(),
+            etag: String::new(),
+            review_id: "review-42".into(),
+            stage: pb::ReviewStage::PreliminaryReview as i32,
+            decision: pb::ReviewDecision::Rejected as i32,
+            summary: String::new(),
+        })
+        .await;
+    assert_code(conflicting, Code::AlreadyExists);
+    assert_eq!(state(&get(&app, &p.name).await), S::Approved);
+}

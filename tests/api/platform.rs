@@ -1,0 +1,291 @@
+//! What every service offers: health, reflection, gRPC-Web, request ids, restarts.
+
+use bytes::Bytes;
+use govit_platform::{Authenticator, Role, VerificationKey, server::ServerOptions};
+use govit_proto::projects::v1::{self as pb};
+use http_body_util::{BodyExt, Full};
+use prost::Message;
+use tokio::net::TcpListener;
+use tonic::transport::Channel;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+use tonic_reflection::pb::v1::{
+    ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+    server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+};
+
+use crate::helpers::*;
+
+async fn health(channel: Channel, service: &str) -> i32 {
+    HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+}
+
+async fn reflected_services(channel: Channel) -> Vec<String> {
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = responses.message().await.unwrap().unwrap();
+    match response.message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+            names.sort();
+            names
+        }
+        other => panic!("unexpected reflection response {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn all_three_services_report_serving_and_list_themselves_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = Authenticator::new(&VerificationKey::Hs256(KEY.to_vec())).unwrap();
+    let options = ServerOptions::default();
+    let projects = govit_projects::ProjectsService::open(&govit_projects::ProjectsConfig {
+        database_url: fresh_database_url(dir.path(), "projects").await,
+        blob_dir: dir.path().join("blobs"),
+        max_document_bytes: 1024,
+    })
+    .await
+    .unwrap()
+    .routes(auth.clone(), &options)
+    .await
+    .unwrap();
+    let experts =
+        govit_experts::ExpertsService::open(&fresh_database_url(dir.path(), "experts").await)
+            .await
+            .unwrap()
+            .routes(auth.clone(), &options)
+            .await
+            .unwrap();
+    let scheduling = govit_scheduling::SchedulingService::open(
+        &fresh_database_url(dir.path(), "scheduling").await,
+    )
+    .await
+    .unwrap()
+    .routes(auth, &options)
+    .await
+    .unwrap();
+    for (routes, name) in [
+        (projects, "govit.projects.v1.ProjectService"),
+        (experts, "govit.experts.v1.ExpertRegistryService"),
+        (scheduling, "govit.scheduling.v1.ReviewSchedulingService"),
+    ] {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let options = options.clone();
+        tokio::spawn(async move {
+            govit_platform::server::serve(listener, routes, &options, std::future::pending()).await
+        });
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        assert_eq!(
+            health(channel.clone(), name).await,
+            ServingStatus::Serving as i32,
+            "{name}"
+        );
+        assert_eq!(
+            health(channel.clone(), "").await,
+            ServingStatus::Serving as i32,
+            "{name}"
+        );
+        let services = reflected_services(channel).await;
+        assert_eq!(
+            services,
+            [
+                name,
+                "grpc.health.v1.Health",
+                "grpc.reflection.v1.ServerReflection"
+            ]
+            .map(String::from)
+            .iter()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>(),
+        );
+    }
+}
+
+fn grpc_web_frame(message: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0u8];
+    frame.extend((message.len() as u32).to_be_bytes());
+    frame.extend(message);
+    frame
+}
+
+/// Splits a gRPC-Web response body into its message frames and its trailer block.
+fn grpc_web_parse(mut body: &[u8]) -> (Vec<Vec<u8>>, String) {
+    let mut messages = Vec::new();
+    let mut trailers = String::new();
+    while body.len() >= 5 {
+        let flag = body[0];
+        let len = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+        let payload = &body[5..5 + len];
+        if flag & 0x80 != 0 {
+            trailers.push_str(std::str::from_utf8(payload).unwrap());
+        } else {
+            messages.push(payload.to_vec());
+        }
+        body = &body[5 + len..];
+    }
+    (messages, trailers)
+}
+
+#[tokio::test]
+async fn a_browser_calls_over_grpc_web_with_cors() {
+    let app = spawn_app().await;
+    let p = draft(&app).await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let url = format!(
+        "http://{}/govit.projects.v1.ProjectService/GetProject",
+        app.addr
+    );
+
+    let preflight = http::Request::builder()
+        .method("OPTIONS")
+        .uri(&url)
+        .header("origin", "https://office.example")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type,x-grpc-web",
+        )
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = client.request(preflight).await.unwrap();
+    assert!(response.status().is_success());
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "https://office.example"
+    );
+
+    let body = grpc_web_frame(
+        &pb::GetProjectRequest {
+            name: p.name.clone(),
+        }
+        .encode_to_vec(),
+    );
+    let call = http::Request::builder()
+        .method("POST")
+        .uri(&url)
+        .header("origin", "https://office.example")
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .header(
+            "authorization",
+            format!("Bearer {}", token(Role::Office, None, None)),
+        )
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let response = client.request(call).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "https://office.example"
+    );
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/grpc-web")
+    );
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let (messages, trailers) = grpc_web_parse(&bytes);
+    assert!(trailers.contains("grpc-status:0"), "{trailers}");
+    let project = pb::Project::decode(messages[0].as_slice()).unwrap();
+    assert_eq!(project.name, p.name);
+
+    // An origin not configured gets no CORS grant.
+    let preflight = http::Request::builder()
+        .method("OPTIONS")
+        .uri(&url)
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "POST")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = client.request(preflight).await.unwrap();
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let app = spawn_app().await;
+    let mut request = tonic::Request::new(pb::ListProjectsRequest::default());
+    request
+        .metadata_mut()
+        .insert("x-request-id", "trace-me-123".parse().unwrap());
+    let response = app
+        .client(Role::Office)
+        .list_projects(request)
+        .await
+        .unwrap();
+    assert_eq!(
+        response.metadata().get("x-request-id").unwrap(),
+        "trace-me-123"
+    );
+    let response = app
+        .client(Role::Office)
+        .list_projects(pb::ListProjectsRequest::default())
+        .await
+        .unwrap();
+    let generated = response
+        .metadata()
+        .get("x-request-id")
+        .expect("generated request id");
+    assert_eq!(generated.len(), 36, "a UUID: {generated:?}");
+}
+
+#[tokio::test]
+async fn data_survives_a_restart() {
+    let mut app = spawn_app().await;
+    let p = draft(&app).await;
+    let doc = upload(
+        &app.client(Role::Applicant),
+        &p.name,
+        pb::DocumentKind::Other,
+        0,
+        b"kept",
+        "",
+    )
+    .await
+    .unwrap();
+    app.restart().await;
+    let after = get(&app, &p.name).await;
+    assert_eq!(after, p);
+    let listed = app
+        .client(Role::Applicant)
+        .list_documents(pb::ListDocumentsRequest {
+            parent: p.name.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.documents, vec![doc]);
+    // Codes keep counting after the restart.
+    let next = draft(&app).await;
+    assert_ne!(next.code, p.code);
+}

@@ -1,0 +1,151 @@
+use govit_platform::Role;
+use govit_proto::projects::v1::{self as pb, ProjectState as S};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn projects_are_listed_by_filter_in_pages() {
+    let app = spawn_app().await;
+    let office = app.client(Role::Office);
+    let other = credit_code(60);
+    create_org(&office, &other, pb::OrganizationKind::ApplyingUnit).await;
+    let mut mine = Vec::new();
+    for _ in 0..5 {
+        mine.push(draft(&app).await);
+    }
+    submitted(&app).await;
+    office
+        .clone()
+        .create_project(pb::CreateProjectRequest {
+            project: Some(new_project(&other)),
+        })
+        .await
+        .unwrap();
+
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = office
+            .clone()
+            .list_projects(pb::ListProjectsRequest {
+                page_size: 2,
+                page_token: token.clone(),
+                state: S::Draft as i32,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.projects.len() <= 2);
+        seen.extend(page.projects.into_iter().map(|p| p.code));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let mut expected: Vec<String> = mine.iter().map(|p| p.code.clone()).collect();
+    expected.push(format!("{}-0007", chrono::Utc::now().format("%Y")));
+    assert_eq!(seen, expected, "drafts in code order, across pages");
+
+    let desc = office
+        .clone()
+        .list_projects(pb::ListProjectsRequest {
+            order_by: "code desc".into(),
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        desc.projects[0].code,
+        format!("{}-0007", chrono::Utc::now().format("%Y"))
+    );
+
+    let submitted_only = office
+        .clone()
+        .list_projects(pb::ListProjectsRequest {
+            state: S::Submitted as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(submitted_only.projects.len(), 1);
+
+    let theirs = office
+        .clone()
+        .list_projects(pb::ListProjectsRequest {
+            organization: org_name(&other),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(theirs.projects.len(), 1);
+
+    let as_applicant = app
+        .client(Role::Applicant)
+        .list_projects(pb::ListProjectsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        as_applicant.projects.len(),
+        6,
+        "the applicant sees only its own organisation's projects"
+    );
+    let year = chrono::Datelike::year(&chrono::Utc::now());
+    let none = office
+        .clone()
+        .list_projects(pb::ListProjectsRequest {
+            year: year - 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(none.projects.is_empty());
+}
+
+#[tokio::test]
+async fn a_page_token_from_another_query_is_refused() {
+    let app = spawn_app().await;
+    for _ in 0..3 {
+        draft(&app).await;
+    }
+    let office = app.client(Role::Office);
+    let first = office
+        .clone()
+        .list_projects(pb::ListProjectsRequest {
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!first.next_page_token.is_empty());
+    let status = office
+        .clone()
+        .list_projects(pb::ListProjectsRequest {
+            page_size: 1,
+            page_token: first.next_page_token,
+            state: S::Submitted as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), ["page_token"]);
+    let status = office
+        .clone()
+        .list_projects(pb::ListProjectsRequest {
+            page_size: -1,
+            year: 1066,
+            state: 99,
+            order_by: "budget".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), ["state", "year", "order_by"]);
+}
