@@ -274,7 +274,7 @@ pub fn new_project(applicant_code: &str) -> pb::Project {
         description: "Consolidate the bureaus' servers into one managed cloud.".into(),
         planned_start_date: date(2027, 3, 1),
         planned_end_date: date(2027, 12, 31),
-        estimated_investment_fen: 1_250_000_00,
+        estimated_investment_fen: 125_000_000, // 1,250,000 yuan
         funding_source: pb::FundingSource::CityBudget as i32,
         contacts: vec![contact()],
         ..Default::default()

@@ -176,7 +176,7 @@ async fn a_project_walks_from_draft_to_closed_and_the_audit_trail_tells_it() {
     let result = pb::TenderResult {
         contractor: org_name(&contractor),
         supervision_firm: org_name(&firm),
-        contract_amount_fen: 1_180_000_00,
+        contract_amount_fen: 118_000_000, // 1,180,000 yuan
         contract_date: date(2027, 2, 20),
     };
     let p = applicant

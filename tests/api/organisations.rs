@@ -69,14 +69,12 @@ async fn applicants_see_and_register_only_their_own_organisation() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(
-        listed
-            .organizations
-            .iter()
-            .map(|o| o.credit_code.clone())
-            .collect::<Vec<_>>(),
-        [app.applicant_code.clone()]
-    );
+    let listed_codes: Vec<&str> = listed
+        .organizations
+        .iter()
+        .map(|o| o.credit_code.as_str())
+        .collect();
+    assert_eq!(listed_codes, [app.applicant_code.as_str()]);
     let all = office
         .clone()
         .list_organizations(pb::ListOrganizationsRequest::default())

@@ -56,17 +56,13 @@ impl Db {
     pub async fn connect(url: &str) -> anyhow::Result<Db> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of_url(url)?;
-        if backend == Backend::Sqlite {
-            if let Some(path) = sqlite_file_path(url) {
-                if let Some(dir) = Path::new(&path)
-                    .parent()
-                    .filter(|d| !d.as_os_str().is_empty())
-                {
-                    std::fs::create_dir_all(dir).with_context(|| {
-                        format!("creating database directory {}", dir.display())
-                    })?;
-                }
-            }
+        let sqlite_dir = sqlite_file_path(url)
+            .filter(|_| backend == Backend::Sqlite)
+            .and_then(|path| Path::new(&path).parent().map(Path::to_path_buf))
+            .filter(|dir| !dir.as_os_str().is_empty());
+        if let Some(dir) = sqlite_dir {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("creating database directory {}", dir.display()))?;
         }
         if !Any::database_exists(url).await.unwrap_or(false) {
             Any::create_database(url)

@@ -107,7 +107,6 @@ impl ProjectsService {
         action: Action,
         request_violations: Violations,
         apply: impl FnOnce(&mut ProjectRow, &mut NewEvent, &[DocumentRow]) -> ServiceResult<()>,
-        needs_documents: bool,
     ) -> ServiceResult<pb::Project> {
         let code = check::parse_project_name("name", name);
         let mut violations = request_violations;
@@ -135,18 +134,14 @@ impl ProjectsService {
         let code = code?;
         caller.require(action.roles())?;
         let mut row = self.visible_project(caller, &code).await?;
-        if let Some(expected) = expected {
-            if expected != row.version {
-                return Err(ServiceError::stale_etag(&row.name()));
-            }
+        if let Some(expected) = expected
+            && expected != row.version
+        {
+            return Err(ServiceError::stale_etag(&row.name()));
         }
         let from = row.state().map_err(internal)?;
-        if !action.from_states().contains(&from) {
-            let allowed: Vec<_> = action
-                .from_states()
-                .iter()
-                .map(|s| state_name(*s))
-                .collect();
+        if !action.sources().contains(&from) {
+            let allowed: Vec<_> = action.sources().iter().map(|s| state_name(*s)).collect();
             return Err(ServiceError::precondition(
                 "STATE",
                 row.name(),
@@ -168,7 +163,7 @@ impl ProjectsService {
             .ok_or_else(|| {
                 ServiceError::field("decision", "does not apply to this review stage")
             })?;
-        let documents = if needs_documents {
+        let documents = if action.needs_documents() {
             self.store.all_documents(&code).await?
         } else {
             Vec::new()
@@ -276,13 +271,13 @@ impl ProjectsService {
                 ),
             }
         }
-        if let (Some(start), Some(end)) = (&row.planned_start_date, &row.planned_end_date) {
-            if start > end {
-                v.add(
-                    "project.planned_end_date",
-                    "must not be before planned_start_date",
-                );
-            }
+        if let (Some(start), Some(end)) = (&row.planned_start_date, &row.planned_end_date)
+            && start > end
+        {
+            v.add(
+                "project.planned_end_date",
+                "must not be before planned_start_date",
+            );
         }
         consultancy
     }
@@ -795,7 +790,7 @@ impl ProjectService for ProjectsService {
                     .collect();
                 row.return_reasons = "[]".into();
                 Ok(())
-            }, true)
+            })
             .await,
         )
     }
@@ -821,7 +816,6 @@ impl ProjectService for ProjectsService {
                     event.changed_fields = vec!["return_reasons".into()];
                     Ok(())
                 },
-                false,
             )
             .await,
         )
@@ -847,7 +841,6 @@ impl ProjectService for ProjectsService {
                     event.changed_fields = vec!["review_panel".into()];
                     Ok(())
                 },
-                false,
             )
             .await,
         )
@@ -890,11 +883,7 @@ impl ProjectService for ProjectsService {
                 if v.is_empty()
                     && action
                         .target(
-                            action
-                                .from_states()
-                                .first()
-                                .copied()
-                                .unwrap_or(S::Unspecified),
+                            action.sources().first().copied().unwrap_or(S::Unspecified),
                             None,
                         )
                         .is_none()
@@ -909,29 +898,29 @@ impl ProjectService for ProjectsService {
                     );
                 }
                 // A redelivered outcome is answered with the project as it is now.
-                if v.is_empty() {
-                    if let Some(previous) = self.store.review_outcome(&req.review_id).await? {
-                        caller.require(action.roles())?;
-                        let code = check::parse_project_name("name", &req.name)?;
-                        let same = previous.project_code == code
-                            && previous.stage
-                                == stage.as_str_name().trim_start_matches("REVIEW_STAGE_")
-                            && previous.decision
-                                == decision
-                                    .as_str_name()
-                                    .trim_start_matches("REVIEW_DECISION_");
-                        if !same {
-                            return Err(ServiceError::AlreadyExists {
-                                resource_type: "review outcome",
-                                name: req.review_id.clone(),
-                            });
-                        }
-                        return self
-                            .visible_project(&caller, &code)
-                            .await?
-                            .to_proto()
-                            .map_err(internal);
+                if v.is_empty()
+                    && let Some(previous) = self.store.review_outcome(&req.review_id).await?
+                {
+                    caller.require(action.roles())?;
+                    let code = check::parse_project_name("name", &req.name)?;
+                    let same = previous.project_code == code
+                        && previous.stage
+                            == stage.as_str_name().trim_start_matches("REVIEW_STAGE_")
+                        && previous.decision
+                            == decision
+                                .as_str_name()
+                                .trim_start_matches("REVIEW_DECISION_");
+                    if !same {
+                        return Err(ServiceError::AlreadyExists {
+                            resource_type: "review outcome",
+                            name: req.review_id.clone(),
+                        });
                     }
+                    return self
+                        .visible_project(&caller, &code)
+                        .await?
+                        .to_proto()
+                        .map_err(internal);
                 }
                 let review_id = req.review_id.clone();
                 let summary = req.summary.clone();
@@ -948,7 +937,6 @@ impl ProjectService for ProjectsService {
                         event.reason = summary;
                         Ok(())
                     },
-                    false,
                 )
                 .await
             }
@@ -1028,7 +1016,6 @@ impl ProjectService for ProjectsService {
                     event.document_sha256 = vec![document.sha256.clone()];
                     Ok(())
                 },
-                true,
             )
             .await,
         )
@@ -1053,7 +1040,6 @@ impl ProjectService for ProjectsService {
                     event.reason = req.comment.clone();
                     Ok(())
                 },
-                false,
             )
             .await,
         )
@@ -1080,7 +1066,6 @@ impl ProjectService for ProjectsService {
                     event.changed_fields = vec!["return_reasons".into()];
                     Ok(())
                 },
-                false,
             )
             .await,
         )
@@ -1100,7 +1085,6 @@ impl ProjectService for ProjectsService {
                 Action::StartTendering,
                 Violations::new(),
                 |_, _, _| Ok(()),
-                false,
             )
             .await,
         )
@@ -1162,7 +1146,6 @@ impl ProjectService for ProjectsService {
                         event.changed_fields = vec!["tender_result".into()];
                         Ok(())
                     },
-                    false,
                 )
                 .await
             }
@@ -1184,7 +1167,6 @@ impl ProjectService for ProjectsService {
                 Action::RequestAcceptance,
                 Violations::new(),
                 |_, _, _| Ok(()),
-                false,
             )
             .await,
         )
@@ -1210,7 +1192,6 @@ impl ProjectService for ProjectsService {
                     event.changed_fields = vec!["review_panel".into()];
                     Ok(())
                 },
-                false,
             )
             .await,
         )
@@ -1230,7 +1211,6 @@ impl ProjectService for ProjectsService {
                 Action::StartOperation,
                 Violations::new(),
                 |_, _, _| Ok(()),
-                false,
             )
             .await,
         )
@@ -1256,7 +1236,6 @@ impl ProjectService for ProjectsService {
                     event.changed_fields = vec!["post_evaluation_summary".into()];
                     Ok(())
                 },
-                false,
             )
             .await,
         )
@@ -1276,7 +1255,6 @@ impl ProjectService for ProjectsService {
                 Action::Close,
                 Violations::new(),
                 |_, _, _| Ok(()),
-                false,
             )
             .await,
         )
@@ -1301,7 +1279,6 @@ impl ProjectService for ProjectsService {
                     event.reason = req.reason.clone();
                     Ok(())
                 },
-                false,
             )
             .await,
         )
@@ -1326,7 +1303,6 @@ impl ProjectService for ProjectsService {
                     event.reason = req.reason.clone();
                     Ok(())
                 },
-                false,
             )
             .await,
         )
@@ -1351,7 +1327,6 @@ impl ProjectService for ProjectsService {
                     event.reason = req.reason.clone();
                     Ok(())
                 },
-                false,
             )
             .await,
         )

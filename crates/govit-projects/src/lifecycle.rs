@@ -78,7 +78,7 @@ impl Action {
     }
 
     /// The states the action may start from.
-    pub fn from_states(self) -> &'static [S] {
+    pub fn sources(self) -> &'static [S] {
         match self {
             Action::Submit => &EDITABLE,
             Action::Return | Action::AcceptForReview => &[S::Submitted],
@@ -125,6 +125,11 @@ impl Action {
             ],
             Action::Resume => &[S::Suspended],
         }
+    }
+
+    /// Whether the guard of the action reads the project's documents.
+    pub fn needs_documents(self) -> bool {
+        matches!(self, Action::Submit | Action::FilePlan)
     }
 
     /// Where the action leads from `from`; `suspended_from` is used by Resume. None when the
@@ -199,7 +204,7 @@ mod tests {
     fn no_action_leaves_a_terminal_state() {
         for action in ALL_ACTIONS {
             for t in TERMINAL {
-                assert!(!action.from_states().contains(&t), "{action:?} from {t:?}");
+                assert!(!action.sources().contains(&t), "{action:?} from {t:?}");
             }
         }
     }

@@ -15,18 +15,27 @@ pub mod google {
 
 pub mod govit {
     pub mod projects {
+        // Generated code: its style is prost's and tonic's, not ours (an empty service yields a
+        // single-arm match, for one).
+        #[allow(clippy::all)]
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/govit.projects.v1.rs"));
         }
     }
 
     pub mod experts {
+        // Generated code: its style is prost's and tonic's, not ours (an empty service yields a
+        // single-arm match, for one).
+        #[allow(clippy::all)]
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/govit.experts.v1.rs"));
         }
     }
 
     pub mod scheduling {
+        // Generated code: its style is prost's and tonic's, not ours (an empty service yields a
+        // single-arm match, for one).
+        #[allow(clippy::all)]
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/govit.scheduling.v1.rs"));
         }
