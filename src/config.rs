@@ -209,3 +209,93 @@ impl Settings {
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], service.default_port())))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Cli;
+
+    fn settings(args: &[&str]) -> Settings {
+        let cli = Cli::try_parse_from(args).unwrap();
+        Settings::resolve(&cli.global).unwrap()
+    }
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("govit.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/srv/govit\"\ncors_origins = [\"https://a.example\"]\n\
+             [projects]\nlisten = \"0.0.0.0:6000\"\ndatabase_url = \"postgres://db/p\"\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+
+        let from_file = settings(&["govit", "--config", path, "migrate"]);
+        assert_eq!(from_file.data_dir, PathBuf::from("/srv/govit"));
+        assert_eq!(from_file.server.cors_origins, ["https://a.example"]);
+        assert_eq!(
+            from_file.database_url(ServiceName::Projects, None),
+            "postgres://db/p"
+        );
+        assert_eq!(from_file.listen(ServiceName::Projects, None).port(), 6000);
+        assert_eq!(
+            from_file.database_url(ServiceName::Experts, None),
+            "sqlite:///srv/govit/experts.db"
+        );
+        assert_eq!(
+            from_file.listen(ServiceName::Scheduling, None).port(),
+            50053
+        );
+        assert!(from_file.using_development_key);
+
+        let flagged = settings(&[
+            "govit",
+            "--config",
+            path,
+            "--data-dir",
+            "/tmp/x",
+            "--cors-origin",
+            "https://b.example,https://c.example",
+            "migrate",
+        ]);
+        assert_eq!(flagged.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(
+            flagged.server.cors_origins,
+            ["https://b.example", "https://c.example"]
+        );
+        assert_eq!(
+            flagged.database_url(ServiceName::Projects, Some("sqlite://y.db")),
+            "sqlite://y.db"
+        );
+    }
+
+    #[test]
+    fn a_short_or_ambiguous_key_is_refused() {
+        let cli = Cli::try_parse_from(["govit", "--jwt-hs256-key", "short", "migrate"]).unwrap();
+        assert!(Settings::resolve(&cli.global).is_err());
+        let cli = Cli::try_parse_from([
+            "govit",
+            "--jwt-hs256-key",
+            "0123456789abcdef0123456789abcdef",
+            "--jwt-rsa-public-key",
+            "/nonexistent.pem",
+            "migrate",
+        ])
+        .unwrap();
+        assert!(Settings::resolve(&cli.global).is_err());
+    }
+
+    #[test]
+    fn an_unknown_file_key_is_an_error_not_a_silent_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("govit.toml");
+        std::fs::write(&file, "data_dri = \"/typo\"\n").unwrap();
+        let cli =
+            Cli::try_parse_from(["govit", "--config", file.to_str().unwrap(), "migrate"]).unwrap();
+        assert!(Settings::resolve(&cli.global).is_err());
+    }
+}
