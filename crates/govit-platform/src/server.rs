@@ -110,6 +110,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let layers = tower::ServiceBuilder::new()
+        // A panic is a bug; it must cost one call, not the connection or the process.
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(
             TraceLayer::new_for_grpc().make_span_with(|request: &Request<_>| {
