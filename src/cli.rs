@@ -63,6 +63,18 @@ pub struct GlobalArgs {
     /// Where document content is kept (default DATA_DIR/blobs).
     #[arg(long, global = true, env = "GOVIT_BLOB_DIR")]
     pub blob_dir: Option<PathBuf>,
+    /// Whether a draw executes only after witness entropy (default true).
+    #[arg(long, global = true, env = "GOVIT_DRAW_REQUIRE_WITNESS")]
+    pub draw_require_witness: Option<bool>,
+    /// The most alternates one category of a draw may ask for (default 10).
+    #[arg(long, global = true, env = "GOVIT_DRAW_MAX_ALTERNATES")]
+    pub draw_max_alternates: Option<u32>,
+    /// Workload rule: an expert selected this many times within --workload-days is not drawn.
+    /// Off unless both are set.
+    #[arg(long, global = true, env = "GOVIT_WORKLOAD_MAX_SELECTIONS")]
+    pub workload_max_selections: Option<u32>,
+    #[arg(long, global = true, env = "GOVIT_WORKLOAD_DAYS")]
+    pub workload_days: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -25,6 +25,8 @@ pub struct FileConfig {
     pub max_document_bytes: Option<u64>,
     pub blob_dir: Option<PathBuf>,
     #[serde(default)]
+    pub draws: DrawsFileConfig,
+    #[serde(default)]
     pub projects: ServiceFileConfig,
     #[serde(default)]
     pub experts: ServiceFileConfig,
@@ -37,6 +39,15 @@ pub struct FileConfig {
 pub struct ServiceFileConfig {
     pub listen: Option<SocketAddr>,
     pub database_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrawsFileConfig {
+    pub require_witness: Option<bool>,
+    pub max_alternates: Option<u32>,
+    pub workload_max_selections: Option<u32>,
+    pub workload_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -88,6 +99,7 @@ pub struct Settings {
     pub server: ServerOptions,
     pub max_document_bytes: u64,
     pub blob_dir: PathBuf,
+    pub draw_policy: govit_experts::DrawPolicy,
     file: FileConfig,
 }
 
@@ -155,8 +167,35 @@ impl Settings {
             .clone()
             .or_else(|| file.blob_dir.clone())
             .unwrap_or_else(|| data_dir.join("blobs"));
+        let defaults = govit_experts::DrawPolicy::default();
+        let workload = match (
+            args.workload_max_selections
+                .or(file.draws.workload_max_selections),
+            args.workload_days.or(file.draws.workload_days),
+        ) {
+            (Some(max_selections), Some(days)) => Some(govit_experts::WorkloadRule {
+                max_selections,
+                days,
+            }),
+            (None, None) => None,
+            _ => anyhow::bail!(
+                "the workload rule needs both a maximum of selections and a number of days"
+            ),
+        };
+        let draw_policy = govit_experts::DrawPolicy {
+            require_witness: args
+                .draw_require_witness
+                .or(file.draws.require_witness)
+                .unwrap_or(defaults.require_witness),
+            max_alternates: args
+                .draw_max_alternates
+                .or(file.draws.max_alternates)
+                .unwrap_or(defaults.max_alternates),
+            workload,
+        };
         Ok(Settings {
             data_dir,
+            draw_policy,
             using_development_key: key.is_none(),
             key,
             server,

@@ -30,7 +30,7 @@ pub async fn build_routes(
                 .await
         }
         ServiceName::Experts => {
-            govit_experts::ExpertsService::open(database_url)
+            govit_experts::ExpertsService::open(database_url, settings.draw_policy.clone())
                 .await?
                 .routes(auth, options)
                 .await

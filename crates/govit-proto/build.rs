@@ -11,7 +11,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "govit/experts/v1/experts.proto",
         "govit/scheduling/v1/scheduling.proto",
     ];
-    println!("cargo:rerun-if-changed={}", root.display());
+    // Each file by name: a directory alone is not reliably rescanned for edits.
+    for file in files.iter().chain(&["google/type/date.proto"]) {
+        println!("cargo:rerun-if-changed={}", root.join(file).display());
+    }
     let descriptors = protox::compile(files, [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     // compile_fds does not write the descriptor set itself; reflection needs it.

@@ -413,3 +413,162 @@ pub fn assert_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) ->
 pub fn state(project: &pb::Project) -> pb::ProjectState {
     pb::ProjectState::try_from(project.state).unwrap()
 }
+
+// ---- the expert registry ----
+
+use govit_experts::{DrawPolicy, ExpertsService};
+use govit_proto::experts::v1::{
+    self as epb, expert_registry_service_client::ExpertRegistryServiceClient,
+};
+
+pub type RegistryClient = ExpertRegistryServiceClient<InterceptedService<Channel, Bearer>>;
+
+pub struct Registry {
+    pub channel: Channel,
+    pub service: ExpertsService,
+    pub database_url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub async fn spawn_registry(policy: DrawPolicy) -> Registry {
+    LazyLock::force(&TRACING);
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(dir.path(), "experts").await;
+    let mut registry = spawn_registry_on(&url, policy).await;
+    registry._dir = Some(dir);
+    registry
+}
+
+/// Another replica on the same database.
+pub async fn spawn_registry_on(database_url: &str, policy: DrawPolicy) -> Registry {
+    let service = ExpertsService::open(database_url, policy)
+        .await
+        .expect("open registry");
+    let auth = Authenticator::new(&VerificationKey::Hs256(KEY.to_vec())).unwrap();
+    let routes = service
+        .clone()
+        .routes(auth, &ServerOptions::default())
+        .await
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        govit_platform::server::serve(
+            listener,
+            routes,
+            &ServerOptions::default(),
+            std::future::pending(),
+        )
+        .await
+    });
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    Registry {
+        channel,
+        service,
+        database_url: database_url.to_owned(),
+        _dir: None,
+    }
+}
+
+impl Registry {
+    pub fn client(&self, role: Role) -> RegistryClient {
+        let (org, expert) = match role {
+            Role::Applicant => (Some(credit_code(1)), None),
+            Role::Expert => (None, Some("e-001".to_string())),
+            _ => (None, None),
+        };
+        let value = Some(
+            format!("Bearer {}", token(role, org.as_deref(), expert.as_deref()))
+                .parse()
+                .unwrap(),
+        );
+        ExpertRegistryServiceClient::with_interceptor(self.channel.clone(), Bearer(value))
+    }
+
+    pub async fn log_size(&self) -> i64 {
+        sqlx::query_scalar::<_, i64>("SELECT size FROM log_state")
+            .fetch_one(&self.service.db().pool)
+            .await
+            .unwrap()
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+            .fetch_one(&self.service.db().pool)
+            .await
+            .unwrap()
+    }
+
+    pub async fn category(&self, code: &str) {
+        self.client(Role::RegistryAdmin)
+            .create_category(epb::CreateCategoryRequest {
+                category: Some(epb::Category {
+                    code: code.into(),
+                    display_name: format!("Category {code}"),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .expect("create category");
+    }
+
+    pub async fn expert(&self, e: epb::Expert) -> epb::Expert {
+        self.client(Role::RegistryAdmin)
+            .create_expert(epb::CreateExpertRequest { expert: Some(e) })
+            .await
+            .expect("create expert")
+            .into_inner()
+    }
+}
+
+/// An ID number with a valid check character, distinct per `n`.
+pub fn id_number(n: u32) -> String {
+    govit_platform::resident_id::with_check_character(&format!("65010219800101{:03}", n % 1000))
+        .unwrap()
+}
+
+pub fn expert(id: &str, categories: &[&str], employer: u32) -> epb::Expert {
+    let n: u32 = id.bytes().map(u32::from).sum();
+    epb::Expert {
+        expert_id: id.into(),
+        display_name: format!("Expert {id}"),
+        employer: Some(epb::Employer {
+            credit_code: credit_code(employer),
+            name: format!("Employer {employer}"),
+        }),
+        source: epb::ExpertSource::ItEnterprise as i32,
+        title: "senior engineer".into(),
+        categories: categories.iter().map(|c| c.to_string()).collect(),
+        phone: format!("1381234{:04}", n % 10000),
+        email: format!("{id}@experts.example"),
+        id_number: id_number(n),
+        appointment_start_date: date(2025, 1, 1),
+        appointment_end_date: date(2028, 12, 31),
+        ..Default::default()
+    }
+}
+
+pub fn requirement(category: &str, count: i32, alternates: i32) -> epb::PanelRequirement {
+    epb::PanelRequirement {
+        category: category.into(),
+        count,
+        alternates,
+    }
+}
+
+pub fn open_request(
+    project: &str,
+    requirements: Vec<epb::PanelRequirement>,
+) -> epb::OpenDrawRequest {
+    epb::OpenDrawRequest {
+        project_id: project.into(),
+        stage: "PRELIMINARY_REVIEW".into(),
+        requirements,
+        meeting_date: date(2026, 12, 3),
+        ..Default::default()
+    }
+}

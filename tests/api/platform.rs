@@ -64,13 +64,15 @@ async fn all_three_services_report_serving_and_list_themselves_without_a_token()
     .routes(auth.clone(), &options)
     .await
     .unwrap();
-    let experts =
-        govit_experts::ExpertsService::open(&fresh_database_url(dir.path(), "experts").await)
-            .await
-            .unwrap()
-            .routes(auth.clone(), &options)
-            .await
-            .unwrap();
+    let experts = govit_experts::ExpertsService::open(
+        &fresh_database_url(dir.path(), "experts").await,
+        Default::default(),
+    )
+    .await
+    .unwrap()
+    .routes(auth.clone(), &options)
+    .await
+    .unwrap();
     let scheduling = govit_scheduling::SchedulingService::open(
         &fresh_database_url(dir.path(), "scheduling").await,
     )

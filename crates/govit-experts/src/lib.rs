@@ -1,35 +1,89 @@
-//! The expert registry service. This crate so far holds its database, migration stream, health and
-//! reflection; its methods arrive with its issue. The service is registered (with no methods)
-//! so that reflection and health already name it.
+//! The expert registry service: categories and experts, draws per govit-draw/v1, and the
+//! transparency log that lets inspectors check both.
 
 #![forbid(unsafe_code)]
 
+mod api;
+mod draws;
+mod eligibility;
+mod model;
+mod roster;
+mod store;
+mod translog;
+mod validation;
+
+use ed25519_dalek::SigningKey;
 use govit_platform::{Authenticator, Db, server::ServerOptions};
-use govit_proto::experts::v1::expert_registry_service_server::{
-    ExpertRegistryService, ExpertRegistryServiceServer,
-};
+use govit_proto::experts::v1::expert_registry_service_server::ExpertRegistryServiceServer;
 use sqlx::migrate::Migrator;
 use tonic::service::Routes;
 
-/// The expert registry service's own migration stream.
+/// The expert registry's own migration stream.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/experts");
 
+/// The deployment's rules for draws.
 #[derive(Debug, Clone)]
-pub struct ExpertsService {
-    db: Db,
+pub struct DrawPolicy {
+    /// A draw executes only after a supervisor or inspector supplied witness entropy.
+    pub require_witness: bool,
+    /// The most alternates one category may ask for.
+    pub max_alternates: u32,
+    /// No more than `max_selections` selections in the last `days` days; None when off.
+    pub workload: Option<WorkloadRule>,
 }
 
-impl ExpertRegistryService for ExpertsService {}
+#[derive(Debug, Clone, Copy)]
+pub struct WorkloadRule {
+    pub max_selections: u32,
+    pub days: u32,
+}
+
+impl Default for DrawPolicy {
+    fn default() -> Self {
+        DrawPolicy {
+            require_witness: true,
+            max_alternates: 10,
+            workload: None,
+        }
+    }
+}
+
+/// The service, ready to serve. Cheap to clone.
+#[derive(Clone)]
+pub struct ExpertsService {
+    store: store::Store,
+    key: SigningKey,
+    policy: DrawPolicy,
+}
+
+impl std::fmt::Debug for ExpertsService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExpertsService")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
 
 impl ExpertsService {
-    pub async fn open(database_url: &str) -> anyhow::Result<Self> {
+    /// Connects (creating the database if needed), migrates, and loads or makes the log's
+    /// signing key.
+    pub async fn open(database_url: &str, policy: DrawPolicy) -> anyhow::Result<Self> {
+        let db = Db::connect_and_migrate(database_url, &MIGRATOR).await?;
+        let key = translog::signing_key(&db).await?;
         Ok(Self {
-            db: Db::connect_and_migrate(database_url, &MIGRATOR).await?,
+            store: store::Store { db },
+            key,
+            policy,
         })
     }
 
     pub fn db(&self) -> &Db {
-        &self.db
+        &self.store.db
+    }
+
+    /// Hex of the public key that signs tree heads: publish it where inspectors can find it.
+    pub fn public_key_hex(&self) -> String {
+        hex::encode(self.key.verifying_key().to_bytes())
     }
 
     /// Health, reflection and the authenticated service.

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod db;
 pub mod error;
 pub mod paging;
+pub mod resident_id;
 pub mod server;
 pub mod telemetry;
 pub mod time;

@@ -1,0 +1,146 @@
+//! Who may be drawn for a meeting, and why not: the reason codes of draw-v1's `exclusions`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::NaiveDate;
+use govit_platform::time::date_from_stored;
+
+use crate::model::{ConflictRec, ExpertRow, PeriodRec, STATUS_ACTIVE, from_json};
+
+/// What a draw's request and the deployment's policy say about eligibility.
+pub struct Rules<'a> {
+    pub meeting_date: NaiveDate,
+    pub excluded_organizations: &'a BTreeSet<String>,
+    pub manual: &'a BTreeSet<String>,
+    pub already_drawn: &'a BTreeSet<String>,
+    /// Selections per expert in the workload window, and the most allowed; None when the rule
+    /// is off.
+    pub workload: Option<(&'a BTreeMap<String, i64>, i64)>,
+}
+
+/// The sorted reason codes that exclude `expert`; empty when eligible.
+pub fn exclusion_reasons(
+    expert: &ExpertRow,
+    rules: &Rules<'_>,
+) -> anyhow::Result<Vec<&'static str>> {
+    let mut reasons = Vec::new();
+    if expert.status != STATUS_ACTIVE {
+        reasons.push("INACTIVE");
+    }
+    let start = date_from_stored(&expert.appointment_start)?;
+    let end = date_from_stored(&expert.appointment_end)?;
+    if rules.meeting_date < start || rules.meeting_date > end {
+        reasons.push("APPOINTMENT_EXPIRED");
+    }
+    let periods: Vec<PeriodRec> = from_json("unavailable", &expert.unavailable)?;
+    let meeting = rules.meeting_date.to_string();
+    if periods
+        .iter()
+        .any(|p| p.start.as_str() <= meeting.as_str() && meeting.as_str() <= p.end.as_str())
+    {
+        reasons.push("UNAVAILABLE");
+    }
+    if rules
+        .excluded_organizations
+        .contains(&expert.employer_credit_code)
+    {
+        reasons.push("EMPLOYER_CONFLICT");
+    }
+    let conflicts: Vec<ConflictRec> = from_json("conflicts", &expert.conflicts)?;
+    if conflicts
+        .iter()
+        .any(|c| rules.excluded_organizations.contains(&c.credit_code))
+    {
+        reasons.push("DECLARED_CONFLICT");
+    }
+    if rules.manual.contains(&expert.id) {
+        reasons.push("MANUAL");
+    }
+    if rules.already_drawn.contains(&expert.id) {
+        reasons.push("ALREADY_DRAWN");
+    }
+    if let Some((counts, max)) = rules.workload
+        && counts.get(&expert.id).copied().unwrap_or(0) >= max
+    {
+        reasons.push("WORKLOAD_LIMIT");
+    }
+    reasons.sort_unstable();
+    Ok(reasons)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expert() -> ExpertRow {
+        ExpertRow {
+            id: "e1".into(),
+            display_name: "n".into(),
+            employer_credit_code: "EMP".into(),
+            employer_name: "e".into(),
+            source: "CITY".into(),
+            title: String::new(),
+            phone: String::new(),
+            email: String::new(),
+            id_number: String::new(),
+            appointment_start: "2026-01-01".into(),
+            appointment_end: "2028-12-31".into(),
+            status: "ACTIVE".into(),
+            unavailable: r#"[{"start":"2026-12-01","end":"2026-12-05","reason":"travel"}]"#.into(),
+            conflicts: r#"[{"credit_code":"CONF","reason":"former employer"}]"#.into(),
+            draws_count: 0,
+            reviews_count: 0,
+            version: 1,
+            create_time: String::new(),
+            update_time: String::new(),
+        }
+    }
+
+    fn reasons(
+        e: &ExpertRow,
+        date: &str,
+        orgs: &[&str],
+        workload: Option<i64>,
+    ) -> Vec<&'static str> {
+        let orgs: BTreeSet<String> = orgs.iter().map(|s| s.to_string()).collect();
+        let none = BTreeSet::new();
+        let counts = BTreeMap::from([("e1".to_string(), 2)]);
+        let rules = Rules {
+            meeting_date: date.parse().unwrap(),
+            excluded_organizations: &orgs,
+            manual: &none,
+            already_drawn: &none,
+            workload: workload.map(|max| (&counts, max)),
+        };
+        exclusion_reasons(e, &rules).unwrap()
+    }
+
+    #[test]
+    fn an_active_expert_in_term_is_eligible() {
+        assert!(reasons(&expert(), "2026-11-30", &[], None).is_empty());
+    }
+
+    #[test]
+    fn each_rule_gives_its_code_and_codes_come_sorted() {
+        assert_eq!(reasons(&expert(), "2026-12-03", &[], None), ["UNAVAILABLE"]);
+        assert_eq!(
+            reasons(&expert(), "2029-01-01", &[], None),
+            ["APPOINTMENT_EXPIRED"]
+        );
+        assert_eq!(
+            reasons(&expert(), "2026-11-30", &["EMP", "CONF"], None),
+            ["DECLARED_CONFLICT", "EMPLOYER_CONFLICT"]
+        );
+        assert_eq!(
+            reasons(&expert(), "2026-11-30", &[], Some(2)),
+            ["WORKLOAD_LIMIT"]
+        );
+        assert!(reasons(&expert(), "2026-11-30", &[], Some(3)).is_empty());
+        let mut suspended = expert();
+        suspended.status = "SUSPENDED".into();
+        assert_eq!(
+            reasons(&suspended, "2026-12-05", &[], None),
+            ["INACTIVE", "UNAVAILABLE"]
+        );
+    }
+}
