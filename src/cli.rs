@@ -107,6 +107,21 @@ pub enum Command {
         #[arg(long, env = "GOVIT_DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
     },
+    /// The expert pool: roster import and export.
+    Experts {
+        #[command(subcommand)]
+        command: ExpertsCommand,
+    },
+    /// Draws: export a draw's record for inspectors.
+    Draws {
+        #[command(subcommand)]
+        command: DrawsCommand,
+    },
+    /// The inspector's tools.
+    Verify {
+        #[command(subcommand)]
+        command: VerifyCommand,
+    },
     /// Mints a token with the configured HS256 key (the development key if none is set).
     Token {
         #[arg(long)]
@@ -123,6 +138,47 @@ pub enum Command {
         #[arg(long, default_value_t = 12)]
         hours: u64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExpertsCommand {
+    /// Imports a CSV or XLSX roster: every row is created or updated, or none is.
+    Import {
+        file: PathBuf,
+        /// Check every row and report, writing nothing.
+        #[arg(long)]
+        validate_only: bool,
+        #[command(flatten)]
+        remote: crate::client::Remote,
+    },
+    /// Writes every expert as a CSV roster (to stdout, or --out).
+    Export {
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        remote: crate::client::Remote,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DrawsCommand {
+    /// Writes the record of an executed draw (draw-v1 §4) to stdout or --out.
+    Export {
+        draw_id: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        remote: crate::client::Remote,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VerifyCommand {
+    /// Recomputes a draw from its record, offline: exit 0 when it reproduces.
+    Draw { record: PathBuf },
+    /// Checks the transparency log: the head's signature, a draw's inclusion, consistency with
+    /// an earlier head; online, or offline from exported files.
+    Log(Box<crate::inspect::LogArgs>),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -157,6 +213,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             service,
             database_url,
         } => run::migrate(&settings, service, database_url.as_deref()).await,
+        Command::Experts {
+            command:
+                ExpertsCommand::Import {
+                    file,
+                    validate_only,
+                    remote,
+                },
+        } => crate::client::import(&settings, &remote, &file, validate_only).await,
+        Command::Experts {
+            command: ExpertsCommand::Export { out, remote },
+        } => crate::client::export(&settings, &remote, out.as_deref()).await,
+        Command::Draws {
+            command:
+                DrawsCommand::Export {
+                    draw_id,
+                    out,
+                    remote,
+                },
+        } => crate::client::export_draw(&settings, &remote, &draw_id, out.as_deref()).await,
+        Command::Verify {
+            command: VerifyCommand::Draw { record },
+        } => crate::inspect::verify_draw(&record),
+        Command::Verify {
+            command: VerifyCommand::Log(args),
+        } => crate::inspect::verify_log(&settings, &args).await,
         Command::Token {
             role,
             subject,

@@ -5,5 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod client;
 pub mod config;
+pub mod inspect;
 pub mod run;

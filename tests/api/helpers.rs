@@ -424,6 +424,7 @@ use govit_proto::experts::v1::{
 pub type RegistryClient = ExpertRegistryServiceClient<InterceptedService<Channel, Bearer>>;
 
 pub struct Registry {
+    addr: SocketAddr,
     pub channel: Channel,
     pub service: ExpertsService,
     pub database_url: String,
@@ -467,6 +468,7 @@ pub async fn spawn_registry_on(database_url: &str, policy: DrawPolicy) -> Regist
         .await
         .unwrap();
     Registry {
+        addr,
         channel,
         service,
         database_url: database_url.to_owned(),
@@ -475,6 +477,10 @@ pub async fn spawn_registry_on(database_url: &str, policy: DrawPolicy) -> Regist
 }
 
 impl Registry {
+    pub fn channel_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     pub fn client(&self, role: Role) -> RegistryClient {
         let (org, expert) = match role {
             Role::Applicant => (Some(credit_code(1)), None),

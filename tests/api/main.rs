@@ -7,6 +7,7 @@ mod concurrency;
 mod documents;
 mod draws;
 mod helpers;
+mod inspector;
 mod lifecycle;
 mod organisations;
 mod platform;

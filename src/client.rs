@@ -1,0 +1,254 @@
+//! Commands that talk to a running registry: roster import and export, draw export.
+
+use std::path::Path;
+
+use anyhow::Context;
+use govit_platform::Role;
+use govit_proto::experts::v1::{
+    self as epb, expert_registry_service_client::ExpertRegistryServiceClient,
+};
+use tonic::{
+    Request, Status,
+    metadata::{Ascii, MetadataValue},
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::Channel,
+};
+
+use crate::config::Settings;
+
+/// Where a command finds the registry and which token it presents.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Remote {
+    /// The expert registry's address.
+    #[arg(
+        long,
+        env = "GOVIT_EXPERTS_URL",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    pub server: String,
+    /// A bearer token; without one, a short-lived token is minted with the configured HS256 key.
+    #[arg(long, env = "GOVIT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Bearer(MetadataValue<Ascii>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+pub type Registry = ExpertRegistryServiceClient<InterceptedService<Channel, Bearer>>;
+
+pub async fn registry(
+    settings: &Settings,
+    remote: &Remote,
+    role: Role,
+) -> anyhow::Result<Registry> {
+    let token = match &remote.token {
+        Some(t) => t.clone(),
+        None => {
+            let secret = settings
+                .signing_secret()
+                .context("no --token given and the configured key cannot mint one")?;
+            govit_platform::auth::mint_hs256(
+                &secret,
+                &format!("cli-{role}"),
+                role,
+                None,
+                None,
+                std::time::Duration::from_secs(600),
+            )?
+        }
+    };
+    let channel = Channel::from_shared(remote.server.clone())?
+        .connect()
+        .await
+        .with_context(|| format!("connecting to the registry at {}", remote.server))?;
+    let header: MetadataValue<Ascii> = format!("Bearer {token}")
+        .parse()
+        .context("the token is not valid header text")?;
+    Ok(ExpertRegistryServiceClient::with_interceptor(
+        channel,
+        Bearer(header),
+    ))
+}
+
+/// Turns a status into an error that lists its field violations, one per line.
+pub fn explain(status: Status) -> anyhow::Error {
+    use tonic_types::StatusExt;
+    let mut text = format!(
+        "{:?}: {}",
+        status.code(),
+        status.message().split(": ").next().unwrap_or_default()
+    );
+    match status.get_details_bad_request() {
+        Some(bad) => {
+            for v in bad.field_violations {
+                text.push_str(&format!("\n  {}: {}", v.field, v.description));
+            }
+        }
+        None => text = format!("{:?}: {}", status.code(), status.message()),
+    }
+    anyhow::anyhow!(text)
+}
+
+pub async fn import(
+    settings: &Settings,
+    remote: &Remote,
+    file: &Path,
+    validate_only: bool,
+) -> anyhow::Result<()> {
+    let format = match file
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("csv") => epb::RosterFormat::Csv,
+        Some("xlsx") => epb::RosterFormat::Xlsx,
+        _ => anyhow::bail!("{} is neither .csv nor .xlsx", file.display()),
+    };
+    let content = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut client = registry(settings, remote, Role::RegistryAdmin).await?;
+    let result = client
+        .import_experts(epb::ImportExpertsRequest {
+            format: format as i32,
+            content,
+            validate_only,
+        })
+        .await
+        .map_err(explain)?
+        .into_inner();
+    let verb = if validate_only {
+        "would create"
+    } else {
+        "created"
+    };
+    println!(
+        "{}: {verb} {}, {} {}",
+        file.display(),
+        result.created,
+        if validate_only {
+            "would update"
+        } else {
+            "updated"
+        },
+        result.updated
+    );
+    Ok(())
+}
+
+/// Writes every expert as a CSV roster with the column names `import` reads.
+pub async fn export(
+    settings: &Settings,
+    remote: &Remote,
+    out: Option<&Path>,
+) -> anyhow::Result<()> {
+    let mut client = registry(settings, remote, Role::RegistryAdmin).await?;
+    let sink: Box<dyn std::io::Write> = match out {
+        Some(path) => Box::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout()),
+    };
+    let mut writer = csv::Writer::from_writer(sink);
+    writer.write_record([
+        "expert_id",
+        "name",
+        "employer_credit_code",
+        "employer",
+        "source",
+        "title",
+        "categories",
+        "phone",
+        "email",
+        "id_number",
+        "appointment_start",
+        "appointment_end",
+        "status",
+    ])?;
+    let date = |d: &Option<govit_proto::google::r#type::Date>| {
+        d.as_ref()
+            .map(|d| format!("{:04}-{:02}-{:02}", d.year, d.month, d.day))
+            .unwrap_or_default()
+    };
+    let mut token = String::new();
+    let mut count = 0;
+    loop {
+        let page = client
+            .list_experts(epb::ListExpertsRequest {
+                page_size: 200,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(explain)?
+            .into_inner();
+        for e in page.experts {
+            let employer = e.employer.clone().unwrap_or_default();
+            let source = epb::ExpertSource::try_from(e.source).unwrap_or_default();
+            let status = epb::ExpertStatus::try_from(e.status).unwrap_or_default();
+            writer.write_record([
+                e.expert_id.as_str(),
+                &e.display_name,
+                &employer.credit_code,
+                &employer.name,
+                source.as_str_name().trim_start_matches("EXPERT_SOURCE_"),
+                &e.title,
+                &e.categories.join(";"),
+                &e.phone,
+                &e.email,
+                &e.id_number,
+                &date(&e.appointment_start_date),
+                &date(&e.appointment_end_date),
+                status.as_str_name().trim_start_matches("EXPERT_STATUS_"),
+            ])?;
+            count += 1;
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    writer.flush()?;
+    eprintln!("{count} experts exported");
+    Ok(())
+}
+
+pub async fn export_draw(
+    settings: &Settings,
+    remote: &Remote,
+    draw_id: &str,
+    out: Option<&Path>,
+) -> anyhow::Result<()> {
+    let mut client = registry(settings, remote, Role::Inspector).await?;
+    let name = if draw_id.starts_with("draws/") {
+        draw_id.to_owned()
+    } else {
+        format!("draws/{draw_id}")
+    };
+    let record = client
+        .get_draw_record(epb::GetDrawRecordRequest { name })
+        .await
+        .map_err(explain)?
+        .into_inner();
+    match out {
+        Some(path) => {
+            std::fs::write(path, record.record_json + "\n")
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "record written to {} (record hash {})",
+                path.display(),
+                record.record_hash
+            );
+        }
+        None => println!("{}", record.record_json),
+    }
+    Ok(())
+}
