@@ -151,6 +151,7 @@ async fn open(database_url: &str, blob_dir: &std::path::Path, max: u64) -> Proje
         database_url: database_url.to_owned(),
         blob_dir: blob_dir.to_owned(),
         max_document_bytes: max,
+        supervision: Default::default(),
     })
     .await
     .expect("open projects service")
@@ -370,6 +371,23 @@ pub async fn get(app: &TestApp, name: &str) -> pb::Project {
         .await
         .unwrap()
         .into_inner()
+}
+
+pub fn evaluation(name: &str, etag: &str, report: &str) -> pb::RecordPostEvaluationRequest {
+    pb::RecordPostEvaluationRequest {
+        name: name.to_owned(),
+        etag: etag.to_owned(),
+        summary: "stable for a year; benefits largely met".into(),
+        engineering_quality_score: 92,
+        operating_state_score: 85,
+        investment_benefit_score: 78,
+        benefits: vec![pb::BenefitComparison {
+            benefit: "permits issued online".into(),
+            promised: "80%".into(),
+            achieved: "86%".into(),
+        }],
+        report_document: report.to_owned(),
+    }
 }
 
 pub fn panel() -> Vec<pb::PanelRequirement> {

@@ -258,17 +258,27 @@ async fn a_project_walks_from_draft_to_closed_and_the_audit_trail_tells_it() {
         .await
         .unwrap()
         .into_inner();
+    let report = upload(
+        &office,
+        &p.name,
+        pb::DocumentKind::EvaluationReport,
+        0,
+        b"%PDF evaluation",
+        "",
+    )
+    .await
+    .unwrap();
     let p = office
         .clone()
-        .record_post_evaluation(pb::RecordPostEvaluationRequest {
-            name: p.name.clone(),
-            etag: p.etag,
-            summary: "benefits met".into(),
-        })
+        .record_post_evaluation(evaluation(&p.name, &p.etag, &report.name))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(state(&p), S::PostEvaluated);
+    let e = p.post_evaluation.clone().unwrap();
+    // 0.4 × 92 + 0.3 × 85 + 0.3 × 78 = 85.70: GOOD.
+    assert_eq!(e.weighted_score_centi, 8570);
+    assert_eq!(e.grade, pb::EvaluationGrade::Good as i32);
     let p = office
         .clone()
         .close_project(pb::CloseProjectRequest {
@@ -305,6 +315,7 @@ async fn a_project_walks_from_draft_to_closed_and_the_audit_trail_tells_it() {
             "StartAcceptance",
             "RecordReviewOutcome",
             "StartOperation",
+            "UploadDocument",
             "RecordPostEvaluation",
             "CloseProject",
         ]
@@ -563,11 +574,7 @@ async fn every_illegal_transition_is_refused_and_changes_nothing() {
             "evaluate",
             office
                 .clone()
-                .record_post_evaluation(pb::RecordPostEvaluationRequest {
-                    name: n.clone(),
-                    etag: e.clone(),
-                    summary: "s".into(),
-                })
+                .record_post_evaluation(evaluation(&n, &e, &format!("{n}/documents/x")))
                 .await
                 .map(|r| r.into_inner()),
         ),

@@ -58,6 +58,7 @@ async fn all_three_services_report_serving_and_list_themselves_without_a_token()
         database_url: fresh_database_url(dir.path(), "projects").await,
         blob_dir: dir.path().join("blobs"),
         max_document_bytes: 1024,
+        supervision: Default::default(),
     })
     .await
     .unwrap()

@@ -22,7 +22,7 @@ use crate::{
         DocumentRow, OrgRow, PlanRec, ProjectRow, document_kind_name, funding_name, org_kind_name,
         to_json,
     },
-    store::{Arg, NewEvent, ReviewOutcomeRecord},
+    store::{Arg, Extra, NewEvent, ReviewOutcomeRecord},
     validation::{self as check, MAX_NAME_CHARS, MAX_REASON_CHARS, MAX_TEXT_CHARS},
 };
 
@@ -197,13 +197,24 @@ impl ProjectsService {
             }),
             _ => None,
         };
-        let outcome = outcome.map(|mut o| {
-            o.review_id = event.changed_fields.first().cloned().unwrap_or_default();
-            o
-        });
+        let mut extras: Vec<Extra> = outcome
+            .map(|mut o| {
+                o.review_id = event.changed_fields.first().cloned().unwrap_or_default();
+                Extra::ReviewOutcome(o)
+            })
+            .into_iter()
+            .collect();
+        // The approved investment (概算) is fixed when the preliminary review approves.
+        if to == S::Approved && from == S::UnderPreliminaryReview {
+            row.approved_budget_fen = Some(row.estimated_investment_fen);
+            row.original_approved_fen = Some(row.estimated_investment_fen);
+            extras.push(Extra::FirstBaseline {
+                budget_fen: row.estimated_investment_fen,
+            });
+        }
         let saved = self
             .store
-            .save_project(row, version, caller, event, outcome)
+            .save_project(row, version, caller, event, extras)
             .await?;
         tracing::info!(project = %saved.code, action = action.name(), to = state_name(to), "project transition");
         saved.to_proto().map_err(internal)
@@ -539,6 +550,10 @@ impl ProjectService for ProjectsService {
                     event_count: 1,
                     create_time: stored_at.clone(),
                     update_time: stored_at,
+                    approved_budget_fen: None,
+                    original_approved_fen: None,
+                    disbursed_fen: 0,
+                    post_evaluation: None,
                 };
                 let mut v = Violations::new();
                 let applicant = check::org_name(&mut v, "project.applicant", &p.applicant);
@@ -726,7 +741,7 @@ impl ProjectService for ProjectsService {
                 self.require_org("project.feasibility_consultancy", c).await?;
             }
             let event = NewEvent { action: "UpdateProject".into(), changed_fields: paths, ..NewEvent::default() };
-            let saved = self.store.save_project(row, expected, &caller, event, None).await?;
+            let saved = self.store.save_project(row, expected, &caller, event, Vec::new()).await?;
             saved.to_proto().map_err(internal)
         }
         .await)
@@ -1224,6 +1239,64 @@ impl ProjectService for ProjectsService {
         let req = request.into_inner();
         let mut v = Violations::new();
         check::text(&mut v, "summary", &req.summary, MAX_TEXT_CHARS);
+        let scores = [
+            req.engineering_quality_score,
+            req.operating_state_score,
+            req.investment_benefit_score,
+        ];
+        for (field, score) in [
+            "engineering_quality_score",
+            "operating_state_score",
+            "investment_benefit_score",
+        ]
+        .iter()
+        .zip(scores)
+        {
+            // A grade is computed from the scores: a score of 0 is taken as "not given".
+            if !(1..=100).contains(&score) {
+                v.add(*field, "must be a score from 1 to 100");
+            }
+        }
+        if req.benefits.is_empty() {
+            v.add("benefits", "must compare at least one benefit promised in the feasibility study with what was achieved");
+        }
+        for (i, b) in req.benefits.iter().enumerate() {
+            check::text(&mut v, &format!("benefits[{i}].benefit"), &b.benefit, 500);
+            check::text(
+                &mut v,
+                &format!("benefits[{i}].promised"),
+                &b.promised,
+                MAX_REASON_CHARS,
+            );
+            check::text(
+                &mut v,
+                &format!("benefits[{i}].achieved"),
+                &b.achieved,
+                MAX_REASON_CHARS,
+            );
+        }
+        let document_id = req
+            .report_document
+            .strip_prefix(&format!("{}/documents/", req.name))
+            .filter(|id| !id.is_empty() && !id.contains('/'))
+            .map(str::to_owned);
+        if document_id.is_none() {
+            v.add(
+                "report_document",
+                format!(
+                    "must be a document of this project: {}/documents/{{id}}",
+                    req.name
+                ),
+            );
+        }
+        let weights = self.policy.evaluation_weights;
+        let weighted: i32 = scores.iter().zip(weights).map(|(s, w)| s * w).sum();
+        let grade = match weighted {
+            x if x >= 9000 => pb::EvaluationGrade::Excellent,
+            x if x >= 7500 => pb::EvaluationGrade::Good,
+            x if x >= 6000 => pb::EvaluationGrade::Pass,
+            _ => pb::EvaluationGrade::Fail,
+        };
         respond(
             self.transition(
                 &caller,
@@ -1231,9 +1304,46 @@ impl ProjectService for ProjectsService {
                 &req.etag,
                 Action::RecordPostEvaluation,
                 v,
-                |row, event, _| {
+                |row, event, docs| {
+                    let document = docs
+                        .iter()
+                        .find(|d| Some(&d.id) == document_id.as_ref())
+                        .ok_or_else(|| {
+                            ServiceError::not_found("document", req.report_document.clone())
+                        })?;
+                    if document.kind != document_kind_name(pb::DocumentKind::EvaluationReport) {
+                        return Err(ServiceError::precondition(
+                            "DOCUMENT",
+                            req.report_document.clone(),
+                            format!(
+                                "{} is a {} document, not an EVALUATION_REPORT",
+                                req.report_document, document.kind
+                            ),
+                        ));
+                    }
                     row.post_evaluation_summary = req.summary.clone();
-                    event.changed_fields = vec!["post_evaluation_summary".into()];
+                    row.post_evaluation = Some(to_json(&crate::model::EvaluationRec {
+                        scores,
+                        weights,
+                        weighted_score_centi: weighted,
+                        grade: grade
+                            .as_str_name()
+                            .trim_start_matches("EVALUATION_GRADE_")
+                            .to_owned(),
+                        benefits: req
+                            .benefits
+                            .iter()
+                            .map(|b| (b.benefit.clone(), b.promised.clone(), b.achieved.clone()))
+                            .collect(),
+                        report_document: req.report_document.clone(),
+                    }));
+                    event.changed_fields =
+                        vec!["post_evaluation".into(), "post_evaluation_summary".into()];
+                    event.document_sha256 = vec![document.sha256.clone()];
+                    event.reason = format!(
+                        "grade {}",
+                        grade.as_str_name().trim_start_matches("EVALUATION_GRADE_")
+                    );
                     Ok(())
                 },
             )
@@ -1573,6 +1683,251 @@ impl ProjectService for ProjectsService {
             }
             .await,
         )
+    }
+
+    // ---- supervision (see supervision.rs) ----
+
+    async fn create_budget_change(
+        &self,
+        request: Request<pb::CreateBudgetChangeRequest>,
+    ) -> Result<Response<pb::BudgetChange>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let req = request.into_inner();
+        respond(self.create_budget_change(&caller, req).await)
+    }
+    async fn approve_budget_change(
+        &self,
+        request: Request<pb::ApproveBudgetChangeRequest>,
+    ) -> Result<Response<pb::BudgetChange>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let req = request.into_inner();
+        respond(
+            self.decide_budget_change(&caller, &req.name, &req.comment, true, req.higher_approval)
+                .await,
+        )
+    }
+    async fn refuse_budget_change(
+        &self,
+        request: Request<pb::RefuseBudgetChangeRequest>,
+    ) -> Result<Response<pb::BudgetChange>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let req = request.into_inner();
+        respond(
+            self.decide_budget_change(&caller, &req.name, &req.comment, false, None)
+                .await,
+        )
+    }
+    async fn list_budget_changes(
+        &self,
+        request: Request<pb::ListBudgetChangesRequest>,
+    ) -> Result<Response<pb::ListBudgetChangesResponse>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let req = request.into_inner();
+        respond(
+            self.list_budget_changes(&caller, &req.parent)
+                .await
+                .map(|budget_changes| pb::ListBudgetChangesResponse { budget_changes }),
+        )
+    }
+    async fn list_budget_baselines(
+        &self,
+        request: Request<pb::ListBudgetBaselinesRequest>,
+    ) -> Result<Response<pb::ListBudgetBaselinesResponse>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let req = request.into_inner();
+        respond(
+            self.list_baselines(&caller, &req.parent)
+                .await
+                .map(|baselines| pb::ListBudgetBaselinesResponse { baselines }),
+        )
+    }
+    async fn record_disbursement(
+        &self,
+        request: Request<pb::RecordDisbursementRequest>,
+    ) -> Result<Response<pb::Disbursement>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let req = request.into_inner();
+        respond(self.record_disbursement(&caller, req).await)
+    }
+    async fn list_disbursements(
+        &self,
+        request: Request<pb::ListDisbursementsRequest>,
+    ) -> Result<Response<pb::ListDisbursementsResponse>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let req = request.into_inner();
+        respond(self.list_disbursements(&caller, &req.parent).await)
+    }
+    async fn create_milestone(
+        &self,
+        request: Request<pb::CreateMilestoneRequest>,
+    ) -> Result<Response<pb::Milestone>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let req = request.into_inner();
+        respond(self.create_milestone(&caller, req).await)
+    }
+    async fn update_milestone(
+        &self,
+        request: Request<pb::UpdateMilestoneRequest>,
+    ) -> Result<Response<pb::Milestone>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let req = request.into_inner();
+        respond(self.update_milestone(&caller, req).await)
+    }
+    async fn list_milestones(
+        &self,
+        request: Request<pb::ListMilestonesRequest>,
+    ) -> Result<Response<pb::ListMilestonesResponse>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let req = request.into_inner();
+        respond(
+            self.list_milestones(&caller, &req.parent)
+                .await
+                .map(|milestones| pb::ListMilestonesResponse { milestones }),
+        )
+    }
+    async fn file_progress_report(
+        &self,
+        request: Request<pb::FileProgressReportRequest>,
+    ) -> Result<Response<pb::ProgressReport>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let req = request.into_inner();
+        respond(self.file_progress_report(&caller, req).await)
+    }
+    async fn review_progress_report(
+        &self,
+        request: Request<pb::ReviewProgressReportRequest>,
+    ) -> Result<Response<pb::ProgressReport>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let req = request.into_inner();
+        respond(self.review_progress_report(&caller, req).await)
+    }
+    async fn list_progress_reports(
+        &self,
+        request: Request<pb::ListProgressReportsRequest>,
+    ) -> Result<Response<pb::ListProgressReportsResponse>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let req = request.into_inner();
+        respond(
+            self.list_progress_reports(&caller, &req.parent)
+                .await
+                .map(|reports| pb::ListProgressReportsResponse { reports }),
+        )
+    }
+    async fn get_project_variance(
+        &self,
+        request: Request<pb::GetProjectVarianceRequest>,
+    ) -> Result<Response<pb::ProjectVariance>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let req = request.into_inner();
+        respond(self.project_variance(&caller, &req.name).await)
+    }
+    async fn rate_project_risk(
+        &self,
+        request: Request<pb::RateProjectRiskRequest>,
+    ) -> Result<Response<pb::RiskRating>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let req = request.into_inner();
+        respond(self.rate_risk(&caller, req).await)
+    }
+    async fn list_risk_ratings(
+        &self,
+        request: Request<pb::ListRiskRatingsRequest>,
+    ) -> Result<Response<pb::ListRiskRatingsResponse>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let req = request.into_inner();
+        respond(
+            self.list_ratings(&caller, &req.name)
+                .await
+                .map(|ratings| pb::ListRiskRatingsResponse { ratings }),
+        )
+    }
+    async fn create_monthly_snapshot(
+        &self,
+        request: Request<pb::CreateMonthlySnapshotRequest>,
+    ) -> Result<Response<pb::CreateMonthlySnapshotResponse>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let req = request.into_inner();
+        respond(
+            self.create_snapshot(&caller, &req.month)
+                .await
+                .map(|projects| pb::CreateMonthlySnapshotResponse { projects }),
+        )
+    }
+    async fn list_snapshots(
+        &self,
+        request: Request<pb::ListSnapshotsRequest>,
+    ) -> Result<Response<pb::ListSnapshotsResponse>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let req = request.into_inner();
+        respond(
+            self.list_snapshots(&caller, &req.month, &req.project)
+                .await
+                .map(|snapshots| pb::ListSnapshotsResponse { snapshots }),
+        )
+    }
+    async fn create_inspection(
+        &self,
+        request: Request<pb::CreateInspectionRequest>,
+    ) -> Result<Response<pb::Inspection>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let req = request.into_inner();
+        respond(self.create_inspection(&caller, req).await)
+    }
+    async fn record_rectification(
+        &self,
+        request: Request<pb::RecordRectificationRequest>,
+    ) -> Result<Response<pb::Inspection>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let req = request.into_inner();
+        respond(self.record_rectification(&caller, req).await)
+    }
+    async fn list_inspections(
+        &self,
+        request: Request<pb::ListInspectionsRequest>,
+    ) -> Result<Response<pb::ListInspectionsResponse>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let req = request.into_inner();
+        respond(
+            self.list_inspections(&caller, &req.parent)
+                .await
+                .map(|inspections| pb::ListInspectionsResponse { inspections }),
+        )
+    }
+    async fn list_overdue_findings(
+        &self,
+        request: Request<pb::ListOverdueFindingsRequest>,
+    ) -> Result<Response<pb::ListOverdueFindingsResponse>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let req = request.into_inner();
+        respond(
+            self.overdue_findings(&caller, req.as_of.as_ref())
+                .await
+                .map(|findings| pb::ListOverdueFindingsResponse { findings }),
+        )
+    }
+    async fn create_organization_notice(
+        &self,
+        request: Request<pb::CreateOrganizationNoticeRequest>,
+    ) -> Result<Response<pb::OrganizationNotice>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let req = request.into_inner();
+        respond(self.create_notice(&caller, req).await)
+    }
+    async fn get_organization_record(
+        &self,
+        request: Request<pb::GetOrganizationRecordRequest>,
+    ) -> Result<Response<pb::OrganizationRecord>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let req = request.into_inner();
+        respond(self.organization_record(&caller, &req.name).await)
+    }
+    async fn get_portfolio_summary(
+        &self,
+        request: Request<pb::GetPortfolioSummaryRequest>,
+    ) -> Result<Response<pb::PortfolioSummary>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let req = request.into_inner();
+        respond(self.portfolio(&caller, req).await)
     }
 }
 

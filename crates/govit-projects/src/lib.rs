@@ -8,7 +8,10 @@ mod blobs;
 mod lifecycle;
 mod model;
 mod store;
+mod supervision;
 mod validation;
+pub mod variance;
+mod workdays;
 
 use std::path::PathBuf;
 
@@ -31,6 +34,32 @@ pub struct ProjectsConfig {
     /// Where document content is kept.
     pub blob_dir: PathBuf,
     pub max_document_bytes: u64,
+    pub supervision: SupervisionPolicy,
+}
+
+/// The supervising rules a deployment may tune.
+#[derive(Debug, Clone)]
+pub struct SupervisionPolicy {
+    /// A budget more than this above the original approved figure needs re-approval by the
+    /// approving department (basis points; 1000 = 10%).
+    pub budget_threshold_bp: i64,
+    pub bands: variance::Bands,
+    /// Post-evaluation weights in percent: engineering quality, operating state, investment
+    /// benefit. They add up to 100.
+    pub evaluation_weights: [i32; 3],
+    /// Working days from acceptance for review to the review meeting.
+    pub review_deadline_working_days: u32,
+}
+
+impl Default for SupervisionPolicy {
+    fn default() -> Self {
+        SupervisionPolicy {
+            budget_threshold_bp: 1000,
+            bands: variance::Bands::default(),
+            evaluation_weights: [40, 30, 30],
+            review_deadline_working_days: 5,
+        }
+    }
 }
 
 /// The service, ready to serve. Cheap to clone.
@@ -39,6 +68,7 @@ pub struct ProjectsService {
     store: store::Store,
     blobs: BlobStore,
     max_document_bytes: u64,
+    policy: SupervisionPolicy,
 }
 
 impl ProjectsService {
@@ -47,10 +77,20 @@ impl ProjectsService {
     pub async fn open(config: &ProjectsConfig) -> anyhow::Result<Self> {
         let db = Db::connect_and_migrate(&config.database_url, &MIGRATOR).await?;
         let blobs = BlobStore::open(&config.blob_dir).await?;
+        anyhow::ensure!(
+            config.supervision.evaluation_weights.iter().sum::<i32>() == 100
+                && config
+                    .supervision
+                    .evaluation_weights
+                    .iter()
+                    .all(|w| *w >= 0),
+            "the post-evaluation weights must be non-negative and add up to 100"
+        );
         Ok(Self {
             store: store::Store { db },
             blobs,
             max_document_bytes: config.max_document_bytes,
+            policy: config.supervision.clone(),
         })
     }
 

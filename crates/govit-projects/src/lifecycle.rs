@@ -129,7 +129,10 @@ impl Action {
 
     /// Whether the guard of the action reads the project's documents.
     pub fn needs_documents(self) -> bool {
-        matches!(self, Action::Submit | Action::FilePlan)
+        matches!(
+            self,
+            Action::Submit | Action::FilePlan | Action::RecordPostEvaluation
+        )
     }
 
     /// Where the action leads from `from`; `suspended_from` is used by Resume. None when the

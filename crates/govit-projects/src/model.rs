@@ -58,7 +58,7 @@ pub fn to_json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
-fn from_json<T: for<'de> Deserialize<'de>>(column: &str, text: &str) -> anyhow::Result<T> {
+pub fn from_json<T: for<'de> Deserialize<'de>>(column: &str, text: &str) -> anyhow::Result<T> {
     serde_json::from_str(text).map_err(|e| anyhow::anyhow!("stored {column} is unreadable: {e}"))
 }
 
@@ -145,6 +145,21 @@ pub struct ProjectRow {
     pub event_count: i64,
     pub create_time: String,
     pub update_time: String,
+    pub approved_budget_fen: Option<i64>,
+    pub original_approved_fen: Option<i64>,
+    pub disbursed_fen: i64,
+    pub post_evaluation: Option<String>,
+}
+
+/// The post-evaluation as stored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EvaluationRec {
+    pub scores: [i32; 3],
+    pub weights: [i32; 3],
+    pub weighted_score_centi: i32,
+    pub grade: String,
+    pub benefits: Vec<(String, String, String)>,
+    pub report_document: String,
 }
 
 impl ProjectRow {
@@ -234,6 +249,38 @@ impl ProjectRow {
             }),
             tender_result,
             post_evaluation_summary: self.post_evaluation_summary.clone(),
+            approved_budget_fen: self.approved_budget_fen.unwrap_or_default(),
+            original_approved_budget_fen: self.original_approved_fen.unwrap_or_default(),
+            disbursed_fen: self.disbursed_fen,
+            post_evaluation: self
+                .post_evaluation
+                .as_deref()
+                .map(|e| from_json::<EvaluationRec>("post_evaluation", e))
+                .transpose()?
+                .map(|e| pb::PostEvaluation {
+                    engineering_quality_score: e.scores[0],
+                    operating_state_score: e.scores[1],
+                    investment_benefit_score: e.scores[2],
+                    engineering_quality_weight: e.weights[0],
+                    operating_state_weight: e.weights[1],
+                    investment_benefit_weight: e.weights[2],
+                    weighted_score_centi: e.weighted_score_centi,
+                    grade: pb::EvaluationGrade::from_str_name(&format!(
+                        "EVALUATION_GRADE_{}",
+                        e.grade
+                    ))
+                    .unwrap_or_default() as i32,
+                    benefits: e
+                        .benefits
+                        .into_iter()
+                        .map(|(benefit, promised, achieved)| pb::BenefitComparison {
+                            benefit,
+                            promised,
+                            achieved,
+                        })
+                        .collect(),
+                    report_document: e.report_document,
+                }),
             create_time: Some(stored_to_timestamp(&self.create_time)?),
             update_time: Some(stored_to_timestamp(&self.update_time)?),
             etag: self.etag(),

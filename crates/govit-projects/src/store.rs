@@ -32,7 +32,8 @@ const PROJECT_COLUMNS: &str = "code, year, seq, display_name, applicant, categor
     planned_start_date, planned_end_date, estimated_investment_fen, funding_source, contacts, \
     feasibility_consultancy, state, suspended_from, review_panel, return_reasons, \
     implementation_plan, contractor, supervision_firm, contract_amount_fen, contract_date, \
-    post_evaluation_summary, version, event_count, create_time, update_time";
+    post_evaluation_summary, version, event_count, create_time, update_time, approved_budget_fen, \
+    original_approved_fen, disbursed_fen, post_evaluation";
 
 const ORG_COLUMNS: &str =
     "credit_code, display_name, kind, contacts, version, create_time, update_time";
@@ -351,7 +352,7 @@ impl Store {
         expected_version: i64,
         actor: &Caller,
         event: NewEvent,
-        review_outcome: Option<ReviewOutcomeRecord>,
+        extras: Vec<Extra>,
     ) -> ServiceResult<ProjectRow> {
         let at = to_stored(now());
         row.update_time = at.clone();
@@ -363,7 +364,8 @@ impl Store {
              suspended_from = $11, review_panel = $12, return_reasons = $13, \
              implementation_plan = $14, contractor = $15, supervision_firm = $16, \
              contract_amount_fen = $17, contract_date = $18, post_evaluation_summary = $19, \
-             update_time = $20, version = version + 1, event_count = event_count + 1 \
+             update_time = $20, approved_budget_fen = $23, original_approved_fen = $24, \
+             post_evaluation = $25, version = version + 1, event_count = event_count + 1 \
              WHERE code = $21 AND version = $22 RETURNING version, event_count",
         )
         .bind(row.display_name.clone())
@@ -388,6 +390,9 @@ impl Store {
         .bind(at.clone())
         .bind(row.code.clone())
         .bind(expected_version)
+        .bind(row.approved_budget_fen)
+        .bind(row.original_approved_fen)
+        .bind(row.post_evaluation.clone())
         .fetch_optional(&mut *tx)
         .await?;
         let Some(updated) = updated else {
@@ -395,29 +400,46 @@ impl Store {
         };
         row.version = updated.try_get(0)?;
         row.event_count = updated.try_get(1)?;
-        if let Some(outcome) = review_outcome {
-            let inserted = sqlx::query(
-                "INSERT INTO review_outcomes (review_id, project_code, stage, decision, summary, \
-                 recorded_at) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(outcome.review_id.clone())
-            .bind(row.code.clone())
-            .bind(outcome.stage)
-            .bind(outcome.decision)
-            .bind(outcome.summary)
-            .bind(at.clone())
-            .execute(&mut *tx)
-            .await;
-            if let Err(e) = inserted {
-                // Another delivery of the same outcome won the race; ours must not apply twice.
-                return Err(if is_unique_violation(&e) {
-                    ServiceError::Aborted(format!(
-                        "review {} was recorded concurrently",
-                        outcome.review_id
-                    ))
-                } else {
-                    e.into()
-                });
+        for extra in extras {
+            match extra {
+                Extra::ReviewOutcome(outcome) => {
+                    let inserted = sqlx::query(
+                        "INSERT INTO review_outcomes (review_id, project_code, stage, decision, summary, \
+                         recorded_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(outcome.review_id.clone())
+                    .bind(row.code.clone())
+                    .bind(outcome.stage)
+                    .bind(outcome.decision)
+                    .bind(outcome.summary)
+                    .bind(at.clone())
+                    .execute(&mut *tx)
+                    .await;
+                    if let Err(e) = inserted {
+                        // Another delivery of the same outcome won the race; ours must not apply twice.
+                        return Err(if is_unique_violation(&e) {
+                            ServiceError::Aborted(format!(
+                                "review {} was recorded concurrently",
+                                outcome.review_id
+                            ))
+                        } else {
+                            e.into()
+                        });
+                    }
+                }
+                Extra::FirstBaseline { budget_fen } => {
+                    insert_baseline(
+                        &mut tx,
+                        &row.code,
+                        1,
+                        budget_fen,
+                        "APPROVAL",
+                        None,
+                        "approved at the preliminary review",
+                        &at,
+                    )
+                    .await?;
+                }
             }
         }
         insert_event(&mut tx, &row.name(), row.event_count, &at, actor, &event).await?;
@@ -575,6 +597,54 @@ impl Store {
             .fetch_all(&self.db.pool)
             .await?)
     }
+}
+
+/// What else a project change writes in its transaction.
+#[derive(Debug, Clone)]
+pub enum Extra {
+    ReviewOutcome(ReviewOutcomeRecord),
+    /// The approved investment fixed at approval.
+    FirstBaseline {
+        budget_fen: i64,
+    },
+}
+
+#[allow(clippy::too_many_arguments)] // one column each; a struct would only rename them
+pub async fn insert_baseline(
+    tx: &mut Tx,
+    project: &str,
+    seq: i64,
+    budget_fen: i64,
+    source: &str,
+    budget_change: Option<&str>,
+    reason: &str,
+    at: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO budget_baselines (project_code, seq, budget_fen, source, budget_change, reason, create_time) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(project.to_owned())
+    .bind(seq)
+    .bind(budget_fen)
+    .bind(source.to_owned())
+    .bind(budget_change.map(str::to_owned))
+    .bind(reason.to_owned())
+    .bind(at.to_owned())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn insert_event_tx(
+    tx: &mut Tx,
+    resource: &str,
+    seq: i64,
+    at: &str,
+    actor: &Caller,
+    event: &NewEvent,
+) -> Result<(), sqlx::Error> {
+    insert_event(tx, resource, seq, at, actor, event).await
 }
 
 #[derive(Debug, Clone, PartialEq)]
