@@ -75,6 +75,10 @@ pub struct GlobalArgs {
     pub workload_max_selections: Option<u32>,
     #[arg(long, global = true, env = "GOVIT_WORKLOAD_DAYS")]
     pub workload_days: Option<u32>,
+    /// A budget more than this many percent above the original approval needs re-approval by
+    /// the approving department (default 10).
+    #[arg(long, global = true, env = "GOVIT_BUDGET_THRESHOLD_PERCENT")]
+    pub budget_threshold_percent: Option<f64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,6 +120,11 @@ pub enum Command {
     Draws {
         #[command(subcommand)]
         command: DrawsCommand,
+    },
+    /// Reports for the supervising bureaus.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
     },
     /// The inspector's tools.
     Verify {
@@ -169,6 +178,26 @@ pub enum DrawsCommand {
         out: Option<PathBuf>,
         #[command(flatten)]
         remote: crate::client::Remote,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// The portfolio: one row per project and a total (CSV), or the summary with the rows (JSON).
+    Portfolio {
+        #[arg(long, default_value_t = 0)]
+        year: i32,
+        /// Only one applying organisation: its credit code.
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long)]
+        category: Option<String>,
+        #[arg(long, value_enum, default_value_t = crate::report::Format::Csv)]
+        format: crate::report::Format,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        remote: crate::report::ProjectsRemote,
     },
 }
 
@@ -232,6 +261,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     remote,
                 },
         } => crate::client::export_draw(&settings, &remote, &draw_id, out.as_deref()).await,
+        Command::Report {
+            command:
+                ReportCommand::Portfolio {
+                    year,
+                    org,
+                    category,
+                    format,
+                    out,
+                    remote,
+                },
+        } => {
+            crate::report::portfolio(
+                &settings,
+                &remote,
+                year,
+                org,
+                category,
+                format,
+                out.as_deref(),
+            )
+            .await
+        }
         Command::Verify {
             command: VerifyCommand::Draw { record },
         } => crate::inspect::verify_draw(&record),

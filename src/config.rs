@@ -27,6 +27,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub draws: DrawsFileConfig,
     #[serde(default)]
+    pub supervision: SupervisionFileConfig,
+    #[serde(default)]
     pub projects: ServiceFileConfig,
     #[serde(default)]
     pub experts: ServiceFileConfig,
@@ -48,6 +50,25 @@ pub struct DrawsFileConfig {
     pub max_alternates: Option<u32>,
     pub workload_max_selections: Option<u32>,
     pub workload_days: Option<u32>,
+}
+
+/// Supervision rules; percentages may have two decimals (10.5).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisionFileConfig {
+    pub budget_threshold_percent: Option<f64>,
+    pub green_band_percent: Option<f64>,
+    pub yellow_band_percent: Option<f64>,
+    pub evaluation_weights: Option<[i32; 3]>,
+    pub review_deadline_working_days: Option<u32>,
+}
+
+fn basis_points(percent: f64) -> anyhow::Result<i64> {
+    anyhow::ensure!(
+        (0.0..=1000.0).contains(&percent),
+        "a percentage must be between 0 and 1000"
+    );
+    Ok((percent * 100.0).round() as i64)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -100,6 +121,7 @@ pub struct Settings {
     pub max_document_bytes: u64,
     pub blob_dir: PathBuf,
     pub draw_policy: govit_experts::DrawPolicy,
+    pub supervision: govit_projects::SupervisionPolicy,
     file: FileConfig,
 }
 
@@ -193,9 +215,34 @@ impl Settings {
                 .unwrap_or(defaults.max_alternates),
             workload,
         };
+        let sup = &file.supervision;
+        let mut supervision = govit_projects::SupervisionPolicy::default();
+        if let Some(p) = args
+            .budget_threshold_percent
+            .or(sup.budget_threshold_percent)
+        {
+            supervision.budget_threshold_bp = basis_points(p)?;
+        }
+        if let Some(p) = sup.green_band_percent {
+            supervision.bands.green_bp = basis_points(p)?;
+        }
+        if let Some(p) = sup.yellow_band_percent {
+            supervision.bands.yellow_bp = basis_points(p)?;
+        }
+        anyhow::ensure!(
+            supervision.bands.green_bp <= supervision.bands.yellow_bp,
+            "the green band must not be wider than the yellow"
+        );
+        if let Some(w) = sup.evaluation_weights {
+            supervision.evaluation_weights = w;
+        }
+        if let Some(d) = sup.review_deadline_working_days {
+            supervision.review_deadline_working_days = d;
+        }
         Ok(Settings {
             data_dir,
             draw_policy,
+            supervision,
             using_development_key: key.is_none(),
             key,
             server,

@@ -23,7 +23,7 @@ pub async fn build_routes(
                 database_url: database_url.to_owned(),
                 blob_dir: settings.blob_dir.clone(),
                 max_document_bytes: settings.max_document_bytes,
-                supervision: Default::default(),
+                supervision: settings.supervision.clone(),
             };
             govit_projects::ProjectsService::open(&config)
                 .await?

@@ -596,3 +596,110 @@ pub fn open_request(
         ..Default::default()
     }
 }
+
+/// A project taken through the lifecycle to UNDER_CONSTRUCTION: approved budget 1,250,000 yuan,
+/// contract 1,180,000 yuan signed 2027-02-20.
+pub async fn under_construction(app: &TestApp) -> pb::Project {
+    let office = app.client(Role::Office);
+    let applicant = app.client(Role::Applicant);
+    let (contractor, firm) = (credit_code(2), credit_code(3));
+    for (code, kind) in [
+        (&contractor, pb::OrganizationKind::Contractor),
+        (&firm, pb::OrganizationKind::SupervisionFirm),
+    ] {
+        let exists = office
+            .clone()
+            .get_organization(pb::GetOrganizationRequest {
+                name: org_name(code),
+            })
+            .await
+            .is_ok();
+        if !exists {
+            create_org(&office, code, kind).await;
+        }
+    }
+    let p = submitted(app).await;
+    let p = office
+        .clone()
+        .accept_for_review(pb::AcceptForReviewRequest {
+            name: p.name.clone(),
+            etag: p.etag,
+            panel: panel(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let p = app
+        .client(Role::Service)
+        .record_review_outcome(pb::RecordReviewOutcomeRequest {
+            name: p.name.clone(),
+            review_id: format!("r-{}", p.code),
+            stage: pb::ReviewStage::PreliminaryReview as i32,
+            decision: pb::ReviewDecision::Approved as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let doc = upload(
+        &applicant,
+        &p.name,
+        pb::DocumentKind::ImplementationPlan,
+        0,
+        b"%PDF plan",
+        "",
+    )
+    .await
+    .unwrap();
+    let plan = pb::ImplementationPlan {
+        task_plan: "t".into(),
+        system_design: "d".into(),
+        equipment_selection: "e".into(),
+        schedule: "s".into(),
+        plan_document: doc.name,
+    };
+    let p = applicant
+        .clone()
+        .file_implementation_plan(pb::FileImplementationPlanRequest {
+            name: p.name.clone(),
+            etag: p.etag,
+            plan: Some(plan),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let p = office
+        .clone()
+        .record_implementation_plan(pb::RecordImplementationPlanRequest {
+            name: p.name.clone(),
+            etag: p.etag,
+            comment: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let p = applicant
+        .clone()
+        .start_tendering(pb::StartTenderingRequest {
+            name: p.name.clone(),
+            etag: p.etag,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    applicant
+        .clone()
+        .record_tender_result(pb::RecordTenderResultRequest {
+            name: p.name.clone(),
+            etag: p.etag,
+            result: Some(pb::TenderResult {
+                contractor: org_name(&contractor),
+                supervision_firm: org_name(&firm),
+                contract_amount_fen: 118_000_000,
+                contract_date: date(2027, 2, 20),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}

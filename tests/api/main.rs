@@ -14,5 +14,6 @@ mod platform;
 mod queries;
 mod registry;
 mod roster;
+mod supervision;
 mod translog;
 mod validation;

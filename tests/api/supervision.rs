@@ -1,0 +1,905 @@
+//! Supervision: the budget line and the disbursement line at and around their edges, variance
+//! against hand-computed figures, frozen snapshots, inspections, notices, and who may do what.
+
+use govit_platform::Role;
+use govit_proto::projects::v1::{self as pb, ProjectState as S};
+use tonic::Code;
+
+use crate::helpers::*;
+
+fn change(parent: &str, to: i64) -> pb::CreateBudgetChangeRequest {
+    pb::CreateBudgetChangeRequest {
+        parent: parent.into(),
+        requested_budget_fen: to,
+        reason: "added a disaster-recovery site".into(),
+        funding_source: pb::FundingSource::CityBudget as i32,
+    }
+}
+
+fn disbursement(amount: i64) -> pb::Disbursement {
+    pb::Disbursement {
+        amount_fen: amount,
+        payment_date: date(2027, 3, 15),
+        payee: "Tianshan Systems Co.".into(),
+        purpose: "first instalment".into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn approval_fixes_the_budget_and_every_change_is_a_new_baseline() {
+    let app = spawn_app().await;
+    let p = under_construction(&app).await;
+    assert_eq!(
+        (p.approved_budget_fen, p.original_approved_budget_fen),
+        (125_000_000, 125_000_000)
+    );
+    let office = app.client(Role::Office);
+    let applicant = app.client(Role::Applicant);
+
+    // Exactly 10% above the original: office alone may approve.
+    let at_line = applicant
+        .clone()
+        .create_budget_change(change(&p.name, 137_500_000))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!at_line.requires_higher_approval);
+    let approved = office
+        .clone()
+        .approve_budget_change(pb::ApproveBudgetChangeRequest {
+            name: at_line.name.clone(),
+            comment: "ok".into(),
+            higher_approval: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(approved.state, pb::BudgetChangeState::Approved as i32);
+    assert_eq!(get(&app, &p.name).await.approved_budget_fen, 137_500_000);
+
+    // One fen more: flagged, and office alone cannot approve it.
+    let over = applicant
+        .clone()
+        .create_budget_change(change(&p.name, 137_500_001))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(over.requires_higher_approval);
+    let refused = office
+        .clone()
+        .approve_budget_change(pb::ApproveBudgetChangeRequest {
+            name: over.name.clone(),
+            comment: String::new(),
+            higher_approval: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("137500001") && refused.message().contains("125000000"),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(
+        get(&app, &p.name).await.approved_budget_fen,
+        137_500_000,
+        "nothing changed"
+    );
+    let with_reapproval = office
+        .clone()
+        .approve_budget_change(pb::ApproveBudgetChangeRequest {
+            name: over.name.clone(),
+            comment: "re-approved".into(),
+            higher_approval: Some(pb::HigherApproval {
+                department: "City Development and Reform Commission".into(),
+                reference: "DRC [2027] 41".into(),
+                approval_date: date(2027, 4, 2),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        with_reapproval.higher_approval.unwrap().reference,
+        "DRC [2027] 41"
+    );
+
+    let baselines = office
+        .clone()
+        .list_budget_baselines(pb::ListBudgetBaselinesRequest {
+            parent: p.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .baselines;
+    assert_eq!(
+        baselines
+            .iter()
+            .map(|b| (b.sequence, b.budget_fen, b.source.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            (1, 125_000_000, "APPROVAL"),
+            (2, 137_500_000, "CHANGE"),
+            (3, 137_500_001, "CHANGE")
+        ]
+    );
+
+    let summary = office
+        .clone()
+        .get_portfolio_summary(pb::GetPortfolioSummaryRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(summary.beyond_budget_threshold, [p.name.clone()]);
+
+    // A decided request cannot be decided again; a refused one moves nothing.
+    assert_eq!(
+        office
+            .clone()
+            .refuse_budget_change(pb::RefuseBudgetChangeRequest {
+                name: over.name.clone(),
+                comment: String::new()
+            })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::FailedPrecondition
+    );
+    let small = applicant
+        .clone()
+        .create_budget_change(change(&p.name, 140_000_000))
+        .await
+        .unwrap()
+        .into_inner();
+    office
+        .clone()
+        .refuse_budget_change(pb::RefuseBudgetChangeRequest {
+            name: small.name,
+            comment: "not justified".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(get(&app, &p.name).await.approved_budget_fen, 137_500_001);
+}
+
+#[tokio::test]
+async fn disbursements_never_pass_the_approved_budget_even_when_racing() {
+    let app = spawn_app().await;
+    let p = under_construction(&app).await;
+    let applicant = app.client(Role::Applicant);
+    applicant
+        .clone()
+        .record_disbursement(pb::RecordDisbursementRequest {
+            parent: p.name.clone(),
+            disbursement: Some(disbursement(100_000_000)),
+        })
+        .await
+        .unwrap();
+    // Exactly to the line is allowed; one fen over is not, and names the figures.
+    let over = applicant
+        .clone()
+        .record_disbursement(pb::RecordDisbursementRequest {
+            parent: p.name.clone(),
+            disbursement: Some(disbursement(25_000_001)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(over.code(), Code::FailedPrecondition);
+    assert!(
+        over.message().contains("125000001")
+            && over.message().contains("125000000")
+            && over.message().contains("100000000"),
+        "{}",
+        over.message()
+    );
+
+    // Twenty racing disbursements of 2,000,000 fen against 25,000,000 left: exactly twelve pass.
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let mut client = app.client(Role::Applicant);
+        let parent = p.name.clone();
+        tasks.push(tokio::spawn(async move {
+            client
+                .record_disbursement(pb::RecordDisbursementRequest {
+                    parent,
+                    disbursement: Some(disbursement(2_000_000)),
+                })
+                .await
+                .map(|_| ())
+                .map_err(|s| s.code())
+        }));
+    }
+    let mut passed = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => passed += 1,
+            Err(code) => assert_eq!(code, Code::FailedPrecondition),
+        }
+    }
+    assert_eq!(passed, 12);
+    let listed = app
+        .client(Role::Inspector)
+        .list_disbursements(pb::ListDisbursementsRequest {
+            parent: p.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.total_fen, 124_000_000);
+    assert_eq!(listed.disbursements.len(), 13);
+    assert_eq!(
+        listed
+            .disbursements
+            .iter()
+            .map(|d| d.amount_fen)
+            .sum::<i64>(),
+        124_000_000
+    );
+    assert_eq!(get(&app, &p.name).await.disbursed_fen, 124_000_000);
+}
+
+#[tokio::test]
+async fn bad_supervision_requests_are_refused_and_write_nothing() {
+    let app = spawn_app().await;
+    let p = under_construction(&app).await;
+    let applicant = app.client(Role::Applicant);
+    let events = app.event_count().await;
+
+    let status = applicant
+        .clone()
+        .record_disbursement(pb::RecordDisbursementRequest {
+            parent: p.name.clone(),
+            disbursement: Some(disbursement(0)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), ["disbursement.amount_fen"]);
+    let mut early = disbursement(5);
+    early.payment_date = date(2027, 2, 19);
+    let status = applicant
+        .clone()
+        .record_disbursement(pb::RecordDisbursementRequest {
+            parent: p.name.clone(),
+            disbursement: Some(early),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), ["disbursement.payment_date"]);
+    assert!(status.message().contains("2027-02-20"));
+    let status = applicant
+        .clone()
+        .create_budget_change(change(&p.name, -1))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), ["requested_budget_fen"]);
+    let status = applicant
+        .clone()
+        .create_milestone(pb::CreateMilestoneRequest {
+            parent: p.name.clone(),
+            milestone: Some(pb::Milestone {
+                display_name: "build".into(),
+                planned_start_date: date(2027, 5, 1),
+                planned_end_date: date(2027, 4, 1),
+                planned_cost_fen: 10,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert!(violated_fields(&status).contains(&"milestone.planned_end_date".to_string()));
+    let report = upload(
+        &app.client(Role::Office),
+        &p.name,
+        pb::DocumentKind::EvaluationReport,
+        0,
+        b"r",
+        "",
+    )
+    .await
+    .unwrap();
+    let events = events + 1;
+    let mut no_scores = evaluation(&p.name, &p.etag, &report.name);
+    no_scores.engineering_quality_score = 0;
+    no_scores.operating_state_score = 0;
+    no_scores.investment_benefit_score = 0;
+    let status = app
+        .client(Role::Office)
+        .record_post_evaluation(no_scores)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violated_fields(&status),
+        [
+            "engineering_quality_score",
+            "operating_state_score",
+            "investment_benefit_score"
+        ]
+    );
+    // Another organisation's applicant.
+    let status = app
+        .stranger()
+        .record_disbursement(pb::RecordDisbursementRequest {
+            parent: p.name.clone(),
+            disbursement: Some(disbursement(5)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let status = app
+        .stranger()
+        .create_budget_change(change(&p.name, 130_000_000))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_eq!(app.event_count().await, events, "nothing was written");
+    assert_eq!(get(&app, &p.name).await.disbursed_fen, 0);
+
+    // A change request on a closed (here: withdrawn, the other terminal way) project.
+    let q = draft(&app).await;
+    app.client(Role::Applicant)
+        .withdraw_project(pb::WithdrawProjectRequest {
+            name: q.name.clone(),
+            etag: q.etag,
+            reason: String::new(),
+        })
+        .await
+        .unwrap();
+    let status = applicant
+        .clone()
+        .create_budget_change(change(&q.name, 130_000_000))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    // Disbursing before a contract exists.
+    let r = submitted(&app).await;
+    let status = applicant
+        .clone()
+        .record_disbursement(pb::RecordDisbursementRequest {
+            parent: r.name.clone(),
+            disbursement: Some(disbursement(5)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+}
+
+#[tokio::test]
+async fn variance_and_risk_follow_the_milestones() {
+    let app = spawn_app().await;
+    let p = under_construction(&app).await;
+    let applicant = app.client(Role::Applicant);
+    let a = applicant
+        .clone()
+        .create_milestone(pb::CreateMilestoneRequest {
+            parent: p.name.clone(),
+            milestone: Some(pb::Milestone {
+                display_name: "A".into(),
+                planned_start_date: date(2027, 3, 1),
+                planned_end_date: date(2027, 3, 10),
+                planned_cost_fen: 1_000_000,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        a.projected_end_date,
+        date(2027, 3, 10),
+        "the forecast starts at the plan"
+    );
+    applicant
+        .clone()
+        .create_milestone(pb::CreateMilestoneRequest {
+            parent: p.name.clone(),
+            milestone: Some(pb::Milestone {
+                display_name: "B".into(),
+                planned_start_date: date(2027, 3, 11),
+                planned_end_date: date(2027, 3, 30),
+                projected_end_date: date(2027, 4, 4),
+                planned_cost_fen: 2_000_000,
+                projected_cost_fen: 2_300_000,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let green = app
+        .client(Role::Supervisor)
+        .get_project_variance(pb::GetProjectVarianceRequest {
+            name: p.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // Before A completes: cost −300,000 of 3,000,000 (−10.00%: still green); schedule −5 of 30 days.
+    assert_eq!(
+        (
+            green.cost_variance_fen,
+            green.cost_variance_bp,
+            green.schedule_variance_days,
+            green.schedule_variance_bp
+        ),
+        (-300_000, -1000, -5, -1666)
+    );
+    assert_eq!(green.cost_color, pb::RiskColor::Green as i32);
+    assert_eq!(green.schedule_color, pb::RiskColor::Yellow as i32);
+
+    let mut done = a.clone();
+    done.actual_end_date = date(2027, 3, 12);
+    done.actual_cost_fen = 1_100_000;
+    applicant
+        .clone()
+        .update_milestone(pb::UpdateMilestoneRequest {
+            milestone: Some(done),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["actual_end_date".into(), "actual_cost_fen".into()],
+            }),
+        })
+        .await
+        .unwrap();
+    let v = app
+        .client(Role::Inspector)
+        .get_project_variance(pb::GetProjectVarianceRequest {
+            name: p.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // The hand-computed case of variance.rs: −400,000 fen (−13.33%), −7 days (−23.33%).
+    assert_eq!(
+        (
+            v.planned_cost_fen,
+            v.projected_cost_fen,
+            v.cost_variance_fen,
+            v.cost_variance_bp
+        ),
+        (3_000_000, 3_400_000, -400_000, -1333)
+    );
+    assert_eq!(
+        (
+            v.planned_duration_days,
+            v.schedule_variance_days,
+            v.schedule_variance_bp
+        ),
+        (30, -7, -2333)
+    );
+    assert_eq!(v.color, pb::RiskColor::Yellow as i32);
+    let stale = applicant
+        .clone()
+        .update_milestone(pb::UpdateMilestoneRequest {
+            milestone: Some(a),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["display_name".into()],
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::Aborted);
+
+    app.client(Role::Office)
+        .rate_project_risk(pb::RateProjectRiskRequest {
+            name: p.name.clone(),
+            rating: pb::RiskColor::Red as i32,
+            comment: "contractor short of staff".into(),
+            rating_date: date(2027, 4, 1),
+        })
+        .await
+        .unwrap();
+    let v = app
+        .client(Role::Supervisor)
+        .get_project_variance(pb::GetProjectVarianceRequest {
+            name: p.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(v.latest_rating.unwrap().rating, pb::RiskColor::Red as i32);
+    let denied = app
+        .client(Role::Supervisor)
+        .rate_project_risk(pb::RateProjectRiskRequest {
+            name: p.name.clone(),
+            rating: 1,
+            comment: "x".into(),
+            rating_date: date(2027, 4, 1),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let summary = app
+        .client(Role::Supervisor)
+        .get_portfolio_summary(pb::GetPortfolioSummaryRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(summary.beyond_variance_bands, [p.name.clone()]);
+}
+
+#[tokio::test]
+async fn a_snapshot_is_frozen_and_taken_once_a_month() {
+    let app = spawn_app().await;
+    let p = under_construction(&app).await;
+    draft(&app).await; // a draft is not active and is left out
+    let office = app.client(Role::Office);
+    app.client(Role::Applicant)
+        .record_disbursement(pb::RecordDisbursementRequest {
+            parent: p.name.clone(),
+            disbursement: Some(disbursement(10_000_000)),
+        })
+        .await
+        .unwrap();
+    app.client(Role::Applicant)
+        .file_progress_report(pb::FileProgressReportRequest {
+            parent: p.name.clone(),
+            report_date: date(2027, 3, 31),
+            percent_complete: 35,
+            narrative: "servers racked".into(),
+        })
+        .await
+        .unwrap();
+    let taken = office
+        .clone()
+        .create_monthly_snapshot(pb::CreateMonthlySnapshotRequest {
+            month: "2027-03".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(taken.projects, 1);
+    let again = office
+        .clone()
+        .create_monthly_snapshot(pb::CreateMonthlySnapshotRequest {
+            month: "2027-03".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::AlreadyExists);
+    // Later edits do not rewrite the month.
+    app.client(Role::Applicant)
+        .record_disbursement(pb::RecordDisbursementRequest {
+            parent: p.name.clone(),
+            disbursement: Some(disbursement(5_000_000)),
+        })
+        .await
+        .unwrap();
+    let snaps = app
+        .client(Role::Inspector)
+        .list_snapshots(pb::ListSnapshotsRequest {
+            month: "2027-03".into(),
+            project: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .snapshots;
+    assert_eq!(snaps.len(), 1);
+    assert_eq!(
+        (
+            snaps[0].disbursed_fen,
+            snaps[0].approved_budget_fen,
+            snaps[0].contract_amount_fen,
+            snaps[0].percent_complete
+        ),
+        (10_000_000, 125_000_000, 118_000_000, 35)
+    );
+    assert_eq!(snaps[0].state, S::UnderConstruction as i32);
+    let bad = office
+        .clone()
+        .create_monthly_snapshot(pb::CreateMonthlySnapshotRequest {
+            month: "2027-13".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&bad), ["month"]);
+    let denied = app
+        .client(Role::Supervisor)
+        .create_monthly_snapshot(pb::CreateMonthlySnapshotRequest {
+            month: "2027-04".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn inspections_track_findings_to_rectification_and_records_show_them() {
+    let app = spawn_app().await;
+    let p = under_construction(&app).await;
+    let office = app.client(Role::Office);
+    let inspection = office
+        .clone()
+        .create_inspection(pb::CreateInspectionRequest {
+            parent: p.name.clone(),
+            inspection: Some(pb::Inspection {
+                inspection_date: date(2026, 11, 27),
+                scopes: vec![
+                    pb::InspectionScope::Quality as i32,
+                    pb::InspectionScope::Funds as i32,
+                ],
+                participants: vec!["City Finance Bureau".into(), "City Audit Bureau".into()],
+                findings: vec![
+                    pb::Finding {
+                        description: "no backup tests".into(),
+                        severity: pb::FindingSeverity::High as i32,
+                        rectification_required: "test restores monthly".into(),
+                        deadline_working_days: 5,
+                        ..Default::default()
+                    },
+                    pb::Finding {
+                        description: "invoice missing".into(),
+                        severity: pb::FindingSeverity::Medium as i32,
+                        rectification_required: "file the invoice".into(),
+                        deadline_working_days: 1,
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // Friday 27 November: 5 working days is Friday 4 December, 1 is Monday 30 November.
+    assert_eq!(inspection.findings[0].due_date, date(2026, 12, 4));
+    assert_eq!(inspection.findings[1].due_date, date(2026, 11, 30));
+    let overdue = office
+        .clone()
+        .list_overdue_findings(pb::ListOverdueFindingsRequest {
+            as_of: date(2026, 12, 1),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .findings;
+    assert_eq!(
+        overdue
+            .iter()
+            .map(|f| f.description.as_str())
+            .collect::<Vec<_>>(),
+        ["invoice missing"]
+    );
+    let fixed = app
+        .client(Role::Applicant)
+        .record_rectification(pb::RecordRectificationRequest {
+            finding: overdue[0].name.clone(),
+            rectification: "invoice filed".into(),
+            rectified_date: date(2026, 12, 1),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        fixed
+            .findings
+            .iter()
+            .any(|f| f.rectified && f.rectification == "invoice filed")
+    );
+    let again = app
+        .client(Role::Applicant)
+        .record_rectification(pb::RecordRectificationRequest {
+            finding: overdue[0].name.clone(),
+            rectification: "again".into(),
+            rectified_date: date(2026, 12, 1),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition);
+    let overdue = office
+        .clone()
+        .list_overdue_findings(pb::ListOverdueFindingsRequest {
+            as_of: date(2026, 12, 7),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .findings;
+    assert_eq!(
+        overdue
+            .iter()
+            .map(|f| f.description.as_str())
+            .collect::<Vec<_>>(),
+        ["no backup tests"]
+    );
+
+    // The contractor is commended, the supervision firm reported.
+    let contractor = credit_code(2);
+    office
+        .clone()
+        .create_organization_notice(pb::CreateOrganizationNoticeRequest {
+            parent: org_name(&contractor),
+            notice: Some(pb::OrganizationNotice {
+                kind: pb::NoticeKind::Commendation as i32,
+                projects: vec![p.name.clone()],
+                grounds: "delivered ahead of plan".into(),
+                notice_date: date(2026, 12, 2),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let missing_handling = office
+        .clone()
+        .create_organization_notice(pb::CreateOrganizationNoticeRequest {
+            parent: org_name(&credit_code(3)),
+            notice: Some(pb::OrganizationNotice {
+                kind: pb::NoticeKind::Violation as i32,
+                projects: vec![p.name.clone()],
+                grounds: "signed off untested work".into(),
+                notice_date: date(2026, 12, 2),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&missing_handling), ["notice.handling"]);
+    let record = app
+        .client(Role::Supervisor)
+        .get_organization_record(pb::GetOrganizationRecordRequest {
+            name: org_name(&contractor),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(record.projects, [p.name.clone()]);
+    assert_eq!(record.commendations.len(), 1);
+    assert!(record.violations.is_empty());
+    assert_eq!(record.findings.len(), 2);
+    let status = app
+        .client(Role::Inspector)
+        .create_inspection(pb::CreateInspectionRequest {
+            parent: p.name.clone(),
+            inspection: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        status.code(),
+        Code::InvalidArgument,
+        "inspectors are checked for their request too, then refused"
+    );
+    let status = app
+        .client(Role::Inspector)
+        .create_inspection(pb::CreateInspectionRequest {
+            parent: p.name.clone(),
+            inspection: Some(pb::Inspection {
+                inspection_date: date(2026, 11, 27),
+                scopes: vec![1],
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn the_portfolio_adds_up_and_is_for_the_bureaus_only() {
+    let app = spawn_app().await;
+    let a = under_construction(&app).await;
+    let b = under_construction(&app).await;
+    draft(&app).await;
+    app.client(Role::Applicant)
+        .record_disbursement(pb::RecordDisbursementRequest {
+            parent: a.name.clone(),
+            disbursement: Some(disbursement(7_000_000)),
+        })
+        .await
+        .unwrap();
+    app.client(Role::Applicant)
+        .record_disbursement(pb::RecordDisbursementRequest {
+            parent: b.name.clone(),
+            disbursement: Some(disbursement(3_000_000)),
+        })
+        .await
+        .unwrap();
+    for role in [Role::Office, Role::Supervisor, Role::Inspector] {
+        let s = app
+            .client(role)
+            .get_portfolio_summary(pb::GetPortfolioSummaryRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(s.project_count, 3, "{role}");
+        assert_eq!(
+            (
+                s.total_approved_fen,
+                s.total_contracted_fen,
+                s.total_disbursed_fen
+            ),
+            (250_000_000, 236_000_000, 10_000_000)
+        );
+        let counts: Vec<(i32, i32)> = s.counts.iter().map(|c| (c.state, c.count)).collect();
+        assert_eq!(
+            counts,
+            [(S::Draft as i32, 1), (S::UnderConstruction as i32, 2)]
+        );
+    }
+    for role in [
+        Role::Applicant,
+        Role::Service,
+        Role::Expert,
+        Role::RegistryAdmin,
+    ] {
+        assert_eq!(
+            app.client(role)
+                .get_portfolio_summary(pb::GetPortfolioSummaryRequest::default())
+                .await
+                .unwrap_err()
+                .code(),
+            Code::PermissionDenied,
+            "{role}"
+        );
+    }
+    let filtered = app
+        .client(Role::Office)
+        .get_portfolio_summary(pb::GetPortfolioSummaryRequest {
+            year: 2001,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(filtered.project_count, 0);
+}
+
+#[tokio::test]
+async fn the_bureaus_take_the_portfolio_as_csv_or_json() {
+    let app = spawn_app().await;
+    let p = under_construction(&app).await;
+    app.client(Role::Applicant)
+        .record_disbursement(pb::RecordDisbursementRequest {
+            parent: p.name.clone(),
+            disbursement: Some(disbursement(7_000_000)),
+        })
+        .await
+        .unwrap();
+    let server = format!("http://{}", app.addr);
+    let run = |format: &'static str| {
+        let server = server.clone();
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_govit"))
+                .args([
+                    "report",
+                    "portfolio",
+                    "--format",
+                    format,
+                    "--server",
+                    &server,
+                ])
+                .env("GOVIT_JWT_HS256_KEY", std::str::from_utf8(KEY).unwrap())
+                .env_remove("GOVIT_TOKEN")
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    let csv = run("csv").await;
+    assert!(
+        csv.status.success(),
+        "{}",
+        String::from_utf8_lossy(&csv.stderr)
+    );
+    let text = String::from_utf8(csv.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("project,name,applicant,category,state,approved_budget_fen"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{},", p.code))
+            && lines[1]
+                .contains(",UNDER_CONSTRUCTION,125000000,125000000,118000000,7000000,0,0,GREEN"),
+        "{text}"
+    );
+    assert_eq!(
+        lines[2],
+        "TOTAL,1 projects,,,,125000000,,118000000,7000000,,,"
+    );
+    let json = run("json").await;
+    assert!(json.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["total_disbursed_fen"], 7_000_000);
+    assert_eq!(v["projects"][0]["project"], p.code.as_str());
+}
