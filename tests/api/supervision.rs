@@ -132,7 +132,10 @@ async fn approval_fixes_the_budget_and_every_change_is_a_new_baseline() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(summary.beyond_budget_threshold, [p.name.clone()]);
+    assert_eq!(
+        summary.beyond_budget_threshold,
+        std::slice::from_ref(&p.name)
+    );
 
     // A decided request cannot be decided again; a refused one moves nothing.
     assert_eq!(
@@ -514,7 +517,7 @@ async fn variance_and_risk_follow_the_milestones() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(summary.beyond_variance_bands, [p.name.clone()]);
+    assert_eq!(summary.beyond_variance_bands, std::slice::from_ref(&p.name));
 }
 
 #[tokio::test]
@@ -742,7 +745,7 @@ async fn inspections_track_findings_to_rectification_and_records_show_them() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(record.projects, [p.name.clone()]);
+    assert_eq!(record.projects, std::slice::from_ref(&p.name));
     assert_eq!(record.commendations.len(), 1);
     assert!(record.violations.is_empty());
     assert_eq!(record.findings.len(), 2);
