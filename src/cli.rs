@@ -103,6 +103,25 @@ pub enum Command {
         /// Accept tokens signed with the public development key. Never in production.
         #[arg(long)]
         dev_key: bool,
+        /// Where the other services are (used by the services that call them).
+        #[arg(
+            long,
+            env = "GOVIT_PROJECTS_URL",
+            default_value = "http://127.0.0.1:50051"
+        )]
+        projects_url: String,
+        #[arg(
+            long,
+            env = "GOVIT_EXPERTS_URL",
+            default_value = "http://127.0.0.1:50052"
+        )]
+        experts_url: String,
+        #[arg(
+            long,
+            env = "GOVIT_SCHEDULING_URL",
+            default_value = "http://127.0.0.1:50053"
+        )]
+        scheduling_url: String,
     },
     /// Applies the migrations of one service (with --database-url) or of all three embedded
     /// databases.
@@ -125,6 +144,27 @@ pub enum Command {
     Report {
         #[command(subcommand)]
         command: ReportCommand,
+    },
+    /// Walks a project from application to acceptance against a running `govit up`.
+    Demo {
+        #[arg(
+            long,
+            env = "GOVIT_PROJECTS_URL",
+            default_value = "http://127.0.0.1:50051"
+        )]
+        projects_url: String,
+        #[arg(
+            long,
+            env = "GOVIT_EXPERTS_URL",
+            default_value = "http://127.0.0.1:50052"
+        )]
+        experts_url: String,
+        #[arg(
+            long,
+            env = "GOVIT_SCHEDULING_URL",
+            default_value = "http://127.0.0.1:50053"
+        )]
+        scheduling_url: String,
     },
     /// The inspector's tools.
     Verify {
@@ -229,6 +269,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             database_url,
             dev_key,
+            projects_url,
+            experts_url,
+            scheduling_url,
         } => {
             if settings.using_development_key && !dev_key {
                 anyhow::bail!(
@@ -236,7 +279,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                      or GOVIT_JWT_RSA_PUBLIC_KEY (or pass --dev-key to accept development tokens)"
                 );
             }
-            run::serve_one(&settings, service, listen, database_url.as_deref()).await
+            let peers = run::Addresses {
+                projects: projects_url,
+                experts: experts_url,
+                scheduling: scheduling_url,
+            };
+            run::serve_one(&settings, service, listen, database_url.as_deref(), &peers).await
         }
         Command::Migrate {
             service,
@@ -261,6 +309,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     remote,
                 },
         } => crate::client::export_draw(&settings, &remote, &draw_id, out.as_deref()).await,
+        Command::Demo {
+            projects_url,
+            experts_url,
+            scheduling_url,
+        } => {
+            let key = settings
+                .signing_secret()
+                .ok_or_else(|| anyhow::anyhow!("the demo mints tokens and needs an HS256 key"))?;
+            let targets = crate::demo::Targets {
+                projects: projects_url,
+                experts: experts_url,
+                scheduling: scheduling_url,
+                key,
+            };
+            crate::demo::run(&targets, &mut std::io::stdout())
+                .await
+                .map(|_| ())
+        }
         Command::Report {
             command:
                 ReportCommand::Portfolio {

@@ -1,20 +1,51 @@
 //! Starting and stopping services.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context;
-use govit_platform::{Authenticator, server::ServerOptions};
+use govit_platform::{Authenticator, Role, client::BearerToken, server::ServerOptions};
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 use tonic::service::Routes;
 
 use crate::config::{ServiceName, Settings};
 
-/// Opens a service's database (migrating it) and builds its routes.
-pub async fn build_routes(
+/// Where each service listens or is reached.
+#[derive(Debug, Clone)]
+pub struct Addresses {
+    pub projects: String,
+    pub experts: String,
+    pub scheduling: String,
+}
+
+/// How often the background workers (outboxes, review progress) run.
+const WORKER_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The token a service presents to the others: `GOVIT_SERVICE_TOKEN`, or one minted with the
+/// configured HS256 key.
+pub fn service_token(settings: &Settings) -> anyhow::Result<String> {
+    if let Ok(token) = std::env::var("GOVIT_SERVICE_TOKEN") {
+        return Ok(token);
+    }
+    let secret = settings
+        .signing_secret()
+        .context("set GOVIT_SERVICE_TOKEN: with a public-key configuration govit cannot mint its own service token")?;
+    govit_platform::auth::mint_hs256(
+        &secret,
+        "govit-services",
+        Role::Service,
+        None,
+        None,
+        Duration::from_secs(10 * 365 * 24 * 3600),
+    )
+}
+
+/// Opens a service's database (migrating it), builds its routes and starts its worker.
+pub async fn start_service(
     settings: &Settings,
     service: ServiceName,
     database_url: &str,
     auth: Authenticator,
+    peers: &Addresses,
 ) -> anyhow::Result<Routes> {
     let options = &settings.server;
     match service {
@@ -25,22 +56,27 @@ pub async fn build_routes(
                 max_document_bytes: settings.max_document_bytes,
                 supervision: settings.supervision.clone(),
             };
-            govit_projects::ProjectsService::open(&config)
-                .await?
-                .routes(auth, options)
-                .await
+            let projects = govit_projects::ProjectsService::open(&config).await?;
+            let channel = govit_platform::client::lazy_channel(&peers.scheduling)?;
+            let client = govit_proto::scheduling::v1::review_scheduling_service_client::ReviewSchedulingServiceClient::with_interceptor(
+                channel,
+                BearerToken::new(&service_token(settings)?)?,
+            );
+            projects.spawn_outbox_worker(client, WORKER_INTERVAL);
+            projects.routes(auth, options).await
         }
         ServiceName::Experts => {
-            govit_experts::ExpertsService::open(database_url, settings.draw_policy.clone())
-                .await?
-                .routes(auth, options)
-                .await
+            govit_experts::ExpertsService::open(database_url, settings.draw_policy.clone()).await?.routes(auth, options).await
         }
         ServiceName::Scheduling => {
-            govit_scheduling::SchedulingService::open(database_url)
-                .await?
-                .routes(auth, options)
-                .await
+            let peers = govit_scheduling::Peers {
+                experts_url: peers.experts.clone(),
+                projects_url: peers.projects.clone(),
+                service_token: service_token(settings)?,
+            };
+            let scheduling = govit_scheduling::SchedulingService::open(database_url, Default::default(), &peers).await?;
+            scheduling.spawn_worker(WORKER_INTERVAL);
+            scheduling.routes(auth, options).await
         }
     }
     .with_context(|| format!("starting the {} service", service.as_str()))
@@ -74,12 +110,26 @@ pub async fn up(settings: &Settings, listen: [Option<SocketAddr>; 3]) -> anyhow:
     let auth = settings.authenticator()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    let mut endpoints = Vec::new();
+    let mut listeners = Vec::new();
     for (service, flag) in ServiceName::ALL.into_iter().zip(listen) {
-        let listener = bind(service, settings.listen(service, flag)).await?;
+        listeners.push((
+            service,
+            bind(service, settings.listen(service, flag)).await?,
+        ));
+    }
+    let url = |i: usize| -> anyhow::Result<String> {
+        Ok(format!("http://{}", listeners[i].1.local_addr()?))
+    };
+    let peers = Addresses {
+        projects: url(0)?,
+        experts: url(1)?,
+        scheduling: url(2)?,
+    };
+    let mut endpoints = Vec::new();
+    for (service, listener) in listeners {
         let addr = listener.local_addr()?;
-        let url = settings.database_url(service, None);
-        let routes = build_routes(settings, service, &url, auth.clone()).await?;
+        let database_url = settings.database_url(service, None);
+        let routes = start_service(settings, service, &database_url, auth.clone(), &peers).await?;
         tasks.spawn(serve_until(
             listener,
             routes,
@@ -102,6 +152,7 @@ pub async fn up(settings: &Settings, listen: [Option<SocketAddr>; 3]) -> anyhow:
         "Call it:       grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" {} list",
         endpoints[0].1
     );
+    println!("See it work:   cargo run --release -- demo");
     println!("Stop with Ctrl-C.");
     tokio::select! {
         _ = govit_platform::server::shutdown_signal() => {}
@@ -125,11 +176,12 @@ pub async fn serve_one(
     service: ServiceName,
     listen: Option<SocketAddr>,
     database_url: Option<&str>,
+    peers: &Addresses,
 ) -> anyhow::Result<()> {
     let auth = settings.authenticator()?;
     let url = settings.database_url(service, database_url);
     let listener = bind(service, settings.listen(service, listen)).await?;
-    let routes = build_routes(settings, service, &url, auth).await?;
+    let routes = start_service(settings, service, &url, auth, peers).await?;
     tracing::info!(service = service.as_str(), addr = %listener.local_addr()?, "serving");
     govit_platform::server::serve(
         listener,

@@ -362,6 +362,7 @@ async fn a_decline_is_replaced_by_the_next_alternate_then_a_supplementary_draw_c
             category: "network".into(),
             expert_id: alternate.clone(),
             reason: epb::ReplacementReason::Declined as i32,
+            request_id: String::new(),
         })
         .await
         .unwrap_err();
@@ -374,6 +375,7 @@ async fn a_decline_is_replaced_by_the_next_alternate_then_a_supplementary_draw_c
             category: "network".into(),
             expert_id: leaving.clone(),
             reason: epb::ReplacementReason::Declined as i32,
+            request_id: String::new(),
         })
         .await
         .unwrap()
@@ -401,6 +403,7 @@ async fn a_decline_is_replaced_by_the_next_alternate_then_a_supplementary_draw_c
             category: "network".into(),
             expert_id: alternate.clone(),
             reason: epb::ReplacementReason::Unreachable as i32,
+            request_id: String::new(),
         })
         .await
         .unwrap_err();

@@ -76,6 +76,12 @@ async fn all_three_services_report_serving_and_list_themselves_without_a_token()
     .unwrap();
     let scheduling = govit_scheduling::SchedulingService::open(
         &fresh_database_url(dir.path(), "scheduling").await,
+        Default::default(),
+        &govit_scheduling::Peers {
+            experts_url: "http://127.0.0.1:1".into(),
+            projects_url: "http://127.0.0.1:1".into(),
+            service_token: token(Role::Service, None, None),
+        },
     )
     .await
     .unwrap()

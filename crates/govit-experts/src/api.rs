@@ -120,6 +120,8 @@ fn blank_expert(id: &str) -> ExpertFull {
             version: 1,
             create_time: at.clone(),
             update_time: at,
+            rating_count: 0,
+            rating_sum: 0,
         },
         categories: Vec::new(),
     }
@@ -1087,7 +1089,7 @@ impl ExpertRegistryService for ExpertsService {
             };
             v.finish()?;
             caller.require(&DRAW_RUNNERS)?;
-            let d = self.replace_expert(&id?, &req.category, &req.expert_id, reason).await?;
+            let d = self.replace_expert(&id?, &req.category, &req.expert_id, reason, (!req.request_id.is_empty()).then_some(req.request_id.as_str())).await?;
             self.draw_response(&caller, d).await
         }
         .await)
@@ -1114,6 +1116,61 @@ impl ExpertRegistryService for ExpertsService {
             }
             .await,
         )
+    }
+
+    async fn record_review_service(
+        &self,
+        request: Request<pb::RecordReviewServiceRequest>,
+    ) -> Result<Response<pb::Expert>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let req = request.into_inner();
+        respond(async {
+            let mut v = Violations::new();
+            let id = parse_name("name", &req.name, "experts");
+            if id.is_err() {
+                v.add("name", "must be experts/{id}");
+            }
+            check::code(&mut v, "review_id", &req.review_id);
+            if !(1..=5).contains(&req.rating) {
+                v.add("rating", "must be from 1 to 5");
+            }
+            check::optional_text(&mut v, "comment", &req.comment, 2000);
+            v.finish()?;
+            let id = id?;
+            caller.require(&[Role::Service, Role::Office])?;
+            self.store.get_expert(&id).await?.ok_or_else(|| ServiceError::not_found("expert", req.name.clone()))?;
+            let mut tx = self.store.db.begin_write().await?;
+            let inserted = sqlx::query("INSERT INTO expert_reviews (expert_id, review_id, rating, comment, create_time) VALUES ($1, $2, $3, $4, $5)")
+                .bind(id.clone())
+                .bind(req.review_id.clone())
+                .bind(i64::from(req.rating))
+                .bind(req.comment.clone())
+                .bind(to_stored(now()))
+                .execute(&mut *tx)
+                .await;
+            match inserted {
+                // Recorded before: a redelivery changes nothing.
+                Err(e) if govit_platform::db::is_unique_violation(&e) => drop(tx),
+                Err(e) => return Err(e.into()),
+                Ok(_) => {
+                    sqlx::query(
+                        "UPDATE experts SET reviews_count = reviews_count + 1, rating_count = rating_count + 1, \
+                         rating_sum = rating_sum + $1 WHERE id = $2",
+                    )
+                    .bind(i64::from(req.rating))
+                    .bind(id.clone())
+                    .execute(&mut *tx)
+                    .await?;
+                    translog::append(&mut tx, serde_json::json!({"type": "review_service_recorded", "expert_id": id, "review_id": req.review_id}), None)
+                        .await
+                        .map_err(internal)?;
+                    tx.commit().await?;
+                }
+            }
+            let expert = self.store.get_expert(&id).await?.ok_or_else(|| ServiceError::not_found("expert", req.name.clone()))?;
+            expert.to_proto(caller.role).map_err(internal)
+        }
+        .await)
     }
 
     async fn get_log_head(

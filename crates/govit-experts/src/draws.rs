@@ -393,7 +393,18 @@ impl ExpertsService {
         category: &str,
         leaving: &str,
         reason: &str,
+        request_id: Option<&str>,
     ) -> ServiceResult<DrawRow> {
+        // A redelivered request (the scheduling service retries) must not replace twice.
+        if let Some(key) = request_id {
+            let seen = sqlx::query("SELECT 1 FROM draw_replacements WHERE request_id = $1")
+                .bind(key.to_owned())
+                .fetch_optional(&self.store.db.pool)
+                .await?;
+            if seen.is_some() {
+                return self.draw_or_not_found(id).await;
+            }
+        }
         let d = self.draw_or_not_found(id).await?;
         if d.state != EXECUTED || d.outcome.as_deref() != Some("EXECUTED") {
             return Err(ServiceError::precondition(
@@ -454,8 +465,8 @@ impl ExpertsService {
                 .fetch_one(&mut *tx)
                 .await?;
         sqlx::query(
-            "INSERT INTO draw_replacements (draw_id, seq, category, left_expert, came_in, reason, replace_time) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO draw_replacements (draw_id, seq, category, left_expert, came_in, reason, replace_time, request_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(id.to_owned())
         .bind(seq + 1)
@@ -464,6 +475,7 @@ impl ExpertsService {
         .bind(came_in.clone())
         .bind(reason.to_owned())
         .bind(at)
+        .bind(request_id.map(str::to_owned))
         .execute(&mut *tx)
         .await?;
         translog::append(

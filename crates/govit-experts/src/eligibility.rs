@@ -93,6 +93,8 @@ mod tests {
             version: 1,
             create_time: String::new(),
             update_time: String::new(),
+            rating_count: 0,
+            rating_sum: 0,
         }
     }
 

@@ -92,6 +92,8 @@ pub struct ExpertRow {
     pub version: i64,
     pub create_time: String,
     pub update_time: String,
+    pub rating_count: i64,
+    pub rating_sum: i64,
 }
 
 /// An expert with its categories, as the API sees it.
@@ -158,6 +160,12 @@ impl ExpertFull {
                 .collect(),
             draws_count: r.draws_count,
             reviews_count: r.reviews_count,
+            rating_count: r.rating_count,
+            average_rating_centi: if r.rating_count == 0 {
+                0
+            } else {
+                r.rating_sum * 100 / r.rating_count
+            },
             create_time: Some(stored_to_timestamp(&r.create_time)?),
             update_time: Some(stored_to_timestamp(&r.update_time)?),
             etag: r.version.to_string(),

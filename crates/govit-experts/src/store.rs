@@ -16,7 +16,7 @@ const CATEGORY_COLUMNS: &str =
     "code, display_name, description, parent, active, version, create_time, update_time";
 pub const EXPERT_COLUMNS: &str = "id, display_name, employer_credit_code, employer_name, source, title, phone, email, \
     id_number, appointment_start, appointment_end, status, unavailable, conflicts, draws_count, reviews_count, \
-    version, create_time, update_time";
+    version, create_time, update_time, rating_count, rating_sum";
 
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -256,7 +256,7 @@ impl Store {
             None => {
                 let sql = format!(
                     "INSERT INTO experts ({EXPERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-                     $15, $16, $17, $18, $19)"
+                     $15, $16, $17, $18, $19, $20, $21)"
                 );
                 let inserted = sqlx::query(AssertSqlSafe(sql))
                     .bind(r.id.clone())
@@ -278,6 +278,8 @@ impl Store {
                     .bind(r.version)
                     .bind(r.create_time.clone())
                     .bind(r.update_time.clone())
+                    .bind(r.rating_count)
+                    .bind(r.rating_sum)
                     .execute(&mut **tx)
                     .await;
                 match inserted {

@@ -3,8 +3,10 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod client;
 pub mod db;
 pub mod error;
+pub mod outbox;
 pub mod paging;
 pub mod resident_id;
 pub mod server;

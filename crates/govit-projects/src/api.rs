@@ -204,6 +204,34 @@ impl ProjectsService {
             })
             .into_iter()
             .collect();
+        // Sending a project to review asks the scheduling service for it, through the outbox.
+        if let Some(stage) = match action {
+            Action::AcceptForReview => Some("PRELIMINARY_REVIEW"),
+            Action::StartAcceptance => Some("ACCEPTANCE"),
+            _ => None,
+        } {
+            let excluded: Vec<&String> = [
+                Some(&row.applicant),
+                row.contractor.as_ref(),
+                row.supervision_firm.as_ref(),
+                row.feasibility_consultancy.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            let panel: serde_json::Value =
+                serde_json::from_str(&row.review_panel).map_err(|e| internal(e.into()))?;
+            extras.push(Extra::Outbox {
+                kind: "REQUEST_REVIEW",
+                payload: serde_json::json!({
+                    "request_key": format!("{}.{stage}.{}", row.code, version + 1),
+                    "project_id": row.code,
+                    "stage": stage,
+                    "panel": panel,
+                    "excluded_organizations": excluded,
+                }),
+            });
+        }
         // The approved investment (概算) is fixed when the preliminary review approves.
         if to == S::Approved && from == S::UnderPreliminaryReview {
             row.approved_budget_fen = Some(row.estimated_investment_fen);

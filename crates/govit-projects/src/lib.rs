@@ -22,6 +22,15 @@ use tonic::service::Routes;
 
 pub use blobs::BlobStore;
 
+/// The client the outbox worker calls the scheduling service with.
+pub type SchedulingClient =
+    govit_proto::scheduling::v1::review_scheduling_service_client::ReviewSchedulingServiceClient<
+        tonic::service::interceptor::InterceptedService<
+            tonic::transport::Channel,
+            govit_platform::client::BearerToken,
+        >,
+    >;
+
 /// The projects service's own migration stream.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/projects");
 
@@ -91,6 +100,68 @@ impl ProjectsService {
             blobs,
             max_document_bytes: config.max_document_bytes,
             policy: config.supervision.clone(),
+        })
+    }
+
+    /// Delivers the messages due in the outbox to the scheduling service; returns how many
+    /// were delivered. Failures are retried later with backoff.
+    pub async fn deliver_outbox(&self, scheduling: &mut SchedulingClient) -> anyhow::Result<usize> {
+        use govit_platform::outbox;
+        use govit_proto::scheduling::v1 as spb;
+        let mut delivered = 0;
+        for message in outbox::claim_due(&self.store.db, 50).await? {
+            let p = &message.payload;
+            let text = |k: &str| p[k].as_str().unwrap_or_default().to_owned();
+            let request = spb::RequestReviewRequest {
+                request_key: text("request_key"),
+                project_id: text("project_id"),
+                stage: spb::ReviewStage::from_str_name(&format!("REVIEW_STAGE_{}", text("stage")))
+                    .unwrap_or_default() as i32,
+                panel: p["panel"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|r| spb::PanelRequirement {
+                        category: r["category"].as_str().unwrap_or_default().to_owned(),
+                        count: r["count"].as_i64().unwrap_or_default() as i32,
+                        alternates: r["alternates"].as_i64().unwrap_or_default() as i32,
+                    })
+                    .collect(),
+                excluded_organizations: p["excluded_organizations"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|o| o.as_str().map(str::to_owned))
+                    .collect(),
+            };
+            match scheduling.request_review(request).await {
+                Ok(_) => {
+                    outbox::delivered(&self.store.db, &message.id).await?;
+                    delivered += 1;
+                }
+                Err(status) => {
+                    tracing::warn!(message = %message.id, code = ?status.code(), error = %status.message(), "review request not delivered; will retry");
+                    outbox::failed(&self.store.db, &message, status.message()).await?;
+                }
+            }
+        }
+        Ok(delivered)
+    }
+
+    /// Runs `deliver_outbox` every `interval` until the process stops.
+    pub fn spawn_outbox_worker(
+        &self,
+        mut scheduling: SchedulingClient,
+        interval: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let service = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = service.deliver_outbox(&mut scheduling).await {
+                    tracing::warn!(error = %e, "outbox delivery failed");
+                }
+                tokio::time::sleep(interval).await;
+            }
         })
     }
 

@@ -427,6 +427,9 @@ impl Store {
                         });
                     }
                 }
+                Extra::Outbox { kind, payload } => {
+                    govit_platform::outbox::enqueue(&mut tx, kind, &payload).await?;
+                }
                 Extra::FirstBaseline { budget_fen } => {
                     insert_baseline(
                         &mut tx,
@@ -606,6 +609,11 @@ pub enum Extra {
     /// The approved investment fixed at approval.
     FirstBaseline {
         budget_fen: i64,
+    },
+    /// A message to another service, sent by the outbox worker after commit.
+    Outbox {
+        kind: &'static str,
+        payload: serde_json::Value,
     },
 }
 

@@ -1,30 +1,129 @@
-//! The review scheduling service. This crate so far holds its database, migration stream, health and
-//! reflection; its methods arrive with its issue. The service is registered (with no methods)
-//! so that reflection and health already name it.
+//! The review scheduling service: the working-day calendar, reviews with their drawn panels,
+//! invitations and replacements, meetings without double-booking, opinions and conclusions,
+//! notifications, and the outbox that tells the other services.
 
 #![forbid(unsafe_code)]
 
-use govit_platform::{Authenticator, Db, server::ServerOptions};
-use govit_proto::scheduling::v1::review_scheduling_service_server::{
-    ReviewSchedulingService, ReviewSchedulingServiceServer,
+mod api;
+pub mod calendar;
+mod model;
+mod notify;
+mod reviews;
+mod worker;
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use govit_platform::{Authenticator, Db, client::BearerToken, server::ServerOptions};
+use govit_proto::{
+    experts::v1::expert_registry_service_client::ExpertRegistryServiceClient,
+    projects::v1::project_service_client::ProjectServiceClient,
+    scheduling::v1::review_scheduling_service_server::ReviewSchedulingServiceServer,
 };
 use sqlx::migrate::Migrator;
-use tonic::service::Routes;
+use tonic::{
+    service::{Routes, interceptor::InterceptedService},
+    transport::Channel,
+};
 
 /// The review scheduling service's own migration stream.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/scheduling");
 
+pub type RegistryClient = ExpertRegistryServiceClient<InterceptedService<Channel, BearerToken>>;
+pub type ProjectsClient = ProjectServiceClient<InterceptedService<Channel, BearerToken>>;
+
+/// What a deployment may tune.
 #[derive(Debug, Clone)]
-pub struct SchedulingService {
-    db: Db,
+pub struct SchedulingPolicy {
+    /// Working days from the request to the deadline, per stage name.
+    pub deadline_working_days: BTreeMap<String, u32>,
+    /// How long an invited expert has to answer.
+    pub response_hours: i64,
+    /// The scoring criteria per stage name.
+    pub criteria: BTreeMap<String, Vec<String>>,
 }
 
-impl ReviewSchedulingService for SchedulingService {}
+impl Default for SchedulingPolicy {
+    fn default() -> Self {
+        let preliminary: Vec<String> = [
+            "necessity",
+            "feasibility",
+            "technical_soundness",
+            "budget_reasonableness",
+            "security",
+        ]
+        .map(String::from)
+        .to_vec();
+        let acceptance: Vec<String> = ["completeness", "quality", "documentation", "use_of_funds"]
+            .map(String::from)
+            .to_vec();
+        SchedulingPolicy {
+            deadline_working_days: BTreeMap::from([
+                ("PRELIMINARY_REVIEW".into(), 5),
+                ("IMPLEMENTATION_PLAN_REVIEW".into(), 10),
+                ("ACCEPTANCE".into(), 10),
+                ("POST_EVALUATION".into(), 20),
+            ]),
+            response_hours: 24,
+            criteria: BTreeMap::from([
+                ("PRELIMINARY_REVIEW".into(), preliminary.clone()),
+                ("IMPLEMENTATION_PLAN_REVIEW".into(), preliminary),
+                ("ACCEPTANCE".into(), acceptance.clone()),
+                ("POST_EVALUATION".into(), acceptance),
+            ]),
+        }
+    }
+}
+
+/// Where the other services are, and the token this service presents to them.
+#[derive(Debug, Clone)]
+pub struct Peers {
+    pub experts_url: String,
+    pub projects_url: String,
+    pub service_token: String,
+}
+
+#[derive(Clone)]
+pub struct SchedulingService {
+    db: Db,
+    policy: SchedulingPolicy,
+    registry: RegistryClient,
+    projects: ProjectsClient,
+    notify: Arc<tokio::sync::Notify>,
+}
+
+impl std::fmt::Debug for SchedulingService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchedulingService")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
 
 impl SchedulingService {
-    pub async fn open(database_url: &str) -> anyhow::Result<Self> {
+    /// Connects (creating the database if needed), migrates, seeds the calendar years it
+    /// knows, and prepares clients to the other services (connected on first use).
+    pub async fn open(
+        database_url: &str,
+        policy: SchedulingPolicy,
+        peers: &Peers,
+    ) -> anyhow::Result<Self> {
+        let db = Db::connect_and_migrate(database_url, &MIGRATOR).await?;
+        calendar::seed(&db).await?;
+        let token = BearerToken::new(&peers.service_token)?;
+        let registry = ExpertRegistryServiceClient::with_interceptor(
+            govit_platform::client::lazy_channel(&peers.experts_url)?,
+            token.clone(),
+        );
+        let projects = ProjectServiceClient::with_interceptor(
+            govit_platform::client::lazy_channel(&peers.projects_url)?,
+            token,
+        );
         Ok(Self {
-            db: Db::connect_and_migrate(database_url, &MIGRATOR).await?,
+            db,
+            policy,
+            registry,
+            projects,
+            notify: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -45,10 +144,6 @@ impl SchedulingService {
         let service = ReviewSchedulingServiceServer::new(self)
             .max_decoding_message_size(options.max_message_bytes)
             .max_encoding_message_size(options.max_message_bytes);
-        Ok(
-            routes.add_service(tonic::service::interceptor::InterceptedService::new(
-                service, auth,
-            )),
-        )
+        Ok(routes.add_service(InterceptedService::new(service, auth)))
     }
 }

@@ -1,0 +1,1706 @@
+//! Reviews: from the request through the drawn panel, invitations and replacements, the
+//! meeting, opinions and the conclusion. Each change is one transaction with its review event,
+//! its notifications and, where another service must hear of it, its outbox message.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use govit_platform::{
+    Caller, Role, ServiceError, ServiceResult, Tx, Violations,
+    time::{date_from_stored, now, to_stored},
+    validate::is_code,
+};
+use govit_proto::{experts::v1 as epb, scheduling::v1 as pb};
+use serde_json::json;
+use sqlx::{AssertSqlSafe, Row};
+
+use crate::{
+    SchedulingService,
+    calendar::View,
+    model::{
+        ConclusionRec, InvitationRow, MeetingRec, OpinionRow, PanelRec, ReviewRow, decision_name,
+        from_json, stage_name, to_json,
+    },
+    notify::{self, Channel},
+};
+
+pub fn internal(e: impl Into<anyhow::Error>) -> ServiceError {
+    ServiceError::Internal(e.into())
+}
+
+/// The city keeps Beijing time: "today" and a meeting's day are dates there.
+pub fn cst() -> FixedOffset {
+    FixedOffset::east_opt(8 * 3600).unwrap_or_else(|| {
+        FixedOffset::east_opt(0)
+            .unwrap_or(FixedOffset::west_opt(0).unwrap_or_else(|| unreachable!()))
+    })
+}
+
+pub fn today() -> NaiveDate {
+    Utc::now().with_timezone(&cst()).date_naive()
+}
+
+pub const OPEN_STATES: [&str; 4] = ["DRAWING", "AWAITING_WITNESS", "INVITING", "PANEL_CONFIRMED"];
+
+pub const REVIEW_READERS: [Role; 6] = [
+    Role::Office,
+    Role::Service,
+    Role::Supervisor,
+    Role::Inspector,
+    Role::Applicant,
+    Role::Expert,
+];
+
+fn decisions_for(stage: &str) -> &'static [pb::Decision] {
+    use pb::Decision::*;
+    match stage {
+        "PRELIMINARY_REVIEW" => &[Approved, RevisionRequired, Rejected],
+        "IMPLEMENTATION_PLAN_REVIEW" => &[Approved, RevisionRequired],
+        _ => &[Passed, Failed],
+    }
+}
+
+impl SchedulingService {
+    pub(crate) async fn review(&self, id: &str) -> ServiceResult<ReviewRow> {
+        sqlx::query_as::<_, ReviewRow>("SELECT * FROM reviews WHERE id = $1")
+            .bind(id.to_owned())
+            .fetch_optional(&self.db.pool)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("review", format!("reviews/{id}")))
+    }
+
+    pub(crate) async fn invitations(&self, id: &str) -> ServiceResult<Vec<InvitationRow>> {
+        Ok(sqlx::query_as::<_, InvitationRow>(
+            "SELECT * FROM invitations WHERE review_id = $1 ORDER BY seq, expert_id",
+        )
+        .bind(id.to_owned())
+        .fetch_all(&self.db.pool)
+        .await?)
+    }
+
+    /// Appends a review event inside `tx` and bumps the review's counter.
+    pub(crate) async fn event(
+        tx: &mut Tx,
+        id: &str,
+        actor: &str,
+        action: &str,
+        detail: &str,
+    ) -> ServiceResult<()> {
+        let seq: i64 = sqlx::query(
+            "UPDATE reviews SET event_count = event_count + 1 WHERE id = $1 RETURNING event_count",
+        )
+        .bind(id.to_owned())
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get(0)?;
+        sqlx::query("INSERT INTO review_events (review_id, seq, at, actor, action, detail) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(id.to_owned())
+            .bind(seq)
+            .bind(to_stored(now()))
+            .bind(actor.to_owned())
+            .bind(action.to_owned())
+            .bind(detail.to_owned())
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether `caller` may read the review, and whether they may see who sits on its panel.
+    pub(crate) async fn visibility(&self, caller: &Caller, r: &ReviewRow) -> ServiceResult<bool> {
+        caller.require(&REVIEW_READERS)?;
+        match caller.role {
+            Role::Applicant => {
+                let mine = r
+                    .excluded()
+                    .map_err(internal)?
+                    .iter()
+                    .any(|o| Some(o.as_str()) == caller.organization.as_deref());
+                if !mine {
+                    return Err(ServiceError::PermissionDenied(
+                        "applicants may only see reviews of their own projects".into(),
+                    ));
+                }
+                // The applicant learns the panel's names only when the meeting starts.
+                let started = r
+                    .meeting()
+                    .map_err(internal)?
+                    .is_some_and(|m| m.state == "SCHEDULED" && m.start <= to_stored(now()));
+                Ok(started || r.state == "CONCLUDED")
+            }
+            Role::Expert => {
+                let invited = self
+                    .invitations(&r.id)
+                    .await?
+                    .iter()
+                    .any(|i| Some(i.expert_id.as_str()) == caller.expert.as_deref());
+                if !invited {
+                    return Err(ServiceError::PermissionDenied(
+                        "experts may only see reviews they are invited to".into(),
+                    ));
+                }
+                Ok(true)
+            }
+            _ => Ok(true),
+        }
+    }
+
+    pub(crate) async fn view(&self, caller: &Caller, r: &ReviewRow) -> ServiceResult<pb::Review> {
+        let show = self.visibility(caller, r).await?;
+        let draws: Vec<String> = sqlx::query_scalar(
+            "SELECT draw_id FROM review_draws WHERE review_id = $1 ORDER BY seq",
+        )
+        .bind(r.id.clone())
+        .fetch_all(&self.db.pool)
+        .await?;
+        let invitations = self.invitations(&r.id).await?;
+        let opinions = sqlx::query_as::<_, OpinionRow>(
+            "SELECT * FROM opinions WHERE review_id = $1 ORDER BY submit_time, expert_id",
+        )
+        .bind(r.id.clone())
+        .fetch_all(&self.db.pool)
+        .await?;
+        let ratings = sqlx::query("SELECT expert_id, rating, comment FROM ratings WHERE review_id = $1 ORDER BY expert_id")
+            .bind(r.id.clone())
+            .fetch_all(&self.db.pool)
+            .await?
+            .iter()
+            .map(|x| -> Result<_, sqlx::Error> {
+                Ok(pb::ExpertRating { expert_id: x.try_get(0)?, rating: x.try_get::<i64, _>(1)? as i32, comment: x.try_get(2)? })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        r.to_proto(
+            draws.into_iter().map(|d| format!("draws/{d}")).collect(),
+            &invitations,
+            &opinions,
+            ratings,
+            show,
+            today(),
+        )
+        .map_err(internal)
+    }
+
+    pub(crate) async fn request_review(
+        &self,
+        caller: &Caller,
+        req: pb::RequestReviewRequest,
+    ) -> ServiceResult<ReviewRow> {
+        let mut v = Violations::new();
+        if !is_code(&req.request_key) && req.request_key.len() > 200 || req.request_key.is_empty() {
+            v.add("request_key", "must be 1 to 200 characters");
+        }
+        if !is_code(&req.project_id) {
+            v.add(
+                "project_id",
+                "must be 1 to 64 characters of A-Z a-z 0-9 . _ -",
+            );
+        }
+        let stage = match pb::ReviewStage::try_from(req.stage) {
+            Ok(pb::ReviewStage::Unspecified) | Err(_) => {
+                v.add("stage", "must be PRELIMINARY_REVIEW, IMPLEMENTATION_PLAN_REVIEW, ACCEPTANCE or POST_EVALUATION");
+                None
+            }
+            Ok(s) => Some(stage_name(s)),
+        };
+        if req.panel.is_empty() {
+            v.add("panel", "must name at least one category");
+        }
+        let mut seen = BTreeSet::new();
+        for (i, p) in req.panel.iter().enumerate() {
+            if !is_code(&p.category) {
+                v.add(
+                    format!("panel[{i}].category"),
+                    "must be 1 to 64 characters of A-Z a-z 0-9 . _ -",
+                );
+            } else if !seen.insert(p.category.clone()) {
+                v.add(format!("panel[{i}].category"), "appears twice");
+            }
+            if !(1..=50).contains(&p.count) {
+                v.add(format!("panel[{i}].count"), "must be between 1 and 50");
+            }
+            if !(0..=50).contains(&p.alternates) {
+                v.add(format!("panel[{i}].alternates"), "must be between 0 and 50");
+            }
+        }
+        for (i, o) in req.excluded_organizations.iter().enumerate() {
+            if let Err(p) = govit_platform::uscc::CreditCode::parse(o) {
+                v.add(
+                    format!("excluded_organizations[{i}]"),
+                    format!("credit code {p}"),
+                );
+            }
+        }
+        v.finish()?;
+        caller.require(&[Role::Service, Role::Office])?;
+        let stage = stage.unwrap_or_default();
+        if let Some(existing) =
+            sqlx::query_as::<_, ReviewRow>("SELECT * FROM reviews WHERE request_key = $1")
+                .bind(req.request_key.clone())
+                .fetch_optional(&self.db.pool)
+                .await?
+        {
+            return Ok(existing);
+        }
+        let request_date = today();
+        let n = self
+            .policy
+            .deadline_working_days
+            .get(stage)
+            .copied()
+            .unwrap_or(5);
+        let (deadline, version) = View::default()
+            .add_working_days(&self.db, request_date, n)
+            .await?;
+        let id = format!("rv-{}", uuid::Uuid::now_v7().simple());
+        let panel: Vec<PanelRec> = req
+            .panel
+            .iter()
+            .map(|p| PanelRec {
+                category: p.category.clone(),
+                count: p.count,
+                alternates: p.alternates,
+            })
+            .collect();
+        let mut tx = self.db.begin_write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO reviews (id, request_key, project_id, stage, state, panel, excluded_organizations, request_date, deadline, \
+             calendar_version, chair_expert_id, meeting, conclusion, stall_reason, version, event_count, create_time) \
+             VALUES ($1, $2, $3, $4, 'DRAWING', $5, $6, $7, $8, $9, NULL, NULL, NULL, '', 1, 0, $10)",
+        )
+        .bind(id.clone())
+        .bind(req.request_key.clone())
+        .bind(req.project_id.clone())
+        .bind(stage)
+        .bind(to_json(&panel))
+        .bind(to_json(&req.excluded_organizations))
+        .bind(request_date.to_string())
+        .bind(deadline.to_string())
+        .bind(version.clone())
+        .bind(to_stored(now()))
+        .execute(&mut *tx)
+        .await;
+        if let Err(e) = inserted {
+            if govit_platform::db::is_unique_violation(&e) {
+                drop(tx);
+                return sqlx::query_as::<_, ReviewRow>(
+                    "SELECT * FROM reviews WHERE request_key = $1",
+                )
+                .bind(req.request_key)
+                .fetch_one(&self.db.pool)
+                .await
+                .map_err(Into::into);
+            }
+            return Err(e.into());
+        }
+        Self::event(
+            &mut tx,
+            &id,
+            &caller.subject,
+            "RequestReview",
+            &format!("deadline {deadline} ({n} working days, calendar {version})"),
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(review = %id, project = %req.project_id, stage, %deadline, "review requested");
+        self.review(&id).await
+    }
+
+    // ---- drawing and inviting (run by the worker and by AdvanceReview) ----
+
+    /// Takes the review as far as it can go without a person: opens the draw, executes it once
+    /// witnessed (or at once when no witness is required), invites whoever was drawn.
+    pub(crate) async fn advance(&self, id: &str) -> ServiceResult<()> {
+        let r = self.review(id).await?;
+        if !OPEN_STATES.contains(&r.state.as_str()) {
+            return Ok(());
+        }
+        let draws = sqlx::query("SELECT draw_id, seq, category, invited FROM review_draws WHERE review_id = $1 ORDER BY seq")
+            .bind(id.to_owned())
+            .fetch_all(&self.db.pool)
+            .await?;
+        if draws.is_empty() {
+            let mut registry = self.registry.clone();
+            let meeting_date = date_from_stored(&r.deadline).map_err(internal)?;
+            let d = registry
+                .open_draw(epb::OpenDrawRequest {
+                    project_id: r.project_id.clone(),
+                    stage: r.stage.clone(),
+                    requirements: r
+                        .panel()
+                        .map_err(internal)?
+                        .into_iter()
+                        .map(|p| epb::PanelRequirement {
+                            category: p.category,
+                            count: p.count,
+                            alternates: p.alternates,
+                        })
+                        .collect(),
+                    excluded_organizations: r.excluded().map_err(internal)?,
+                    excluded_experts: Vec::new(),
+                    meeting_date: Some(govit_platform::time::date_to_proto(meeting_date)),
+                    supplements: String::new(),
+                    request_id: format!("{id}-main"),
+                })
+                .await
+                .map_err(|s| {
+                    ServiceError::Internal(anyhow::anyhow!(
+                        "opening the draw at the registry: {}",
+                        s.message()
+                    ))
+                })?
+                .into_inner();
+            self.add_draw(&r, &d.draw_id, "").await?;
+        }
+        let draws = sqlx::query("SELECT draw_id, seq, category, invited FROM review_draws WHERE review_id = $1 ORDER BY seq")
+            .bind(id.to_owned())
+            .fetch_all(&self.db.pool)
+            .await?;
+        for row in draws {
+            let invited: i64 = row.try_get(3)?;
+            if invited != 0 {
+                continue;
+            }
+            let draw_id: String = row.try_get(0)?;
+            let seq: i64 = row.try_get(1)?;
+            let category: String = row.try_get(2)?;
+            let mut registry = self.registry.clone();
+            let mut d = registry
+                .get_draw(epb::GetDrawRequest {
+                    name: format!("draws/{draw_id}"),
+                })
+                .await
+                .map_err(|s| {
+                    ServiceError::Internal(anyhow::anyhow!("reading the draw: {}", s.message()))
+                })?
+                .into_inner();
+            let state = epb::DrawState::try_from(d.state).unwrap_or_default();
+            if matches!(state, epb::DrawState::Open | epb::DrawState::Witnessed) {
+                if d.witness_required && !d.witnessed {
+                    self.set_state(
+                        &r,
+                        &["DRAWING"],
+                        "AWAITING_WITNESS",
+                        "draw opened; waiting for witness entropy",
+                    )
+                    .await?;
+                    continue;
+                }
+                d = registry
+                    .execute_draw(epb::ExecuteDrawRequest {
+                        name: d.name.clone(),
+                    })
+                    .await
+                    .map_err(|s| {
+                        ServiceError::Internal(anyhow::anyhow!(
+                            "executing the draw: {}",
+                            s.message()
+                        ))
+                    })?
+                    .into_inner();
+            }
+            if epb::DrawState::try_from(d.state).unwrap_or_default() == epb::DrawState::Cancelled {
+                self.stall(&r, &format!("draw {draw_id} was cancelled at the registry"))
+                    .await?;
+                continue;
+            }
+            if epb::DrawOutcome::try_from(d.outcome).unwrap_or_default()
+                == epb::DrawOutcome::Insufficient
+            {
+                self.stall(
+                    &r,
+                    &format!("draw {draw_id} found too few eligible experts"),
+                )
+                .await?;
+                continue;
+            }
+            self.invite_drawn(&r, &d, seq, &category).await?;
+        }
+        Ok(())
+    }
+
+    async fn add_draw(&self, r: &ReviewRow, draw_id: &str, category: &str) -> ServiceResult<()> {
+        let mut tx = self.db.begin_write().await?;
+        let seq: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM review_draws WHERE review_id = $1")
+            .bind(r.id.clone())
+            .fetch_one(&mut *tx)
+            .await?;
+        let exists =
+            sqlx::query("SELECT 1 FROM review_draws WHERE review_id = $1 AND draw_id = $2")
+                .bind(r.id.clone())
+                .bind(draw_id.to_owned())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if exists.is_none() {
+            sqlx::query("INSERT INTO review_draws (review_id, draw_id, seq, category, invited) VALUES ($1, $2, $3, $4, 0)")
+                .bind(r.id.clone())
+                .bind(draw_id.to_owned())
+                .bind(seq + 1)
+                .bind(category.to_owned())
+                .execute(&mut *tx)
+                .await?;
+            let what = if category.is_empty() {
+                format!("draw {draw_id} opened")
+            } else {
+                format!("supplementary draw {draw_id} opened for {category}")
+            };
+            Self::event(&mut tx, &r.id, "scheduling", "DrawOpened", &what).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_state(
+        &self,
+        r: &ReviewRow,
+        from: &[&str],
+        to: &str,
+        detail: &str,
+    ) -> ServiceResult<()> {
+        if !from.contains(&r.state.as_str()) {
+            return Ok(());
+        }
+        let mut tx = self.db.begin_write().await?;
+        let sql = format!(
+            "UPDATE reviews SET state = $1, version = version + 1 WHERE id = $2 AND state IN ({})",
+            from.iter()
+                .map(|s| format!("'{s}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let done = sqlx::query(AssertSqlSafe(sql))
+            .bind(to.to_owned())
+            .bind(r.id.clone())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() > 0 {
+            Self::event(
+                &mut tx,
+                &r.id,
+                "scheduling",
+                "StateChanged",
+                &format!("{} → {to}: {detail}", r.state),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn stall(&self, r: &ReviewRow, reason: &str) -> ServiceResult<()> {
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query("UPDATE reviews SET state = 'STALLED', stall_reason = $1, version = version + 1 WHERE id = $2")
+            .bind(reason.to_owned())
+            .bind(r.id.clone())
+            .execute(&mut *tx)
+            .await?;
+        Self::event(&mut tx, &r.id, "scheduling", "Stalled", reason).await?;
+        notify::record(
+            &mut tx,
+            "office",
+            Channel::Email,
+            &format!(
+                "Review {} of project {} stalled: {reason}",
+                r.id, r.project_id
+            ),
+            &r.id,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Invites the experts an executed draw selected (all categories for the main draw, the
+    /// one category of a supplementary draw).
+    async fn invite_drawn(
+        &self,
+        r: &ReviewRow,
+        d: &epb::Draw,
+        seq: i64,
+        category: &str,
+    ) -> ServiceResult<()> {
+        let mut tx = self.db.begin_write().await?;
+        let claimed = sqlx::query(
+            "UPDATE review_draws SET invited = 1 WHERE review_id = $1 AND seq = $2 AND invited = 0",
+        )
+        .bind(r.id.clone())
+        .bind(seq)
+        .execute(&mut *tx)
+        .await?;
+        if claimed.rows_affected() == 0 {
+            return Ok(());
+        }
+        let mut first = None;
+        for p in &d.panel {
+            if !category.is_empty() && p.category != category {
+                continue;
+            }
+            for expert in &p.selected {
+                first.get_or_insert_with(|| expert.clone());
+                self.invite(&mut tx, r, expert, &p.category, &d.draw_id)
+                    .await?;
+            }
+        }
+        if category.is_empty() {
+            // The chair is by default the first selected expert.
+            sqlx::query(
+                "UPDATE reviews SET chair_expert_id = COALESCE(chair_expert_id, $1) WHERE id = $2",
+            )
+            .bind(first)
+            .bind(r.id.clone())
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("UPDATE reviews SET state = 'INVITING', version = version + 1 WHERE id = $1 AND state IN ('DRAWING', 'AWAITING_WITNESS', 'PANEL_CONFIRMED')")
+            .bind(r.id.clone())
+            .execute(&mut *tx)
+            .await?;
+        Self::event(
+            &mut tx,
+            &r.id,
+            "scheduling",
+            "Invited",
+            &format!("draw {} executed; panel invited", d.draw_id),
+        )
+        .await?;
+        tx.commit().await?;
+        self.notify.notify_waiters();
+        Ok(())
+    }
+
+    pub(crate) async fn invite(
+        &self,
+        tx: &mut Tx,
+        r: &ReviewRow,
+        expert: &str,
+        category: &str,
+        draw_id: &str,
+    ) -> ServiceResult<()> {
+        let respond_by = to_stored(now() + chrono::Duration::hours(self.policy.response_hours));
+        let seq: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM invitations WHERE review_id = $1")
+            .bind(r.id.clone())
+            .fetch_one(&mut **tx)
+            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO invitations (review_id, expert_id, category, draw_id, seq, state, respond_by, decline_reason, reminded) \
+             VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, '', 0)",
+        )
+        .bind(r.id.clone())
+        .bind(expert.to_owned())
+        .bind(category.to_owned())
+        .bind(draw_id.to_owned())
+        .bind(seq + 1)
+        .bind(respond_by.clone())
+        .execute(&mut **tx)
+        .await;
+        match inserted {
+            Err(e) if govit_platform::db::is_unique_violation(&e) => return Ok(()),
+            other => other?,
+        };
+        let deadline = &r.deadline;
+        notify::record(
+            tx,
+            &format!("experts/{expert}"),
+            Channel::Sms,
+            &format!(
+                "You are invited to the {} of project {} ({category}); the meeting is due by {deadline}. Please confirm or decline before {respond_by}.",
+                r.stage.to_lowercase().replace('_', " "),
+                r.project_id
+            ),
+            &r.id,
+        )
+        .await?;
+        // Someone joining after the meeting was set is booked for it too.
+        if let Some(m) = r
+            .meeting()
+            .map_err(internal)?
+            .filter(|m| m.state == "SCHEDULED")
+        {
+            sqlx::query("INSERT INTO bookings (expert_id, review_id, start_time, end_time) VALUES ($1, $2, $3, $4) ON CONFLICT (expert_id, review_id) DO NOTHING")
+                .bind(expert.to_owned())
+                .bind(r.id.clone())
+                .bind(m.start.clone())
+                .bind(m.end.clone())
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Marks a review PANEL_CONFIRMED once every category has its count confirmed.
+    async fn check_panel(&self, tx: &mut Tx, r: &ReviewRow) -> ServiceResult<()> {
+        let rows = sqlx::query("SELECT category, COUNT(*) FROM invitations WHERE review_id = $1 AND state = 'CONFIRMED' GROUP BY category")
+            .bind(r.id.clone())
+            .fetch_all(&mut **tx)
+            .await?;
+        let confirmed: BTreeMap<String, i64> = rows
+            .iter()
+            .map(|x| Ok((x.try_get(0)?, x.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()?;
+        let complete = r
+            .panel()
+            .map_err(internal)?
+            .iter()
+            .all(|p| confirmed.get(&p.category).copied().unwrap_or(0) >= i64::from(p.count));
+        if complete {
+            let done = sqlx::query("UPDATE reviews SET state = 'PANEL_CONFIRMED', version = version + 1 WHERE id = $1 AND state = 'INVITING'")
+                .bind(r.id.clone())
+                .execute(&mut **tx)
+                .await?;
+            if done.rows_affected() > 0 {
+                Self::event(
+                    tx,
+                    &r.id,
+                    "scheduling",
+                    "PanelConfirmed",
+                    "every panel member confirmed",
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn respond(
+        &self,
+        caller: &Caller,
+        req: pb::RespondToInvitationRequest,
+    ) -> ServiceResult<InvitationRow> {
+        let parts: Vec<&str> = req.name.split('/').collect();
+        let (review_id, expert) = match parts.as_slice() {
+            ["reviews", r, "invitations", e] if is_code(r) && is_code(e) => {
+                (r.to_string(), e.to_string())
+            }
+            _ => {
+                return Err(ServiceError::field(
+                    "name",
+                    "must be reviews/{review}/invitations/{expert_id}",
+                ));
+            }
+        };
+        if !req.accept && req.decline_reason.trim().is_empty() {
+            return Err(ServiceError::field(
+                "decline_reason",
+                "is required when declining",
+            ));
+        }
+        if req.decline_reason.chars().count() > 500 {
+            return Err(ServiceError::field(
+                "decline_reason",
+                "must be at most 500 characters",
+            ));
+        }
+        caller.require(&[Role::Expert])?;
+        if caller.expert.as_deref() != Some(expert.as_str()) {
+            return Err(ServiceError::PermissionDenied(
+                "experts answer only their own invitations".into(),
+            ));
+        }
+        let r = self.review(&review_id).await?;
+        let invitation = self
+            .invitations(&review_id)
+            .await?
+            .into_iter()
+            .find(|i| i.expert_id == expert)
+            .ok_or_else(|| ServiceError::not_found("invitation", req.name.clone()))?;
+        if invitation.state != "PENDING" {
+            return Err(ServiceError::precondition(
+                "STATE",
+                req.name.clone(),
+                format!("{} is already {}", req.name, invitation.state),
+            ));
+        }
+        if invitation.respond_by < to_stored(now()) {
+            return Err(ServiceError::precondition(
+                "STATE",
+                req.name.clone(),
+                format!("the response deadline {} has passed", invitation.respond_by),
+            ));
+        }
+        let mut tx = self.db.begin_write().await?;
+        let to = if req.accept { "CONFIRMED" } else { "DECLINED" };
+        let done = sqlx::query("UPDATE invitations SET state = $1, decline_reason = $2 WHERE review_id = $3 AND expert_id = $4 AND state = 'PENDING'")
+            .bind(to)
+            .bind(req.decline_reason.trim().to_owned())
+            .bind(review_id.clone())
+            .bind(expert.clone())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(ServiceError::Aborted(format!(
+                "{} was answered concurrently",
+                req.name
+            )));
+        }
+        if req.accept {
+            Self::event(
+                &mut tx,
+                &review_id,
+                &caller.subject,
+                "InvitationConfirmed",
+                &expert,
+            )
+            .await?;
+            self.check_panel(&mut tx, &r).await?;
+        } else {
+            Self::event(
+                &mut tx,
+                &review_id,
+                &caller.subject,
+                "InvitationDeclined",
+                &format!("{expert}: {}", req.decline_reason.trim()),
+            )
+            .await?;
+            Self::queue_replacement(&mut tx, &r, &invitation, "DECLINED").await?;
+        }
+        tx.commit().await?;
+        let updated = self
+            .invitations(&review_id)
+            .await?
+            .into_iter()
+            .find(|i| i.expert_id == expert);
+        updated.ok_or_else(|| ServiceError::not_found("invitation", req.name.clone()))
+    }
+
+    /// Asks the registry (through the outbox) for the next alternate in the expert's place.
+    pub(crate) async fn queue_replacement(
+        tx: &mut Tx,
+        r: &ReviewRow,
+        i: &InvitationRow,
+        reason: &str,
+    ) -> ServiceResult<()> {
+        govit_platform::outbox::enqueue(
+            tx,
+            "REPLACE_EXPERT",
+            &json!({"review_id": r.id, "draw_id": i.draw_id, "category": i.category, "expert_id": i.expert_id, "reason": reason}),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Runs a replacement message: the next alternate, or a supplementary draw when the
+    /// category's alternates are used up.
+    pub(crate) async fn replace(
+        &self,
+        message_id: &str,
+        payload: &serde_json::Value,
+    ) -> ServiceResult<()> {
+        let text = |k: &str| payload[k].as_str().unwrap_or_default().to_owned();
+        let (review_id, draw_id, category, expert, reason) = (
+            text("review_id"),
+            text("draw_id"),
+            text("category"),
+            text("expert_id"),
+            text("reason"),
+        );
+        let r = self.review(&review_id).await?;
+        let mut registry = self.registry.clone();
+        let reason_code =
+            epb::ReplacementReason::from_str_name(&format!("REPLACEMENT_REASON_{reason}"))
+                .unwrap_or(epb::ReplacementReason::Other);
+        let result = registry
+            .replace_expert(epb::ReplaceExpertRequest {
+                name: format!("draws/{draw_id}"),
+                category: category.clone(),
+                expert_id: expert.clone(),
+                reason: reason_code as i32,
+                request_id: message_id.to_owned(),
+            })
+            .await;
+        match result {
+            Ok(d) => {
+                let d = d.into_inner();
+                let came_in = d
+                    .replacements
+                    .iter()
+                    .rev()
+                    .find(|x| x.category == category && x.left_expert_id == expert)
+                    .map(|x| x.replacement_expert_id.clone())
+                    .ok_or_else(|| {
+                        internal(anyhow::anyhow!(
+                            "the registry reports no replacement for {expert}"
+                        ))
+                    })?;
+                let mut tx = self.db.begin_write().await?;
+                self.invite(&mut tx, &r, &came_in, &category, &draw_id)
+                    .await?;
+                sqlx::query("UPDATE reviews SET chair_expert_id = $1 WHERE id = $2 AND chair_expert_id = $3")
+                    .bind(came_in.clone())
+                    .bind(review_id.clone())
+                    .bind(expert.clone())
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("UPDATE reviews SET state = 'INVITING', version = version + 1 WHERE id = $1 AND state = 'PANEL_CONFIRMED'")
+                    .bind(review_id.clone())
+                    .execute(&mut *tx)
+                    .await?;
+                Self::event(
+                    &mut tx,
+                    &review_id,
+                    "scheduling",
+                    "ExpertReplaced",
+                    &format!("{category}: {expert} → {came_in} (alternate)"),
+                )
+                .await?;
+                notify::record(&mut tx, "office", Channel::Email, &format!("Review {review_id}: {expert} was replaced by alternate {came_in} ({category})"), &review_id).await?;
+                tx.commit().await?;
+                self.notify.notify_waiters();
+                Ok(())
+            }
+            Err(status)
+                if status.code() == tonic::Code::FailedPrecondition
+                    && status.message().contains("used up") =>
+            {
+                let d = registry
+                    .open_draw(epb::OpenDrawRequest {
+                        project_id: r.project_id.clone(),
+                        stage: r.stage.clone(),
+                        requirements: vec![epb::PanelRequirement {
+                            category: category.clone(),
+                            count: 1,
+                            alternates: 1,
+                        }],
+                        excluded_organizations: r.excluded().map_err(internal)?,
+                        excluded_experts: Vec::new(),
+                        meeting_date: Some(govit_platform::time::date_to_proto(
+                            date_from_stored(&r.deadline).map_err(internal)?,
+                        )),
+                        supplements: format!("draws/{draw_id}"),
+                        request_id: format!("{message_id}-supplement"),
+                    })
+                    .await
+                    .map_err(|s| {
+                        ServiceError::Internal(anyhow::anyhow!(
+                            "opening a supplementary draw: {}",
+                            s.message()
+                        ))
+                    })?
+                    .into_inner();
+                self.add_draw(&r, &d.draw_id, &category).await?;
+                self.advance(&review_id).await
+            }
+            Err(status) => Err(ServiceError::Internal(anyhow::anyhow!(
+                "replacing {expert}: {}",
+                status.message()
+            ))),
+        }
+    }
+
+    /// Invitations past their response deadline lapse and are replaced.
+    pub(crate) async fn lapse_overdue(&self) -> ServiceResult<usize> {
+        let overdue = sqlx::query_as::<_, InvitationRow>(
+            "SELECT * FROM invitations WHERE state = 'PENDING' AND respond_by < $1",
+        )
+        .bind(to_stored(now()))
+        .fetch_all(&self.db.pool)
+        .await?;
+        for i in &overdue {
+            let r = self.review(&i.review_id).await?;
+            let mut tx = self.db.begin_write().await?;
+            let done = sqlx::query("UPDATE invitations SET state = 'LAPSED' WHERE review_id = $1 AND expert_id = $2 AND state = 'PENDING'")
+                .bind(i.review_id.clone())
+                .bind(i.expert_id.clone())
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() == 1 {
+                Self::event(
+                    &mut tx,
+                    &i.review_id,
+                    "scheduling",
+                    "InvitationLapsed",
+                    &i.expert_id,
+                )
+                .await?;
+                Self::queue_replacement(&mut tx, &r, i, "UNREACHABLE").await?;
+            }
+            tx.commit().await?;
+        }
+        Ok(overdue.len())
+    }
+
+    /// Reminders before the response deadline (when half the time is gone) and the meeting
+    /// (within a day), each sent once.
+    pub(crate) async fn remind(&self) -> ServiceResult<()> {
+        let soon = to_stored(now() + chrono::Duration::hours(self.policy.response_hours / 2));
+        let due = sqlx::query_as::<_, InvitationRow>("SELECT * FROM invitations WHERE state = 'PENDING' AND reminded = 0 AND respond_by < $1")
+            .bind(soon)
+            .fetch_all(&self.db.pool)
+            .await?;
+        for i in due {
+            let mut tx = self.db.begin_write().await?;
+            let done = sqlx::query("UPDATE invitations SET reminded = 1 WHERE review_id = $1 AND expert_id = $2 AND reminded = 0")
+                .bind(i.review_id.clone())
+                .bind(i.expert_id.clone())
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() == 1 {
+                notify::record(
+                    &mut tx,
+                    &format!("experts/{}", i.expert_id),
+                    Channel::Voice,
+                    &format!(
+                        "Reminder: please answer the invitation to review {} before {}.",
+                        i.review_id, i.respond_by
+                    ),
+                    &i.review_id,
+                )
+                .await?;
+            }
+            tx.commit().await?;
+        }
+        let reviews = sqlx::query_as::<_, ReviewRow>("SELECT * FROM reviews WHERE state IN ('INVITING', 'PANEL_CONFIRMED') AND meeting IS NOT NULL")
+            .fetch_all(&self.db.pool)
+            .await?;
+        let within_a_day = to_stored(now() + chrono::Duration::hours(24));
+        for r in reviews {
+            let Some(mut m) = r.meeting().map_err(internal)? else {
+                continue;
+            };
+            if m.state != "SCHEDULED"
+                || m.start > within_a_day
+                || m.change_reason.ends_with("[reminded]")
+            {
+                continue;
+            }
+            m.change_reason = format!("{} [reminded]", m.change_reason).trim().to_owned();
+            let mut tx = self.db.begin_write().await?;
+            let done =
+                sqlx::query("UPDATE reviews SET meeting = $1 WHERE id = $2 AND meeting = $3")
+                    .bind(to_json(&m))
+                    .bind(r.id.clone())
+                    .bind(r.meeting.clone())
+                    .execute(&mut *tx)
+                    .await?;
+            if done.rows_affected() == 1 {
+                for i in self
+                    .invitations(&r.id)
+                    .await?
+                    .iter()
+                    .filter(|i| i.state == "CONFIRMED")
+                {
+                    notify::record(
+                        &mut tx,
+                        &format!("experts/{}", i.expert_id),
+                        Channel::Sms,
+                        &format!(
+                            "Reminder: the review meeting of project {} starts at {} at {}.",
+                            r.project_id,
+                            m.start,
+                            if m.venue.is_empty() {
+                                &m.online_link
+                            } else {
+                                &m.venue
+                            }
+                        ),
+                        &r.id,
+                    )
+                    .await?;
+                }
+            }
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    // ---- meetings ----
+
+    pub(crate) async fn schedule_meeting(
+        &self,
+        caller: &Caller,
+        req: pb::ScheduleMeetingRequest,
+    ) -> ServiceResult<ReviewRow> {
+        let id = parse_review(&req.name)?;
+        let mut v = Violations::new();
+        let start = req
+            .start_time
+            .as_ref()
+            .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32));
+        let end = req
+            .end_time
+            .as_ref()
+            .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32));
+        if start.is_none() {
+            v.add("start_time", "is required");
+        }
+        if end.is_none() {
+            v.add("end_time", "is required");
+        }
+        if req.venue.trim().is_empty() && req.online_link.trim().is_empty() {
+            v.add("venue", "a venue or an online link is required");
+        }
+        for (field, value) in [
+            ("venue", &req.venue),
+            ("online_link", &req.online_link),
+            ("reason", &req.reason),
+        ] {
+            if value.chars().count() > 500 {
+                v.add(field, "must be at most 500 characters");
+            }
+        }
+        let r = self.review(&id).await?;
+        let mut calendar = View::default();
+        if let (Some(s), Some(e)) = (start, end) {
+            let (sd, ed) = (
+                s.with_timezone(&cst()).date_naive(),
+                e.with_timezone(&cst()).date_naive(),
+            );
+            if e <= s {
+                v.add("end_time", "must be after start_time");
+            } else if sd != ed {
+                v.add(
+                    "end_time",
+                    "must be on the same day as start_time (Beijing time)",
+                );
+            }
+            if s <= Utc::now() {
+                v.add("start_time", "must be in the future");
+            }
+            let deadline = date_from_stored(&r.deadline).map_err(internal)?;
+            if sd > deadline {
+                v.add(
+                    "start_time",
+                    format!("{sd} is after the review's deadline, {deadline}"),
+                );
+            }
+            match calendar.kind(&self.db, sd).await {
+                Ok((kind, name)) if !kind.is_working() => v.add(
+                    "start_time",
+                    format!(
+                        "{sd} is not a working day{}",
+                        if name.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({name})")
+                        }
+                    ),
+                ),
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let had_meeting = r
+            .meeting()
+            .map_err(internal)?
+            .is_some_and(|m| m.state == "SCHEDULED");
+        if had_meeting && req.reason.trim().is_empty() {
+            v.add("reason", "is required to move a scheduled meeting");
+        }
+        v.finish()?;
+        caller.require(&[Role::Office])?;
+        if !["INVITING", "PANEL_CONFIRMED"].contains(&r.state.as_str()) {
+            return Err(ServiceError::precondition(
+                "STATE",
+                r.name(),
+                format!("{} is {}; a meeting needs a drawn panel", r.name(), r.state),
+            ));
+        }
+        let (start, end) = (start.unwrap_or_default(), end.unwrap_or_default());
+        let experts: Vec<String> = {
+            let mut e: Vec<String> = self
+                .invitations(&id)
+                .await?
+                .into_iter()
+                .filter(|i| i.state == "PENDING" || i.state == "CONFIRMED")
+                .map(|i| i.expert_id)
+                .collect();
+            e.sort();
+            e
+        };
+        // Experts' own unavailable periods, as the registry keeps them.
+        let day = start.with_timezone(&cst()).date_naive().to_string();
+        let mut registry = self.registry.clone();
+        for expert in &experts {
+            let e = registry
+                .get_expert(epb::GetExpertRequest {
+                    name: format!("experts/{expert}"),
+                })
+                .await
+                .map_err(|s| {
+                    ServiceError::Internal(anyhow::anyhow!(
+                        "reading {expert} at the registry: {}",
+                        s.message()
+                    ))
+                })?
+                .into_inner();
+            let away = e.unavailable_periods.iter().any(|p| {
+                let d = |x: &Option<govit_proto::google::r#type::Date>| {
+                    x.as_ref()
+                        .map(|x| format!("{:04}-{:02}-{:02}", x.year, x.month, x.day))
+                        .unwrap_or_default()
+                };
+                d(&p.start_date) <= day && day <= d(&p.end_date)
+            });
+            if away {
+                return Err(ServiceError::precondition(
+                    "UNAVAILABLE",
+                    format!("experts/{expert}"),
+                    format!("{expert} has declared {day} unavailable"),
+                ));
+            }
+        }
+        let (s, e) = (to_stored(start), to_stored(end));
+        let mut tx = self.db.begin_write().await?;
+        // Lock each expert's calendar (in a fixed order), then look for overlaps: two racing
+        // requests for one expert are serialised here by the database.
+        for expert in &experts {
+            sqlx::query("INSERT INTO expert_locks (expert_id, touched) VALUES ($1, $2) ON CONFLICT (expert_id) DO UPDATE SET touched = excluded.touched")
+                .bind(expert.clone())
+                .bind(to_stored(now()))
+                .execute(&mut *tx)
+                .await?;
+        }
+        for expert in &experts {
+            let clash = sqlx::query("SELECT review_id FROM bookings WHERE expert_id = $1 AND review_id <> $2 AND start_time < $3 AND end_time > $4 LIMIT 1")
+                .bind(expert.clone())
+                .bind(id.clone())
+                .bind(e.clone())
+                .bind(s.clone())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(other) = clash {
+                let other: String = other.try_get(0)?;
+                return Err(ServiceError::precondition(
+                    "DOUBLE_BOOKED",
+                    format!("experts/{expert}"),
+                    format!(
+                        "{expert} is already booked for the meeting of review {other} at that time"
+                    ),
+                ));
+            }
+        }
+        sqlx::query("DELETE FROM bookings WHERE review_id = $1")
+            .bind(id.clone())
+            .execute(&mut *tx)
+            .await?;
+        for expert in &experts {
+            sqlx::query("INSERT INTO bookings (expert_id, review_id, start_time, end_time) VALUES ($1, $2, $3, $4)")
+                .bind(expert.clone())
+                .bind(id.clone())
+                .bind(s.clone())
+                .bind(e.clone())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let meeting = MeetingRec {
+            start: s.clone(),
+            end: e.clone(),
+            venue: req.venue.trim().to_owned(),
+            online_link: req.online_link.trim().to_owned(),
+            state: "SCHEDULED".into(),
+            change_reason: req.reason.trim().to_owned(),
+        };
+        sqlx::query("UPDATE reviews SET meeting = $1, version = version + 1 WHERE id = $2")
+            .bind(to_json(&meeting))
+            .bind(id.clone())
+            .execute(&mut *tx)
+            .await?;
+        let action = if had_meeting {
+            "MeetingRescheduled"
+        } else {
+            "MeetingScheduled"
+        };
+        Self::event(
+            &mut tx,
+            &id,
+            &caller.subject,
+            action,
+            &format!("{s} to {e}; {}", req.reason.trim()),
+        )
+        .await?;
+        let place = if meeting.venue.is_empty() {
+            meeting.online_link.clone()
+        } else {
+            meeting.venue.clone()
+        };
+        for expert in &experts {
+            let text = if had_meeting {
+                format!(
+                    "The review meeting of project {} moved to {s} – {e} at {place}: {}",
+                    r.project_id,
+                    req.reason.trim()
+                )
+            } else {
+                format!(
+                    "The review meeting of project {} is set for {s} – {e} at {place}.",
+                    r.project_id
+                )
+            };
+            notify::record(
+                &mut tx,
+                &format!("experts/{expert}"),
+                Channel::Email,
+                &text,
+                &id,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        self.notify.notify_waiters();
+        self.review(&id).await
+    }
+
+    pub(crate) async fn cancel_meeting(
+        &self,
+        caller: &Caller,
+        req: pb::CancelMeetingRequest,
+    ) -> ServiceResult<ReviewRow> {
+        let id = parse_review(&req.name)?;
+        if req.reason.trim().is_empty() {
+            return Err(ServiceError::field("reason", "is required"));
+        }
+        caller.require(&[Role::Office])?;
+        let r = self.review(&id).await?;
+        let Some(mut m) = r
+            .meeting()
+            .map_err(internal)?
+            .filter(|m| m.state == "SCHEDULED")
+        else {
+            return Err(ServiceError::precondition(
+                "STATE",
+                r.name(),
+                format!("{} has no scheduled meeting", r.name()),
+            ));
+        };
+        if r.state == "CONCLUDED" {
+            return Err(ServiceError::precondition(
+                "STATE",
+                r.name(),
+                format!("{} is concluded", r.name()),
+            ));
+        }
+        m.state = "CANCELLED".into();
+        m.change_reason = req.reason.trim().to_owned();
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query("DELETE FROM bookings WHERE review_id = $1")
+            .bind(id.clone())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE reviews SET meeting = $1, version = version + 1 WHERE id = $2")
+            .bind(to_json(&m))
+            .bind(id.clone())
+            .execute(&mut *tx)
+            .await?;
+        Self::event(
+            &mut tx,
+            &id,
+            &caller.subject,
+            "MeetingCancelled",
+            req.reason.trim(),
+        )
+        .await?;
+        for i in self
+            .invitations(&id)
+            .await?
+            .iter()
+            .filter(|i| i.state == "PENDING" || i.state == "CONFIRMED")
+        {
+            notify::record(
+                &mut tx,
+                &format!("experts/{}", i.expert_id),
+                Channel::Email,
+                &format!(
+                    "The review meeting of project {} is cancelled: {}",
+                    r.project_id,
+                    req.reason.trim()
+                ),
+                &id,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        self.review(&id).await
+    }
+
+    pub(crate) async fn set_chair(
+        &self,
+        caller: &Caller,
+        req: pb::SetChairRequest,
+    ) -> ServiceResult<ReviewRow> {
+        let id = parse_review(&req.name)?;
+        if !is_code(&req.expert_id) {
+            return Err(ServiceError::field("expert_id", "must be an expert id"));
+        }
+        caller.require(&[Role::Office])?;
+        let r = self.review(&id).await?;
+        if r.state == "CONCLUDED" {
+            return Err(ServiceError::precondition(
+                "STATE",
+                r.name(),
+                format!("{} is concluded", r.name()),
+            ));
+        }
+        let on_panel = self.invitations(&id).await?.iter().any(|i| {
+            i.expert_id == req.expert_id && (i.state == "PENDING" || i.state == "CONFIRMED")
+        });
+        if !on_panel {
+            return Err(ServiceError::field(
+                "expert_id",
+                format!("{} is not on the panel", req.expert_id),
+            ));
+        }
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query("UPDATE reviews SET chair_expert_id = $1, version = version + 1 WHERE id = $2")
+            .bind(req.expert_id.clone())
+            .bind(id.clone())
+            .execute(&mut *tx)
+            .await?;
+        Self::event(&mut tx, &id, &caller.subject, "ChairSet", &req.expert_id).await?;
+        tx.commit().await?;
+        self.review(&id).await
+    }
+
+    // ---- opinions and the conclusion ----
+
+    pub(crate) async fn submit_opinion(
+        &self,
+        caller: &Caller,
+        req: pb::SubmitOpinionRequest,
+    ) -> ServiceResult<OpinionRow> {
+        let id = parse_review(&req.review)
+            .map_err(|_| ServiceError::field("review", "must be reviews/{id}"))?;
+        let r = self.review(&id).await?;
+        let criteria = self
+            .policy
+            .criteria
+            .get(&r.stage)
+            .cloned()
+            .unwrap_or_default();
+        let mut v = Violations::new();
+        let mut scores = Vec::new();
+        let mut seen = BTreeSet::new();
+        for (i, s) in req.scores.iter().enumerate() {
+            if !criteria.contains(&s.criterion) {
+                v.add(
+                    format!("scores[{i}].criterion"),
+                    format!("must be one of {}", criteria.join(", ")),
+                );
+            } else if !seen.insert(s.criterion.clone()) {
+                v.add(format!("scores[{i}].criterion"), "appears twice");
+            }
+            if !(0..=100).contains(&s.score) {
+                v.add(format!("scores[{i}].score"), "must be between 0 and 100");
+            }
+            scores.push((s.criterion.clone(), s.score));
+        }
+        for c in &criteria {
+            if !req.scores.iter().any(|s| &s.criterion == c) {
+                v.add("scores", format!("no score for {c}"));
+            }
+        }
+        if req.opinion.trim().is_empty() || req.opinion.chars().count() > 20_000 {
+            v.add("opinion", "must be 1 to 20000 characters");
+        }
+        let recommendation = pb::Decision::try_from(req.recommendation)
+            .ok()
+            .filter(|d| decisions_for(&r.stage).contains(d));
+        if recommendation.is_none() {
+            v.add(
+                "recommendation",
+                format!(
+                    "must be one of {}",
+                    decisions_for(&r.stage)
+                        .iter()
+                        .map(|d| decision_name(*d))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+        v.finish()?;
+        caller.require(&[Role::Expert])?;
+        let me = caller.expert.clone().unwrap_or_default();
+        let confirmed = self
+            .invitations(&id)
+            .await?
+            .iter()
+            .any(|i| i.expert_id == me && i.state == "CONFIRMED");
+        if !confirmed {
+            return Err(ServiceError::PermissionDenied(
+                "only confirmed panel members give opinions".into(),
+            ));
+        }
+        if r.state == "CONCLUDED" {
+            return Err(ServiceError::precondition(
+                "STATE",
+                r.name(),
+                format!("{} is concluded", r.name()),
+            ));
+        }
+        let scheduled = r
+            .meeting()
+            .map_err(internal)?
+            .is_some_and(|m| m.state == "SCHEDULED");
+        if !scheduled {
+            return Err(ServiceError::precondition(
+                "STATE",
+                r.name(),
+                format!("{} has no scheduled meeting", r.name()),
+            ));
+        }
+        let mut tx = self.db.begin_write().await?;
+        let inserted = sqlx::query("INSERT INTO opinions (review_id, expert_id, scores, opinion, recommendation, submit_time) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(id.clone())
+            .bind(me.clone())
+            .bind(to_json(&scores))
+            .bind(req.opinion.trim().to_owned())
+            .bind(decision_name(recommendation.unwrap_or_default()))
+            .bind(to_stored(now()))
+            .execute(&mut *tx)
+            .await;
+        match inserted {
+            Err(e) if govit_platform::db::is_unique_violation(&e) => {
+                return Err(ServiceError::AlreadyExists {
+                    resource_type: "opinion",
+                    name: format!("reviews/{id}/opinions/{me}"),
+                });
+            }
+            other => other?,
+        };
+        Self::event(&mut tx, &id, &caller.subject, "OpinionSubmitted", &me).await?;
+        tx.commit().await?;
+        sqlx::query_as::<_, OpinionRow>(
+            "SELECT * FROM opinions WHERE review_id = $1 AND expert_id = $2",
+        )
+        .bind(id)
+        .bind(me)
+        .fetch_one(&self.db.pool)
+        .await
+        .map_err(Into::into)
+    }
+
+    pub(crate) async fn record_conclusion(
+        &self,
+        caller: &Caller,
+        req: pb::RecordConclusionRequest,
+    ) -> ServiceResult<ReviewRow> {
+        let id = parse_review(&req.name)?;
+        let r = self.review(&id).await?;
+        let decision = pb::Decision::try_from(req.decision)
+            .ok()
+            .filter(|d| decisions_for(&r.stage).contains(d));
+        let mut v = Violations::new();
+        if decision.is_none() {
+            v.add(
+                "decision",
+                format!(
+                    "must be one of {} for {}",
+                    decisions_for(&r.stage)
+                        .iter()
+                        .map(|d| decision_name(*d))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    r.stage
+                ),
+            );
+        }
+        if req.summary.trim().is_empty() || req.summary.chars().count() > 20_000 {
+            v.add("summary", "must be 1 to 20000 characters");
+        }
+        v.finish()?;
+        caller.require(&[Role::Expert])?;
+        if caller.expert.is_none() || r.chair_expert_id != caller.expert {
+            return Err(ServiceError::PermissionDenied(
+                "only the chair records the conclusion".into(),
+            ));
+        }
+        if r.state == "CONCLUDED" {
+            return Err(ServiceError::precondition(
+                "STATE",
+                r.name(),
+                format!("{} already has its conclusion", r.name()),
+            ));
+        }
+        let scheduled = r
+            .meeting()
+            .map_err(internal)?
+            .is_some_and(|m| m.state == "SCHEDULED");
+        if !scheduled {
+            return Err(ServiceError::precondition(
+                "STATE",
+                r.name(),
+                format!("{} has no scheduled meeting", r.name()),
+            ));
+        }
+        let confirmed: Vec<String> = self
+            .invitations(&id)
+            .await?
+            .into_iter()
+            .filter(|i| i.state == "CONFIRMED")
+            .map(|i| i.expert_id)
+            .collect();
+        let opinions =
+            sqlx::query_as::<_, OpinionRow>("SELECT * FROM opinions WHERE review_id = $1")
+                .bind(id.clone())
+                .fetch_all(&self.db.pool)
+                .await?;
+        let missing: Vec<&String> = confirmed
+            .iter()
+            .filter(|e| !opinions.iter().any(|o| &o.expert_id == *e))
+            .collect();
+        if !missing.is_empty() || opinions.is_empty() {
+            return Err(ServiceError::precondition(
+                "OPINIONS",
+                r.name(),
+                format!(
+                    "waiting for the opinions of {}",
+                    missing
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        let criteria = self
+            .policy
+            .criteria
+            .get(&r.stage)
+            .cloned()
+            .unwrap_or_default();
+        let mut sums: BTreeMap<String, i64> = BTreeMap::new();
+        for o in &opinions {
+            for (c, s) in from_json::<Vec<(String, i32)>>("scores", &o.scores).map_err(internal)? {
+                *sums.entry(c).or_default() += i64::from(s);
+            }
+        }
+        let n = opinions.len() as i64;
+        let averages: Vec<(String, i32)> = criteria
+            .iter()
+            .map(|c| {
+                (
+                    c.clone(),
+                    (sums.get(c).copied().unwrap_or(0) * 100 / n) as i32,
+                )
+            })
+            .collect();
+        let overall = if averages.is_empty() {
+            0
+        } else {
+            averages.iter().map(|(_, a)| i64::from(*a)).sum::<i64>() / averages.len() as i64
+        } as i32;
+        let decision = decision.unwrap_or_default();
+        let conclusion = ConclusionRec {
+            decision: decision_name(decision).to_owned(),
+            summary: req.summary.trim().to_owned(),
+            averages_centi: averages,
+            overall_centi: overall,
+            chair: caller.expert.clone().unwrap_or_default(),
+            at: to_stored(now()),
+        };
+        let mut tx = self.db.begin_write().await?;
+        let done = sqlx::query("UPDATE reviews SET state = 'CONCLUDED', conclusion = $1, version = version + 1 WHERE id = $2 AND state <> 'CONCLUDED'")
+            .bind(to_json(&conclusion))
+            .bind(id.clone())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(ServiceError::precondition(
+                "STATE",
+                r.name(),
+                format!("{} already has its conclusion", r.name()),
+            ));
+        }
+        Self::event(
+            &mut tx,
+            &id,
+            &caller.subject,
+            "Concluded",
+            &format!("{}: {}", conclusion.decision, conclusion.summary),
+        )
+        .await?;
+        if r.stage != "POST_EVALUATION" {
+            govit_platform::outbox::enqueue(
+                &mut tx,
+                "REPORT_OUTCOME",
+                &json!({"review_id": id, "project_id": r.project_id, "stage": r.stage, "decision": conclusion.decision, "summary": conclusion.summary}),
+            )
+            .await?;
+        }
+        notify::record(
+            &mut tx,
+            "office",
+            Channel::Email,
+            &format!(
+                "Review {id} of project {} concluded: {}",
+                r.project_id, conclusion.decision
+            ),
+            &id,
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(review = %id, decision = %conclusion.decision, "review concluded");
+        self.review(&id).await
+    }
+
+    pub(crate) async fn rate_expert(
+        &self,
+        caller: &Caller,
+        req: pb::RateExpertRequest,
+    ) -> ServiceResult<ReviewRow> {
+        let id = parse_review(&req.name)?;
+        let mut v = Violations::new();
+        if !is_code(&req.expert_id) {
+            v.add("expert_id", "must be an expert id");
+        }
+        if !(1..=5).contains(&req.rating) {
+            v.add("rating", "must be from 1 to 5");
+        }
+        if req.comment.chars().count() > 2000 {
+            v.add("comment", "must be at most 2000 characters");
+        }
+        v.finish()?;
+        caller.require(&[Role::Office])?;
+        let r = self.review(&id).await?;
+        if r.state != "CONCLUDED" {
+            return Err(ServiceError::precondition(
+                "STATE",
+                r.name(),
+                format!("{} is not concluded yet", r.name()),
+            ));
+        }
+        if !self
+            .invitations(&id)
+            .await?
+            .iter()
+            .any(|i| i.expert_id == req.expert_id && i.state == "CONFIRMED")
+        {
+            return Err(ServiceError::field(
+                "expert_id",
+                format!("{} did not serve on this panel", req.expert_id),
+            ));
+        }
+        let mut tx = self.db.begin_write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO ratings (review_id, expert_id, rating, comment) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id.clone())
+        .bind(req.expert_id.clone())
+        .bind(i64::from(req.rating))
+        .bind(req.comment.clone())
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(e) if govit_platform::db::is_unique_violation(&e) => {
+                return Err(ServiceError::AlreadyExists {
+                    resource_type: "rating",
+                    name: format!("reviews/{id}/ratings/{}", req.expert_id),
+                });
+            }
+            other => other?,
+        };
+        govit_platform::outbox::enqueue(
+            &mut tx,
+            "RECORD_SERVICE",
+            &json!({"expert_id": req.expert_id, "review_id": id, "rating": req.rating, "comment": req.comment}),
+        )
+        .await?;
+        Self::event(&mut tx, &id, &caller.subject, "ExpertRated", &req.expert_id).await?;
+        tx.commit().await?;
+        self.review(&id).await
+    }
+}
+
+pub fn parse_review(name: &str) -> ServiceResult<String> {
+    match name.strip_prefix("reviews/") {
+        Some(id) if is_code(id) => Ok(id.to_owned()),
+        _ => Err(ServiceError::field("name", "must be reviews/{id}")),
+    }
+}
