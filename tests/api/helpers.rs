@@ -703,3 +703,262 @@ pub async fn under_construction(app: &TestApp) -> pb::Project {
         .unwrap()
         .into_inner()
 }
+
+// ---- the three services as one system ----
+
+use govit_proto::scheduling::v1::review_scheduling_service_client::ReviewSchedulingServiceClient;
+use govit_scheduling::{Peers, SchedulingPolicy, SchedulingService};
+
+pub type SchedulingClient = ReviewSchedulingServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// One running service of a system: stoppable and restartable on the same address and
+/// database, as an operator would restart a process.
+pub struct Running {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Running {
+    async fn start(listener: TcpListener, routes: tonic::service::Routes) -> Running {
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            govit_platform::server::serve(listener, routes, &ServerOptions::default(), async {
+                let _ = rx.await;
+            })
+            .await
+        });
+        Running {
+            addr,
+            shutdown: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.unwrap().unwrap();
+        }
+    }
+}
+
+pub struct System {
+    pub projects: ProjectsService,
+    pub registry: ExpertsService,
+    pub scheduling: SchedulingService,
+    pub projects_run: Running,
+    pub registry_run: Running,
+    pub scheduling_run: Running,
+    urls: [String; 3],
+    database_urls: [String; 3],
+    policy: DrawPolicy,
+    dir: tempfile::TempDir,
+    pub applicant_code: String,
+}
+
+fn auth() -> Authenticator {
+    Authenticator::new(&VerificationKey::Hs256(KEY.to_vec())).unwrap()
+}
+
+async fn listener_at(addr: Option<SocketAddr>) -> TcpListener {
+    TcpListener::bind(addr.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))))
+        .await
+        .unwrap()
+}
+
+fn projects_config(url: &str, dir: &std::path::Path) -> ProjectsConfig {
+    ProjectsConfig {
+        database_url: url.to_owned(),
+        blob_dir: dir.join("blobs"),
+        max_document_bytes: 1024 * 1024,
+        supervision: Default::default(),
+    }
+}
+
+/// Spawns the three services on ephemeral ports with their own databases. No background
+/// worker runs: tests drive `tick` and the projects outbox so every step is deterministic.
+pub async fn spawn_system(policy: DrawPolicy) -> System {
+    LazyLock::force(&TRACING);
+    let dir = tempfile::tempdir().unwrap();
+    let listeners = [
+        listener_at(None).await,
+        listener_at(None).await,
+        listener_at(None).await,
+    ];
+    let urls = [0, 1, 2].map(|i| format!("http://{}", listeners[i].local_addr().unwrap()));
+    let database_urls = [
+        fresh_database_url(dir.path(), "projects").await,
+        fresh_database_url(dir.path(), "experts").await,
+        fresh_database_url(dir.path(), "scheduling").await,
+    ];
+    let projects = ProjectsService::open(&projects_config(&database_urls[0], dir.path()))
+        .await
+        .unwrap();
+    let registry = ExpertsService::open(&database_urls[1], policy.clone())
+        .await
+        .unwrap();
+    let peers = Peers {
+        experts_url: urls[1].clone(),
+        projects_url: urls[0].clone(),
+        service_token: token(Role::Service, None, None),
+    };
+    let scheduling =
+        SchedulingService::open(&database_urls[2], SchedulingPolicy::default(), &peers)
+            .await
+            .unwrap();
+    let [pl, rl, sl] = listeners;
+    let projects_run = Running::start(
+        pl,
+        projects
+            .clone()
+            .routes(auth(), &ServerOptions::default())
+            .await
+            .unwrap(),
+    )
+    .await;
+    let registry_run = Running::start(
+        rl,
+        registry
+            .clone()
+            .routes(auth(), &ServerOptions::default())
+            .await
+            .unwrap(),
+    )
+    .await;
+    let scheduling_run = Running::start(
+        sl,
+        scheduling
+            .clone()
+            .routes(auth(), &ServerOptions::default())
+            .await
+            .unwrap(),
+    )
+    .await;
+    let system = System {
+        projects,
+        registry,
+        scheduling,
+        projects_run,
+        registry_run,
+        scheduling_run,
+        urls,
+        database_urls,
+        policy,
+        dir,
+        applicant_code: credit_code(1),
+    };
+    create_org(
+        &system.projects_client(Role::Office),
+        &system.applicant_code,
+        pb::OrganizationKind::ApplyingUnit,
+    )
+    .await;
+    system
+}
+
+impl System {
+    fn channel(url: &str) -> Channel {
+        govit_platform::client::lazy_channel(url).unwrap()
+    }
+
+    fn bearer(role: Role, org: Option<&str>, expert: Option<&str>) -> Bearer {
+        Bearer(Some(
+            format!("Bearer {}", token(role, org, expert))
+                .parse()
+                .unwrap(),
+        ))
+    }
+
+    pub fn projects_client(&self, role: Role) -> Client {
+        let org = (role == Role::Applicant).then_some(self.applicant_code.as_str());
+        ProjectServiceClient::with_interceptor(
+            Self::channel(&self.urls[0]),
+            Self::bearer(role, org, None),
+        )
+    }
+
+    pub fn registry_client(&self, role: Role) -> RegistryClient {
+        ExpertRegistryServiceClient::with_interceptor(
+            Self::channel(&self.urls[1]),
+            Self::bearer(role, None, None),
+        )
+    }
+
+    pub fn scheduling_client(&self, role: Role) -> SchedulingClient {
+        let org = (role == Role::Applicant).then_some(self.applicant_code.as_str());
+        ReviewSchedulingServiceClient::with_interceptor(
+            Self::channel(&self.urls[2]),
+            Self::bearer(role, org, None),
+        )
+    }
+
+    pub fn expert_client(&self, expert: &str) -> SchedulingClient {
+        ReviewSchedulingServiceClient::with_interceptor(
+            Self::channel(&self.urls[2]),
+            Self::bearer(Role::Expert, None, Some(expert)),
+        )
+    }
+
+    pub fn urls(&self) -> &[String; 3] {
+        &self.urls
+    }
+
+    /// The projects service's outbox delivered to scheduling, as its worker would.
+    pub async fn deliver_projects_outbox(&self) -> usize {
+        govit_platform::outbox::retry_now(self.projects.db())
+            .await
+            .unwrap();
+        let mut client = ReviewSchedulingServiceClient::with_interceptor(
+            Self::channel(&self.urls[2]),
+            govit_platform::client::BearerToken::new(&token(Role::Service, None, None)).unwrap(),
+        );
+        self.projects.deliver_outbox(&mut client).await.unwrap()
+    }
+
+    /// One pass of the scheduling worker, backoff skipped as after an operator's retry.
+    pub async fn tick(&self) {
+        govit_platform::outbox::retry_now(self.scheduling.db())
+            .await
+            .unwrap();
+        self.scheduling.tick().await.unwrap();
+    }
+
+    pub async fn restart_registry(&mut self) {
+        self.registry_run.stop().await;
+        self.registry = ExpertsService::open(&self.database_urls[1], self.policy.clone())
+            .await
+            .unwrap();
+        let l = listener_at(Some(self.registry_run.addr)).await;
+        self.registry_run = Running::start(
+            l,
+            self.registry
+                .clone()
+                .routes(auth(), &ServerOptions::default())
+                .await
+                .unwrap(),
+        )
+        .await;
+    }
+
+    pub async fn restart_projects(&mut self) {
+        self.projects_run.stop().await;
+        self.projects =
+            ProjectsService::open(&projects_config(&self.database_urls[0], self.dir.path()))
+                .await
+                .unwrap();
+        let l = listener_at(Some(self.projects_run.addr)).await;
+        self.projects_run = Running::start(
+            l,
+            self.projects
+                .clone()
+                .routes(auth(), &ServerOptions::default())
+                .await
+                .unwrap(),
+        )
+        .await;
+    }
+}

@@ -15,5 +15,6 @@ mod queries;
 mod registry;
 mod roster;
 mod supervision;
+mod system;
 mod translog;
 mod validation;
