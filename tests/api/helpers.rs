@@ -944,6 +944,29 @@ impl System {
         .await;
     }
 
+    pub async fn restart_scheduling(&mut self) {
+        self.scheduling_run.stop().await;
+        let peers = Peers {
+            experts_url: self.urls[1].clone(),
+            projects_url: self.urls[0].clone(),
+            service_token: token(Role::Service, None, None),
+        };
+        self.scheduling =
+            SchedulingService::open(&self.database_urls[2], SchedulingPolicy::default(), &peers)
+                .await
+                .unwrap();
+        let l = listener_at(Some(self.scheduling_run.addr)).await;
+        self.scheduling_run = Running::start(
+            l,
+            self.scheduling
+                .clone()
+                .routes(auth(), &ServerOptions::default())
+                .await
+                .unwrap(),
+        )
+        .await;
+    }
+
     pub async fn restart_projects(&mut self) {
         self.projects_run.stop().await;
         self.projects =

@@ -14,6 +14,7 @@ mod platform;
 mod queries;
 mod registry;
 mod roster;
+mod scheduling;
 mod supervision;
 mod system;
 mod translog;

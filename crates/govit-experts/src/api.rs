@@ -765,7 +765,7 @@ impl ExpertRegistryService for ExpertsService {
                     .count() as i32;
                 let updated = experts.len() as i32 - created;
                 if !req.validate_only {
-                    let mut tx = self.store.db.begin_write().await?;
+                    let mut tx = translog::begin(&self.store.db).await?;
                     for expert in &experts {
                         let expected = existing
                             .contains(&expert.row.id)
@@ -1139,7 +1139,7 @@ impl ExpertRegistryService for ExpertsService {
             let id = id?;
             caller.require(&[Role::Service, Role::Office])?;
             self.store.get_expert(&id).await?.ok_or_else(|| ServiceError::not_found("expert", req.name.clone()))?;
-            let mut tx = self.store.db.begin_write().await?;
+            let mut tx = translog::begin(&self.store.db).await?;
             let inserted = sqlx::query("INSERT INTO expert_reviews (expert_id, review_id, rating, comment, create_time) VALUES ($1, $2, $3, $4, $5)")
                 .bind(id.clone())
                 .bind(req.review_id.clone())

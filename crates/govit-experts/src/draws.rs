@@ -444,7 +444,7 @@ impl ExpertsService {
         p.selected[position] = came_in.clone();
         p.replaced.push(leaving.to_owned());
         let at = to_stored(now());
-        let mut tx = self.store.db.begin_write().await?;
+        let mut tx = translog::begin(&self.store.db).await?;
         let done = sqlx::query(
             "UPDATE draws SET panel = $1, version = version + 1 WHERE id = $2 AND version = $3",
         )

@@ -86,7 +86,7 @@ impl Store {
     }
 
     pub async fn create_category(&self, row: &CategoryRow) -> ServiceResult<()> {
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = translog::begin(&self.db).await?;
         let inserted = sqlx::query(
             "INSERT INTO categories (code, display_name, description, parent, active, version, create_time, update_time) \
              VALUES ($1, $2, $3, $4, 1, 1, $5, $5)",
@@ -120,7 +120,7 @@ impl Store {
         expected: i64,
         fields: &[String],
     ) -> ServiceResult<()> {
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = translog::begin(&self.db).await?;
         let done = sqlx::query(
             "UPDATE categories SET display_name = $1, description = $2, parent = $3, active = $4, \
              version = version + 1, update_time = $5 WHERE code = $6 AND version = $7",
@@ -354,7 +354,7 @@ impl Store {
         expected: Option<i64>,
         log_fields: &[String],
     ) -> ServiceResult<()> {
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = translog::begin(&self.db).await?;
         Self::write_expert(&mut tx, expert, expected, log_fields).await?;
         tx.commit().await?;
         Ok(())
@@ -447,7 +447,7 @@ impl Store {
 
     /// Inserts a freshly opened draw and logs it. A request id seen before returns false.
     pub async fn insert_draw(&self, d: &DrawRow) -> ServiceResult<bool> {
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = translog::begin(&self.db).await?;
         let inserted = sqlx::query(
             "INSERT INTO draws (id, project_id, stage, state, meeting_date, request_id, supplements, input, input_hash, \
              server_secret, manual_exclusions, open_time, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1)",
@@ -493,7 +493,7 @@ impl Store {
         from_state: &str,
         to_state: &str,
     ) -> ServiceResult<Tx> {
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = translog::begin(&self.db).await?;
         let done = sqlx::query(
             "UPDATE draws SET state = $1, version = version + 1 WHERE id = $2 AND state = $3",
         )

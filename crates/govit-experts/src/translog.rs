@@ -20,6 +20,17 @@ pub struct EntryRow {
     pub leaf_hash: String,
 }
 
+/// Begins a registry write. Every registry write appends to the log, and the log's row is
+/// taken first, so writers queue in one order and cannot deadlock each other on the experts'
+/// rows they also touch (two draws executing at once, say).
+pub async fn begin(db: &Db) -> Result<Tx, govit_platform::ServiceError> {
+    let mut tx = db.begin_write().await?;
+    sqlx::query("UPDATE log_state SET size = size WHERE id = 1")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
 /// Appends one entry; returns its index. `entry` gets an `at` timestamp if it has none.
 pub async fn append(tx: &mut Tx, mut entry: Value, draw_id: Option<&str>) -> anyhow::Result<i64> {
     let at = to_stored(now());

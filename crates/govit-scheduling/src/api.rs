@@ -157,7 +157,7 @@ impl SchedulingService {
         // Only what differs from Monday to Friday is stored.
         days.retain(|_, (k, _)| *k != Kind::Workday);
         let at = to_stored(now());
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.begin().await?;
         let version: i64 = sqlx::query(
             "INSERT INTO calendar_years (year, status, version, source, update_time) VALUES ($1, $2, 1, $3, $4) \
              ON CONFLICT (year) DO UPDATE SET status = excluded.status, version = calendar_years.version + 1, \

@@ -127,6 +127,17 @@ impl SchedulingService {
         })
     }
 
+    /// Begins a write. Every scheduling write takes the one notification-counter row first, so
+    /// writers queue in one order and cannot deadlock on the reviews, invitations and counter
+    /// rows they touch in different orders. Scheduling writes are few; the queue is short.
+    pub(crate) async fn begin(&self) -> Result<govit_platform::Tx, govit_platform::ServiceError> {
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query("UPDATE notification_counter SET last = last WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+
     pub fn db(&self) -> &Db {
         &self.db
     }

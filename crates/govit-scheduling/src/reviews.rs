@@ -260,7 +260,7 @@ impl SchedulingService {
                 alternates: p.alternates,
             })
             .collect();
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO reviews (id, request_key, project_id, stage, state, panel, excluded_organizations, request_date, deadline, \
              calendar_version, chair_expert_id, meeting, conclusion, stall_reason, version, event_count, create_time) \
@@ -418,7 +418,7 @@ impl SchedulingService {
     }
 
     async fn add_draw(&self, r: &ReviewRow, draw_id: &str, category: &str) -> ServiceResult<()> {
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.begin().await?;
         let seq: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM review_draws WHERE review_id = $1")
             .bind(r.id.clone())
             .fetch_one(&mut *tx)
@@ -458,7 +458,7 @@ impl SchedulingService {
         if !from.contains(&r.state.as_str()) {
             return Ok(());
         }
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.begin().await?;
         let sql = format!(
             "UPDATE reviews SET state = $1, version = version + 1 WHERE id = $2 AND state IN ({})",
             from.iter()
@@ -486,7 +486,7 @@ impl SchedulingService {
     }
 
     async fn stall(&self, r: &ReviewRow, reason: &str) -> ServiceResult<()> {
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("UPDATE reviews SET state = 'STALLED', stall_reason = $1, version = version + 1 WHERE id = $2")
             .bind(reason.to_owned())
             .bind(r.id.clone())
@@ -517,7 +517,7 @@ impl SchedulingService {
         seq: i64,
         category: &str,
     ) -> ServiceResult<()> {
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.begin().await?;
         let claimed = sqlx::query(
             "UPDATE review_draws SET invited = 1 WHERE review_id = $1 AND seq = $2 AND invited = 0",
         )
@@ -715,7 +715,7 @@ impl SchedulingService {
                 format!("the response deadline {} has passed", invitation.respond_by),
             ));
         }
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.begin().await?;
         let to = if req.accept { "CONFIRMED" } else { "DECLINED" };
         let done = sqlx::query("UPDATE invitations SET state = $1, decline_reason = $2 WHERE review_id = $3 AND expert_id = $4 AND state = 'PENDING'")
             .bind(to)
@@ -819,7 +819,7 @@ impl SchedulingService {
                             "the registry reports no replacement for {expert}"
                         ))
                     })?;
-                let mut tx = self.db.begin_write().await?;
+                let mut tx = self.begin().await?;
                 self.invite(&mut tx, &r, &came_in, &category, &draw_id)
                     .await?;
                 sqlx::query("UPDATE reviews SET chair_expert_id = $1 WHERE id = $2 AND chair_expert_id = $3")
@@ -894,7 +894,7 @@ impl SchedulingService {
         .await?;
         for i in &overdue {
             let r = self.review(&i.review_id).await?;
-            let mut tx = self.db.begin_write().await?;
+            let mut tx = self.begin().await?;
             let done = sqlx::query("UPDATE invitations SET state = 'LAPSED' WHERE review_id = $1 AND expert_id = $2 AND state = 'PENDING'")
                 .bind(i.review_id.clone())
                 .bind(i.expert_id.clone())
@@ -925,7 +925,7 @@ impl SchedulingService {
             .fetch_all(&self.db.pool)
             .await?;
         for i in due {
-            let mut tx = self.db.begin_write().await?;
+            let mut tx = self.begin().await?;
             let done = sqlx::query("UPDATE invitations SET reminded = 1 WHERE review_id = $1 AND expert_id = $2 AND reminded = 0")
                 .bind(i.review_id.clone())
                 .bind(i.expert_id.clone())
@@ -961,7 +961,7 @@ impl SchedulingService {
                 continue;
             }
             m.change_reason = format!("{} [reminded]", m.change_reason).trim().to_owned();
-            let mut tx = self.db.begin_write().await?;
+            let mut tx = self.begin().await?;
             let done =
                 sqlx::query("UPDATE reviews SET meeting = $1 WHERE id = $2 AND meeting = $3")
                     .bind(to_json(&m))
@@ -1137,7 +1137,7 @@ impl SchedulingService {
             }
         }
         let (s, e) = (to_stored(start), to_stored(end));
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.begin().await?;
         // Lock each expert's calendar (in a fixed order), then look for overlaps: two racing
         // requests for one expert are serialised here by the database.
         for expert in &experts {
@@ -1268,7 +1268,7 @@ impl SchedulingService {
         }
         m.state = "CANCELLED".into();
         m.change_reason = req.reason.trim().to_owned();
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("DELETE FROM bookings WHERE review_id = $1")
             .bind(id.clone())
             .execute(&mut *tx)
@@ -1336,7 +1336,7 @@ impl SchedulingService {
                 format!("{} is not on the panel", req.expert_id),
             ));
         }
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("UPDATE reviews SET chair_expert_id = $1, version = version + 1 WHERE id = $2")
             .bind(req.expert_id.clone())
             .bind(id.clone())
@@ -1435,7 +1435,7 @@ impl SchedulingService {
                 format!("{} has no scheduled meeting", r.name()),
             ));
         }
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.begin().await?;
         let inserted = sqlx::query("INSERT INTO opinions (review_id, expert_id, scores, opinion, recommendation, submit_time) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(id.clone())
             .bind(me.clone())
@@ -1585,7 +1585,7 @@ impl SchedulingService {
             chair: caller.expert.clone().unwrap_or_default(),
             at: to_stored(now()),
         };
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query("UPDATE reviews SET state = 'CONCLUDED', conclusion = $1, version = version + 1 WHERE id = $2 AND state <> 'CONCLUDED'")
             .bind(to_json(&conclusion))
             .bind(id.clone())
@@ -1667,7 +1667,7 @@ impl SchedulingService {
                 format!("{} did not serve on this panel", req.expert_id),
             ));
         }
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO ratings (review_id, expert_id, rating, comment) VALUES ($1, $2, $3, $4)",
         )
