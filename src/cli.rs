@@ -140,6 +140,11 @@ pub enum Command {
         #[command(subcommand)]
         command: DrawsCommand,
     },
+    /// The working-day calendar of the scheduling service.
+    Calendar {
+        #[command(subcommand)]
+        command: CalendarCommand,
+    },
     /// Reports for the supervising bureaus.
     Report {
         #[command(subcommand)]
@@ -218,6 +223,24 @@ pub enum DrawsCommand {
         out: Option<PathBuf>,
         #[command(flatten)]
         remote: crate::client::Remote,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CalendarCommand {
+    /// Imports or corrects a year from a CSV of `date,kind,name` rows; open deadlines the year
+    /// touches are recomputed.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        year: i32,
+        #[arg(long, value_enum)]
+        status: crate::calendar::Status,
+        /// Where the figures come from, e.g. the notice's number.
+        #[arg(long)]
+        source: String,
+        #[command(flatten)]
+        remote: crate::calendar::SchedulingRemote,
     },
 }
 
@@ -327,6 +350,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .map(|_| ())
         }
+        Command::Calendar {
+            command:
+                CalendarCommand::Import {
+                    file,
+                    year,
+                    status,
+                    source,
+                    remote,
+                },
+        } => crate::calendar::import(&settings, &remote, &file, year, status, &source).await,
         Command::Report {
             command:
                 ReportCommand::Portfolio {

@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod calendar;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -782,6 +782,10 @@ fn projects_config(url: &str, dir: &std::path::Path) -> ProjectsConfig {
 /// Spawns the three services on ephemeral ports with their own databases. No background
 /// worker runs: tests drive `tick` and the projects outbox so every step is deterministic.
 pub async fn spawn_system(policy: DrawPolicy) -> System {
+    spawn_system_with(policy, SchedulingPolicy::default()).await
+}
+
+pub async fn spawn_system_with(policy: DrawPolicy, scheduling_policy: SchedulingPolicy) -> System {
     LazyLock::force(&TRACING);
     let dir = tempfile::tempdir().unwrap();
     let listeners = [
@@ -806,10 +810,9 @@ pub async fn spawn_system(policy: DrawPolicy) -> System {
         projects_url: urls[0].clone(),
         service_token: token(Role::Service, None, None),
     };
-    let scheduling =
-        SchedulingService::open(&database_urls[2], SchedulingPolicy::default(), &peers)
-            .await
-            .unwrap();
+    let scheduling = SchedulingService::open(&database_urls[2], scheduling_policy, &peers)
+        .await
+        .unwrap();
     let [pl, rl, sl] = listeners;
     let projects_run = Running::start(
         pl,

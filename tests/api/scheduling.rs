@@ -680,3 +680,159 @@ async fn a_gateway_receives_notifications_until_it_acknowledges_them_across_rest
         "{next:?}"
     );
 }
+
+#[tokio::test]
+async fn unanswered_invitations_lapse_to_the_alternates_then_to_a_supplementary_draw() {
+    // No time to answer at all: every invitation lapses on the next pass.
+    let policy = govit_scheduling::SchedulingPolicy {
+        response_hours: 0,
+        ..Default::default()
+    };
+    let system = spawn_system_with(
+        DrawPolicy {
+            require_witness: false,
+            ..DrawPolicy::default()
+        },
+        policy,
+    )
+    .await;
+    seed_pool(&system).await;
+    let p = accepted_for_review(
+        &system,
+        vec![pb::PanelRequirement {
+            category: "network".into(),
+            count: 1,
+            alternates: 1,
+        }],
+    )
+    .await;
+    system.deliver_projects_outbox().await;
+    let r = the_review(&system, &p).await;
+    assert_eq!(r.invitations.len(), 1, "invited at once");
+    let first = r.invitations[0].expert_id.clone();
+    // With no time to answer, each pass lapses whoever is pending and hands the place on.
+    system.tick().await; // the first lapses; its replacement is queued
+    system.tick().await; // the alternate is invited, and lapses in turn
+    let r = the_review(&system, &p).await;
+    let states: Vec<(String, i32)> = r
+        .invitations
+        .iter()
+        .map(|i| (i.expert_id.clone(), i.state))
+        .collect();
+    assert_eq!(states.len(), 2, "{states:?}");
+    assert_eq!(
+        states[0],
+        (first.clone(), spb::InvitationState::Lapsed as i32)
+    );
+    assert_eq!(states[1].1, spb::InvitationState::Lapsed as i32);
+    assert_eq!(r.draws.len(), 1);
+    system.tick().await; // alternates used up: a supplementary draw, excluding both
+    let r = the_review(&system, &p).await;
+    assert_eq!(r.draws.len(), 2, "{r:?}");
+    assert_eq!(r.invitations.len(), 3);
+    let third = &r.invitations[2];
+    assert_eq!(third.draw, r.draws[1]);
+    assert!(
+        r.invitations[..2]
+            .iter()
+            .all(|i| i.expert_id != third.expert_id)
+    );
+    let supplement = system
+        .registry_client(Role::Inspector)
+        .get_draw(govit_proto::experts::v1::GetDrawRequest {
+            name: r.draws[1].clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(supplement.supplements, r.draws[0]);
+    assert!(supplement.input_json.contains("ALREADY_DRAWN"));
+    // Reminders went out before the deadlines (by voice), and the office heard of the swap.
+    let mut gateway = system.scheduling_client(Role::Service);
+    let mut stream = gateway
+        .stream_notifications(spb::StreamNotificationsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let mut kinds = Vec::new();
+    while let Ok(Some(Ok(n))) =
+        tokio::time::timeout(std::time::Duration::from_millis(300), stream.next()).await
+    {
+        kinds.push((n.channel, n.recipient));
+    }
+    assert!(
+        kinds.iter().any(|(c, _)| *c == spb::Channel::Voice as i32),
+        "{kinds:?}"
+    );
+    assert!(kinds.iter().any(|(_, r)| r == "office"), "{kinds:?}");
+}
+
+#[tokio::test]
+async fn office_imports_a_year_from_a_csv_with_the_cli() {
+    let system = spawn_system(DrawPolicy::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("2028.csv");
+    std::fs::write(
+        &file,
+        "date,kind,name\n2028-01-01,HOLIDAY,元旦\n2028-01-29,MAKEUP_WORKDAY,春节\n",
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_govit"))
+        .args([
+            "calendar",
+            "import",
+            file.to_str().unwrap(),
+            "--year",
+            "2028",
+            "--status",
+            "provisional",
+            "--source",
+            "expected",
+            "--server",
+            &system.urls()[2],
+        ])
+        .env("GOVIT_JWT_HS256_KEY", std::str::from_utf8(KEY).unwrap())
+        .env_remove("GOVIT_TOKEN")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2028: version 1, 2 days"));
+    let y = system
+        .scheduling_client(Role::Office)
+        .get_calendar_year(spb::GetCalendarYearRequest { year: 2028 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(y.status, spb::CalendarStatus::Provisional as i32);
+    // Saturday 29 January 2028 is worked.
+    assert_eq!(
+        add(&system, d(2028, 1, 28), 1).await.unwrap(),
+        d(2028, 1, 29).unwrap()
+    );
+    std::fs::write(&file, "2028-02-30,HOLIDAY,x\n").unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_govit"))
+        .args([
+            "calendar",
+            "import",
+            file.to_str().unwrap(),
+            "--year",
+            "2028",
+            "--status",
+            "official",
+            "--source",
+            "x",
+            "--server",
+            &system.urls()[2],
+        ])
+        .env("GOVIT_JWT_HS256_KEY", std::str::from_utf8(KEY).unwrap())
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"));
+}

@@ -124,7 +124,10 @@ pub async fn serve(
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("");
                 tracing::info_span!("rpc", method = %request.uri().path(), request_id = %request_id)
-            }),
+            })
+            // A refused request is the client's business: bugs are logged where they are
+            // mapped to INTERNAL, so a failed status is only worth a debug line here.
+            .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(cors(options))

@@ -37,10 +37,11 @@ impl SchedulingService {
                 tracing::warn!(review = %id, error = ?e, "review not advanced; will retry");
             }
         }
+        // Reminders first: an invitation due to lapse on this pass still gets its reminder.
+        self.remind().await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
         self.lapse_overdue()
             .await
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        self.remind().await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
         Ok(())
     }
 
