@@ -198,6 +198,16 @@ async fn a_witnessed_draw_freezes_eligibility_and_reproduces_for_an_inspector() 
         .await
         .unwrap_err();
     assert_eq!(twice.code(), Code::FailedPrecondition);
+    // A drawn panel is never thrown away to draw again.
+    let cancel = office
+        .clone()
+        .cancel_draw(epb::CancelDrawRequest {
+            name: opened.name.clone(),
+            reason: "did not like it".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(cancel.code(), Code::FailedPrecondition);
 
     let json = record(&r, &opened.name).await;
     let report = govit_draw::draw::verify(json.as_bytes()).expect("the record reproduces");

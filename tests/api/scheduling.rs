@@ -3,7 +3,13 @@
 
 use govit_experts::DrawPolicy;
 use govit_platform::Role;
-use govit_proto::{google::r#type::Date, projects::v1 as pb, scheduling::v1 as spb};
+use govit_proto::{
+    google::r#type::Date,
+    projects::v1 as pb,
+    scheduling::v1::{
+        self as spb, review_scheduling_service_client::ReviewSchedulingServiceClient,
+    },
+};
 use tokio_stream::StreamExt;
 use tonic::Code;
 
@@ -569,16 +575,40 @@ async fn invitations_opinions_and_conclusions_keep_their_rules() {
         .await
         .unwrap_err();
     assert_eq!(second.code(), Code::FailedPrecondition);
-    // Once concluded, the applicant sees who sat on the panel.
-    let seen = system
-        .scheduling_client(Role::Applicant)
-        .get_review(spb::GetReviewRequest {
-            name: r.name.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(seen.invitations.len(), 2);
+    // Concluded on written opinions before the meeting's time: the applicant still sees no
+    // names, and a supervisor never does; an inspector does.
+    for (role, names) in [
+        (Role::Applicant, 0),
+        (Role::Supervisor, 0),
+        (Role::Inspector, 2),
+    ] {
+        let seen = system
+            .scheduling_client(role)
+            .get_review(spb::GetReviewRequest {
+                name: r.name.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(seen.invitations.len(), names, "{role}");
+        assert_eq!(seen.state, spb::ReviewState::Concluded as i32);
+    }
+    // Another organisation's applicant does not see the review at all.
+    let stranger = ReviewSchedulingServiceClient::with_interceptor(
+        govit_platform::client::lazy_channel(&system.urls()[2]).unwrap(),
+        govit_platform::client::BearerToken::new(&token(
+            Role::Applicant,
+            Some(&credit_code(77)),
+            None,
+        ))
+        .unwrap(),
+    )
+    .get_review(spb::GetReviewRequest {
+        name: r.name.clone(),
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(stranger.code(), Code::PermissionDenied);
     let status = system
         .scheduling_client(Role::Supervisor)
         .list_reviews(spb::ListReviewsRequest {

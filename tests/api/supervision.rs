@@ -906,3 +906,95 @@ async fn the_bureaus_take_the_portfolio_as_csv_or_json() {
     assert_eq!(v["total_disbursed_fen"], 7_000_000);
     assert_eq!(v["projects"][0]["project"], p.code.as_str());
 }
+
+#[tokio::test]
+async fn a_budget_change_applies_only_to_the_budget_it_was_filed_against() {
+    let app = spawn_app().await;
+    let p = under_construction(&app).await;
+    let applicant = app.client(Role::Applicant);
+    let office = app.client(Role::Office);
+    // Two requests filed against 125,000,000 fen; the first approved moves the budget.
+    let a = applicant
+        .clone()
+        .create_budget_change(change(&p.name, 135_000_000))
+        .await
+        .unwrap()
+        .into_inner();
+    let b = applicant
+        .clone()
+        .create_budget_change(change(&p.name, 130_000_000))
+        .await
+        .unwrap()
+        .into_inner();
+    office
+        .clone()
+        .approve_budget_change(pb::ApproveBudgetChangeRequest {
+            name: a.name,
+            comment: String::new(),
+            higher_approval: None,
+        })
+        .await
+        .unwrap();
+    app.client(Role::Applicant)
+        .record_disbursement(pb::RecordDisbursementRequest {
+            parent: p.name.clone(),
+            disbursement: Some(disbursement(132_000_000)),
+        })
+        .await
+        .unwrap();
+    // Approving the second would lower the budget below what is paid out.
+    let stale = office
+        .clone()
+        .approve_budget_change(pb::ApproveBudgetChangeRequest {
+            name: b.name.clone(),
+            comment: String::new(),
+            higher_approval: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::FailedPrecondition);
+    assert!(stale.message().contains("125000000"), "{}", stale.message());
+    let now = get(&app, &p.name).await;
+    assert_eq!(
+        (now.approved_budget_fen, now.disbursed_fen),
+        (135_000_000, 132_000_000)
+    );
+    let baselines = office
+        .clone()
+        .list_budget_baselines(pb::ListBudgetBaselinesRequest {
+            parent: p.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .baselines;
+    assert_eq!(baselines.len(), 2);
+}
+
+#[tokio::test]
+async fn an_applicant_sees_only_its_own_projects_in_its_record() {
+    let app = spawn_app().await;
+    let p = under_construction(&app).await;
+    // The contractor's own applicant sees its record without the project it built for others.
+    let contractor = credit_code(2);
+    let as_contractor =
+        app.client_with_token(Some(token(Role::Applicant, Some(&contractor), None)));
+    let record = as_contractor
+        .clone()
+        .get_organization_record(pb::GetOrganizationRecordRequest {
+            name: org_name(&contractor),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(record.projects.is_empty());
+    let office_view = app
+        .client(Role::Office)
+        .get_organization_record(pb::GetOrganizationRecordRequest {
+            name: org_name(&contractor),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(office_view.projects, std::slice::from_ref(&p.name));
+}

@@ -392,6 +392,7 @@ async fn a_service_stopped_mid_workflow_loses_nothing_and_doubles_nothing() {
                 alternates: 1,
             }],
             excluded_organizations: vec![],
+            applicant_organization: String::new(),
         })
         .await
         .unwrap()

@@ -491,11 +491,17 @@ impl ExpertsService {
 
     pub(crate) async fn cancel_draw(&self, id: &str, reason: &str) -> ServiceResult<DrawRow> {
         let d = self.draw_or_not_found(id).await?;
-        if d.state == CANCELLED {
+        // Once executed, a panel is replaced member by member, never redrawn: cancelling after
+        // seeing the outcome would be a way to choose it.
+        if d.state != OPEN && d.state != WITNESSED {
             return Err(ServiceError::precondition(
                 "STATE",
                 d.name(),
-                format!("{} is already cancelled", d.name()),
+                format!(
+                    "{} is {}; only a draw not yet executed can be cancelled",
+                    d.name(),
+                    d.state
+                ),
             ));
         }
         let mut tx = self

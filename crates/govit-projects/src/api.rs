@@ -229,6 +229,7 @@ impl ProjectsService {
                     "stage": stage,
                     "panel": panel,
                     "excluded_organizations": excluded,
+                    "applicant_organization": row.applicant,
                 }),
             });
         }
@@ -1318,7 +1319,13 @@ impl ProjectService for ProjectsService {
             );
         }
         let weights = self.policy.evaluation_weights;
-        let weighted: i32 = scores.iter().zip(weights).map(|(s, w)| s * w).sum();
+        // In i64: the scores are client input, checked only after this line.
+        let weighted = scores
+            .iter()
+            .zip(weights)
+            .map(|(s, w)| i64::from(*s) * i64::from(w))
+            .sum::<i64>()
+            .clamp(0, 10_000) as i32;
         let grade = match weighted {
             x if x >= 9000 => pb::EvaluationGrade::Excellent,
             x if x >= 7500 => pb::EvaluationGrade::Good,

@@ -133,6 +133,7 @@ impl ProjectsService {
                     .flatten()
                     .filter_map(|o| o.as_str().map(str::to_owned))
                     .collect(),
+                applicant_organization: text("applicant_organization"),
             };
             match scheduling.request_review(request).await {
                 Ok(_) => {

@@ -396,7 +396,29 @@ impl ProjectsService {
             ..NewEvent::default()
         };
         if approve {
-            // A new baseline: never an edit of the old one. The version moves, so a stale etag
+            // The project's row first: it serialises approvals, and checks the request still
+            // applies — to the budget it was filed against, and never below what is paid out.
+            let current_at_filing: i64 = row.try_get("current_budget_fen")?;
+            let moved = sqlx::query(
+                "UPDATE projects SET approved_budget_fen = $1, version = version + 1, update_time = $2 \
+                 WHERE code = $3 AND approved_budget_fen = $4 AND disbursed_fen <= $1",
+            )
+            .bind(requested)
+            .bind(at.clone())
+            .bind(code.clone())
+            .bind(current_at_filing)
+            .execute(&mut *tx)
+            .await?;
+            if moved.rows_affected() == 0 {
+                return Err(ServiceError::precondition(
+                    "BUDGET",
+                    name.to_owned(),
+                    format!(
+                        "the approved budget is no longer the {current_at_filing} fen this request was filed against; file a new request"
+                    ),
+                ));
+            }
+            // A new baseline, never an edit of the old one; the version moved, so a stale etag
             // elsewhere notices the budget changed.
             let seq: i64 =
                 sqlx::query_scalar("SELECT COUNT(*) FROM budget_baselines WHERE project_code = $1")
@@ -414,12 +436,6 @@ impl ProjectsService {
                 &at,
             )
             .await?;
-            sqlx::query("UPDATE projects SET approved_budget_fen = $1, version = version + 1, update_time = $2 WHERE code = $3")
-                .bind(requested)
-                .bind(at)
-                .bind(code.clone())
-                .execute(&mut *tx)
-                .await?;
             event.changed_fields.push("approved_budget_fen".into());
         }
         Self::audit(&mut tx, &code, caller, event).await?;
@@ -1752,11 +1768,14 @@ impl ProjectsService {
             .get_org(code.as_str())
             .await?
             .ok_or_else(|| ServiceError::not_found("organization", name.to_owned()))?;
+        // An applicant sees its own projects only, not those it took part in for others.
+        let own_only = i64::from(caller.is(Role::Applicant));
         let codes: Vec<String> = sqlx::query_scalar(
-            "SELECT code FROM projects WHERE applicant = $1 OR contractor = $1 OR supervision_firm = $1 OR feasibility_consultancy = $1 \
-             ORDER BY year, seq",
+            "SELECT code FROM projects WHERE (applicant = $1 OR ($2 = 0 AND (contractor = $1 OR supervision_firm = $1 \
+             OR feasibility_consultancy = $1))) ORDER BY year, seq",
         )
         .bind(code.to_string())
+        .bind(own_only)
         .fetch_all(&self.store.db.pool)
         .await?;
         let mut findings = Vec::new();

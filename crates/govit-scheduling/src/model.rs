@@ -64,6 +64,7 @@ pub struct ReviewRow {
     pub conclusion: Option<String>,
     pub stall_reason: String,
     pub create_time: String,
+    pub applicant: String,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -234,6 +235,7 @@ impl ReviewRow {
             stall_reason: self.stall_reason.clone(),
             overdue: self.state != "CONCLUDED" && deadline < today,
             create_time: Some(stored_to_timestamp(&self.create_time)?),
+            applicant_organization: self.applicant.clone(),
         })
     }
 }

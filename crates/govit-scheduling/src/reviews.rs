@@ -110,36 +110,32 @@ impl SchedulingService {
         caller.require(&REVIEW_READERS)?;
         match caller.role {
             Role::Applicant => {
-                let mine = r
-                    .excluded()
-                    .map_err(internal)?
-                    .iter()
-                    .any(|o| Some(o.as_str()) == caller.organization.as_deref());
-                if !mine {
+                if r.applicant.is_empty()
+                    || Some(r.applicant.as_str()) != caller.organization.as_deref()
+                {
                     return Err(ServiceError::PermissionDenied(
                         "applicants may only see reviews of their own projects".into(),
                     ));
                 }
                 // The applicant learns the panel's names only when the meeting starts.
-                let started = r
-                    .meeting()
+                Ok(r.meeting()
                     .map_err(internal)?
-                    .is_some_and(|m| m.state == "SCHEDULED" && m.start <= to_stored(now()));
-                Ok(started || r.state == "CONCLUDED")
+                    .is_some_and(|m| m.state == "SCHEDULED" && m.start <= to_stored(now())))
             }
             Role::Expert => {
-                let invited = self
-                    .invitations(&r.id)
-                    .await?
-                    .iter()
-                    .any(|i| Some(i.expert_id.as_str()) == caller.expert.as_deref());
-                if !invited {
+                let serving = self.invitations(&r.id).await?.iter().any(|i| {
+                    Some(i.expert_id.as_str()) == caller.expert.as_deref()
+                        && (i.state == "PENDING" || i.state == "CONFIRMED")
+                });
+                if !serving {
                     return Err(ServiceError::PermissionDenied(
-                        "experts may only see reviews they are invited to".into(),
+                        "experts may only see reviews whose panel they are on".into(),
                     ));
                 }
                 Ok(true)
             }
+            // Who was drawn is confidential to office, registry admins, inspectors and services.
+            Role::Supervisor => Ok(false),
             _ => Ok(true),
         }
     }
@@ -229,6 +225,11 @@ impl SchedulingService {
                 );
             }
         }
+        if !req.applicant_organization.is_empty()
+            && let Err(p) = govit_platform::uscc::CreditCode::parse(&req.applicant_organization)
+        {
+            v.add("applicant_organization", format!("credit code {p}"));
+        }
         v.finish()?;
         caller.require(&[Role::Service, Role::Office])?;
         let stage = stage.unwrap_or_default();
@@ -263,8 +264,8 @@ impl SchedulingService {
         let mut tx = self.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO reviews (id, request_key, project_id, stage, state, panel, excluded_organizations, request_date, deadline, \
-             calendar_version, chair_expert_id, meeting, conclusion, stall_reason, version, event_count, create_time) \
-             VALUES ($1, $2, $3, $4, 'DRAWING', $5, $6, $7, $8, $9, NULL, NULL, NULL, '', 1, 0, $10)",
+             calendar_version, chair_expert_id, meeting, conclusion, stall_reason, version, event_count, create_time, applicant) \
+             VALUES ($1, $2, $3, $4, 'DRAWING', $5, $6, $7, $8, $9, NULL, NULL, NULL, '', 1, 0, $10, $11)",
         )
         .bind(id.clone())
         .bind(req.request_key.clone())
@@ -276,6 +277,7 @@ impl SchedulingService {
         .bind(deadline.to_string())
         .bind(version.clone())
         .bind(to_stored(now()))
+        .bind(req.applicant_organization.clone())
         .execute(&mut *tx)
         .await;
         if let Err(e) = inserted {
@@ -340,14 +342,30 @@ impl SchedulingService {
                     supplements: String::new(),
                     request_id: format!("{id}-main"),
                 })
-                .await
-                .map_err(|s| {
-                    ServiceError::Internal(anyhow::anyhow!(
+                .await;
+            let d = match d {
+                Ok(d) => d.into_inner(),
+                // The registry refused the request itself: retrying cannot help; office must act.
+                Err(s)
+                    if matches!(
+                        s.code(),
+                        tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument
+                    ) =>
+                {
+                    return self
+                        .stall(
+                            &r,
+                            &format!("the registry refused the draw: {}", s.message()),
+                        )
+                        .await;
+                }
+                Err(s) => {
+                    return Err(ServiceError::Internal(anyhow::anyhow!(
                         "opening the draw at the registry: {}",
                         s.message()
-                    ))
-                })?
-                .into_inner();
+                    )));
+                }
+            };
             self.add_draw(&r, &d.draw_id, "").await?;
         }
         let draws = sqlx::query("SELECT draw_id, seq, category, invited FROM review_draws WHERE review_id = $1 ORDER BY seq")
@@ -579,9 +597,11 @@ impl SchedulingService {
             .bind(r.id.clone())
             .fetch_one(&mut **tx)
             .await?;
+        // A redelivered replacement invites nobody twice; ON CONFLICT keeps the transaction
+        // usable on PostgreSQL, where a failed insert would abort it.
         let inserted = sqlx::query(
             "INSERT INTO invitations (review_id, expert_id, category, draw_id, seq, state, respond_by, decline_reason, reminded) \
-             VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, '', 0)",
+             VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, '', 0) ON CONFLICT (review_id, expert_id) DO NOTHING",
         )
         .bind(r.id.clone())
         .bind(expert.to_owned())
@@ -590,11 +610,10 @@ impl SchedulingService {
         .bind(seq + 1)
         .bind(respond_by.clone())
         .execute(&mut **tx)
-        .await;
-        match inserted {
-            Err(e) if govit_platform::db::is_unique_violation(&e) => return Ok(()),
-            other => other?,
-        };
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Ok(());
+        }
         let deadline = &r.deadline;
         notify::record(
             tx,
@@ -859,7 +878,17 @@ impl SchedulingService {
                             alternates: 1,
                         }],
                         excluded_organizations: r.excluded().map_err(internal)?,
-                        excluded_experts: Vec::new(),
+                        // Everyone the review invited, from any of its draws, is left out
+                        // (MANUAL); the registry adds the parent draw's experts (ALREADY_DRAWN).
+                        excluded_experts: self
+                            .invitations(&review_id)
+                            .await?
+                            .into_iter()
+                            .map(|i| epb::ExcludedExpert {
+                                expert_id: i.expert_id,
+                                reason: format!("already invited to review {review_id}"),
+                            })
+                            .collect(),
                         meeting_date: Some(govit_platform::time::date_to_proto(
                             date_from_stored(&r.deadline).map_err(internal)?,
                         )),
@@ -1417,24 +1446,7 @@ impl SchedulingService {
                 "only confirmed panel members give opinions".into(),
             ));
         }
-        if r.state == "CONCLUDED" {
-            return Err(ServiceError::precondition(
-                "STATE",
-                r.name(),
-                format!("{} is concluded", r.name()),
-            ));
-        }
-        let scheduled = r
-            .meeting()
-            .map_err(internal)?
-            .is_some_and(|m| m.state == "SCHEDULED");
-        if !scheduled {
-            return Err(ServiceError::precondition(
-                "STATE",
-                r.name(),
-                format!("{} has no scheduled meeting", r.name()),
-            ));
-        }
+        require_meeting_in_progress(&r)?;
         let mut tx = self.begin().await?;
         let inserted = sqlx::query("INSERT INTO opinions (review_id, expert_id, scores, opinion, recommendation, submit_time) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(id.clone())
@@ -1501,24 +1513,7 @@ impl SchedulingService {
                 "only the chair records the conclusion".into(),
             ));
         }
-        if r.state == "CONCLUDED" {
-            return Err(ServiceError::precondition(
-                "STATE",
-                r.name(),
-                format!("{} already has its conclusion", r.name()),
-            ));
-        }
-        let scheduled = r
-            .meeting()
-            .map_err(internal)?
-            .is_some_and(|m| m.state == "SCHEDULED");
-        if !scheduled {
-            return Err(ServiceError::precondition(
-                "STATE",
-                r.name(),
-                format!("{} has no scheduled meeting", r.name()),
-            ));
-        }
+        require_meeting_in_progress(&r)?;
         let confirmed: Vec<String> = self
             .invitations(&id)
             .await?
@@ -1696,6 +1691,28 @@ impl SchedulingService {
         tx.commit().await?;
         self.review(&id).await
     }
+}
+
+/// Opinions and the conclusion need a scheduled meeting of a review not yet concluded.
+fn require_meeting_in_progress(r: &ReviewRow) -> ServiceResult<()> {
+    if r.state == "CONCLUDED" {
+        return Err(ServiceError::precondition(
+            "STATE",
+            r.name(),
+            format!("{} already has its conclusion", r.name()),
+        ));
+    }
+    if r.meeting()
+        .map_err(internal)?
+        .is_none_or(|m| m.state != "SCHEDULED")
+    {
+        return Err(ServiceError::precondition(
+            "STATE",
+            r.name(),
+            format!("{} has no scheduled meeting", r.name()),
+        ));
+    }
+    Ok(())
 }
 
 pub fn parse_review(name: &str) -> ServiceResult<String> {
