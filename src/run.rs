@@ -62,6 +62,7 @@ pub async fn start_service(
                 channel,
                 BearerToken::new(&service_token(settings)?)?,
             );
+            let projects = projects.with_calendar(client.clone());
             projects.spawn_outbox_worker(client, WORKER_INTERVAL);
             projects.routes(auth, options).await
         }

@@ -770,6 +770,13 @@ async fn listener_at(addr: Option<SocketAddr>) -> TcpListener {
         .unwrap()
 }
 
+fn calendar_client(url: &str) -> govit_projects::SchedulingClient {
+    ReviewSchedulingServiceClient::with_interceptor(
+        govit_platform::client::lazy_channel(url).unwrap(),
+        govit_platform::client::BearerToken::new(&token(Role::Service, None, None)).unwrap(),
+    )
+}
+
 fn projects_config(url: &str, dir: &std::path::Path) -> ProjectsConfig {
     ProjectsConfig {
         database_url: url.to_owned(),
@@ -801,7 +808,8 @@ pub async fn spawn_system_with(policy: DrawPolicy, scheduling_policy: Scheduling
     ];
     let projects = ProjectsService::open(&projects_config(&database_urls[0], dir.path()))
         .await
-        .unwrap();
+        .unwrap()
+        .with_calendar(calendar_client(&urls[2]));
     let registry = ExpertsService::open(&database_urls[1], policy.clone())
         .await
         .unwrap();
@@ -975,7 +983,8 @@ impl System {
         self.projects =
             ProjectsService::open(&projects_config(&self.database_urls[0], self.dir.path()))
                 .await
-                .unwrap();
+                .unwrap()
+                .with_calendar(calendar_client(&self.urls[2]));
         let l = listener_at(Some(self.projects_run.addr)).await;
         self.projects_run = Running::start(
             l,

@@ -866,3 +866,39 @@ async fn office_imports_a_year_from_a_csv_with_the_cli() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"));
 }
+
+#[tokio::test]
+async fn rectification_deadlines_count_working_days_on_the_holiday_calendar() {
+    let system = spawn_system(DrawPolicy::default()).await;
+    let p = system
+        .projects_client(Role::Applicant)
+        .create_project(pb::CreateProjectRequest {
+            project: Some(new_project(&system.applicant_code)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let inspection = system
+        .projects_client(Role::Office)
+        .create_inspection(pb::CreateInspectionRequest {
+            parent: p.name.clone(),
+            inspection: Some(pb::Inspection {
+                inspection_date: d(2026, 9, 30),
+                scopes: vec![pb::InspectionScope::Progress as i32],
+                findings: vec![pb::Finding {
+                    description: "schedule slipping".into(),
+                    severity: pb::FindingSeverity::Medium as i32,
+                    rectification_required: "recovery plan".into(),
+                    deadline_working_days: 1,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // One working day after 30 September 2026 is 8 October: 1–7 October are the National Day
+    // holiday (Monday to Friday alone would have said 1 October).
+    assert_eq!(inspection.findings[0].due_date, d(2026, 10, 8));
+}

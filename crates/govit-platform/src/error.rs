@@ -35,6 +35,9 @@ pub enum ServiceError {
     PermissionDenied(String),
     #[error("{0}")]
     Unauthenticated(String),
+    /// A service this one depends on cannot be reached; the client may retry.
+    #[error("{0}")]
+    Unavailable(String),
     /// A bug or an outage. Logged with context; the client sees only an opaque message.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -123,6 +126,7 @@ impl From<ServiceError> for Status {
             ServiceError::Aborted(message) => Status::aborted(message),
             ServiceError::PermissionDenied(message) => Status::permission_denied(message),
             ServiceError::Unauthenticated(message) => Status::unauthenticated(message),
+            ServiceError::Unavailable(message) => Status::unavailable(message),
             ServiceError::Internal(err) => {
                 tracing::error!(error = ?err, "internal error");
                 Status::internal("internal error")

@@ -72,12 +72,23 @@ impl Default for SupervisionPolicy {
 }
 
 /// The service, ready to serve. Cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ProjectsService {
     store: store::Store,
     blobs: BlobStore,
     max_document_bytes: u64,
     policy: SupervisionPolicy,
+    /// The scheduling service, for its working-day calendar; without it (a service run alone),
+    /// working days are Monday to Friday.
+    calendar: Option<SchedulingClient>,
+}
+
+impl std::fmt::Debug for ProjectsService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProjectsService")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ProjectsService {
@@ -100,7 +111,15 @@ impl ProjectsService {
             blobs,
             max_document_bytes: config.max_document_bytes,
             policy: config.supervision.clone(),
+            calendar: None,
         })
+    }
+
+    /// Uses the scheduling service's working-day calendar for the deadlines this service
+    /// computes (rectification deadlines, overdue reviews).
+    pub fn with_calendar(mut self, scheduling: SchedulingClient) -> Self {
+        self.calendar = Some(scheduling);
+        self
     }
 
     /// Delivers the messages due in the outbox to the scheduling service; returns how many

@@ -1414,6 +1414,13 @@ impl ProjectsService {
         let date =
             date.ok_or_else(|| ServiceError::field("inspection.inspection_date", "is required"))?;
         let id = uuid::Uuid::now_v7().simple().to_string();
+        let mut dues = Vec::new();
+        for (f, _) in &findings {
+            dues.push(
+                self.add_working_days(date, f.deadline_working_days as u32)
+                    .await?,
+            );
+        }
         let mut tx = self.store.db.begin_write().await?;
         sqlx::query("INSERT INTO inspections (id, project_code, inspection_date, scopes, participants, created_by, create_time) VALUES ($1, $2, $3, $4, $5, $6, $7)")
             .bind(id.clone())
@@ -1426,7 +1433,7 @@ impl ProjectsService {
             .execute(&mut *tx)
             .await?;
         for (n, (f, severity)) in findings.iter().enumerate() {
-            let due = workdays::add_working_days(date, f.deadline_working_days as u32);
+            let due = dues[n];
             sqlx::query(
                 "INSERT INTO findings (inspection_id, seq, project_code, description, severity, rectification_required, deadline_working_days, \
                  due_date, rectified, rectification, rectified_date) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, '', NULL)",
@@ -1867,6 +1874,8 @@ impl ProjectsService {
         };
         let today = chrono::Utc::now().date_naive();
         let accepted = self.review_starts().await?;
+        // The scheduling service knows the real deadlines; alone, this service estimates them.
+        let overdue_from_scheduling = self.overdue_review_projects().await?;
         for p in &projects {
             let state = p.state().map_err(internal)?;
             *counts.entry(state as i32).or_default() += 1;
@@ -1887,11 +1896,19 @@ impl ProjectsService {
             {
                 summary.beyond_budget_threshold.push(p.name());
             }
-            if state == S::UnderPreliminaryReview
-                && let Some(start) = accepted.get(&p.code)
-                && workdays::add_working_days(*start, self.policy.review_deadline_working_days)
-                    < today
-            {
+            let overdue = match &overdue_from_scheduling {
+                Some(projects) => projects.contains(&p.code),
+                None => {
+                    state == S::UnderPreliminaryReview
+                        && accepted.get(&p.code).is_some_and(|start| {
+                            workdays::add_working_days(
+                                *start,
+                                self.policy.review_deadline_working_days,
+                            ) < today
+                        })
+                }
+            };
+            if overdue {
                 summary.overdue_reviews.push(p.name());
             }
         }
@@ -1914,6 +1931,69 @@ impl ProjectsService {
             })
             .count() as i32;
         Ok(summary)
+    }
+
+    /// `n` working days after `start`: on the scheduling service's calendar when it is
+    /// configured (refused for a year it does not cover), else Monday to Friday.
+    async fn add_working_days(&self, start: NaiveDate, n: u32) -> ServiceResult<NaiveDate> {
+        let Some(calendar) = &self.calendar else {
+            return Ok(workdays::add_working_days(start, n));
+        };
+        let request = govit_proto::scheduling::v1::AddWorkingDaysRequest {
+            date: Some(date_to_proto(start)),
+            days: n as i32,
+        };
+        match calendar.clone().add_working_days(request).await {
+            Ok(r) => r
+                .into_inner()
+                .date
+                .as_ref()
+                .and_then(date_from_proto)
+                .ok_or_else(|| internal(anyhow::anyhow!("the calendar answered without a date"))),
+            Err(s) if s.code() == tonic::Code::FailedPrecondition => Err(
+                ServiceError::precondition("CALENDAR", "calendar", s.message().to_owned()),
+            ),
+            Err(s) => Err(ServiceError::Unavailable(format!(
+                "the working-day calendar cannot be reached: {}",
+                s.message()
+            ))),
+        }
+    }
+
+    /// Projects whose preliminary review is past its deadline, as the scheduling service
+    /// reports them; None when it is not configured.
+    async fn overdue_review_projects(
+        &self,
+    ) -> ServiceResult<Option<std::collections::BTreeSet<String>>> {
+        use govit_proto::scheduling::v1 as spb;
+        let Some(calendar) = &self.calendar else {
+            return Ok(None);
+        };
+        let mut out = std::collections::BTreeSet::new();
+        let mut token = String::new();
+        loop {
+            let page = calendar
+                .clone()
+                .list_reviews(spb::ListReviewsRequest {
+                    overdue_only: true,
+                    page_size: 200,
+                    page_token: token.clone(),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|s| {
+                    ServiceError::Unavailable(format!(
+                        "the scheduling service cannot be reached: {}",
+                        s.message()
+                    ))
+                })?
+                .into_inner();
+            out.extend(page.reviews.into_iter().map(|r| r.project_id));
+            if page.next_page_token.is_empty() {
+                return Ok(Some(out));
+            }
+            token = page.next_page_token;
+        }
     }
 
     /// When each project was last accepted for review (UTC date of the event).

@@ -1,9 +1,6 @@
-//! Working days for deadlines the projects service computes itself (rectification deadlines,
-//! the review deadline in the portfolio view).
-//!
-//! Deliberately Monday to Friday only: the statutory holiday calendar, with its make-up
-//! weekends, is the review scheduling service's (issue 4), and a service never reads another's
-//! tables. When that calendar is served, these deadlines should ask it instead.
+//! Working days when the projects service runs alone: Monday to Friday. With the scheduling
+//! service configured (`ProjectsService::with_calendar`), deadlines use its holiday calendar
+//! over gRPC instead; a service never reads another's tables.
 
 use chrono::{Datelike, NaiveDate, Weekday};
 
