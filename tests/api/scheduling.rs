@@ -385,6 +385,39 @@ async fn meetings_keep_to_working_days_the_deadline_and_nobodys_double_booking()
         r.name.clone()
     };
     schedule(other_name, start, end).await.unwrap();
+    // Cancelling needs a reason too; a cancelled meeting frees its experts and tells them.
+    let status = office
+        .clone()
+        .cancel_meeting(spb::CancelMeetingRequest {
+            name: winner.clone(),
+            reason: " ".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), ["reason"]);
+    let cancelled = office
+        .clone()
+        .cancel_meeting(spb::CancelMeetingRequest {
+            name: winner.clone(),
+            reason: "the applicant withdrew".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        cancelled.meeting.unwrap().state,
+        spb::MeetingState::Cancelled as i32
+    );
+    let again = office
+        .clone()
+        .cancel_meeting(spb::CancelMeetingRequest {
+            name: winner.clone(),
+            reason: "twice".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition);
+    schedule(winner.clone(), start2, end2).await.unwrap();
 }
 
 #[tokio::test]
