@@ -1,6 +1,7 @@
 //! Supervision: the budget line and the disbursement line at and around their edges, variance
 //! against hand-computed figures, frozen snapshots, inspections, notices, and who may do what.
 
+use chrono::Datelike;
 use govit_platform::Role;
 use govit_proto::projects::v1::{self as pb, ProjectState as S};
 use tonic::Code;
@@ -997,4 +998,40 @@ async fn an_applicant_sees_only_its_own_projects_in_its_record() {
         .unwrap()
         .into_inner();
     assert_eq!(office_view.projects, std::slice::from_ref(&p.name));
+}
+
+#[tokio::test]
+async fn the_previous_month_is_frozen_once_without_anyone_asking() {
+    let app = spawn_app().await;
+    let p = under_construction(&app).await;
+    let taken = app.service.snapshot_previous_month_if_due().await.unwrap();
+    let previous = (chrono::Utc::now().date_naive().with_day(1).unwrap()
+        - chrono::Duration::days(1))
+    .format("%Y-%m")
+    .to_string();
+    assert_eq!(taken.as_deref(), Some(previous.as_str()));
+    assert_eq!(
+        app.service.snapshot_previous_month_if_due().await.unwrap(),
+        None,
+        "taken once"
+    );
+    let snaps = app
+        .client(Role::Supervisor)
+        .list_snapshots(pb::ListSnapshotsRequest {
+            month: previous.clone(),
+            project: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .snapshots;
+    let projects: Vec<&str> = snaps.iter().map(|s| s.project.as_str()).collect();
+    assert_eq!(projects, [p.name.as_str()]);
+    // Office asking for the same month again is told it exists.
+    let again = app
+        .client(Role::Office)
+        .create_monthly_snapshot(pb::CreateMonthlySnapshotRequest { month: previous })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::AlreadyExists);
 }

@@ -180,6 +180,11 @@ impl ProjectsService {
                 if let Err(e) = service.deliver_outbox(&mut scheduling).await {
                     tracing::warn!(error = %e, "outbox delivery failed");
                 }
+                match service.snapshot_previous_month_if_due().await {
+                    Ok(Some(month)) => tracing::info!(month, "monthly snapshot taken"),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = ?e, "monthly snapshot not taken; will retry"),
+                }
                 tokio::time::sleep(interval).await;
             }
         })

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use govit_platform::{
     Caller, Role, ServiceError, ServiceResult, Violations,
     time::{
@@ -1208,6 +1208,35 @@ impl ProjectsService {
             return Err(ServiceError::field("month", "must be YYYY-MM"));
         }
         caller.require(&[Role::Office])?;
+        self.take_snapshot(month).await
+    }
+
+    /// Takes the previous month's snapshot if nobody has yet: the outbox worker calls this on
+    /// every pass, so each month is frozen early in the next without anyone remembering to.
+    /// Returns the month taken, if any.
+    pub async fn snapshot_previous_month_if_due(&self) -> ServiceResult<Option<String>> {
+        let today = chrono::Utc::now().date_naive();
+        let previous = today
+            .with_day(1)
+            .and_then(|d| d.pred_opt())
+            .unwrap_or(today);
+        let month = previous.format("%Y-%m").to_string();
+        let exists = sqlx::query("SELECT 1 FROM snapshots WHERE month = $1 LIMIT 1")
+            .bind(month.clone())
+            .fetch_optional(&self.store.db.pool)
+            .await?;
+        if exists.is_some() {
+            return Ok(None);
+        }
+        match self.take_snapshot(&month).await {
+            Ok(_) => Ok(Some(month)),
+            // Another replica took it first.
+            Err(ServiceError::AlreadyExists { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn take_snapshot(&self, month: &str) -> ServiceResult<i32> {
         let exists = sqlx::query("SELECT 1 FROM snapshots WHERE month = $1 LIMIT 1")
             .bind(month.to_owned())
             .fetch_optional(&self.store.db.pool)
