@@ -75,17 +75,31 @@ pub fn is_identifier(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ`, whole seconds, UTC.
+/// `YYYY-MM-DDTHH:MM:SSZ`, whole seconds, UTC, with every field in its range.
 fn is_opened_at(s: &str) -> bool {
     let b = s.as_bytes();
-    b.len() == 20
+    let shape = b.len() == 20
         && b.iter().enumerate().all(|(i, c)| match i {
             4 | 7 => *c == b'-',
             10 => *c == b'T',
             13 | 16 => *c == b':',
             19 => *c == b'Z',
             _ => c.is_ascii_digit(),
-        })
+        });
+    if !shape {
+        return false;
+    }
+    let n = |from: usize, to: usize| s[from..to].parse::<u32>().unwrap_or(u32::MAX);
+    let (year, month, day) = (n(0, 4), n(5, 7), n(8, 10));
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    (1..=days).contains(&day) && n(11, 13) < 24 && n(14, 16) < 60 && n(17, 19) < 60
 }
 
 fn is_sorted_unique<T: Ord>(items: &[T]) -> bool {
@@ -181,6 +195,12 @@ impl DrawInput {
             return Err("exclusions are not sorted by category, then expert_id".into());
         }
         for e in &self.exclusions {
+            if !is_identifier(&e.expert_id) || e.reasons.iter().any(|r| !is_identifier(r)) {
+                return Err(format!(
+                    "exclusion {:?} in {} has an invalid id or reason code",
+                    e.expert_id, e.category
+                ));
+            }
             if !categories.contains(&e.category.as_str()) {
                 return Err(format!(
                     "exclusion of {} names unrequested category {}",
@@ -371,6 +391,12 @@ fn decode32(field: &'static str, hex_text: &str) -> Result<[u8; 32], Mismatch> {
 pub fn verify(record_json: &[u8]) -> Result<Report, Mismatch> {
     let record: Value =
         serde_json::from_slice(record_json).map_err(|e| mismatch("json", e.to_string()))?;
+    if jcs::has_duplicate_keys(record_json) {
+        return Err(mismatch(
+            "json",
+            "a key appears twice in one object; the record is ambiguous",
+        ));
+    }
     let field = |name: &'static str| {
         record
             .get(name)

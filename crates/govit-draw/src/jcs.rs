@@ -82,6 +82,67 @@ fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
+/// Whether a JSON text repeats a key within one object. RFC 8259 leaves such text open to
+/// interpretation (serde_json keeps the last value, other parsers the first), so a verifier
+/// refuses it rather than guess which value was meant.
+pub fn has_duplicate_keys(text: &[u8]) -> bool {
+    use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    struct Check(bool);
+
+    impl<'de> Deserialize<'de> for Check {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Check, D::Error> {
+            d.deserialize_any(CheckVisitor)
+        }
+    }
+
+    struct CheckVisitor;
+
+    impl<'de> Visitor<'de> for CheckVisitor {
+        type Value = Check;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Check, E> {
+            Ok(Check(false))
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Check, E> {
+            Ok(Check(false))
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Check, E> {
+            Ok(Check(false))
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Check, E> {
+            Ok(Check(false))
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Check, E> {
+            Ok(Check(false))
+        }
+        fn visit_unit<E>(self) -> Result<Check, E> {
+            Ok(Check(false))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Check, A::Error> {
+            let mut dup = false;
+            while let Some(Check(d)) = seq.next_element()? {
+                dup |= d;
+            }
+            Ok(Check(dup))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Check, A::Error> {
+            let mut keys = std::collections::HashSet::new();
+            let mut dup = false;
+            while let Some(key) = map.next_key::<String>()? {
+                dup |= !keys.insert(key);
+                dup |= map.next_value::<Check>()?.0;
+            }
+            Ok(Check(dup))
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_slice(text);
+    Check::deserialize(&mut de).map(|c| c.0).unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -115,6 +176,15 @@ mod tests {
             text(json!({"\u{1F600}": 1, "\u{E000}": 2})),
             "{\"\u{1F600}\":1,\"\u{E000}\":2}"
         );
+    }
+
+    #[test]
+    fn repeated_keys_are_found_at_any_depth() {
+        assert!(!has_duplicate_keys(
+            br#"{"a":1,"b":{"c":[{"d":1},{"d":2}]}}"#
+        ));
+        assert!(has_duplicate_keys(br#"{"a":1,"a":2}"#));
+        assert!(has_duplicate_keys(br#"{"x":[{"k":"v","k":"w"}]}"#));
     }
 
     #[test]

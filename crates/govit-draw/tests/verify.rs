@@ -101,3 +101,28 @@ fn an_input_with_a_hidden_extra_key_is_refused() {
     )));
     assert_eq!(check(&r).unwrap_err().check, "input");
 }
+
+#[test]
+fn an_impossible_opening_time_is_refused() {
+    let mut r = record();
+    r["input"]["opened_at"] = Value::String("2026-02-30T05:00:00Z".into());
+    let recomputed = govit_draw::jcs::canonical(&r["input"]).unwrap();
+    r["input_hash"] = Value::String(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+        &recomputed,
+    )));
+    let m = check(&r).unwrap_err();
+    assert_eq!(m.check, "input");
+    assert!(m.detail.contains("opened_at"), "{}", m.detail);
+}
+
+#[test]
+fn a_record_with_a_repeated_key_is_refused() {
+    let text = serde_json::to_string(&record()).unwrap();
+    let doubled = text.replacen(
+        "\"witness_entropy\":",
+        "\"witness_entropy\":\"other\",\"witness_entropy\":",
+        1,
+    );
+    let m = draw::verify(doubled.as_bytes()).unwrap_err();
+    assert_eq!(m.check, "json");
+}
