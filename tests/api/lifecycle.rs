@@ -756,3 +756,21 @@ async fn a_redelivered_review_outcome_is_applied_once() {
     assert_code(conflicting, Code::AlreadyExists);
     assert_eq!(state(&get(&app, &p.name).await), S::Approved);
 }
+
+#[tokio::test]
+async fn absurd_evaluation_scores_are_refused_not_overflowed() {
+    let app = spawn_app().await;
+    let p = draft(&app).await;
+    let mut request = evaluation(&p.name, &p.etag, &format!("{}/documents/x", p.name));
+    request.engineering_quality_score = i32::MAX;
+    request.operating_state_score = i32::MIN;
+    let status = app
+        .client(Role::Office)
+        .record_post_evaluation(request)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violated_fields(&status),
+        ["engineering_quality_score", "operating_state_score"]
+    );
+}

@@ -935,3 +935,61 @@ async fn rectification_deadlines_count_working_days_on_the_holiday_calendar() {
     // holiday (Monday to Friday alone would have said 1 October).
     assert_eq!(inspection.findings[0].due_date, d(2026, 10, 8));
 }
+
+#[tokio::test]
+async fn a_draw_the_registry_refuses_stalls_the_review_and_tells_office() {
+    let system = spawn_system(DrawPolicy::default()).await;
+    seed_pool(&system).await;
+    // More alternates than the registry allows (10 by default): the registry refuses the draw.
+    let r = system
+        .scheduling_client(Role::Office)
+        .request_review(spb::RequestReviewRequest {
+            request_key: "office-request-1".into(),
+            project_id: "2026-0099".into(),
+            stage: spb::ReviewStage::PreliminaryReview as i32,
+            panel: vec![spb::PanelRequirement {
+                category: "software".into(),
+                count: 2,
+                alternates: 11,
+            }],
+            excluded_organizations: vec![],
+            applicant_organization: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.state, spb::ReviewState::Stalled as i32, "{r:?}");
+    assert!(
+        r.stall_reason.contains("registry refused"),
+        "{}",
+        r.stall_reason
+    );
+    system.tick().await;
+    assert_eq!(r.draws.len(), 0);
+    let still = system
+        .scheduling_client(Role::Office)
+        .get_review(spb::GetReviewRequest {
+            name: r.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        still.state,
+        spb::ReviewState::Stalled as i32,
+        "a stalled review is not retried"
+    );
+    let mut stream = system
+        .scheduling_client(Role::Service)
+        .stream_notifications(spb::StreamNotificationsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let told = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(told.recipient, "office");
+    assert!(told.text.contains("stalled"), "{}", told.text);
+}
