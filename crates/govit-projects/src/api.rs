@@ -55,7 +55,11 @@ fn internal(e: anyhow::Error) -> ServiceError {
 impl ProjectsService {
     /// The project if the caller may see it. Applicants asking about another organisation's
     /// project get PERMISSION_DENIED whether it exists or not, so codes reveal nothing.
-    async fn visible_project(&self, caller: &Caller, code: &str) -> ServiceResult<ProjectRow> {
+    pub(crate) async fn visible_project(
+        &self,
+        caller: &Caller,
+        code: &str,
+    ) -> ServiceResult<ProjectRow> {
         caller.require(&PROJECT_READERS)?;
         let row = self.store.get_project(code).await?;
         match (caller.role, row) {
@@ -107,6 +111,30 @@ impl ProjectsService {
         action: Action,
         request_violations: Violations,
         apply: impl FnOnce(&mut ProjectRow, &mut NewEvent, &[DocumentRow]) -> ServiceResult<()>,
+    ) -> ServiceResult<pb::Project> {
+        self.transition_with(
+            caller,
+            name,
+            etag,
+            action,
+            request_violations,
+            apply,
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// A transition that also writes `extras` (a review outcome) in its transaction.
+    #[allow(clippy::too_many_arguments)] // `transition`'s arguments plus the extras
+    async fn transition_with(
+        &self,
+        caller: &Caller,
+        name: &str,
+        etag: &str,
+        action: Action,
+        request_violations: Violations,
+        apply: impl FnOnce(&mut ProjectRow, &mut NewEvent, &[DocumentRow]) -> ServiceResult<()>,
+        mut extras: Vec<Extra>,
     ) -> ServiceResult<pb::Project> {
         let code = check::parse_project_name("name", name);
         let mut violations = request_violations;
@@ -181,29 +209,6 @@ impl ProjectsService {
         };
         row.state = state_name(to).to_owned();
         let version = row.version;
-        let outcome = match action {
-            Action::ReviewOutcome(stage, decision) => Some(ReviewOutcomeRecord {
-                review_id: String::new(),
-                project_code: code.clone(),
-                stage: stage
-                    .as_str_name()
-                    .trim_start_matches("REVIEW_STAGE_")
-                    .to_owned(),
-                decision: decision
-                    .as_str_name()
-                    .trim_start_matches("REVIEW_DECISION_")
-                    .to_owned(),
-                summary: event.reason.clone(),
-            }),
-            _ => None,
-        };
-        let mut extras: Vec<Extra> = outcome
-            .map(|mut o| {
-                o.review_id = event.changed_fields.first().cloned().unwrap_or_default();
-                Extra::ReviewOutcome(o)
-            })
-            .into_iter()
-            .collect();
         // Sending a project to review asks the scheduling service for it, through the outbox.
         if let Some(stage) = match action {
             Action::AcceptForReview => Some("PRELIMINARY_REVIEW"),
@@ -966,21 +971,33 @@ impl ProjectService for ProjectsService {
                         .to_proto()
                         .map_err(internal);
                 }
+                let outcome = Extra::ReviewOutcome(ReviewOutcomeRecord {
+                    review_id: req.review_id.clone(),
+                    project_code: check::parse_project_name("name", &req.name).unwrap_or_default(),
+                    stage: stage
+                        .as_str_name()
+                        .trim_start_matches("REVIEW_STAGE_")
+                        .to_owned(),
+                    decision: decision
+                        .as_str_name()
+                        .trim_start_matches("REVIEW_DECISION_")
+                        .to_owned(),
+                    summary: req.summary.clone(),
+                });
                 let review_id = req.review_id.clone();
                 let summary = req.summary.clone();
-                self.transition(
+                self.transition_with(
                     &caller,
                     &req.name,
                     &req.etag,
                     action,
                     v,
                     move |_row, event, _| {
-                        // The store reads the review id from here to record the outcome in the same
-                        // transaction as the change.
                         event.changed_fields = vec![review_id];
                         event.reason = summary;
                         Ok(())
                     },
+                    vec![outcome],
                 )
                 .await
             }

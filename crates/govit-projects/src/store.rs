@@ -49,7 +49,7 @@ pub struct Store {
     pub db: Db,
 }
 
-async fn insert_event(
+pub async fn insert_event(
     tx: &mut Tx,
     resource: &str,
     seq: i64,
@@ -487,19 +487,6 @@ impl Store {
         remove_blob: impl AsyncFnOnce(),
     ) -> ServiceResult<()> {
         let mut tx = self.db.begin_write().await?;
-        let counted = sqlx::query(
-            "UPDATE projects SET event_count = event_count + 1 WHERE code = $1 RETURNING event_count",
-        )
-        .bind(row.project_code.clone())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(counted) = counted else {
-            return Err(ServiceError::not_found(
-                "project",
-                crate::model::project_name(&row.project_code),
-            ));
-        };
-        let seq: i64 = counted.try_get(0)?;
         sqlx::query(
             "INSERT INTO documents (id, project_code, kind, file_name, media_type, size_bytes, \
              sha256, sealed_copies, uploaded_by, create_time) \
@@ -524,15 +511,7 @@ impl Store {
             document_sha256: vec![row.sha256.clone()],
             ..NewEvent::default()
         };
-        insert_event(
-            &mut tx,
-            &crate::model::project_name(&row.project_code),
-            seq,
-            &row.create_time,
-            actor,
-            &event,
-        )
-        .await?;
+        project_event(&mut tx, &row.project_code, &row.create_time, actor, &event).await?;
         place_blob().await.map_err(|e| {
             ServiceError::Internal(anyhow::Error::new(e).context("storing document content"))
         })?;
@@ -644,15 +623,31 @@ pub async fn insert_baseline(
     Ok(())
 }
 
-pub async fn insert_event_tx(
+/// Writes the next audit event of a project inside `tx`: bumps the project's event counter
+/// (which also locks its row) and records the event under that sequence. The one way events
+/// that do not change the project's own fields are written.
+pub async fn project_event(
     tx: &mut Tx,
-    resource: &str,
-    seq: i64,
+    code: &str,
     at: &str,
     actor: &Caller,
     event: &NewEvent,
-) -> Result<(), sqlx::Error> {
-    insert_event(tx, resource, seq, at, actor, event).await
+) -> ServiceResult<i64> {
+    let counted = sqlx::query(
+        "UPDATE projects SET event_count = event_count + 1 WHERE code = $1 RETURNING event_count",
+    )
+    .bind(code.to_owned())
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(counted) = counted else {
+        return Err(ServiceError::not_found(
+            "project",
+            crate::model::project_name(code),
+        ));
+    };
+    let seq: i64 = counted.try_get(0)?;
+    insert_event(tx, &crate::model::project_name(code), seq, at, actor, event).await?;
+    Ok(seq)
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -20,7 +20,7 @@ use crate::{
     ProjectsService,
     lifecycle::{TERMINAL, state_name},
     model::{ProjectRow, funding_name, org_name, project_name, to_json},
-    store::{NewEvent, insert_baseline, insert_event_tx},
+    store::{NewEvent, insert_baseline, insert_event, project_event},
     validation::{self as check, MAX_REASON_CHARS, MAX_TEXT_CHARS},
     variance::{self, Color, MilestoneFigures},
     workdays,
@@ -30,13 +30,6 @@ fn internal(e: impl Into<anyhow::Error>) -> ServiceError {
     ServiceError::Internal(e.into())
 }
 
-pub const READERS: [Role; 5] = [
-    Role::Applicant,
-    Role::Office,
-    Role::Supervisor,
-    Role::Inspector,
-    Role::Service,
-];
 const BUREAUS: [Role; 3] = [Role::Office, Role::Supervisor, Role::Inspector];
 
 fn color_proto(c: Color) -> pb::RiskColor {
@@ -113,48 +106,18 @@ impl ProjectsService {
     ) -> ServiceResult<ProjectRow> {
         let code = check::parse_project_name("parent", parent)?;
         caller.require(roles)?;
-        self.visible(caller, &code).await
+        self.visible_project(caller, &code).await
     }
 
-    async fn visible(&self, caller: &Caller, code: &str) -> ServiceResult<ProjectRow> {
-        caller.require(&READERS)?;
-        let row = self.store.get_project(code).await?;
-        match (caller.role, row) {
-            (Role::Applicant, Some(row))
-                if caller.organization.as_deref() == Some(&row.applicant) =>
-            {
-                Ok(row)
-            }
-            (Role::Applicant, _) => Err(ServiceError::PermissionDenied(
-                "applicants may only see their own organisation's projects".into(),
-            )),
-            (_, Some(row)) => Ok(row),
-            (_, None) => Err(ServiceError::not_found("project", project_name(code))),
-        }
-    }
-
-    /// Bumps the project's event counter inside `tx` and writes the event.
     async fn audit(
         tx: &mut govit_platform::Tx,
         code: &str,
         caller: &Caller,
         event: NewEvent,
     ) -> ServiceResult<()> {
-        let seq: i64 = sqlx::query("UPDATE projects SET event_count = event_count + 1 WHERE code = $1 RETURNING event_count")
-            .bind(code.to_owned())
-            .fetch_one(&mut **tx)
-            .await?
-            .try_get(0)?;
-        insert_event_tx(
-            tx,
-            &project_name(code),
-            seq,
-            &to_stored(now()),
-            caller,
-            &event,
-        )
-        .await?;
-        Ok(())
+        project_event(tx, code, &to_stored(now()), caller, &event)
+            .await
+            .map(|_| ())
     }
 
     // ---- budget ----
@@ -341,7 +304,7 @@ impl ProjectsService {
         };
         v.finish()?;
         caller.require(&[Role::Office])?;
-        let project = self.visible(caller, &code).await?;
+        let project = self.visible_project(caller, &code).await?;
         let row = self.budget_change_row(&code, &id).await?;
         let state: String = row.try_get("state")?;
         if state != "PENDING" {
@@ -449,7 +412,7 @@ impl ProjectsService {
         parent: &str,
     ) -> ServiceResult<Vec<pb::BudgetChange>> {
         let code = check::parse_project_name("parent", parent)?;
-        self.visible(caller, &code).await?;
+        self.visible_project(caller, &code).await?;
         let rows = sqlx::query(
             "SELECT * FROM budget_changes WHERE project_code = $1 ORDER BY create_time, id",
         )
@@ -465,7 +428,7 @@ impl ProjectsService {
         parent: &str,
     ) -> ServiceResult<Vec<pb::BudgetBaseline>> {
         let code = check::parse_project_name("parent", parent)?;
-        self.visible(caller, &code).await?;
+        self.visible_project(caller, &code).await?;
         let rows = sqlx::query("SELECT seq, budget_fen, source, budget_change, reason, create_time FROM budget_baselines WHERE project_code = $1 ORDER BY seq")
             .bind(code.clone())
             .fetch_all(&self.store.db.pool)
@@ -649,7 +612,7 @@ impl ProjectsService {
         parent: &str,
     ) -> ServiceResult<pb::ListDisbursementsResponse> {
         let code = check::parse_project_name("parent", parent)?;
-        let project = self.visible(caller, &code).await?;
+        let project = self.visible_project(caller, &code).await?;
         let rows = sqlx::query(
             "SELECT id, amount_fen, payment_date, payee, purpose, supporting_document, recorded_by, create_time FROM disbursements \
              WHERE project_code = $1 ORDER BY payment_date, create_time",
@@ -867,7 +830,7 @@ impl ProjectsService {
         }
         let expected = check::etag("milestone.etag", &m.etag)?;
         caller.require(&[Role::Applicant, Role::Office])?;
-        self.visible(caller, &code).await?;
+        self.visible_project(caller, &code).await?;
         let mut row = sqlx::query_as::<_, MilestoneRow>(
             "SELECT * FROM milestones WHERE project_code = $1 AND id = $2",
         )
@@ -931,7 +894,7 @@ impl ProjectsService {
         parent: &str,
     ) -> ServiceResult<Vec<pb::Milestone>> {
         let code = check::parse_project_name("parent", parent)?;
-        self.visible(caller, &code).await?;
+        self.visible_project(caller, &code).await?;
         self.milestone_rows(&[code])
             .await?
             .into_iter()
@@ -1018,7 +981,7 @@ impl ProjectsService {
         check::text(&mut v, "comment", &req.comment, MAX_REASON_CHARS);
         v.finish()?;
         caller.require(&[Role::Office])?;
-        self.visible(caller, &code).await?;
+        self.visible_project(caller, &code).await?;
         let current = self.progress_report(&code, &id).await?;
         if current.state != pb::ProgressReportState::Filed as i32 {
             return Err(ServiceError::precondition(
@@ -1062,7 +1025,7 @@ impl ProjectsService {
         parent: &str,
     ) -> ServiceResult<Vec<pb::ProgressReport>> {
         let code = check::parse_project_name("parent", parent)?;
-        self.visible(caller, &code).await?;
+        self.visible_project(caller, &code).await?;
         let rows = sqlx::query("SELECT * FROM progress_reports WHERE project_code = $1 ORDER BY report_date, create_time")
             .bind(code)
             .fetch_all(&self.store.db.pool)
@@ -1103,7 +1066,7 @@ impl ProjectsService {
         name: &str,
     ) -> ServiceResult<pb::ProjectVariance> {
         let code = check::parse_project_name("name", name)?;
-        self.visible(caller, &code).await?;
+        self.visible_project(caller, &code).await?;
         let ms = self.milestone_rows(std::slice::from_ref(&code)).await?;
         let refs: Vec<&MilestoneRow> = ms.iter().map(|(_, m)| m).collect();
         let v = variance::variance(&Self::figures(&refs)?, self.policy.bands);
@@ -1136,7 +1099,7 @@ impl ProjectsService {
         let date = date_field(&mut v, "rating_date", req.rating_date.as_ref(), true);
         v.finish()?;
         caller.require(&[Role::Office])?;
-        self.visible(caller, &code).await?;
+        self.visible_project(caller, &code).await?;
         let rating = rating
             .unwrap_or_default()
             .as_str_name()
@@ -1180,7 +1143,7 @@ impl ProjectsService {
         name: &str,
     ) -> ServiceResult<Vec<pb::RiskRating>> {
         let code = check::parse_project_name("name", name)?;
-        self.visible(caller, &code).await?;
+        self.visible_project(caller, &code).await?;
         let rows = sqlx::query("SELECT rating, comment, rating_date, rated_by FROM risk_ratings WHERE project_code = $1 ORDER BY rating_date, create_time")
             .bind(code)
             .fetch_all(&self.store.db.pool)
@@ -1579,7 +1542,7 @@ impl ProjectsService {
         v.finish()?;
         let (code, id, n) = parsed.ok_or_else(|| ServiceError::field("finding", "is invalid"))?;
         caller.require(&[Role::Applicant, Role::Office])?;
-        self.visible(caller, &code).await?;
+        self.visible_project(caller, &code).await?;
         let mut tx = self.store.db.begin_write().await?;
         let done = sqlx::query(
             "UPDATE findings SET rectified = 1, rectification = $1, rectified_date = $2 WHERE project_code = $3 AND inspection_id = $4 \
@@ -1632,7 +1595,7 @@ impl ProjectsService {
         parent: &str,
     ) -> ServiceResult<Vec<pb::Inspection>> {
         let code = check::parse_project_name("parent", parent)?;
-        self.visible(caller, &code).await?;
+        self.visible_project(caller, &code).await?;
         let ids: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM inspections WHERE project_code = $1 ORDER BY inspection_date, id",
         )
@@ -1755,7 +1718,7 @@ impl ProjectsService {
             .fetch_one(&mut *tx)
             .await?
             .try_get(0)?;
-        insert_event_tx(
+        insert_event(
             &mut tx,
             &org_name(code.as_str()),
             seq,
