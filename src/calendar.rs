@@ -9,10 +9,9 @@ use govit_platform::Role;
 use govit_proto::scheduling::v1::{
     self as spb, review_scheduling_service_client::ReviewSchedulingServiceClient,
 };
-use tonic::{metadata::MetadataValue, transport::Channel};
 
 use crate::{
-    client::{Bearer, explain},
+    client::{connect, explain},
     config::Settings,
 };
 
@@ -85,28 +84,15 @@ pub async fn import(
     source: &str,
 ) -> anyhow::Result<()> {
     let days = read_days(file)?;
-    let token = match &remote.token {
-        Some(t) => t.clone(),
-        None => {
-            let secret = settings
-                .signing_secret()
-                .context("no --token given and the configured key cannot mint one")?;
-            govit_platform::auth::mint_hs256(
-                &secret,
-                "cli-calendar",
-                Role::Office,
-                None,
-                None,
-                std::time::Duration::from_secs(600),
-            )?
-        }
-    };
-    let channel = Channel::from_shared(remote.server.clone())?
-        .connect()
-        .await
-        .with_context(|| format!("connecting to the scheduling service at {}", remote.server))?;
-    let header: MetadataValue<_> = format!("Bearer {token}").parse()?;
-    let mut client = ReviewSchedulingServiceClient::with_interceptor(channel, Bearer(header));
+    let (channel, bearer) = connect(
+        settings,
+        &remote.server,
+        remote.token.as_deref(),
+        Role::Office,
+        "scheduling service",
+    )
+    .await?;
+    let mut client = ReviewSchedulingServiceClient::with_interceptor(channel, bearer);
     let status = match status {
         Status::Official => spb::CalendarStatus::Official,
         Status::Provisional => spb::CalendarStatus::Provisional,

@@ -3,16 +3,11 @@
 use std::path::Path;
 
 use anyhow::Context;
-use govit_platform::Role;
+use govit_platform::{Role, client::BearerToken};
 use govit_proto::experts::v1::{
     self as epb, expert_registry_service_client::ExpertRegistryServiceClient,
 };
-use tonic::{
-    Request, Status,
-    metadata::{Ascii, MetadataValue},
-    service::{Interceptor, interceptor::InterceptedService},
-    transport::Channel,
-};
+use tonic::{Status, service::interceptor::InterceptedService, transport::Channel};
 
 use crate::config::Settings;
 
@@ -31,27 +26,19 @@ pub struct Remote {
     pub token: Option<String>,
 }
 
-#[derive(Clone)]
-pub struct Bearer(pub MetadataValue<Ascii>);
+pub type Registry = ExpertRegistryServiceClient<InterceptedService<Channel, BearerToken>>;
 
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
-
-pub type Registry = ExpertRegistryServiceClient<InterceptedService<Channel, Bearer>>;
-
-pub async fn registry(
+/// Connects to a service and prepares the token to present: `token` as given, or a
+/// short-lived one for `role` minted with the configured HS256 key.
+pub async fn connect(
     settings: &Settings,
-    remote: &Remote,
+    server: &str,
+    token: Option<&str>,
     role: Role,
-) -> anyhow::Result<Registry> {
-    let token = match &remote.token {
-        Some(t) => t.clone(),
+    what: &str,
+) -> anyhow::Result<(Channel, BearerToken)> {
+    let token = match token {
+        Some(t) => t.to_owned(),
         None => {
             let secret = settings
                 .signing_secret()
@@ -66,16 +53,31 @@ pub async fn registry(
             )?
         }
     };
-    let channel = Channel::from_shared(remote.server.clone())?
+    let channel = Channel::from_shared(server.to_owned())?
         .connect()
         .await
-        .with_context(|| format!("connecting to the registry at {}", remote.server))?;
-    let header: MetadataValue<Ascii> = format!("Bearer {token}")
-        .parse()
-        .context("the token is not valid header text")?;
-    Ok(ExpertRegistryServiceClient::with_interceptor(
+        .with_context(|| format!("connecting to the {what} at {server}"))?;
+    Ok((
         channel,
-        Bearer(header),
+        BearerToken::new(&token).context("the token is not valid header text")?,
+    ))
+}
+
+pub async fn registry(
+    settings: &Settings,
+    remote: &Remote,
+    role: Role,
+) -> anyhow::Result<Registry> {
+    let (channel, bearer) = connect(
+        settings,
+        &remote.server,
+        remote.token.as_deref(),
+        role,
+        "registry",
+    )
+    .await?;
+    Ok(ExpertRegistryServiceClient::with_interceptor(
+        channel, bearer,
     ))
 }
 

@@ -7,10 +7,9 @@ use anyhow::Context;
 use govit_platform::Role;
 use govit_proto::projects::v1::{self as pb, project_service_client::ProjectServiceClient};
 use serde::Serialize;
-use tonic::{metadata::MetadataValue, transport::Channel};
 
 use crate::{
-    client::{Bearer, explain},
+    client::{connect, explain},
     config::Settings,
 };
 
@@ -75,28 +74,15 @@ pub async fn portfolio(
     format: Format,
     out: Option<&Path>,
 ) -> anyhow::Result<()> {
-    let token = match &remote.token {
-        Some(t) => t.clone(),
-        None => {
-            let secret = settings
-                .signing_secret()
-                .context("no --token given and the configured key cannot mint one")?;
-            govit_platform::auth::mint_hs256(
-                &secret,
-                "cli-report",
-                Role::Supervisor,
-                None,
-                None,
-                std::time::Duration::from_secs(600),
-            )?
-        }
-    };
-    let channel = Channel::from_shared(remote.server.clone())?
-        .connect()
-        .await
-        .with_context(|| format!("connecting to the projects service at {}", remote.server))?;
-    let header: MetadataValue<_> = format!("Bearer {token}").parse()?;
-    let mut client = ProjectServiceClient::with_interceptor(channel, Bearer(header));
+    let (channel, bearer) = connect(
+        settings,
+        &remote.server,
+        remote.token.as_deref(),
+        Role::Supervisor,
+        "projects service",
+    )
+    .await?;
+    let mut client = ProjectServiceClient::with_interceptor(channel, bearer);
     let organization = org
         .map(|o| format!("organizations/{o}"))
         .unwrap_or_default();

@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use govit_draw::{Requirement, merkle};
+use govit_platform::error::respond;
 use govit_platform::{
     Caller, Role, ServiceError, ServiceResult, Violations,
     paging::Page,
@@ -43,10 +44,6 @@ const LOG_READERS: [Role; 4] = [
     Role::Inspector,
     Role::Service,
 ];
-
-fn respond<T>(result: ServiceResult<T>) -> Result<Response<T>, Status> {
-    result.map(Response::new).map_err(Status::from)
-}
 
 fn internal(e: impl Into<anyhow::Error>) -> ServiceError {
     ServiceError::Internal(e.into())

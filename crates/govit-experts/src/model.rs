@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+pub use govit_platform::json::{from_json, to_json};
+
 use govit_platform::{
     Role, resident_id,
     time::{date_from_stored, date_to_proto, stored_to_timestamp},
@@ -11,14 +13,6 @@ use serde::{Deserialize, Serialize};
 
 fn unreadable(column: &str, value: &str) -> anyhow::Error {
     anyhow::anyhow!("stored {column} {value:?} is unreadable")
-}
-
-pub fn from_json<T: for<'de> Deserialize<'de>>(column: &str, text: &str) -> anyhow::Result<T> {
-    serde_json::from_str(text).map_err(|e| anyhow::anyhow!("stored {column} is unreadable: {e}"))
-}
-
-pub fn to_json<T: Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_default()
 }
 
 pub fn enum_suffix<'a>(full: &'a str, prefix: &str) -> &'a str {

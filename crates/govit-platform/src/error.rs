@@ -135,6 +135,11 @@ impl From<ServiceError> for Status {
     }
 }
 
+/// A handler's result as tonic wants it: every RPC ends here.
+pub fn respond<T>(result: ServiceResult<T>) -> Result<tonic::Response<T>, Status> {
+    result.map(tonic::Response::new).map_err(Status::from)
+}
+
 /// Collects every field violation of a request, so the client learns all of them at once.
 #[derive(Debug, Default)]
 pub struct Violations(Vec<FieldViolation>);

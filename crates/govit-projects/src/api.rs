@@ -3,6 +3,7 @@
 
 use std::pin::Pin;
 
+use govit_platform::error::respond;
 use govit_platform::{
     Caller, Role, ServiceError, ServiceResult, Violations,
     paging::Page,
@@ -43,10 +44,6 @@ const ORG_READERS: [Role; 6] = [
     Role::RegistryAdmin,
 ];
 const DOWNLOAD_CHUNK: usize = 64 * 1024;
-
-fn respond<T>(result: ServiceResult<T>) -> Result<Response<T>, Status> {
-    result.map(Response::new).map_err(Status::from)
-}
 
 fn internal(e: anyhow::Error) -> ServiceError {
     ServiceError::Internal(e)

@@ -5,6 +5,8 @@ use govit_platform::time::{date_from_stored, date_to_proto, stored_to_timestamp}
 use govit_proto::projects::v1 as pb;
 use serde::{Deserialize, Serialize};
 
+pub use govit_platform::json::{from_json, to_json};
+
 use crate::lifecycle::state_from_name;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -51,15 +53,6 @@ pub struct PlanRec {
     pub equipment_selection: String,
     pub schedule: String,
     pub plan_document: String,
-}
-
-pub fn to_json<T: Serialize>(value: &T) -> String {
-    // Serialising these plain records cannot fail.
-    serde_json::to_string(value).unwrap_or_default()
-}
-
-pub fn from_json<T: for<'de> Deserialize<'de>>(column: &str, text: &str) -> anyhow::Result<T> {
-    serde_json::from_str(text).map_err(|e| anyhow::anyhow!("stored {column} is unreadable: {e}"))
 }
 
 pub fn org_name(credit_code: &str) -> String {

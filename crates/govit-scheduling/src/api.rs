@@ -3,6 +3,7 @@
 use std::{collections::BTreeMap, pin::Pin};
 
 use chrono::{Datelike, NaiveDate};
+use govit_platform::error::respond;
 use govit_platform::{
     Caller, Role, ServiceError, ServiceResult, Violations,
     paging::Page,
@@ -22,10 +23,6 @@ use crate::{
     notify,
     reviews::{internal, parse_review, today},
 };
-
-fn respond<T>(result: ServiceResult<T>) -> Result<Response<T>, Status> {
-    result.map(Response::new).map_err(Status::from)
-}
 
 fn date(field: &str, d: Option<&govit_proto::google::r#type::Date>) -> ServiceResult<NaiveDate> {
     d.and_then(date_from_proto)

@@ -4,13 +4,7 @@ use govit_platform::time::{date_from_stored, date_to_proto, stored_to_timestamp}
 use govit_proto::scheduling::v1 as pb;
 use serde::{Deserialize, Serialize};
 
-pub fn to_json<T: Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_default()
-}
-
-pub fn from_json<T: for<'de> Deserialize<'de>>(column: &str, text: &str) -> anyhow::Result<T> {
-    serde_json::from_str(text).map_err(|e| anyhow::anyhow!("stored {column} is unreadable: {e}"))
-}
+pub use govit_platform::json::{from_json, to_json};
 
 pub fn stage_name(stage: pb::ReviewStage) -> &'static str {
     stage.as_str_name().trim_start_matches("REVIEW_STAGE_")
