@@ -62,6 +62,22 @@ fn parse_name(field: &str, name: &str, collection: &str) -> ServiceResult<String
     }
 }
 
+/// A violation for every category that does not exist or is inactive.
+fn category_violations(
+    known: &std::collections::BTreeMap<String, CategoryRow>,
+    v: &mut Violations,
+    field: impl Fn(usize) -> String,
+    categories: &[String],
+) {
+    for (i, c) in categories.iter().enumerate() {
+        match known.get(c) {
+            None if is_code(c) => v.add(field(i), format!("no category {c}")),
+            Some(row) if row.active == 0 => v.add(field(i), format!("category {c} is inactive")),
+            _ => {}
+        }
+    }
+}
+
 fn etag(v: &mut Violations, field: &str, etag: &str) -> i64 {
     match etag.parse::<i64>() {
         Ok(e) => e,
@@ -215,15 +231,7 @@ impl ExpertsService {
         categories: &[String],
     ) -> ServiceResult<()> {
         let known = self.store.categories(categories).await?;
-        for (i, c) in categories.iter().enumerate() {
-            match known.get(c) {
-                None if is_code(c) => v.add(field(i), format!("no category {c}")),
-                Some(row) if row.active == 0 => {
-                    v.add(field(i), format!("category {c} is inactive"))
-                }
-                _ => {}
-            }
-        }
+        category_violations(&known, v, field, categories);
         Ok(())
     }
 
@@ -675,12 +683,14 @@ impl ExpertRegistryService for ExpertsService {
                         .unwrap_or_else(|| ServiceError::field("content", "is not a roster"))
                 })?;
                 let ids: Vec<String> = rows.iter().map(|r| r.expert.expert_id.clone()).collect();
-                let existing: BTreeSet<String> = self
-                    .store
-                    .existing_expert_ids(&ids)
-                    .await?
-                    .into_iter()
+                let mut existing = self.store.experts_by_ids(&ids).await?;
+                let mut codes: Vec<String> = rows
+                    .iter()
+                    .flat_map(|r| r.expert.categories.clone())
                     .collect();
+                codes.sort();
+                codes.dedup();
+                let known = self.store.categories(&codes).await?;
                 let mut all = Violations::new();
                 let mut seen = BTreeSet::new();
                 let mut experts = Vec::new();
@@ -698,13 +708,13 @@ impl ExpertRegistryService for ExpertsService {
                             "appears on an earlier line too",
                         );
                     }
-                    let mut expert = match existing.contains(&row.expert.expert_id) {
-                        true => self
-                            .store
-                            .get_expert(&row.expert.expert_id)
-                            .await?
-                            .unwrap_or_else(|| blank_expert(&row.expert.expert_id)),
-                        false => blank_expert(&row.expert.expert_id),
+                    // The version an update must find; None for a new expert.
+                    let (mut expert, expected) = match existing.remove(&row.expert.expert_id) {
+                        Some(e) => {
+                            let version = e.row.version;
+                            (e, Some(version))
+                        }
+                        None => (blank_expert(&row.expert.expert_id), None),
                     };
                     apply_expert(&mut v, &prefix, &row.expert, &EXPERT_FIELDS, &mut expert);
                     match pb::ExpertStatus::try_from(row.expert.status) {
@@ -717,12 +727,12 @@ impl ExpertRegistryService for ExpertsService {
                             "must be ACTIVE, SUSPENDED or RETIRED",
                         ),
                     }
-                    self.check_categories(
+                    category_violations(
+                        &known,
                         &mut v,
                         |i| format!("{prefix}.categories[{i}]"),
                         &row.expert.categories,
-                    )
-                    .await?;
+                    );
                     if let Err(ServiceError::InvalidArgument(violations)) = v.finish() {
                         for x in violations {
                             // rows[7].employer.credit_code → the column it came from.
@@ -753,24 +763,21 @@ impl ExpertRegistryService for ExpertsService {
                         }
                     }
                     expert.row.update_time = to_stored(now());
-                    experts.push(expert);
+                    experts.push((expert, expected));
                 }
                 all.finish()?;
                 let created = experts
                     .iter()
-                    .filter(|e| !existing.contains(&e.row.id))
+                    .filter(|(_, expected)| expected.is_none())
                     .count() as i32;
                 let updated = experts.len() as i32 - created;
                 if !req.validate_only {
                     let mut tx = translog::begin(&self.store.db).await?;
-                    for expert in &experts {
-                        let expected = existing
-                            .contains(&expert.row.id)
-                            .then_some(expert.row.version);
+                    for (expert, expected) in &experts {
                         Store::write_expert(
                             &mut tx,
                             expert,
-                            expected,
+                            *expected,
                             &EXPERT_FIELDS.map(str::to_owned),
                         )
                         .await?;

@@ -106,7 +106,11 @@ impl SchedulingService {
     }
 
     /// Whether `caller` may read the review, and whether they may see who sits on its panel.
-    pub(crate) async fn visibility(&self, caller: &Caller, r: &ReviewRow) -> ServiceResult<bool> {
+    pub(crate) fn visibility(
+        caller: &Caller,
+        r: &ReviewRow,
+        invitations: &[InvitationRow],
+    ) -> ServiceResult<bool> {
         caller.require(&REVIEW_READERS)?;
         match caller.role {
             Role::Applicant => {
@@ -123,7 +127,7 @@ impl SchedulingService {
                     .is_some_and(|m| m.state == "SCHEDULED" && m.start <= to_stored(now())))
             }
             Role::Expert => {
-                let serving = self.invitations(&r.id).await?.iter().any(|i| {
+                let serving = invitations.iter().any(|i| {
                     Some(i.expert_id.as_str()) == caller.expert.as_deref()
                         && (i.state == "PENDING" || i.state == "CONFIRMED")
                 });
@@ -141,14 +145,14 @@ impl SchedulingService {
     }
 
     pub(crate) async fn view(&self, caller: &Caller, r: &ReviewRow) -> ServiceResult<pb::Review> {
-        let show = self.visibility(caller, r).await?;
+        let invitations = self.invitations(&r.id).await?;
+        let show = Self::visibility(caller, r, &invitations)?;
         let draws: Vec<String> = sqlx::query_scalar(
             "SELECT draw_id FROM review_draws WHERE review_id = $1 ORDER BY seq",
         )
         .bind(r.id.clone())
         .fetch_all(&self.db.pool)
         .await?;
-        let invitations = self.invitations(&r.id).await?;
         let opinions = sqlx::query_as::<_, OpinionRow>(
             "SELECT * FROM opinions WHERE review_id = $1 ORDER BY submit_time, expert_id",
         )
