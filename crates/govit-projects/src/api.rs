@@ -1024,11 +1024,7 @@ impl ProjectService for ProjectsService {
             MAX_TEXT_CHARS,
         );
         check::text(&mut v, "plan.schedule", &plan.schedule, MAX_TEXT_CHARS);
-        let document_id = plan
-            .plan_document
-            .strip_prefix(&format!("{}/documents/", req.name))
-            .filter(|id| !id.is_empty() && !id.contains('/'))
-            .map(str::to_owned);
+        let document_id = check::document_of(&req.name, &plan.plan_document);
         if document_id.is_none() {
             v.add(
                 "plan.plan_document",
@@ -1318,11 +1314,7 @@ impl ProjectService for ProjectsService {
                 MAX_REASON_CHARS,
             );
         }
-        let document_id = req
-            .report_document
-            .strip_prefix(&format!("{}/documents/", req.name))
-            .filter(|id| !id.is_empty() && !id.contains('/'))
-            .map(str::to_owned);
+        let document_id = check::document_of(&req.name, &req.report_document);
         if document_id.is_none() {
             v.add(
                 "report_document",
@@ -1651,20 +1643,7 @@ impl ProjectService for ProjectsService {
         let req = request.into_inner();
         respond(
             async {
-                let parsed = req
-                    .name
-                    .split_once("/documents/")
-                    .and_then(|(project, id)| {
-                        let code = check::parse_project_name("name", project).ok()?;
-                        (!id.is_empty() && id.len() <= 64 && !id.contains('/'))
-                            .then(|| (code, id.to_owned()))
-                    });
-                let Some((code, id)) = parsed else {
-                    return Err(ServiceError::field(
-                        "name",
-                        "must be projects/{code}/documents/{id}",
-                    ));
-                };
+                let (code, id) = check::parse_child_name("name", &req.name, "documents")?;
                 self.visible_project(&caller, &code).await?;
                 let row = self
                     .store

@@ -56,26 +56,6 @@ fn date_field(
     }
 }
 
-/// `projects/{code}/{collection}/{id}` → (code, id).
-fn child_name(field: &str, name: &str, collection: &str) -> ServiceResult<(String, String)> {
-    let bad = || {
-        ServiceError::field(
-            field,
-            format!("must be projects/{{code}}/{collection}/{{id}}"),
-        )
-    };
-    let rest = name.strip_prefix("projects/").ok_or_else(bad)?;
-    let (code, tail) = rest.split_once('/').ok_or_else(bad)?;
-    let id = tail
-        .strip_prefix(collection)
-        .and_then(|t| t.strip_prefix('/'))
-        .ok_or_else(bad)?;
-    if !check::is_project_code(code) || id.is_empty() || id.len() > 64 || id.contains('/') {
-        return Err(bad());
-    }
-    Ok((code.to_owned(), id.to_owned()))
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct SnapshotFigures {
     state: String,
@@ -281,7 +261,7 @@ impl ProjectsService {
         approve: bool,
         higher: Option<pb::HigherApproval>,
     ) -> ServiceResult<pb::BudgetChange> {
-        let (code, id) = child_name("name", name, "budgetChanges")?;
+        let (code, id) = check::parse_child_name("name", name, "budgetChanges")?;
         let mut v = Violations::new();
         check::optional_text(&mut v, "comment", comment, MAX_REASON_CHARS);
         let higher_rec = match &higher {
@@ -473,7 +453,7 @@ impl ProjectsService {
         let document = if d.supporting_document.is_empty() {
             None
         } else {
-            match child_name(
+            match check::parse_child_name(
                 "disbursement.supporting_document",
                 &d.supporting_document,
                 "documents",
@@ -820,7 +800,7 @@ impl ProjectsService {
         req: pb::UpdateMilestoneRequest,
     ) -> ServiceResult<pb::Milestone> {
         let m = req.milestone.unwrap_or_default();
-        let (code, id) = child_name("milestone.name", &m.name, "milestones")?;
+        let (code, id) = check::parse_child_name("milestone.name", &m.name, "milestones")?;
         let paths: Vec<String> = req.update_mask.map(|m| m.paths).unwrap_or_default();
         if paths.is_empty() {
             return Err(ServiceError::field(
@@ -976,7 +956,7 @@ impl ProjectsService {
         caller: &Caller,
         req: pb::ReviewProgressReportRequest,
     ) -> ServiceResult<pb::ProgressReport> {
-        let (code, id) = child_name("name", &req.name, "progressReports")?;
+        let (code, id) = check::parse_child_name("name", &req.name, "progressReports")?;
         let mut v = Violations::new();
         check::text(&mut v, "comment", &req.comment, MAX_REASON_CHARS);
         v.finish()?;

@@ -204,3 +204,34 @@ pub fn etag(field: &str, etag: &str) -> ServiceResult<i64> {
     etag.parse::<i64>()
         .map_err(|_| ServiceError::field(field, "is not an etag of this service"))
 }
+
+/// `projects/{code}/{collection}/{id}` → (code, id).
+pub fn parse_child_name(
+    field: &str,
+    name: &str,
+    collection: &str,
+) -> ServiceResult<(String, String)> {
+    let bad = || {
+        ServiceError::field(
+            field,
+            format!("must be projects/{{code}}/{collection}/{{id}}"),
+        )
+    };
+    let rest = name.strip_prefix("projects/").ok_or_else(bad)?;
+    let (code, tail) = rest.split_once('/').ok_or_else(bad)?;
+    let id = tail
+        .strip_prefix(collection)
+        .and_then(|t| t.strip_prefix('/'))
+        .ok_or_else(bad)?;
+    if !is_project_code(code) || id.is_empty() || id.len() > 64 || id.contains('/') {
+        return Err(bad());
+    }
+    Ok((code.to_owned(), id.to_owned()))
+}
+
+/// The id of a document of project `project` (`projects/{code}`) named `document`, if it is
+/// one: `projects/{code}/documents/{id}` of the same project.
+pub fn document_of(project: &str, document: &str) -> Option<String> {
+    let (code, id) = parse_child_name("document", document, "documents").ok()?;
+    (project.strip_prefix("projects/") == Some(code.as_str())).then_some(id)
+}
