@@ -230,17 +230,7 @@ async fn transitions_role_by_role() {
 #[tokio::test]
 async fn review_outcomes_come_from_the_service_or_office_only() {
     let app = spawn_app().await;
-    let p = submitted(&app).await;
-    let p = app
-        .client(Role::Office)
-        .accept_for_review(pb::AcceptForReviewRequest {
-            name: p.name.clone(),
-            etag: p.etag,
-            panel: panel(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let p = under_review(&app).await;
     let record = |client: Client, id: &str| {
         let req = pb::RecordReviewOutcomeRequest {
             name: p.name.clone(),

@@ -363,6 +363,20 @@ pub async fn submitted(app: &TestApp) -> pb::Project {
         .into_inner()
 }
 
+/// A submitted project that office accepted for preliminary review with `panel()`.
+pub async fn under_review(app: &TestApp) -> pb::Project {
+    let p = submitted(app).await;
+    app.client(Role::Office)
+        .accept_for_review(pb::AcceptForReviewRequest {
+            name: p.name.clone(),
+            etag: p.etag,
+            panel: panel(),
+        })
+        .await
+        .expect("accept for review")
+        .into_inner()
+}
+
 pub async fn get(app: &TestApp, name: &str) -> pb::Project {
     app.client(Role::Office)
         .get_project(pb::GetProjectRequest {
@@ -618,17 +632,7 @@ pub async fn under_construction(app: &TestApp) -> pb::Project {
             create_org(&office, code, kind).await;
         }
     }
-    let p = submitted(app).await;
-    let p = office
-        .clone()
-        .accept_for_review(pb::AcceptForReviewRequest {
-            name: p.name.clone(),
-            etag: p.etag,
-            panel: panel(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let p = under_review(app).await;
     let p = app
         .client(Role::Service)
         .record_review_outcome(pb::RecordReviewOutcomeRequest {

@@ -392,17 +392,7 @@ async fn revision_required_lets_the_applicant_edit_and_resubmit() {
 #[tokio::test]
 async fn a_rejected_or_withdrawn_project_goes_nowhere() {
     let app = spawn_app().await;
-    let p = submitted(&app).await;
-    let p = app
-        .client(Role::Office)
-        .accept_for_review(pb::AcceptForReviewRequest {
-            name: p.name.clone(),
-            etag: p.etag,
-            panel: panel(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let p = under_review(&app).await;
     let p = outcome(
         &app,
         &p,
@@ -707,17 +697,7 @@ async fn suspension_resumes_to_the_state_it_left() {
 #[tokio::test]
 async fn a_redelivered_review_outcome_is_applied_once() {
     let app = spawn_app().await;
-    let p = submitted(&app).await;
-    let p = app
-        .client(Role::Office)
-        .accept_for_review(pb::AcceptForReviewRequest {
-            name: p.name.clone(),
-            etag: p.etag,
-            panel: panel(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let p = under_review(&app).await;
     let first = outcome(
         &app,
         &p,
