@@ -283,6 +283,11 @@ async fn an_inspector_exports_a_draw_and_checks_it_against_the_log_online_and_of
     ])
     .await;
     assert!(!run.ok);
+    assert!(
+        run.stdout.contains("FAIL  tree head signature"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[tokio::test]
