@@ -141,8 +141,8 @@ async fn run(backend: &str, url: &str, n: usize, runs: usize) -> anyhow::Result<
         let t = Instant::now();
         let d = client
             .open_draw(epb::OpenDrawRequest {
-                project_id: format!("2026-{i:04}"),
-                stage: "ACCEPTANCE".into(),
+                project: format!("projects/2026-{i:04}"),
+                stage: govit_proto::experts::v1::ReviewStage::Acceptance as i32,
                 requirements: vec![epb::PanelRequirement {
                     category: "bench".into(),
                     count: 5,

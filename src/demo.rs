@@ -169,7 +169,7 @@ impl<W: Write> Demo<'_, W> {
         &mut self,
         project: &str,
         stage: &str,
-        decision: spb::Decision,
+        decision: spb::ReviewDecision,
         decline_one: bool,
     ) -> anyhow::Result<spb::Review> {
         let code = project.trim_start_matches("projects/").to_owned();
@@ -180,11 +180,11 @@ impl<W: Write> Demo<'_, W> {
             "the scheduling service to receive the review request",
             || {
                 let mut office = office.clone();
-                let code = code.clone();
+                let project = format!("projects/{code}");
                 async move {
                     let list = office
                         .list_reviews(spb::ListReviewsRequest {
-                            project_id: code,
+                            project,
                             stage: stage_enum as i32,
                             ..Default::default()
                         })
@@ -699,7 +699,12 @@ pub async fn run(t: &Targets, out: &mut impl Write) -> anyhow::Result<Outcome> {
         .into_inner();
     d.say(format!("Office accepted it for preliminary review ({}), naming the panel: 3 software and 2 network experts with alternates. The projects service asks the scheduling service for the review through its outbox.", state(&p)))?;
     let first = d
-        .review(&p.name, "PRELIMINARY_REVIEW", spb::Decision::Approved, true)
+        .review(
+            &p.name,
+            "PRELIMINARY_REVIEW",
+            spb::ReviewDecision::Approved,
+            true,
+        )
         .await?;
     let p = wait_for("the project to hear the review's outcome", || {
         let d = &d;
@@ -788,7 +793,7 @@ pub async fn run(t: &Targets, out: &mut impl Write) -> anyhow::Result<Outcome> {
         state(&p)
     ))?;
     let second = d
-        .review(&p.name, "ACCEPTANCE", spb::Decision::Passed, false)
+        .review(&p.name, "ACCEPTANCE", spb::ReviewDecision::Passed, false)
         .await?;
     let p = wait_for("the project to hear the acceptance outcome", || {
         let d = &d;

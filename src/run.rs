@@ -59,11 +59,11 @@ pub async fn start_service(
             let projects = govit_projects::ProjectsService::open(&config).await?;
             let channel = govit_platform::client::lazy_channel(&peers.scheduling)?;
             let client = govit_proto::scheduling::v1::review_scheduling_service_client::ReviewSchedulingServiceClient::with_interceptor(
-                channel,
+                channel.clone(),
                 BearerToken::new(&service_token(settings)?)?,
             );
             let projects = projects.with_calendar(client.clone());
-            projects.spawn_outbox_worker(client, WORKER_INTERVAL);
+            projects.spawn_outbox_worker(client, channel, WORKER_INTERVAL);
             projects.routes(auth, options).await
         }
         ServiceName::Experts => {

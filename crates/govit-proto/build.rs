@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "govit/projects/v1/projects.proto",
         "govit/experts/v1/experts.proto",
         "govit/scheduling/v1/scheduling.proto",
+        "govit/common/v1/common.proto",
     ];
     // Each file by name: a directory alone is not reliably rescanned for edits.
     for file in files.iter().chain(&["google/type/date.proto"]) {

@@ -235,7 +235,7 @@ async fn review_outcomes_come_from_the_service_or_office_only() {
         let req = pb::RecordReviewOutcomeRequest {
             name: p.name.clone(),
             etag: String::new(),
-            review_id: id.into(),
+            review: format!("reviews/{id}"),
             stage: pb::ReviewStage::PreliminaryReview as i32,
             decision: pb::ReviewDecision::Approved as i32,
             summary: String::new(),

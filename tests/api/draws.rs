@@ -376,7 +376,9 @@ async fn a_decline_is_replaced_by_the_next_alternate_then_a_supplementary_draw_c
         })
         .await
         .unwrap_err();
-    assert_eq!(violated_fields(&not_on_panel), ["expert_id"]);
+    // Whether someone serves is the panel's state, not the request's shape.
+    assert_eq!(not_on_panel.code(), Code::FailedPrecondition);
+    assert_eq!(error_reason(&not_on_panel), "NOT_ON_PANEL");
 
     let replaced = office
         .clone()
@@ -404,6 +406,20 @@ async fn a_decline_is_replaced_by_the_next_alternate_then_a_supplementary_draw_c
     assert_eq!(now.replaced, std::slice::from_ref(&leaving));
     assert_eq!(replaced.replacements.len(), 1);
     assert_eq!(replaced.replacements[0].replacement_expert_id, alternate);
+    // A second replacement of the same expert lost the race: a state conflict, named so.
+    let lost = office
+        .clone()
+        .replace_expert(epb::ReplaceExpertRequest {
+            name: d.name.clone(),
+            category: "network".into(),
+            expert_id: leaving.clone(),
+            reason: epb::ReplacementReason::Declined as i32,
+            request_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(lost.code(), Code::FailedPrecondition);
+    assert_eq!(error_reason(&lost), "ALREADY_REPLACED");
 
     let log_before = r.log_size().await;
     let exhausted = office
@@ -418,6 +434,7 @@ async fn a_decline_is_replaced_by_the_next_alternate_then_a_supplementary_draw_c
         .await
         .unwrap_err();
     assert_eq!(exhausted.code(), Code::FailedPrecondition);
+    assert_eq!(error_reason(&exhausted), "ALTERNATES_EXHAUSTED");
     assert!(
         exhausted.message().contains("supplementary draw"),
         "{}",
@@ -493,7 +510,7 @@ async fn bad_draw_requests_get_field_violations_and_write_nothing() {
             requirement("network", 1, 0),
         ],
     );
-    bad.stage = "LUNCH".into();
+    bad.stage = 9;
     bad.meeting_date = None;
     let status = office.clone().open_draw(bad).await.unwrap_err();
     assert_eq!(
@@ -606,7 +623,7 @@ async fn a_cancelled_draw_stays_visible_and_an_open_request_id_is_idempotent() {
     let listed = office
         .clone()
         .list_draws(epb::ListDrawsRequest {
-            project_id: "2026-0007".into(),
+            project: "projects/2026-0007".into(),
             ..Default::default()
         })
         .await

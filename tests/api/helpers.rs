@@ -432,6 +432,16 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
 }
 
 #[track_caller]
+/// The `google.rpc.ErrorInfo` reason of a govit error ("" when there is none).
+pub fn error_reason(status: &Status) -> String {
+    let details = status.get_error_details();
+    let info = details
+        .error_info()
+        .expect("every govit error carries ErrorInfo");
+    assert_eq!(info.domain, "govit");
+    info.reason.clone()
+}
+
 pub fn assert_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Status {
     match result {
         Ok(value) => panic!("expected {code:?}, got Ok({value:?})"),
@@ -603,8 +613,8 @@ pub fn open_request(
     requirements: Vec<epb::PanelRequirement>,
 ) -> epb::OpenDrawRequest {
     epb::OpenDrawRequest {
-        project_id: project.into(),
-        stage: "PRELIMINARY_REVIEW".into(),
+        project: format!("projects/{project}"),
+        stage: epb::ReviewStage::PreliminaryReview as i32,
         requirements,
         meeting_date: date(2026, 12, 3),
         ..Default::default()
@@ -637,7 +647,7 @@ pub async fn under_construction(app: &TestApp) -> pb::Project {
         .client(Role::Service)
         .record_review_outcome(pb::RecordReviewOutcomeRequest {
             name: p.name.clone(),
-            review_id: format!("r-{}", p.code),
+            review: format!("reviews/r-{}", p.code),
             stage: pb::ReviewStage::PreliminaryReview as i32,
             decision: pb::ReviewDecision::Approved as i32,
             ..Default::default()
@@ -932,6 +942,20 @@ impl System {
             govit_platform::client::BearerToken::new(&token(Role::Service, None, None)).unwrap(),
         );
         self.projects.deliver_outbox(&mut client).await.unwrap()
+    }
+
+    /// The projects service's outbox worker, as `govit up` runs it.
+    pub fn spawn_projects_worker(&self, interval: Duration) -> JoinHandle<()> {
+        let channel = Self::channel(&self.urls[2]);
+        self.projects.spawn_outbox_worker(
+            ReviewSchedulingServiceClient::with_interceptor(
+                channel.clone(),
+                govit_platform::client::BearerToken::new(&token(Role::Service, None, None))
+                    .unwrap(),
+            ),
+            channel,
+            interval,
+        )
     }
 
     /// One pass of the scheduling worker, backoff skipped as after an operator's retry.

@@ -28,7 +28,7 @@ async fn outcome(
         .record_review_outcome(pb::RecordReviewOutcomeRequest {
             name: p.name.clone(),
             etag: String::new(),
-            review_id: review.into(),
+            review: format!("reviews/{review}"),
             stage: stage as i32,
             decision: decision as i32,
             summary: "panel consensus".into(),
@@ -109,7 +109,8 @@ async fn a_project_walks_from_draft_to_closed_and_the_audit_trail_tells_it() {
             .iter()
             .map(|r| r.category.as_str())
             .collect::<Vec<_>>(),
-        ["network", "software"]
+        ["software", "network"],
+        "kept in office's order"
     );
 
     let p = outcome(
@@ -597,7 +598,7 @@ async fn every_illegal_transition_is_refused_and_changes_nothing() {
                 .record_review_outcome(pb::RecordReviewOutcomeRequest {
                     name: n.clone(),
                     etag: String::new(),
-                    review_id: "r-x".into(),
+                    review: "reviews/r-x".into(),
                     stage: pb::ReviewStage::PreliminaryReview as i32,
                     decision: pb::ReviewDecision::Approved as i32,
                     summary: String::new(),
@@ -615,7 +616,7 @@ async fn every_illegal_transition_is_refused_and_changes_nothing() {
         );
         let failure = tonic_types::StatusExt::get_details_precondition_failure(&status)
             .expect("PreconditionFailure");
-        assert_eq!(failure.violations[0].r#type, "STATE", "{what}");
+        assert_eq!(failure.violations[0].r#type, "STATE_CONFLICT", "{what}");
     }
     let after = get(&app, &n).await;
     assert_eq!(after.etag, p.etag);
@@ -727,7 +728,7 @@ async fn a_redelivered_review_outcome_is_applied_once() {
         .record_review_outcome(pb::RecordReviewOutcomeRequest {
             name: p.name.clone(),
             etag: String::new(),
-            review_id: "review-42".into(),
+            review: "reviews/review-42".into(),
             stage: pb::ReviewStage::PreliminaryReview as i32,
             decision: pb::ReviewDecision::Rejected as i32,
             summary: String::new(),

@@ -516,7 +516,7 @@ async fn invitations_opinions_and_conclusions_keep_their_rules() {
             review: r.name.clone(),
             scores: bad_scores,
             opinion: "x".into(),
-            recommendation: spb::Decision::Passed as i32,
+            recommendation: spb::ReviewDecision::Passed as i32,
         })
         .await
         .unwrap_err();
@@ -529,7 +529,7 @@ async fn invitations_opinions_and_conclusions_keep_their_rules() {
         .expert_client(&r.chair_expert_id)
         .record_conclusion(spb::RecordConclusionRequest {
             name: r.name.clone(),
-            decision: spb::Decision::Approved as i32,
+            decision: spb::ReviewDecision::Approved as i32,
             summary: "ok".into(),
         })
         .await
@@ -542,7 +542,7 @@ async fn invitations_opinions_and_conclusions_keep_their_rules() {
                 review: r.name.clone(),
                 scores: preliminary_scores(90),
                 opinion: "good".into(),
-                recommendation: spb::Decision::Approved as i32,
+                recommendation: spb::ReviewDecision::Approved as i32,
             })
             .await
             .unwrap();
@@ -553,7 +553,7 @@ async fn invitations_opinions_and_conclusions_keep_their_rules() {
             review: r.name.clone(),
             scores: preliminary_scores(90),
             opinion: "again".into(),
-            recommendation: spb::Decision::Approved as i32,
+            recommendation: spb::ReviewDecision::Approved as i32,
         })
         .await
         .unwrap_err();
@@ -567,7 +567,7 @@ async fn invitations_opinions_and_conclusions_keep_their_rules() {
         .expert_client(&not_chair.expert_id)
         .record_conclusion(spb::RecordConclusionRequest {
             name: r.name.clone(),
-            decision: spb::Decision::Approved as i32,
+            decision: spb::ReviewDecision::Approved as i32,
             summary: "ok".into(),
         })
         .await
@@ -577,7 +577,7 @@ async fn invitations_opinions_and_conclusions_keep_their_rules() {
         .expert_client(&r.chair_expert_id)
         .record_conclusion(spb::RecordConclusionRequest {
             name: r.name.clone(),
-            decision: spb::Decision::Passed as i32,
+            decision: spb::ReviewDecision::Passed as i32,
             summary: "ok".into(),
         })
         .await
@@ -591,7 +591,7 @@ async fn invitations_opinions_and_conclusions_keep_their_rules() {
         .expert_client(&r.chair_expert_id)
         .record_conclusion(spb::RecordConclusionRequest {
             name: r.name.clone(),
-            decision: spb::Decision::Approved as i32,
+            decision: spb::ReviewDecision::Approved as i32,
             summary: "sound".into(),
         })
         .await
@@ -602,7 +602,7 @@ async fn invitations_opinions_and_conclusions_keep_their_rules() {
         .expert_client(&r.chair_expert_id)
         .record_conclusion(spb::RecordConclusionRequest {
             name: r.name.clone(),
-            decision: spb::Decision::Rejected as i32,
+            decision: spb::ReviewDecision::Rejected as i32,
             summary: "no".into(),
         })
         .await
@@ -937,59 +937,58 @@ async fn rectification_deadlines_count_working_days_on_the_holiday_calendar() {
 }
 
 #[tokio::test]
-async fn a_draw_the_registry_refuses_stalls_the_review_and_tells_office() {
+async fn a_panel_the_registry_would_refuse_is_refused_before_any_review_exists() {
     let system = spawn_system(DrawPolicy::default()).await;
     seed_pool(&system).await;
-    // More alternates than the registry allows (10 by default): the registry refuses the draw.
-    let r = system
+    // More alternates than the registry allows (10 by default), and a category it lacks.
+    let status = system
         .scheduling_client(Role::Office)
         .request_review(spb::RequestReviewRequest {
-            request_key: "office-request-1".into(),
-            project_id: "2026-0099".into(),
+            review_id: "office-request-1".into(),
+            project: "projects/2026-0099".into(),
             stage: spb::ReviewStage::PreliminaryReview as i32,
             panel: vec![spb::PanelRequirement {
                 category: "software".into(),
                 count: 2,
                 alternates: 11,
             }],
-            excluded_organizations: vec![],
-            applicant_organization: String::new(),
+            accept_time: Some(govit_platform::time::to_timestamp(chrono::Utc::now())),
+            ..Default::default()
         })
         .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(r.state, spb::ReviewState::Stalled as i32, "{r:?}");
-    assert!(
-        r.stall_reason.contains("registry refused"),
-        "{}",
-        r.stall_reason
-    );
-    system.tick().await;
-    assert_eq!(r.draws.len(), 0);
-    let still = system
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), ["panel[0].alternates"]);
+    assert_eq!(error_reason(&status), "INVALID_ARGUMENT");
+    let status = system
         .scheduling_client(Role::Office)
-        .get_review(spb::GetReviewRequest {
-            name: r.name.clone(),
+        .request_review(spb::RequestReviewRequest {
+            review_id: "office-request-1".into(),
+            project: "projects/2026-0099".into(),
+            stage: spb::ReviewStage::PreliminaryReview as i32,
+            panel: vec![
+                spb::PanelRequirement {
+                    category: "software".into(),
+                    count: 2,
+                    alternates: 1,
+                },
+                spb::PanelRequirement {
+                    category: "no-such-category".into(),
+                    count: 1,
+                    alternates: 0,
+                },
+            ],
+            accept_time: Some(govit_platform::time::to_timestamp(chrono::Utc::now())),
+            ..Default::default()
         })
         .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        still.state,
-        spb::ReviewState::Stalled as i32,
-        "a stalled review is not retried"
-    );
-    let mut stream = system
-        .scheduling_client(Role::Service)
-        .stream_notifications(spb::StreamNotificationsRequest {})
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), ["panel[1].category"]);
+    let listed = system
+        .scheduling_client(Role::Office)
+        .list_reviews(spb::ListReviewsRequest::default())
         .await
         .unwrap()
         .into_inner();
-    let told = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(told.recipient, "office");
-    assert!(told.text.contains("stalled"), "{}", told.text);
+    assert!(listed.reviews.is_empty(), "nothing was created");
 }

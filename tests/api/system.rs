@@ -92,7 +92,7 @@ pub async fn the_review(system: &System, project: &pb::Project) -> spb::Review {
     let list = system
         .scheduling_client(Role::Office)
         .list_reviews(spb::ListReviewsRequest {
-            project_id: project.code.clone(),
+            project: project.name.clone(),
             ..Default::default()
         })
         .await
@@ -185,13 +185,7 @@ pub fn preliminary_scores(score: i32) -> Vec<spb::CriterionScore> {
 async fn the_demo_walks_a_project_through_all_three_services() {
     let system = spawn_system(DrawPolicy::default()).await;
     let worker = system.scheduling.spawn_worker(Duration::from_millis(50));
-    let outbox = system.projects.spawn_outbox_worker(
-        govit_proto::scheduling::v1::review_scheduling_service_client::ReviewSchedulingServiceClient::with_interceptor(
-            govit_platform::client::lazy_channel(&system.urls()[2]).unwrap(),
-            govit_platform::client::BearerToken::new(&token(Role::Service, None, None)).unwrap(),
-        ),
-        Duration::from_millis(50),
-    );
+    let outbox = system.spawn_projects_worker(Duration::from_millis(50));
     let targets = govit::demo::Targets {
         projects: system.urls()[0].clone(),
         experts: system.urls()[1].clone(),
@@ -334,7 +328,7 @@ async fn a_service_stopped_mid_workflow_loses_nothing_and_doubles_nothing() {
                 review: r.name.clone(),
                 scores: preliminary_scores(85),
                 opinion: "fine".into(),
-                recommendation: spb::Decision::Approved as i32,
+                recommendation: spb::ReviewDecision::Approved as i32,
             })
             .await
             .unwrap();
@@ -346,7 +340,7 @@ async fn a_service_stopped_mid_workflow_loses_nothing_and_doubles_nothing() {
         .expert_client(&r.chair_expert_id)
         .record_conclusion(spb::RecordConclusionRequest {
             name: r.name.clone(),
-            decision: spb::Decision::Approved as i32,
+            decision: spb::ReviewDecision::Approved as i32,
             summary: "approved".into(),
         })
         .await
@@ -380,28 +374,29 @@ async fn a_service_stopped_mid_workflow_loses_nothing_and_doubles_nothing() {
 
     // Nothing doubled: one review, one draw, one outcome, however often things were retried.
     assert_eq!(system.deliver_projects_outbox().await, 0);
+    // The review's id cannot be taken over by a request that leaves out the exclusions.
+    let review = the_review(&system, &p).await;
+    assert_eq!(review.name, r.name);
     let again = system
         .scheduling_client(Role::Service)
         .request_review(spb::RequestReviewRequest {
-            request_key: the_review(&system, &p).await.request_key,
-            project_id: p.code.clone(),
+            review_id: review.name.trim_start_matches("reviews/").into(),
+            project: p.name.clone(),
             stage: spb::ReviewStage::PreliminaryReview as i32,
-            panel: vec![spb::PanelRequirement {
-                category: "software".into(),
-                count: 2,
-                alternates: 1,
-            }],
+            panel: review.panel.clone(),
             excluded_organizations: vec![],
             applicant_organization: String::new(),
+            accept_time: review.accept_time,
+            validate_only: false,
         })
         .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(again.name, r.name);
+        .unwrap_err();
+    assert_eq!(again.code(), tonic::Code::AlreadyExists);
+    assert_eq!(error_reason(&again), "REQUEST_ID_REUSED");
     let draws = system
         .registry_client(Role::Inspector)
         .list_draws(epb::ListDrawsRequest {
-            project_id: p.code.clone(),
+            project: p.name.clone(),
             ..Default::default()
         })
         .await

@@ -161,20 +161,20 @@ async fn lifecycle_requests_are_checked_field_by_field() {
         .client(Role::Service)
         .record_review_outcome(pb::RecordReviewOutcomeRequest {
             name: p.name.clone(),
-            review_id: "r 1".into(),
+            review: "reviews/r 1".into(),
             stage: pb::ReviewStage::Acceptance as i32,
             decision: 77,
             ..Default::default()
         })
         .await
         .unwrap_err();
-    assert_eq!(violated_fields(&status), ["review_id", "decision"]);
+    assert_eq!(violated_fields(&status), ["review", "decision"]);
 
     let status = app
         .client(Role::Service)
         .record_review_outcome(pb::RecordReviewOutcomeRequest {
             name: p.name.clone(),
-            review_id: "r-1".into(),
+            review: "reviews/r-1".into(),
             stage: pb::ReviewStage::Acceptance as i32,
             decision: pb::ReviewDecision::Approved as i32,
             ..Default::default()

@@ -20,7 +20,7 @@ use crate::{
     roster,
     store::Store,
     translog,
-    validation::{self as check, STAGES},
+    validation::{self as check},
 };
 
 const EXPERT_READERS: [Role; 4] = [
@@ -291,7 +291,7 @@ impl ExpertsService {
         }
         if !from.contains(&expert.row.status.as_str()) {
             return Err(ServiceError::precondition(
-                "STATE",
+                "STATE_CONFLICT",
                 req.name.clone(),
                 format!(
                     "{} is {}; {action} needs it to be {}",
@@ -800,10 +800,20 @@ impl ExpertRegistryService for ExpertsService {
         respond(
             async {
                 let mut v = Violations::new();
-                check::code(&mut v, "project_id", &req.project_id);
-                if !STAGES.contains(&req.stage.as_str()) {
-                    v.add("stage", format!("must be one of {}", STAGES.join(", ")));
-                }
+                let project_id = match req.project.strip_prefix("projects/") {
+                    Some(code) if is_code(code) => code.to_owned(),
+                    _ => {
+                        v.add("project", "must be projects/{code}, e.g. projects/2026-0007");
+                        String::new()
+                    }
+                };
+                let stage = match pb::ReviewStage::try_from(req.stage) {
+                    Ok(pb::ReviewStage::Unspecified) | Err(_) => {
+                        v.add("stage", "must be PRELIMINARY_REVIEW, IMPLEMENTATION_PLAN_REVIEW, ACCEPTANCE or POST_EVALUATION");
+                        pb::ReviewStage::Unspecified
+                    }
+                    Ok(stage) => stage,
+                };
                 if req.requirements.is_empty() {
                     v.add("requirements", "must name at least one category");
                 }
@@ -906,10 +916,10 @@ impl ExpertRegistryService for ExpertsService {
                     })
                     .collect();
                 requirements.sort_by(|a, b| a.category.cmp(&b.category));
-                let d = self
+                let opened = self
                     .open_draw(OpenRequest {
-                        project_id: req.project_id.clone(),
-                        stage: req.stage.clone(),
+                        project_id,
+                        stage: stage.short_name().to_owned(),
                         requirements,
                         excluded_organizations: req
                             .excluded_organizations
@@ -927,9 +937,21 @@ impl ExpertRegistryService for ExpertsService {
                         meeting_date,
                         supplements,
                         request_id: (!req.request_id.is_empty()).then(|| req.request_id.clone()),
+                        validate_only: req.validate_only,
                     })
                     .await?;
-                self.draw_response(&caller, d).await
+                match opened {
+                    Some(d) => self.draw_response(&caller, d).await,
+                    // What would be opened: nothing of it exists yet.
+                    None => Ok(pb::Draw {
+                        project: req.project.clone(),
+                        stage: req.stage,
+                        meeting_date: req.meeting_date,
+                        supplements: req.supplements.clone(),
+                        witness_required: self.policy.require_witness,
+                        ..Default::default()
+                    }),
+                }
             }
             .await,
         )
@@ -1034,23 +1056,27 @@ impl ExpertRegistryService for ExpertsService {
         let req = request.into_inner();
         respond(
             async {
-                if !req.project_id.is_empty() && !is_code(&req.project_id) {
-                    return Err(ServiceError::field(
-                        "project_id",
-                        "must be 1 to 64 characters of A-Z a-z 0-9 . _ -",
-                    ));
-                }
+                let project_id = match req.project.strip_prefix("projects/") {
+                    _ if req.project.is_empty() => String::new(),
+                    Some(code) if is_code(code) => code.to_owned(),
+                    _ => {
+                        return Err(ServiceError::field(
+                            "project",
+                            "must be projects/{code}, e.g. projects/2026-0007",
+                        ));
+                    }
+                };
                 caller.require(&DRAW_READERS)?;
                 let page = Page::parse(
                     req.page_size,
                     &req.page_token,
-                    &format!("draws {}", req.project_id),
+                    &format!("draws {project_id}"),
                 )?;
                 let after = page.after.as_deref().map(|k| {
                     let (t, id) = k.split_once(' ').unwrap_or((k, ""));
                     (t.to_owned(), id.to_owned())
                 });
-                let project = (!req.project_id.is_empty()).then_some(req.project_id.as_str());
+                let project = (!project_id.is_empty()).then_some(project_id.as_str());
                 let mut rows = self
                     .store
                     .list_draws(project, after, page.fetch_limit())
@@ -1134,7 +1160,13 @@ impl ExpertRegistryService for ExpertsService {
             if id.is_err() {
                 v.add("name", "must be experts/{id}");
             }
-            check::code(&mut v, "review_id", &req.review_id);
+            let review_id = match req.review.strip_prefix("reviews/") {
+                Some(id) if is_code(id) => id.to_owned(),
+                _ => {
+                    v.add("review", "must be reviews/{id}");
+                    String::new()
+                }
+            };
             if !(1..=5).contains(&req.rating) {
                 v.add("rating", "must be from 1 to 5");
             }
@@ -1146,7 +1178,7 @@ impl ExpertRegistryService for ExpertsService {
             let mut tx = translog::begin(&self.store.db).await?;
             let inserted = sqlx::query("INSERT INTO expert_reviews (expert_id, review_id, rating, comment, create_time) VALUES ($1, $2, $3, $4, $5)")
                 .bind(id.clone())
-                .bind(req.review_id.clone())
+                .bind(review_id.clone())
                 .bind(i64::from(req.rating))
                 .bind(req.comment.clone())
                 .bind(to_stored(now()))
@@ -1165,7 +1197,7 @@ impl ExpertRegistryService for ExpertsService {
                     .bind(id.clone())
                     .execute(&mut *tx)
                     .await?;
-                    translog::append(&mut tx, serde_json::json!({"type": "review_service_recorded", "expert_id": id, "review_id": req.review_id}), None)
+                    translog::append(&mut tx, serde_json::json!({"type": "review_service_recorded", "expert_id": id, "review_id": review_id}), None)
                         .await
                         .map_err(internal)?;
                     tx.commit().await?;

@@ -32,6 +32,9 @@ pub struct OpenRequest {
     pub meeting_date: NaiveDate,
     pub supplements: Option<String>,
     pub request_id: Option<String>,
+    /// Check everything opening would, including that the pool can supply the panel, and open
+    /// nothing.
+    pub validate_only: bool,
 }
 
 pub const OPEN: &str = "OPEN";
@@ -60,18 +63,20 @@ impl ExpertsService {
         Ok(drawn)
     }
 
-    pub(crate) async fn open_draw(&self, req: OpenRequest) -> ServiceResult<DrawRow> {
-        if let Some(key) = &req.request_id
+    /// Opens a draw; with `validate_only`, checks it and answers None.
+    pub(crate) async fn open_draw(&self, req: OpenRequest) -> ServiceResult<Option<DrawRow>> {
+        if !req.validate_only
+            && let Some(key) = &req.request_id
             && let Some(existing) = self.store.draw_by_request(key).await?
         {
-            return Ok(existing);
+            return Ok(Some(existing));
         }
         let already_drawn = match &req.supplements {
             Some(parent) => {
                 let p = self.draw_or_not_found(parent).await?;
                 if p.state != EXECUTED || p.outcome.as_deref() != Some("EXECUTED") {
                     return Err(ServiceError::precondition(
-                        "STATE",
+                        "STATE_CONFLICT",
                         p.name(),
                         format!(
                             "{} is {}; only an executed draw can be supplemented",
@@ -153,7 +158,7 @@ impl ExpertsService {
                     .filter(|r| (candidates[&r.category].len() as u64) < r.count)
                     .map(|r| {
                         govit_platform::error::PreconditionViolation::new(
-                            "POOL",
+                            "INSUFFICIENT_EXPERTS",
                             format!("categories/{}", r.category),
                             format!(
                                 "{} eligible, {} needed",
@@ -164,6 +169,9 @@ impl ExpertsService {
                     })
                     .collect(),
             });
+        }
+        if req.validate_only {
+            return Ok(None);
         }
 
         let mut secret = [0u8; 32];
@@ -217,17 +225,18 @@ impl ExpertsService {
                 .store
                 .draw_by_request(&key)
                 .await?
+                .map(Some)
                 .ok_or_else(|| internal(anyhow::anyhow!("draw of request {key} vanished")));
         }
         tracing::info!(draw = %row.id, project = %row.project_id, pool = pool.len(), "draw opened");
-        Ok(row)
+        Ok(Some(row))
     }
 
     pub(crate) async fn submit_witness(&self, id: &str, entropy: &str) -> ServiceResult<DrawRow> {
         let d = self.draw_or_not_found(id).await?;
         if d.state != OPEN {
             return Err(ServiceError::precondition(
-                "STATE",
+                "STATE_CONFLICT",
                 d.name(),
                 match d.state.as_str() {
                     WITNESSED => format!("{} already has its witness entropy", d.name()),
@@ -262,7 +271,7 @@ impl ExpertsService {
             OPEN if !self.policy.require_witness => OPEN,
             OPEN => {
                 return Err(ServiceError::precondition(
-                    "WITNESS",
+                    "WITNESS_REQUIRED",
                     d.name(),
                     format!(
                         "{} needs witness entropy from a supervisor or inspector before it executes",
@@ -272,7 +281,7 @@ impl ExpertsService {
             }
             s => {
                 return Err(ServiceError::precondition(
-                    "STATE",
+                    "STATE_CONFLICT",
                     d.name(),
                     format!("{} is {s}; it cannot execute", d.name()),
                 ));
@@ -359,7 +368,7 @@ impl ExpertsService {
     pub(crate) fn record_of(d: &DrawRow) -> ServiceResult<DrawRecord> {
         let (Some(seed), Some(outcome)) = (&d.seed, &d.outcome) else {
             return Err(ServiceError::precondition(
-                "STATE",
+                "STATE_CONFLICT",
                 d.name(),
                 format!(
                     "{} has not executed; its record (and secret) exist only after execution",
@@ -408,25 +417,31 @@ impl ExpertsService {
         let d = self.draw_or_not_found(id).await?;
         if d.state != EXECUTED || d.outcome.as_deref() != Some("EXECUTED") {
             return Err(ServiceError::precondition(
-                "STATE",
+                "STATE_CONFLICT",
                 d.name(),
                 format!("{} has no panel: it is {}", d.name(), d.state),
             ));
         }
         let mut panel = d.panel().map_err(internal)?;
         let Some(p) = panel.get_mut(category) else {
-            return Err(ServiceError::field(
-                "category",
+            return Err(ServiceError::precondition(
+                "NOT_ON_PANEL",
+                d.name(),
                 format!("{} drew no panel for category {category}", d.name()),
             ));
         };
+        // Whether the expert serves depends on the panel as it is now: a replacement that lost
+        // a race finds them gone, which is a state, not a malformed request.
         let Some(position) = p.selected.iter().position(|e| e == leaving) else {
-            return Err(ServiceError::field(
-                "expert_id",
-                format!(
-                    "{leaving} is not serving on the {category} panel of {}",
-                    d.name()
-                ),
+            let (reason, what) = if p.replaced.iter().any(|e| e == leaving) {
+                ("ALREADY_REPLACED", "was already replaced on")
+            } else {
+                ("NOT_ON_PANEL", "is not serving on")
+            };
+            return Err(ServiceError::precondition(
+                reason,
+                format!("experts/{leaving}"),
+                format!("{leaving} {what} the {category} panel of {}", d.name()),
             ));
         };
         if p.alternates.is_empty() {
@@ -495,7 +510,7 @@ impl ExpertsService {
         // seeing the outcome would be a way to choose it.
         if d.state != OPEN && d.state != WITNESSED {
             return Err(ServiceError::precondition(
-                "STATE",
+                "STATE_CONFLICT",
                 d.name(),
                 format!(
                     "{} is {}; only a draw not yet executed can be cancelled",

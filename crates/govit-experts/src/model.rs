@@ -293,8 +293,10 @@ impl DrawRow {
         Ok(pb::Draw {
             name: self.name(),
             draw_id: self.id.clone(),
-            project_id: self.project_id.clone(),
-            stage: self.stage.clone(),
+            project: format!("projects/{}", self.project_id),
+            stage: pb::ReviewStage::from_short_name(&self.stage)
+                .ok_or_else(|| anyhow::anyhow!("stored stage {:?} is unknown", self.stage))?
+                as i32,
             state: self.state()? as i32,
             meeting_date: Some(date_to_proto(date_from_stored(&self.meeting_date)?)),
             input_json: if confidential {

@@ -539,7 +539,7 @@ impl Store {
         .await?;
         if done.rows_affected() == 0 {
             return Err(ServiceError::precondition(
-                "STATE",
+                "STATE_CONFLICT",
                 format!("draws/{id}"),
                 format!("draws/{id} changed state meanwhile; read it again"),
             ));

@@ -144,10 +144,3 @@ pub fn conflicts(
         })
         .collect()
 }
-
-pub const STAGES: [&str; 4] = [
-    "PRELIMINARY_REVIEW",
-    "IMPLEMENTATION_PLAN_REVIEW",
-    "ACCEPTANCE",
-    "POST_EVALUATION",
-];

@@ -41,3 +41,18 @@ pub fn lazy_channel(url: &str) -> anyhow::Result<Channel> {
         .tcp_nodelay(true)
         .connect_lazy())
 }
+
+/// Whether the peer behind `channel` answers its health check with SERVING (within 2 s).
+pub async fn peer_serving(channel: &Channel) -> bool {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let mut client = HealthClient::new(channel.clone());
+    let check = client.check(HealthCheckRequest {
+        service: String::new(),
+    });
+    matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(2), check).await,
+        Ok(Ok(response)) if response.get_ref().status == ServingStatus::Serving as i32
+    )
+}

@@ -1,9 +1,30 @@
 //! The one mapping from domain errors to gRPC status. Handlers return [`ServiceError`]; only
-//! this module decides codes and `google.rpc` details.
+//! this module decides codes and `google.rpc` details. Every status carries a
+//! `google.rpc.ErrorInfo` with domain [`DOMAIN`] and a stable reason, so callers (the other
+//! services included) branch on the reason, never on the message.
+
+use std::collections::HashMap;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 pub use tonic_types::{FieldViolation, PreconditionViolation};
+
+/// The `google.rpc.ErrorInfo` domain of every govit error.
+pub const DOMAIN: &str = "govit";
+
+/// The stable `ErrorInfo` reasons that are not a precondition's own (those are named where they
+/// are raised, e.g. `ALTERNATES_EXHAUSTED`). docs/api.md lists them all.
+pub mod reason {
+    pub const INVALID_ARGUMENT: &str = "INVALID_ARGUMENT";
+    pub const NOT_FOUND: &str = "NOT_FOUND";
+    pub const ALREADY_EXISTS: &str = "ALREADY_EXISTS";
+    pub const STATE_CONFLICT: &str = "STATE_CONFLICT";
+    pub const CONCURRENT_MODIFICATION: &str = "CONCURRENT_MODIFICATION";
+    pub const PERMISSION_DENIED: &str = "PERMISSION_DENIED";
+    pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
+    pub const PEER_UNAVAILABLE: &str = "PEER_UNAVAILABLE";
+    pub const INTERNAL: &str = "INTERNAL";
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -22,12 +43,18 @@ pub enum ServiceError {
         resource_type: &'static str,
         name: String,
     },
-    /// The resource is in the wrong state for this request.
+    /// The resource is in the wrong state for this request. The `ErrorInfo` reason is the
+    /// first violation's type.
     #[error("{message}")]
     FailedPrecondition {
         message: String,
         violations: Vec<PreconditionViolation>,
     },
+    /// A status made elsewhere: a peer service's refusal passed on to this service's caller
+    /// with its code and details (the request was wrong in a way only the peer could tell), or
+    /// one with a reason of its own ([`ServiceError::request_id_reused`]).
+    #[error("{}", .0.message())]
+    Relayed(Status),
     /// The caller's etag is stale, or a concurrent change won.
     #[error("{0}")]
     Aborted(String),
@@ -78,10 +105,98 @@ impl ServiceError {
     }
 }
 
+/// The `google.rpc.ErrorInfo` reason of a status, when it carries one of govit's.
+pub fn status_reason(status: &Status) -> Option<String> {
+    status
+        .get_error_details()
+        .error_info()
+        .filter(|info| info.domain == DOMAIN)
+        .map(|info| info.reason.clone())
+}
+
+/// The `google.rpc.BadRequest` field violations of a status, if it carries any.
+pub fn field_violations(status: &Status) -> Vec<FieldViolation> {
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.clone())
+        .unwrap_or_default()
+}
+
+/// Whether a peer's status is worth retrying: the peer or the network was in the way, not the
+/// request. Everything else is the peer's final word on the request.
+pub fn is_transient(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Aborted
+            | Code::ResourceExhausted
+            | Code::Cancelled
+            | Code::Unknown
+    )
+}
+
+impl ServiceError {
+    /// An idempotency key sent again by another caller or with another request: refused, so a
+    /// key can neither be pre-empted nor replayed with different content.
+    pub fn request_id_reused(resource_type: &'static str, name: &str) -> ServiceError {
+        let mut details = info(
+            "REQUEST_ID_REUSED",
+            &[("resource_type", resource_type), ("resource_name", name)],
+        );
+        details.set_resource_info(resource_type, name, "", "created by another request");
+        ServiceError::Relayed(Status::with_error_details(
+            Code::AlreadyExists,
+            format!(
+                "{name} was created by another request; send a new id for a new request, or the same request to read it"
+            ),
+            details,
+        ))
+    }
+
+    /// What a peer's refusal means to this service's caller: an unreachable peer is
+    /// UNAVAILABLE; a refusal of the request's content is passed on as it came; anything else
+    /// (a refused service token, a peer's internal error) is this deployment's fault.
+    pub fn from_peer(peer: &str, status: Status) -> ServiceError {
+        match status.code() {
+            code if is_transient(code) => ServiceError::Unavailable(format!(
+                "the {peer} cannot be reached ({}); nothing was changed, try again",
+                status.message()
+            )),
+            Code::InvalidArgument
+            | Code::FailedPrecondition
+            | Code::NotFound
+            | Code::AlreadyExists
+            | Code::OutOfRange => ServiceError::Relayed(status),
+            code => ServiceError::Internal(anyhow::anyhow!(
+                "the {peer} answered {code:?}: {}",
+                status.message()
+            )),
+        }
+    }
+}
+
 impl From<sqlx::Error> for ServiceError {
     fn from(err: sqlx::Error) -> Self {
         ServiceError::Internal(anyhow::Error::new(err).context("database error"))
     }
+}
+
+fn info(reason: &str, metadata: &[(&str, &str)]) -> ErrorDetails {
+    ErrorDetails::with_error_info(
+        reason,
+        DOMAIN,
+        metadata
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<HashMap<_, _>>(),
+    )
+}
+
+fn with_info(code: Code, message: String, reason: &str, metadata: &[(&str, &str)]) -> Status {
+    Status::with_error_details(code, message, info(reason, metadata))
 }
 
 impl From<ServiceError> for Status {
@@ -93,43 +208,81 @@ impl From<ServiceError> for Status {
                     .map(|v| format!("{}: {}", v.field, v.description))
                     .collect::<Vec<_>>()
                     .join("; ");
+                let mut details = info(reason::INVALID_ARGUMENT, &[]);
+                details.set_bad_request(violations);
                 Status::with_error_details(
                     Code::InvalidArgument,
                     format!("invalid request: {summary}"),
-                    ErrorDetails::with_bad_request(violations),
+                    details,
                 )
             }
             ServiceError::NotFound {
                 resource_type,
                 name,
-            } => Status::with_error_details(
-                Code::NotFound,
-                format!("{resource_type} {name} not found"),
-                ErrorDetails::with_resource_info(resource_type, name, "", "not found"),
-            ),
+            } => {
+                let mut details = info(
+                    reason::NOT_FOUND,
+                    &[("resource_type", resource_type), ("resource_name", &name)],
+                );
+                details.set_resource_info(resource_type, name.clone(), "", "not found");
+                Status::with_error_details(
+                    Code::NotFound,
+                    format!("{resource_type} {name} not found"),
+                    details,
+                )
+            }
             ServiceError::AlreadyExists {
                 resource_type,
                 name,
-            } => Status::with_error_details(
-                Code::AlreadyExists,
-                format!("{resource_type} {name} already exists"),
-                ErrorDetails::with_resource_info(resource_type, name, "", "already exists"),
-            ),
+            } => {
+                let mut details = info(
+                    reason::ALREADY_EXISTS,
+                    &[("resource_type", resource_type), ("resource_name", &name)],
+                );
+                details.set_resource_info(resource_type, name.clone(), "", "already exists");
+                Status::with_error_details(
+                    Code::AlreadyExists,
+                    format!("{resource_type} {name} already exists"),
+                    details,
+                )
+            }
             ServiceError::FailedPrecondition {
                 message,
                 violations,
-            } => Status::with_error_details(
-                Code::FailedPrecondition,
+            } => {
+                let first = violations.first();
+                let reason = first
+                    .map(|v| v.r#type.clone())
+                    .unwrap_or_else(|| reason::STATE_CONFLICT.to_owned());
+                let subject = first.map(|v| v.subject.clone()).unwrap_or_default();
+                let mut details = info(&reason, &[("subject", &subject)]);
+                details.set_precondition_failure(violations);
+                Status::with_error_details(Code::FailedPrecondition, message, details)
+            }
+            ServiceError::Relayed(status) => status,
+            ServiceError::Aborted(message) => {
+                with_info(Code::Aborted, message, reason::CONCURRENT_MODIFICATION, &[])
+            }
+            ServiceError::PermissionDenied(message) => with_info(
+                Code::PermissionDenied,
                 message,
-                ErrorDetails::with_precondition_failure(violations),
+                reason::PERMISSION_DENIED,
+                &[],
             ),
-            ServiceError::Aborted(message) => Status::aborted(message),
-            ServiceError::PermissionDenied(message) => Status::permission_denied(message),
-            ServiceError::Unauthenticated(message) => Status::unauthenticated(message),
-            ServiceError::Unavailable(message) => Status::unavailable(message),
+            ServiceError::Unauthenticated(message) => {
+                with_info(Code::Unauthenticated, message, reason::UNAUTHENTICATED, &[])
+            }
+            ServiceError::Unavailable(message) => {
+                with_info(Code::Unavailable, message, reason::PEER_UNAVAILABLE, &[])
+            }
             ServiceError::Internal(err) => {
                 tracing::error!(error = ?err, "internal error");
-                Status::internal("internal error")
+                with_info(
+                    Code::Internal,
+                    "internal error".into(),
+                    reason::INTERNAL,
+                    &[],
+                )
             }
         }
     }

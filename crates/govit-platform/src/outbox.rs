@@ -1,36 +1,70 @@
 //! The transactional outbox: a message to another service is written in the same transaction
 //! as the change that causes it, then delivered at least once by a worker, with exponential
 //! backoff. Receivers are idempotent, so a redelivery after a lost reply changes nothing.
+//!
+//! Messages are typed: each service has one enum of the calls it owes others
+//! ([`OutboxPayload`]), stored as the call's protobuf request, decoded by an exhaustive match
+//! that refuses unknown kinds. Messages about one subject (a project, a review) are delivered in
+//! the order they were written, so a cancellation never overtakes the request it cancels.
+//!
+//! A receiver's final refusal parks the message where office can see it
+//! (`ListOutboxMessages`); only transient failures back off and retry.
 
 use std::time::Duration;
 
-use serde_json::Value;
+use base64::{Engine, engine::general_purpose::STANDARD};
+use govit_proto::common::v1 as cpb;
 use sqlx::Row;
+use tonic::Status;
 
 use crate::{
-    Db, Tx,
-    time::{now, to_stored},
+    Db, ServiceError, ServiceResult, Tx,
+    error::{is_transient, status_reason},
+    paging::Page,
+    time::{now, stored_to_timestamp, to_stored},
 };
+
+/// One service's messages to the others: every kind it may send, each a typed request.
+pub trait OutboxPayload: Sized {
+    /// The kind as stored and shown to office, e.g. `RequestReview`.
+    fn kind(&self) -> &'static str;
+    /// The resource the message is about; messages about one subject go out in order.
+    fn subject(&self) -> String;
+    fn encode(&self) -> Vec<u8>;
+    /// Refuses kinds it does not know: a message is never guessed at.
+    fn decode(kind: &str, subject: &str, bytes: &[u8]) -> anyhow::Result<Self>;
+}
 
 #[derive(Debug, Clone)]
 pub struct Message {
     pub id: String,
     pub kind: String,
-    pub payload: Value,
+    pub subject: String,
+    payload: String,
     pub attempts: i64,
 }
 
+impl Message {
+    pub fn decode<P: OutboxPayload>(&self) -> anyhow::Result<P> {
+        let bytes = STANDARD
+            .decode(&self.payload)
+            .map_err(|e| anyhow::anyhow!("the payload is not base64: {e}"))?;
+        P::decode(&self.kind, &self.subject, &bytes)
+    }
+}
+
 /// Writes a message inside the caller's transaction.
-pub async fn enqueue(tx: &mut Tx, kind: &str, payload: &Value) -> Result<String, sqlx::Error> {
+pub async fn enqueue<P: OutboxPayload>(tx: &mut Tx, message: &P) -> Result<String, sqlx::Error> {
     let id = uuid::Uuid::now_v7().simple().to_string();
     let at = to_stored(now());
     sqlx::query(
-        "INSERT INTO outbox (id, kind, payload, attempts, next_attempt_at, last_error, delivered_at, create_time) \
-         VALUES ($1, $2, $3, 0, $4, '', NULL, $4)",
+        "INSERT INTO outbox (id, kind, subject, payload, attempts, next_attempt_at, last_error, last_code, last_reason, delivered_at, parked_at, create_time) \
+         VALUES ($1, $2, $3, $4, 0, $5, '', '', '', NULL, NULL, $5)",
     )
     .bind(id.clone())
-    .bind(kind.to_owned())
-    .bind(payload.to_string())
+    .bind(message.kind())
+    .bind(message.subject())
+    .bind(STANDARD.encode(message.encode()))
     .bind(at)
     .execute(&mut **tx)
     .await?;
@@ -40,14 +74,17 @@ pub async fn enqueue(tx: &mut Tx, kind: &str, payload: &Value) -> Result<String,
 /// How long a claimed message is left to its worker before another may try it.
 const LEASE: Duration = Duration::from_secs(30);
 
-/// Claims up to `limit` due messages. A claim moves the message's next attempt past the lease,
-/// so two replicas' workers rarely deliver the same message at once (and when they do, the
-/// receiver's idempotency absorbs it).
+/// Claims up to `limit` due messages, each the oldest undelivered one of its subject. A claim
+/// moves the message's next attempt past the lease, so two replicas' workers rarely deliver
+/// the same message at once (and when they do, the receiver's idempotency absorbs it).
 pub async fn claim_due(db: &Db, limit: i64) -> anyhow::Result<Vec<Message>> {
     let at = now();
     let rows = sqlx::query(
-        "SELECT id, kind, payload, attempts, next_attempt_at FROM outbox WHERE delivered_at IS NULL AND next_attempt_at <= $1 \
-         ORDER BY next_attempt_at, id LIMIT $2",
+        "SELECT o.id, o.kind, o.subject, o.payload, o.attempts, o.next_attempt_at FROM outbox o \
+         WHERE o.delivered_at IS NULL AND o.parked_at IS NULL AND o.next_attempt_at <= $1 \
+         AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.subject = o.subject AND e.delivered_at IS NULL \
+             AND e.parked_at IS NULL AND (e.create_time < o.create_time OR (e.create_time = o.create_time AND e.id < o.id))) \
+         ORDER BY o.next_attempt_at, o.id LIMIT $2",
     )
     .bind(to_stored(at))
     .bind(limit)
@@ -57,20 +94,20 @@ pub async fn claim_due(db: &Db, limit: i64) -> anyhow::Result<Vec<Message>> {
     let mut claimed = Vec::new();
     for row in rows {
         let id: String = row.try_get(0)?;
-        let previous: String = row.try_get(4)?;
-        let done = sqlx::query("UPDATE outbox SET next_attempt_at = $1 WHERE id = $2 AND next_attempt_at = $3 AND delivered_at IS NULL")
+        let previous: String = row.try_get(5)?;
+        let done = sqlx::query("UPDATE outbox SET next_attempt_at = $1 WHERE id = $2 AND next_attempt_at = $3 AND delivered_at IS NULL AND parked_at IS NULL")
             .bind(lease.clone())
             .bind(id.clone())
             .bind(previous)
             .execute(&db.pool)
             .await?;
         if done.rows_affected() == 1 {
-            let payload: String = row.try_get(2)?;
             claimed.push(Message {
                 id,
                 kind: row.try_get(1)?,
-                payload: serde_json::from_str(&payload)?,
-                attempts: row.try_get(3)?,
+                subject: row.try_get(2)?,
+                payload: row.try_get(3)?,
+                attempts: row.try_get(4)?,
             });
         }
     }
@@ -78,7 +115,7 @@ pub async fn claim_due(db: &Db, limit: i64) -> anyhow::Result<Vec<Message>> {
 }
 
 pub async fn delivered(db: &Db, id: &str) -> anyhow::Result<()> {
-    sqlx::query("UPDATE outbox SET delivered_at = $1, attempts = attempts + 1, last_error = '' WHERE id = $2")
+    sqlx::query("UPDATE outbox SET delivered_at = $1, attempts = attempts + 1, last_error = '', last_code = '', last_reason = '' WHERE id = $2")
         .bind(to_stored(now()))
         .bind(id.to_owned())
         .execute(&db.pool)
@@ -86,24 +123,77 @@ pub async fn delivered(db: &Db, id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Records a failed attempt; the next comes after 1 s, 2 s, 4 s … at most 5 minutes.
-pub async fn failed(db: &Db, message: &Message, error: &str) -> anyhow::Result<()> {
-    let backoff =
-        Duration::from_secs(1u64 << message.attempts.clamp(0, 8)).min(Duration::from_secs(300));
-    let next = now() + chrono::Duration::from_std(backoff)?;
-    sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2 WHERE id = $3")
-        .bind(error.chars().take(500).collect::<String>())
-        .bind(to_stored(next))
+/// Records the outcome of one delivery: done, retried later with backoff (1 s, 2 s, 4 s … at
+/// most 5 minutes) when the failure was transient, or parked when the receiver refused for good.
+pub async fn settle(db: &Db, message: &Message, result: Result<(), Status>) -> anyhow::Result<()> {
+    match result {
+        Ok(()) => delivered(db, &message.id).await,
+        Err(status) if is_transient(status.code()) => {
+            tracing::warn!(message = %message.id, kind = %message.kind, code = ?status.code(), "outbox message not delivered; will retry");
+            let backoff = Duration::from_secs(1u64 << message.attempts.clamp(0, 8))
+                .min(Duration::from_secs(300));
+            let next = now() + chrono::Duration::from_std(backoff)?;
+            record_failure(db, message, &status, Some(to_stored(next))).await
+        }
+        Err(status) => {
+            tracing::warn!(message = %message.id, kind = %message.kind, code = ?status.code(), reason = ?status_reason(&status), "outbox message refused by its receiver; parked for office");
+            record_failure(db, message, &status, None).await
+        }
+    }
+}
+
+/// Parks a message this service cannot even read (a payload from another version, say).
+pub async fn park_unreadable(
+    db: &Db,
+    message: &Message,
+    error: &anyhow::Error,
+) -> anyhow::Result<()> {
+    tracing::error!(message = %message.id, kind = %message.kind, error = %error, "outbox message unreadable; parked for office");
+    let status = Status::internal(format!("unreadable message: {error}"));
+    record_failure(db, message, &status, None).await
+}
+
+async fn record_failure(
+    db: &Db,
+    message: &Message,
+    status: &Status,
+    retry_at: Option<String>,
+) -> anyhow::Result<()> {
+    let error: String = format!("{:?}: {}", status.code(), status.message())
+        .chars()
+        .take(500)
+        .collect();
+    let code = format!("{:?}", status.code());
+    let reason = status_reason(status).unwrap_or_default();
+    let (next, parked) = match retry_at {
+        Some(next) => (next, None),
+        None => (to_stored(now()), Some(to_stored(now()))),
+    };
+    sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $1, last_code = $2, last_reason = $3, next_attempt_at = $4, parked_at = $5 WHERE id = $6")
+        .bind(error)
+        .bind(code)
+        .bind(reason)
+        .bind(next)
+        .bind(parked)
         .bind(message.id.clone())
         .execute(&db.pool)
         .await?;
     Ok(())
 }
 
-/// Messages not yet delivered: for tests and operators.
+/// Messages not yet delivered nor parked: for tests and operators.
 pub async fn pending(db: &Db) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL AND parked_at IS NULL",
+    )
+    .fetch_one(&db.pool)
+    .await?)
+}
+
+/// Messages parked after a final refusal.
+pub async fn parked(db: &Db) -> anyhow::Result<i64> {
     Ok(
-        sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL")
+        sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE parked_at IS NOT NULL")
             .fetch_one(&db.pool)
             .await?,
     )
@@ -111,9 +201,159 @@ pub async fn pending(db: &Db) -> anyhow::Result<i64> {
 
 /// Makes every pending message due now: for tests, and for an operator after an outage.
 pub async fn retry_now(db: &Db) -> anyhow::Result<()> {
-    sqlx::query("UPDATE outbox SET next_attempt_at = $1 WHERE delivered_at IS NULL")
-        .bind(to_stored(now()))
-        .execute(&db.pool)
-        .await?;
+    sqlx::query(
+        "UPDATE outbox SET next_attempt_at = $1 WHERE delivered_at IS NULL AND parked_at IS NULL",
+    )
+    .bind(to_stored(now()))
+    .execute(&db.pool)
+    .await?;
     Ok(())
+}
+
+/// `kind IN (…)` for message kinds, which are the sender's own constants.
+fn kinds_clause(kinds: &[&str]) -> String {
+    let quoted: Vec<String> = kinds
+        .iter()
+        .map(|k| format!("'{}'", k.replace('\'', "")))
+        .collect();
+    format!("kind IN ({})", quoted.join(", "))
+}
+
+/// Whether a pending message of one of `kinds` waits out a backoff because its receiver could
+/// not be reached: the worker then watches the receiver's health instead of waiting it out.
+pub async fn waiting_on_peer(db: &Db, kinds: &[&str]) -> anyhow::Result<bool> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT 1 FROM outbox WHERE delivered_at IS NULL AND parked_at IS NULL AND last_code <> '' \
+         AND next_attempt_at > $1 AND {} LIMIT 1",
+        kinds_clause(kinds)
+    )))
+    .bind(to_stored(now()))
+    .fetch_optional(&db.pool)
+    .await?;
+    Ok(row.is_some())
+}
+
+const COLUMNS: &str = "id, kind, subject, attempts, last_error, last_code, last_reason, create_time, next_attempt_at, delivered_at, parked_at";
+
+fn to_proto(row: &sqlx::any::AnyRow) -> anyhow::Result<cpb::OutboxMessage> {
+    use cpb::OutboxMessageState as S;
+    let id: String = row.try_get(0)?;
+    let delivered: Option<String> = row.try_get(9)?;
+    let parked: Option<String> = row.try_get(10)?;
+    let state = match (&delivered, &parked) {
+        (Some(_), _) => S::Delivered,
+        (None, Some(_)) => S::Parked,
+        (None, None) => S::Pending,
+    };
+    let time = |s: &Option<String>| s.as_deref().map(stored_to_timestamp).transpose();
+    Ok(cpb::OutboxMessage {
+        name: format!("outboxMessages/{id}"),
+        kind: row.try_get(1)?,
+        subject: row.try_get(2)?,
+        state: state as i32,
+        attempts: row.try_get(3)?,
+        last_error: row.try_get(4)?,
+        last_error_reason: row.try_get(6)?,
+        create_time: Some(stored_to_timestamp(&row.try_get::<String, _>(7)?)?),
+        next_attempt_time: if state == S::Pending {
+            Some(stored_to_timestamp(&row.try_get::<String, _>(8)?)?)
+        } else {
+            None
+        },
+        deliver_time: time(&delivered)?,
+        park_time: time(&parked)?,
+    })
+}
+
+/// A page of messages, oldest first: pending and parked ones unless `state` names one.
+pub async fn list(
+    db: &Db,
+    req: &cpb::ListOutboxMessagesRequest,
+) -> ServiceResult<cpb::ListOutboxMessagesResponse> {
+    use cpb::OutboxMessageState as S;
+    let state = S::try_from(req.state)
+        .map_err(|_| ServiceError::field("state", "is not an outbox message state"))?;
+    let filter = match state {
+        S::Unspecified => "delivered_at IS NULL",
+        S::Pending => "delivered_at IS NULL AND parked_at IS NULL",
+        S::Delivered => "delivered_at IS NOT NULL",
+        S::Parked => "delivered_at IS NULL AND parked_at IS NOT NULL",
+    };
+    let page = Page::parse(req.page_size, &req.page_token, &format!("outbox {filter}"))?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM outbox WHERE {filter} AND id > $1 ORDER BY id LIMIT $2"
+    )))
+    .bind(page.after.clone().unwrap_or_default())
+    .bind(page.fetch_limit())
+    .fetch_all(&db.pool)
+    .await?;
+    let mut messages = rows
+        .iter()
+        .map(to_proto)
+        .collect::<anyhow::Result<Vec<_>>>()
+        .map_err(ServiceError::Internal)?;
+    let next_page_token = page.finish(&mut messages, |m| {
+        m.name.trim_start_matches("outboxMessages/").to_owned()
+    });
+    Ok(cpb::ListOutboxMessagesResponse {
+        messages,
+        next_page_token,
+    })
+}
+
+/// Makes one pending or parked message due now (a parked one is no longer parked).
+pub async fn retry(db: &Db, name: &str) -> ServiceResult<cpb::OutboxMessage> {
+    let id = name
+        .strip_prefix("outboxMessages/")
+        .filter(|id| crate::validate::is_code(id))
+        .ok_or_else(|| ServiceError::field("name", "must be outboxMessages/{id}"))?;
+    let done = sqlx::query(
+        "UPDATE outbox SET parked_at = NULL, next_attempt_at = $1 WHERE id = $2 AND delivered_at IS NULL",
+    )
+    .bind(to_stored(now()))
+    .bind(id.to_owned())
+    .execute(&db.pool)
+    .await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM outbox WHERE id = $1"
+    )))
+    .bind(id.to_owned())
+    .fetch_optional(&db.pool)
+    .await?
+    .ok_or_else(|| ServiceError::not_found("outbox message", name))?;
+    if done.rows_affected() == 0 {
+        return Err(ServiceError::precondition(
+            "STATE_CONFLICT",
+            name,
+            format!("{name} was delivered already"),
+        ));
+    }
+    tracing::info!(message = %id, "outbox message retried by office");
+    to_proto(&row).map_err(ServiceError::Internal)
+}
+
+/// After an outage: when messages of `kinds` wait out a backoff because their receiver was
+/// unreachable and its health is SERVING again, makes them due now, so work resumes within a
+/// worker pass of the peer's return instead of after the longest backoff. Returns whether it
+/// did.
+pub async fn resume_if_peer_back(
+    db: &Db,
+    peer: &tonic::transport::Channel,
+    kinds: &[&str],
+) -> anyhow::Result<bool> {
+    if !waiting_on_peer(db, kinds).await? || !crate::client::peer_serving(peer).await {
+        return Ok(false);
+    }
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE outbox SET next_attempt_at = $1 WHERE delivered_at IS NULL AND parked_at IS NULL AND {}",
+        kinds_clause(kinds)
+    )))
+    .bind(to_stored(now()))
+    .execute(&db.pool)
+    .await?;
+    tracing::info!(
+        ?kinds,
+        "peer serving again; its pending outbox messages retried now"
+    );
+    Ok(true)
 }

@@ -23,7 +23,7 @@ use crate::{
         DocumentRow, OrgRow, PlanRec, ProjectRow, document_kind_name, funding_name, org_kind_name,
         to_json,
     },
-    store::{Arg, Extra, NewEvent, ReviewOutcomeRecord},
+    store::{Arg, Extra, NewEvent},
     validation::{self as check, MAX_NAME_CHARS, MAX_REASON_CHARS, MAX_TEXT_CHARS},
 };
 
@@ -100,7 +100,7 @@ impl ProjectsService {
 
     /// Runs one lifecycle transition. `request_violations` holds what the request's own fields
     /// got wrong; `apply` sets the action's data on the row and may refuse with a guard.
-    async fn transition(
+    pub(crate) async fn transition(
         &self,
         caller: &Caller,
         name: &str,
@@ -123,7 +123,7 @@ impl ProjectsService {
 
     /// A transition that also writes `extras` (a review outcome) in its transaction.
     #[allow(clippy::too_many_arguments)] // `transition`'s arguments plus the extras
-    async fn transition_with(
+    pub(crate) async fn transition_with(
         &self,
         caller: &Caller,
         name: &str,
@@ -140,7 +140,7 @@ impl ProjectsService {
                 violations.add(v.field.clone(), v.description.clone());
             }
         }
-        let etag_required = !matches!(action, Action::ReviewOutcome(..));
+        let etag_required = !matches!(action, Action::ReviewOutcome(..) | Action::ReviewCancelled);
         let expected = if etag.is_empty() && !etag_required {
             None
         } else {
@@ -168,7 +168,7 @@ impl ProjectsService {
         if !action.sources().contains(&from) {
             let allowed: Vec<_> = action.sources().iter().map(|s| state_name(*s)).collect();
             return Err(ServiceError::precondition(
-                "STATE",
+                "STATE_CONFLICT",
                 row.name(),
                 format!(
                     "{} is {}; {} needs it to be {}",
@@ -206,43 +206,12 @@ impl ProjectsService {
         };
         row.state = state_name(to).to_owned();
         let version = row.version;
-        // Sending a project to review asks the scheduling service for it, through the outbox.
-        if let Some(stage) = match action {
-            Action::AcceptForReview => Some("PRELIMINARY_REVIEW"),
-            Action::StartAcceptance => Some("ACCEPTANCE"),
-            _ => None,
-        } {
-            let excluded: Vec<&String> = [
-                Some(&row.applicant),
-                row.contractor.as_ref(),
-                row.supervision_firm.as_ref(),
-                row.feasibility_consultancy.as_ref(),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
-            let panel: serde_json::Value =
-                serde_json::from_str(&row.review_panel).map_err(|e| internal(e.into()))?;
-            extras.push(Extra::Outbox {
-                kind: "REQUEST_REVIEW",
-                payload: serde_json::json!({
-                    "request_key": format!("{}.{stage}.{}", row.code, version + 1),
-                    "project_id": row.code,
-                    "stage": stage,
-                    "panel": panel,
-                    "excluded_organizations": excluded,
-                    "applicant_organization": row.applicant,
-                }),
-            });
-        }
-        // The approved investment (概算) is fixed when the preliminary review approves.
-        if to == S::Approved && from == S::UnderPreliminaryReview {
-            row.approved_budget_fen = Some(row.estimated_investment_fen);
-            row.original_approved_fen = Some(row.estimated_investment_fen);
-            extras.push(Extra::FirstBaseline {
-                budget_fen: row.estimated_investment_fen,
-            });
-        }
+        let reason = event.reason.clone();
+        extras.extend(
+            self.review_messages(action, from, to, &mut row, &reason)
+                .await?,
+        );
+        extras.extend(crate::reviews::approval_effects(&mut row, from, to));
         let saved = self
             .store
             .save_project(row, version, caller, event, extras)
@@ -585,6 +554,7 @@ impl ProjectService for ProjectsService {
                     original_approved_fen: None,
                     disbursed_fen: 0,
                     post_evaluation: None,
+                    review: None,
                 };
                 let mut v = Violations::new();
                 let applicant = check::org_name(&mut v, "project.applicant", &p.applicant);
@@ -759,7 +729,7 @@ impl ProjectService for ProjectsService {
             let state = row.state().map_err(internal)?;
             if !EDITABLE.contains(&state) {
                 return Err(ServiceError::precondition(
-                    "STATE",
+                    "STATE_CONFLICT",
                     row.name(),
                     format!(
                         "{} is {}; it can be edited only in DRAFT, RETURNED or REVISION_REQUIRED",
@@ -792,7 +762,7 @@ impl ProjectService for ProjectsService {
                 match sealed {
                     None => missing.push(("DOCUMENT", "application_form", "the application form is not uploaded".to_owned())),
                     Some(n) if n < 3 => missing.push((
-                        "DOCUMENT",
+                        "DOCUMENT_MISSING",
                         "application_form",
                         format!("the application form must be recorded as three sealed copies, got {n}"),
                     )),
@@ -897,108 +867,17 @@ impl ProjectService for ProjectsService {
         request: Request<pb::RecordReviewOutcomeRequest>,
     ) -> Result<Response<pb::Project>, Status> {
         let caller = Caller::from_request(&request)?;
-        let req = request.into_inner();
+        respond(self.record_outcome(&caller, request.into_inner()).await)
+    }
+
+    async fn record_review_cancellation(
+        &self,
+        request: Request<pb::RecordReviewCancellationRequest>,
+    ) -> Result<Response<pb::Project>, Status> {
+        let caller = Caller::from_request(&request)?;
         respond(
-            async {
-                let mut v = Violations::new();
-                if !govit_platform::validate::is_code(&req.review_id) {
-                    v.add(
-                        "review_id",
-                        "must be 1 to 64 characters of A-Z a-z 0-9 . _ -",
-                    );
-                }
-                let stage = check::enum_value::<pb::ReviewStage>(&mut v, "stage", req.stage, false);
-                let decision = check::enum_value::<pb::ReviewDecision>(
-                    &mut v,
-                    "decision",
-                    req.decision,
-                    false,
-                );
-                check::optional_text(&mut v, "summary", &req.summary, MAX_TEXT_CHARS);
-                if stage == Some(pb::ReviewStage::PostEvaluation) {
-                    v.add(
-                        "stage",
-                        "post-evaluation is recorded with RecordPostEvaluation",
-                    );
-                }
-                let (Some(stage), Some(decision)) = (stage, decision) else {
-                    v.finish()?;
-                    return Err(ServiceError::field("stage", "is required"));
-                };
-                let action = Action::ReviewOutcome(stage, decision);
-                if v.is_empty()
-                    && action
-                        .target(
-                            action.sources().first().copied().unwrap_or(S::Unspecified),
-                            None,
-                        )
-                        .is_none()
-                {
-                    v.add(
-                        "decision",
-                        format!(
-                            "{} does not apply to {}",
-                            decision.as_str_name(),
-                            stage.as_str_name()
-                        ),
-                    );
-                }
-                // A redelivered outcome is answered with the project as it is now.
-                if v.is_empty()
-                    && let Some(previous) = self.store.review_outcome(&req.review_id).await?
-                {
-                    caller.require(action.roles())?;
-                    let code = check::parse_project_name("name", &req.name)?;
-                    let same = previous.project_code == code
-                        && previous.stage
-                            == stage.as_str_name().trim_start_matches("REVIEW_STAGE_")
-                        && previous.decision
-                            == decision
-                                .as_str_name()
-                                .trim_start_matches("REVIEW_DECISION_");
-                    if !same {
-                        return Err(ServiceError::AlreadyExists {
-                            resource_type: "review outcome",
-                            name: req.review_id.clone(),
-                        });
-                    }
-                    return self
-                        .visible_project(&caller, &code)
-                        .await?
-                        .to_proto()
-                        .map_err(internal);
-                }
-                let outcome = Extra::ReviewOutcome(ReviewOutcomeRecord {
-                    review_id: req.review_id.clone(),
-                    project_code: check::parse_project_name("name", &req.name).unwrap_or_default(),
-                    stage: stage
-                        .as_str_name()
-                        .trim_start_matches("REVIEW_STAGE_")
-                        .to_owned(),
-                    decision: decision
-                        .as_str_name()
-                        .trim_start_matches("REVIEW_DECISION_")
-                        .to_owned(),
-                    summary: req.summary.clone(),
-                });
-                let review_id = req.review_id.clone();
-                let summary = req.summary.clone();
-                self.transition_with(
-                    &caller,
-                    &req.name,
-                    &req.etag,
-                    action,
-                    v,
-                    move |_row, event, _| {
-                        event.changed_fields = vec![review_id];
-                        event.reason = summary;
-                        Ok(())
-                    },
-                    vec![outcome],
-                )
-                .await
-            }
-            .await,
+            self.record_cancellation(&caller, request.into_inner())
+                .await,
         )
     }
 
@@ -1050,7 +929,7 @@ impl ProjectService for ProjectsService {
                         })?;
                     if document.kind != document_kind_name(pb::DocumentKind::ImplementationPlan) {
                         return Err(ServiceError::precondition(
-                            "DOCUMENT",
+                            "DOCUMENT_MISSING",
                             plan.plan_document.clone(),
                             format!(
                                 "{} is a {} document, not an IMPLEMENTATION_PLAN",
@@ -1354,7 +1233,7 @@ impl ProjectService for ProjectsService {
                         })?;
                     if document.kind != document_kind_name(pb::DocumentKind::EvaluationReport) {
                         return Err(ServiceError::precondition(
-                            "DOCUMENT",
+                            "DOCUMENT_MISSING",
                             req.report_document.clone(),
                             format!(
                                 "{} is a {} document, not an EVALUATION_REPORT",
@@ -1536,7 +1415,7 @@ impl ProjectService for ProjectsService {
             let state = project.state().map_err(internal)?;
             if TERMINAL.contains(&state) {
                 return Err(ServiceError::precondition(
-                    "STATE",
+                    "STATE_CONFLICT",
                     project.name(),
                     format!("{} is {}; it takes no more documents", project.name(), state_name(state)),
                 ));
@@ -1949,6 +1828,34 @@ impl ProjectService for ProjectsService {
         let req = request.into_inner();
         respond(self.organization_record(&caller, &req.name).await)
     }
+    async fn list_outbox_messages(
+        &self,
+        request: Request<govit_proto::common::v1::ListOutboxMessagesRequest>,
+    ) -> Result<Response<govit_proto::common::v1::ListOutboxMessagesResponse>, Status> {
+        let caller = Caller::from_request(&request)?;
+        respond(
+            async {
+                caller.require(&[Role::Office])?;
+                govit_platform::outbox::list(&self.store.db, request.get_ref()).await
+            }
+            .await,
+        )
+    }
+
+    async fn retry_outbox_message(
+        &self,
+        request: Request<govit_proto::common::v1::RetryOutboxMessageRequest>,
+    ) -> Result<Response<govit_proto::common::v1::OutboxMessage>, Status> {
+        let caller = Caller::from_request(&request)?;
+        respond(
+            async {
+                caller.require(&[Role::Office])?;
+                govit_platform::outbox::retry(&self.store.db, &request.get_ref().name).await
+            }
+            .await,
+        )
+    }
+
     async fn get_portfolio_summary(
         &self,
         request: Request<pb::GetPortfolioSummaryRequest>,

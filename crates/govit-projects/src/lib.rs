@@ -7,6 +7,8 @@ mod api;
 mod blobs;
 mod lifecycle;
 mod model;
+mod outbox;
+mod reviews;
 mod store;
 mod supervision;
 mod validation;
@@ -21,6 +23,7 @@ use sqlx::migrate::Migrator;
 use tonic::service::Routes;
 
 pub use blobs::BlobStore;
+pub use outbox::Outgoing;
 
 /// The client the outbox worker calls the scheduling service with.
 pub type SchedulingClient =
@@ -78,8 +81,10 @@ pub struct ProjectsService {
     blobs: BlobStore,
     max_document_bytes: u64,
     policy: SupervisionPolicy,
-    /// The scheduling service, for its working-day calendar; without it (a service run alone),
-    /// working days are Monday to Friday.
+    /// The scheduling service: reviews are checked with it before a project is sent to
+    /// review, and its working-day calendar counts deadlines. Without it (a service run alone)
+    /// working days are Monday to Friday, no review is requested, and office records review
+    /// outcomes itself.
     calendar: Option<SchedulingClient>,
 }
 
@@ -115,79 +120,12 @@ impl ProjectsService {
         })
     }
 
-    /// Uses the scheduling service's working-day calendar for the deadlines this service
-    /// computes (rectification deadlines, overdue reviews).
+    /// Works with the scheduling service: reviews are requested from it, and its working-day
+    /// calendar counts the deadlines this service computes (rectification deadlines, overdue
+    /// reviews).
     pub fn with_calendar(mut self, scheduling: SchedulingClient) -> Self {
         self.calendar = Some(scheduling);
         self
-    }
-
-    /// Delivers the messages due in the outbox to the scheduling service; returns how many
-    /// were delivered. Failures are retried later with backoff.
-    pub async fn deliver_outbox(&self, scheduling: &mut SchedulingClient) -> anyhow::Result<usize> {
-        use govit_platform::outbox;
-        use govit_proto::scheduling::v1 as spb;
-        let mut delivered = 0;
-        for message in outbox::claim_due(&self.store.db, 50).await? {
-            let p = &message.payload;
-            let text = |k: &str| p[k].as_str().unwrap_or_default().to_owned();
-            let request = spb::RequestReviewRequest {
-                request_key: text("request_key"),
-                project_id: text("project_id"),
-                stage: spb::ReviewStage::from_str_name(&format!("REVIEW_STAGE_{}", text("stage")))
-                    .unwrap_or_default() as i32,
-                panel: p["panel"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|r| spb::PanelRequirement {
-                        category: r["category"].as_str().unwrap_or_default().to_owned(),
-                        count: r["count"].as_i64().unwrap_or_default() as i32,
-                        alternates: r["alternates"].as_i64().unwrap_or_default() as i32,
-                    })
-                    .collect(),
-                excluded_organizations: p["excluded_organizations"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|o| o.as_str().map(str::to_owned))
-                    .collect(),
-                applicant_organization: text("applicant_organization"),
-            };
-            match scheduling.request_review(request).await {
-                Ok(_) => {
-                    outbox::delivered(&self.store.db, &message.id).await?;
-                    delivered += 1;
-                }
-                Err(status) => {
-                    tracing::warn!(message = %message.id, code = ?status.code(), error = %status.message(), "review request not delivered; will retry");
-                    outbox::failed(&self.store.db, &message, status.message()).await?;
-                }
-            }
-        }
-        Ok(delivered)
-    }
-
-    /// Runs `deliver_outbox` every `interval` until the process stops.
-    pub fn spawn_outbox_worker(
-        &self,
-        mut scheduling: SchedulingClient,
-        interval: std::time::Duration,
-    ) -> tokio::task::JoinHandle<()> {
-        let service = self.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Err(e) = service.deliver_outbox(&mut scheduling).await {
-                    tracing::warn!(error = %e, "outbox delivery failed");
-                }
-                match service.snapshot_previous_month_if_due().await {
-                    Ok(Some(month)) => tracing::info!(month, "monthly snapshot taken"),
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(error = ?e, "monthly snapshot not taken; will retry"),
-                }
-                tokio::time::sleep(interval).await;
-            }
-        })
     }
 
     pub fn db(&self) -> &Db {

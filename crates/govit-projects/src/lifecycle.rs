@@ -11,6 +11,8 @@ pub enum Action {
     Return,
     AcceptForReview,
     ReviewOutcome(ReviewStage, ReviewDecision),
+    /// Review scheduling reports that office cancelled the project's review.
+    ReviewCancelled,
     FilePlan,
     RecordPlan,
     ReturnPlan,
@@ -29,6 +31,19 @@ pub enum Action {
 /// States a project can no longer leave.
 pub const TERMINAL: [S; 3] = [S::Rejected, S::Closed, S::Withdrawn];
 
+/// States in which an expert review requested by this service is under way.
+pub const REVIEW_STATES: [S; 2] = [S::UnderPreliminaryReview, S::UnderAcceptance];
+
+/// The side effects on the project's review that a transition carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewEffect {
+    /// Ask review scheduling for a review of this stage.
+    Request(ReviewStage),
+    Cancel,
+    Pause,
+    Resume,
+}
+
 /// States in which the applicant may still edit the project.
 pub const EDITABLE: [S; 3] = [S::Draft, S::Returned, S::RevisionRequired];
 
@@ -40,6 +55,7 @@ impl Action {
             Action::Return => "ReturnProject",
             Action::AcceptForReview => "AcceptForReview",
             Action::ReviewOutcome(..) => "RecordReviewOutcome",
+            Action::ReviewCancelled => "RecordReviewCancellation",
             Action::FilePlan => "FileImplementationPlan",
             Action::RecordPlan => "RecordImplementationPlan",
             Action::ReturnPlan => "ReturnImplementationPlan",
@@ -65,6 +81,7 @@ impl Action {
             }
             Action::StartTendering | Action::RecordTenderResult => &[Applicant, Office],
             Action::ReviewOutcome(..) => &[Service, Office],
+            Action::ReviewCancelled => &[Service],
             Action::Suspend | Action::Resume => &[Office, Supervisor],
             Action::Return
             | Action::AcceptForReview
@@ -90,6 +107,7 @@ impl Action {
             | Action::ReturnPlan => &[S::ImplementationPlanFiled],
             Action::ReviewOutcome(ReviewStage::Acceptance, _) => &[S::UnderAcceptance],
             Action::ReviewOutcome(..) => &[],
+            Action::ReviewCancelled => &REVIEW_STATES,
             Action::FilePlan => &[S::Approved],
             Action::StartTendering => &[S::PlanRecorded],
             Action::RecordTenderResult => &[S::Tendering],
@@ -127,6 +145,21 @@ impl Action {
         }
     }
 
+    /// What the transition from `from` to `to` does to the project's review, as the review
+    /// scheduling service must hear it.
+    pub fn review_effect(self, from: S, to: S) -> Option<ReviewEffect> {
+        match self {
+            Action::AcceptForReview => Some(ReviewEffect::Request(ReviewStage::PreliminaryReview)),
+            Action::StartAcceptance => Some(ReviewEffect::Request(ReviewStage::Acceptance)),
+            Action::Withdraw | Action::Return | Action::Close if REVIEW_STATES.contains(&from) => {
+                Some(ReviewEffect::Cancel)
+            }
+            Action::Suspend if REVIEW_STATES.contains(&from) => Some(ReviewEffect::Pause),
+            Action::Resume if REVIEW_STATES.contains(&to) => Some(ReviewEffect::Resume),
+            _ => None,
+        }
+    }
+
     /// Whether the guard of the action reads the project's documents.
     pub fn needs_documents(self) -> bool {
         matches!(
@@ -154,6 +187,9 @@ impl Action {
             Action::ReviewOutcome(St::Acceptance, D::Passed) => S::Accepted,
             Action::ReviewOutcome(St::Acceptance, D::Failed) => S::AcceptanceFailed,
             Action::ReviewOutcome(..) => return None,
+            Action::ReviewCancelled if from == S::UnderPreliminaryReview => S::Submitted,
+            Action::ReviewCancelled if from == S::UnderAcceptance => S::AcceptanceRequested,
+            Action::ReviewCancelled => return None,
             Action::FilePlan => S::ImplementationPlanFiled,
             Action::RecordPlan => S::PlanRecorded,
             Action::ReturnPlan => S::Approved,
@@ -184,7 +220,8 @@ pub fn state_from_name(name: &str) -> Option<S> {
 mod tests {
     use super::*;
 
-    const ALL_ACTIONS: [Action; 16] = [
+    const ALL_ACTIONS: [Action; 17] = [
+        Action::ReviewCancelled,
         Action::Submit,
         Action::Return,
         Action::AcceptForReview,
@@ -210,6 +247,35 @@ mod tests {
                 assert!(!action.sources().contains(&t), "{action:?} from {t:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_cancelled_review_sends_the_project_back_to_be_sent_again() {
+        assert_eq!(
+            Action::ReviewCancelled.target(S::UnderPreliminaryReview, None),
+            Some(S::Submitted)
+        );
+        assert_eq!(
+            Action::ReviewCancelled.target(S::UnderAcceptance, None),
+            Some(S::AcceptanceRequested)
+        );
+        assert_eq!(
+            Action::Withdraw.review_effect(S::UnderPreliminaryReview, S::Withdrawn),
+            Some(ReviewEffect::Cancel)
+        );
+        assert_eq!(Action::Withdraw.review_effect(S::Draft, S::Withdrawn), None);
+        assert_eq!(
+            Action::Suspend.review_effect(S::UnderAcceptance, S::Suspended),
+            Some(ReviewEffect::Pause)
+        );
+        assert_eq!(
+            Action::Resume.review_effect(S::Suspended, S::UnderAcceptance),
+            Some(ReviewEffect::Resume)
+        );
+        assert_eq!(
+            Action::Resume.review_effect(S::Suspended, S::Tendering),
+            None
+        );
     }
 
     #[test]

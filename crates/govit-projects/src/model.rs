@@ -142,6 +142,8 @@ pub struct ProjectRow {
     pub original_approved_fen: Option<i64>,
     pub disbursed_fen: i64,
     pub post_evaluation: Option<String>,
+    /// The id of the review the project was last sent to.
+    pub review: Option<String>,
 }
 
 /// The post-evaluation as stored.
@@ -245,6 +247,11 @@ impl ProjectRow {
             approved_budget_fen: self.approved_budget_fen.unwrap_or_default(),
             original_approved_budget_fen: self.original_approved_fen.unwrap_or_default(),
             disbursed_fen: self.disbursed_fen,
+            review: self
+                .review
+                .as_deref()
+                .map(|id| format!("reviews/{id}"))
+                .unwrap_or_default(),
             post_evaluation: self
                 .post_evaluation
                 .as_deref()

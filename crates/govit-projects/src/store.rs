@@ -8,6 +8,8 @@ use govit_platform::{
 };
 use sqlx::{AssertSqlSafe, Row};
 
+use govit_proto::projects::v1::{ReviewDecision, ReviewStage};
+
 use crate::model::{DocumentRow, EventRow, OrgRow, ProjectRow, to_json};
 
 /// What an audit event says beyond who and when.
@@ -33,7 +35,7 @@ const PROJECT_COLUMNS: &str = "code, year, seq, display_name, applicant, categor
     feasibility_consultancy, state, suspended_from, review_panel, return_reasons, \
     implementation_plan, contractor, supervision_firm, contract_amount_fen, contract_date, \
     post_evaluation_summary, version, event_count, create_time, update_time, approved_budget_fen, \
-    original_approved_fen, disbursed_fen, post_evaluation";
+    original_approved_fen, disbursed_fen, post_evaluation, review";
 
 const ORG_COLUMNS: &str =
     "credit_code, display_name, kind, contacts, version, create_time, update_time";
@@ -365,7 +367,7 @@ impl Store {
              implementation_plan = $14, contractor = $15, supervision_firm = $16, \
              contract_amount_fen = $17, contract_date = $18, post_evaluation_summary = $19, \
              update_time = $20, approved_budget_fen = $23, original_approved_fen = $24, \
-             post_evaluation = $25, version = version + 1, event_count = event_count + 1 \
+             post_evaluation = $25, review = $26, version = version + 1, event_count = event_count + 1 \
              WHERE code = $21 AND version = $22 RETURNING version, event_count",
         )
         .bind(row.display_name.clone())
@@ -393,6 +395,7 @@ impl Store {
         .bind(row.approved_budget_fen)
         .bind(row.original_approved_fen)
         .bind(row.post_evaluation.clone())
+        .bind(row.review.clone())
         .fetch_optional(&mut *tx)
         .await?;
         let Some(updated) = updated else {
@@ -405,14 +408,15 @@ impl Store {
                 Extra::ReviewOutcome(outcome) => {
                     let inserted = sqlx::query(
                         "INSERT INTO review_outcomes (review_id, project_code, stage, decision, summary, \
-                         recorded_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                         recorded_at, applied) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                     )
                     .bind(outcome.review_id.clone())
                     .bind(row.code.clone())
-                    .bind(outcome.stage)
-                    .bind(outcome.decision)
+                    .bind(outcome.stage.short_name())
+                    .bind(outcome.decision.short_name())
                     .bind(outcome.summary)
                     .bind(at.clone())
+                    .bind(i64::from(outcome.applied))
                     .execute(&mut *tx)
                     .await;
                     if let Err(e) = inserted {
@@ -427,8 +431,8 @@ impl Store {
                         });
                     }
                 }
-                Extra::Outbox { kind, payload } => {
-                    govit_platform::outbox::enqueue(&mut tx, kind, &payload).await?;
+                Extra::Outbox(message) => {
+                    govit_platform::outbox::enqueue(&mut tx, &message).await?;
                 }
                 Extra::FirstBaseline { budget_fen } => {
                     insert_baseline(
@@ -455,23 +459,29 @@ impl Store {
         review_id: &str,
     ) -> ServiceResult<Option<ReviewOutcomeRecord>> {
         let row = sqlx::query(
-            "SELECT review_id, project_code, stage, decision, summary FROM review_outcomes \
+            "SELECT review_id, project_code, stage, decision, summary, applied FROM review_outcomes \
              WHERE review_id = $1",
         )
         .bind(review_id.to_owned())
         .fetch_optional(&self.db.pool)
         .await?;
-        row.map(|r| -> Result<_, sqlx::Error> {
+        row.map(|r| -> anyhow::Result<_> {
+            let stage: String = r.try_get(2)?;
+            let decision: String = r.try_get(3)?;
             Ok(ReviewOutcomeRecord {
                 review_id: r.try_get(0)?,
                 project_code: r.try_get(1)?,
-                stage: r.try_get(2)?,
-                decision: r.try_get(3)?,
+                stage: ReviewStage::from_short_name(&stage)
+                    .ok_or_else(|| anyhow::anyhow!("stored review stage {stage:?} is unknown"))?,
+                decision: ReviewDecision::from_short_name(&decision).ok_or_else(|| {
+                    anyhow::anyhow!("stored review decision {decision:?} is unknown")
+                })?,
                 summary: r.try_get(4)?,
+                applied: r.try_get::<i64, _>(5)? != 0,
             })
         })
         .transpose()
-        .map_err(Into::into)
+        .map_err(ServiceError::Internal)
     }
 
     // ---- documents ----
@@ -590,10 +600,7 @@ pub enum Extra {
         budget_fen: i64,
     },
     /// A message to another service, sent by the outbox worker after commit.
-    Outbox {
-        kind: &'static str,
-        payload: serde_json::Value,
-    },
+    Outbox(crate::outbox::Outgoing),
 }
 
 #[allow(clippy::too_many_arguments)] // one column each; a struct would only rename them
@@ -654,7 +661,10 @@ pub async fn project_event(
 pub struct ReviewOutcomeRecord {
     pub review_id: String,
     pub project_code: String,
-    pub stage: String,
-    pub decision: String,
+    pub stage: ReviewStage,
+    pub decision: ReviewDecision,
     pub summary: String,
+    /// False for a decision that arrived after the project had moved on (withdrawn): kept,
+    /// never applied.
+    pub applied: bool,
 }

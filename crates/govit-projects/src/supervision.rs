@@ -193,14 +193,14 @@ impl ProjectsService {
             (project.approved_budget_fen, project.original_approved_fen)
         else {
             return Err(ServiceError::precondition(
-                "STATE",
+                "STATE_CONFLICT",
                 project.name(),
                 format!("{} has no approved budget yet", project.name()),
             ));
         };
         if TERMINAL.contains(&state) {
             return Err(ServiceError::precondition(
-                "STATE",
+                "STATE_CONFLICT",
                 project.name(),
                 format!(
                     "{} is {}; its budget can no longer change",
@@ -289,7 +289,7 @@ impl ProjectsService {
         let state: String = row.try_get("state")?;
         if state != "PENDING" {
             return Err(ServiceError::precondition(
-                "STATE",
+                "STATE_CONFLICT",
                 name.to_owned(),
                 format!("{name} is already {state}"),
             ));
@@ -298,7 +298,7 @@ impl ProjectsService {
         let flagged = row.try_get::<i64, _>("requires_higher_approval")? != 0;
         if approve && flagged && higher_rec.is_none() {
             return Err(ServiceError::precondition(
-                "HIGHER_APPROVAL",
+                "REAPPROVAL_REQUIRED",
                 name.to_owned(),
                 format!(
                     "{requested} fen is more than {}% above the original approved budget of {} fen: the approving department \
@@ -354,7 +354,7 @@ impl ProjectsService {
             .await?;
             if moved.rows_affected() == 0 {
                 return Err(ServiceError::precondition(
-                    "BUDGET",
+                    "BUDGET_EXCEEDED",
                     name.to_owned(),
                     format!(
                         "the approved budget is no longer the {current_at_filing} fen this request was filed against; file a new request"
@@ -475,7 +475,7 @@ impl ProjectsService {
         let state = project.state().map_err(internal)?;
         let Some(contract_date) = project.contract_date.as_deref() else {
             return Err(ServiceError::precondition(
-                "STATE",
+                "STATE_CONFLICT",
                 project.name(),
                 format!(
                     "{} is {}; disbursements are recorded once the contract is signed",
@@ -486,7 +486,7 @@ impl ProjectsService {
         };
         if matches!(state, S::Closed | S::Suspended) {
             return Err(ServiceError::precondition(
-                "STATE",
+                "STATE_CONFLICT",
                 project.name(),
                 format!(
                     "{} is {}; it takes no disbursements",
@@ -542,7 +542,7 @@ impl ProjectsService {
                     now_row.disbursed_fen
                 ),
                 violations: vec![govit_platform::error::PreconditionViolation::new(
-                    "BUDGET",
+                    "BUDGET_EXCEEDED",
                     project.name(),
                     format!(
                         "approved {budget} fen, disbursed {} fen, requested {} fen",
@@ -775,7 +775,7 @@ impl ProjectsService {
         let state = project.state().map_err(internal)?;
         if TERMINAL.contains(&state) {
             return Err(ServiceError::precondition(
-                "STATE",
+                "STATE_CONFLICT",
                 project.name(),
                 format!("{} is {}", project.name(), state_name(state)),
             ));
@@ -900,7 +900,7 @@ impl ProjectsService {
         let state = project.state().map_err(internal)?;
         if TERMINAL.contains(&state) {
             return Err(ServiceError::precondition(
-                "STATE",
+                "STATE_CONFLICT",
                 project.name(),
                 format!("{} is {}", project.name(), state_name(state)),
             ));
@@ -965,7 +965,7 @@ impl ProjectsService {
         let current = self.progress_report(&code, &id).await?;
         if current.state != pb::ProgressReportState::Filed as i32 {
             return Err(ServiceError::precondition(
-                "STATE",
+                "STATE_CONFLICT",
                 req.name.clone(),
                 format!("{} is already reviewed", req.name),
             ));
@@ -1545,7 +1545,7 @@ impl ProjectsService {
                 .await?;
             return Err(if exists.iter().any(|f| f.name == req.finding) {
                 ServiceError::precondition(
-                    "STATE",
+                    "STATE_CONFLICT",
                     req.finding.clone(),
                     format!("{} is already rectified", req.finding),
                 )
@@ -1922,9 +1922,13 @@ impl ProjectsService {
                 .as_ref()
                 .and_then(date_from_proto)
                 .ok_or_else(|| internal(anyhow::anyhow!("the calendar answered without a date"))),
-            Err(s) if s.code() == tonic::Code::FailedPrecondition => Err(
-                ServiceError::precondition("CALENDAR", "calendar", s.message().to_owned()),
-            ),
+            Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+                Err(ServiceError::precondition(
+                    "CALENDAR_YEAR_MISSING",
+                    "calendar",
+                    s.message().to_owned(),
+                ))
+            }
             Err(s) => Err(ServiceError::Unavailable(format!(
                 "the working-day calendar cannot be reached: {}",
                 s.message()
@@ -1953,14 +1957,13 @@ impl ProjectsService {
                     ..Default::default()
                 })
                 .await
-                .map_err(|s| {
-                    ServiceError::Unavailable(format!(
-                        "the scheduling service cannot be reached: {}",
-                        s.message()
-                    ))
-                })?
+                .map_err(|s| ServiceError::from_peer("review scheduling service", s))?
                 .into_inner();
-            out.extend(page.reviews.into_iter().map(|r| r.project_id));
+            out.extend(
+                page.reviews
+                    .into_iter()
+                    .filter_map(|r| r.project.strip_prefix("projects/").map(str::to_owned)),
+            );
             if page.next_page_token.is_empty() {
                 return Ok(Some(out));
             }

@@ -170,16 +170,16 @@ pub fn panel(v: &mut Violations, field: &str, panel: &[pb::PanelRequirement]) ->
             );
         }
     }
-    let mut recs: Vec<PanelRec> = panel
+    // Kept in office's order, so that a violation the registry reports by index names the
+    // entry office wrote.
+    panel
         .iter()
         .map(|p| PanelRec {
             category: p.category.clone(),
             count: p.count,
             alternates: p.alternates,
         })
-        .collect();
-    recs.sort_by(|a, b| a.category.cmp(&b.category));
-    recs
+        .collect()
 }
 
 pub fn reasons(v: &mut Violations, field: &str, reasons: &[String]) {

@@ -14,12 +14,22 @@ pub mod google {
 }
 
 pub mod govit {
+    pub mod common {
+        #[allow(clippy::all)]
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/govit.common.v1.rs"));
+        }
+    }
+
     pub mod projects {
         // Generated code: its style is prost's and tonic's, not ours (an empty service yields a
         // single-arm match, for one).
         #[allow(clippy::all)]
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/govit.projects.v1.rs"));
+
+            // The shared concepts, where every service's code expects its own types.
+            pub use crate::govit::common::v1::{PanelRequirement, ReviewDecision, ReviewStage};
         }
     }
 
@@ -29,6 +39,9 @@ pub mod govit {
         #[allow(clippy::all)]
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/govit.experts.v1.rs"));
+
+            // The shared concepts, where every service's code expects its own types.
+            pub use crate::govit::common::v1::{PanelRequirement, ReviewDecision, ReviewStage};
         }
     }
 
@@ -38,8 +51,13 @@ pub mod govit {
         #[allow(clippy::all)]
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/govit.scheduling.v1.rs"));
+
+            // The shared concepts, where every service's code expects its own types.
+            pub use crate::govit::common::v1::{PanelRequirement, ReviewDecision, ReviewStage};
         }
     }
 }
 
-pub use govit::{experts, projects, scheduling};
+pub use govit::{common, experts, projects, scheduling};
+
+pub mod review_rules;

@@ -19,7 +19,7 @@ use tonic::{Request, Response, Status};
 use crate::{
     SchedulingService,
     calendar::{Kind, View, is_weekend},
-    model::{ReviewRow, stage_name},
+    model::ReviewRow,
     notify,
     reviews::{internal, parse_review, today},
 };
@@ -324,7 +324,18 @@ impl ReviewSchedulingService for SchedulingService {
         let caller = Caller::from_request(&request)?;
         let req = request.into_inner();
         respond(async {
-            let r = self.request_review(&caller, req).await?;
+            let Some(r) = self.request_review(&caller, req.clone()).await? else {
+                // validate_only: what would be created, nothing of it stored.
+                return Ok(pb::Review {
+                    project: req.project,
+                    stage: req.stage,
+                    panel: req.panel,
+                    excluded_organizations: req.excluded_organizations,
+                    applicant_organization: req.applicant_organization,
+                    accept_time: req.accept_time,
+                    ..Default::default()
+                });
+            };
             // Start drawing at once; the worker picks up whatever this could not finish.
             if let Err(e) = self.advance(&r.id).await {
                 tracing::warn!(review = %r.id, error = ?e, "draw not started yet; the worker will retry");
@@ -358,9 +369,17 @@ impl ReviewSchedulingService for SchedulingService {
         let req = request.into_inner();
         respond(async {
             let mut v = Violations::new();
+            let project_id = match req.project.strip_prefix("projects/") {
+                _ if req.project.is_empty() => String::new(),
+                Some(code) if govit_platform::validate::is_code(code) => code.to_owned(),
+                _ => {
+                    v.add("project", "must be projects/{code}, e.g. projects/2026-0007");
+                    String::new()
+                }
+            };
             let stage = match pb::ReviewStage::try_from(req.stage) {
                 Ok(pb::ReviewStage::Unspecified) => None,
-                Ok(s) => Some(stage_name(s).to_owned()),
+                Ok(s) => Some(s.short_name().to_owned()),
                 Err(_) => {
                     v.add("stage", format!("{} is not a known value", req.stage));
                     None
@@ -376,14 +395,14 @@ impl ReviewSchedulingService for SchedulingService {
             };
             v.finish()?;
             caller.require(&[Role::Office, Role::Service, Role::Supervisor, Role::Inspector])?;
-            let page = Page::parse(req.page_size, &req.page_token, &format!("reviews {} {stage:?} {state:?} {}", req.project_id, req.overdue_only))?;
+            let page = Page::parse(req.page_size, &req.page_token, &format!("reviews {project_id} {stage:?} {state:?} {}", req.overdue_only))?;
             let (after_time, after_id) = page.after.as_deref().and_then(|k| k.split_once(' ')).map(|(a, b)| (a.to_owned(), b.to_owned())).unwrap_or_default();
             let rows = sqlx::query_as::<_, ReviewRow>(
                 "SELECT * FROM reviews WHERE ($1 = '' OR project_id = $1) AND ($2 = '' OR stage = $2) AND ($3 = '' OR state = $3) \
-                 AND ($4 = 0 OR (state <> 'CONCLUDED' AND deadline < $5)) AND (create_time > $6 OR (create_time = $6 AND id > $7)) \
+                 AND ($4 = 0 OR (state NOT IN ('CONCLUDED', 'CANCELLED') AND deadline < $5)) AND (create_time > $6 OR (create_time = $6 AND id > $7)) \
                  ORDER BY create_time, id LIMIT $8",
             )
-            .bind(req.project_id.clone())
+            .bind(project_id)
             .bind(stage.unwrap_or_default())
             .bind(state.unwrap_or_default())
             .bind(i64::from(req.overdue_only))
@@ -417,6 +436,100 @@ impl ReviewSchedulingService for SchedulingService {
                 self.review(&id).await?;
                 self.advance(&id).await?;
                 self.view(&caller, &self.review(&id).await?).await
+            }
+            .await,
+        )
+    }
+
+    async fn amend_review_panel(
+        &self,
+        request: Request<pb::AmendReviewPanelRequest>,
+    ) -> Result<Response<pb::Review>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let req = request.into_inner();
+        respond(
+            async {
+                let r = self.amend_panel(&caller, req).await?;
+                if let Err(e) = self.advance(&r.id).await {
+                    tracing::warn!(review = %r.id, error = ?e, "draw not started yet; the worker will retry");
+                }
+                self.view(&caller, &self.review(&r.id).await?).await
+            }
+            .await,
+        )
+    }
+
+    async fn cancel_review(
+        &self,
+        request: Request<pb::CancelReviewRequest>,
+    ) -> Result<Response<pb::Review>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let req = request.into_inner();
+        respond(
+            async {
+                let r = self.cancel_review(&caller, req).await?;
+                self.view(&caller, &r).await
+            }
+            .await,
+        )
+    }
+
+    async fn pause_review(
+        &self,
+        request: Request<pb::PauseReviewRequest>,
+    ) -> Result<Response<pb::Review>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let req = request.into_inner();
+        respond(
+            async {
+                let r = self.pause_review(&caller, req).await?;
+                self.view(&caller, &r).await
+            }
+            .await,
+        )
+    }
+
+    async fn resume_review(
+        &self,
+        request: Request<pb::ResumeReviewRequest>,
+    ) -> Result<Response<pb::Review>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let req = request.into_inner();
+        respond(
+            async {
+                let r = self.resume_review(&caller, req).await?;
+                if let Err(e) = self.advance(&r.id).await {
+                    tracing::warn!(review = %r.id, error = ?e, "review not advanced yet; the worker will retry");
+                }
+                self.view(&caller, &self.review(&r.id).await?).await
+            }
+            .await,
+        )
+    }
+
+    async fn list_outbox_messages(
+        &self,
+        request: Request<govit_proto::common::v1::ListOutboxMessagesRequest>,
+    ) -> Result<Response<govit_proto::common::v1::ListOutboxMessagesResponse>, Status> {
+        let caller = Caller::from_request(&request)?;
+        respond(
+            async {
+                caller.require(&[Role::Office])?;
+                govit_platform::outbox::list(&self.db, request.get_ref()).await
+            }
+            .await,
+        )
+    }
+
+    async fn retry_outbox_message(
+        &self,
+        request: Request<govit_proto::common::v1::RetryOutboxMessageRequest>,
+    ) -> Result<Response<govit_proto::common::v1::OutboxMessage>, Status> {
+        let caller = Caller::from_request(&request)?;
+        respond(
+            async {
+                caller.require(&[Role::Office])?;
+                govit_platform::outbox::retry(&self.db, &request.get_ref().name).await
             }
             .await,
         )

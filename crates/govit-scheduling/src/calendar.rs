@@ -145,7 +145,7 @@ impl View {
             .await?
         else {
             return Err(ServiceError::precondition(
-                "CALENDAR",
+                "CALENDAR_YEAR_MISSING",
                 format!("calendars/{year}"),
                 format!(
                     "the working-day calendar has no data for {year}; office must import the year's holiday arrangement first"

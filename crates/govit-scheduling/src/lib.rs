@@ -6,8 +6,10 @@
 
 mod api;
 pub mod calendar;
+mod control;
 mod model;
 mod notify;
+mod outbox;
 mod reviews;
 mod worker;
 
@@ -82,12 +84,20 @@ pub struct Peers {
     pub service_token: String,
 }
 
+/// The raw channels to the other services, for their health.
+#[derive(Clone)]
+struct PeerChannels {
+    registry: Channel,
+    projects: Channel,
+}
+
 #[derive(Clone)]
 pub struct SchedulingService {
     db: Db,
     policy: SchedulingPolicy,
     registry: RegistryClient,
     projects: ProjectsClient,
+    peers: PeerChannels,
     notify: Arc<tokio::sync::Notify>,
 }
 
@@ -110,19 +120,19 @@ impl SchedulingService {
         let db = Db::connect_and_migrate(database_url, &MIGRATOR).await?;
         calendar::seed(&db).await?;
         let token = BearerToken::new(&peers.service_token)?;
-        let registry = ExpertRegistryServiceClient::with_interceptor(
-            govit_platform::client::lazy_channel(&peers.experts_url)?,
-            token.clone(),
-        );
-        let projects = ProjectServiceClient::with_interceptor(
-            govit_platform::client::lazy_channel(&peers.projects_url)?,
-            token,
-        );
+        let channels = PeerChannels {
+            registry: govit_platform::client::lazy_channel(&peers.experts_url)?,
+            projects: govit_platform::client::lazy_channel(&peers.projects_url)?,
+        };
+        let registry =
+            ExpertRegistryServiceClient::with_interceptor(channels.registry.clone(), token.clone());
+        let projects = ProjectServiceClient::with_interceptor(channels.projects.clone(), token);
         Ok(Self {
             db,
             policy,
             registry,
             projects,
+            peers: channels,
             notify: Arc::new(tokio::sync::Notify::new()),
         })
     }

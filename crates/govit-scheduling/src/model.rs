@@ -6,12 +6,13 @@ use serde::{Deserialize, Serialize};
 
 pub use govit_platform::json::{from_json, to_json};
 
-pub fn stage_name(stage: pb::ReviewStage) -> &'static str {
-    stage.as_str_name().trim_start_matches("REVIEW_STAGE_")
+/// A stored value that names no known variant: the row is corrupt, never read as a default.
+fn unknown(column: &str, value: &str) -> anyhow::Error {
+    anyhow::anyhow!("stored {column} {value:?} is not a known value")
 }
 
-pub fn decision_name(d: pb::Decision) -> &'static str {
-    d.as_str_name().trim_start_matches("DECISION_")
+pub fn decision_from_stored(value: &str) -> anyhow::Result<pb::ReviewDecision> {
+    pb::ReviewDecision::from_short_name(value).ok_or_else(|| unknown("decision", value))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -44,7 +45,6 @@ pub struct ConclusionRec {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ReviewRow {
     pub id: String,
-    pub request_key: String,
     pub project_id: String,
     pub stage: String,
     pub state: String,
@@ -59,6 +59,13 @@ pub struct ReviewRow {
     pub stall_reason: String,
     pub create_time: String,
     pub applicant: String,
+    /// Who asked for the review and a hash of what they asked: the review id is an
+    /// idempotency key bound to both.
+    pub requester: String,
+    pub request_hash: String,
+    pub accept_time: String,
+    pub paused_from: Option<String>,
+    pub cancel_reason: String,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -79,7 +86,7 @@ impl InvitationRow {
             expert_id: self.expert_id.clone(),
             category: self.category.clone(),
             state: pb::InvitationState::from_str_name(&format!("INVITATION_STATE_{}", self.state))
-                .unwrap_or_default() as i32,
+                .ok_or_else(|| unknown("invitation state", &self.state))? as i32,
             respond_by: Some(stored_to_timestamp(&self.respond_by)?),
             decline_reason: self.decline_reason.clone(),
             draw: format!("draws/{}", self.draw_id),
@@ -108,11 +115,7 @@ impl OpinionRow {
                 .map(|(criterion, score)| pb::CriterionScore { criterion, score })
                 .collect(),
             opinion: self.opinion.clone(),
-            recommendation: pb::Decision::from_str_name(&format!(
-                "DECISION_{}",
-                self.recommendation
-            ))
-            .unwrap_or_default() as i32,
+            recommendation: decision_from_stored(&self.recommendation)? as i32,
             submit_time: Some(stored_to_timestamp(&self.submit_time)?),
         })
     }
@@ -138,6 +141,14 @@ impl ReviewRow {
         from_json("excluded_organizations", &self.excluded_organizations)
     }
 
+    pub fn stage(&self) -> anyhow::Result<pb::ReviewStage> {
+        pb::ReviewStage::from_short_name(&self.stage).ok_or_else(|| unknown("stage", &self.stage))
+    }
+
+    pub fn project_name(&self) -> String {
+        format!("projects/{}", self.project_id)
+    }
+
     /// The wire form. `show_panel` is false for applicants before the meeting starts.
     pub fn to_proto(
         &self,
@@ -155,7 +166,8 @@ impl ReviewRow {
                 venue: m.venue,
                 online_link: m.online_link,
                 state: pb::MeetingState::from_str_name(&format!("MEETING_STATE_{}", m.state))
-                    .unwrap_or_default() as i32,
+                    .ok_or_else(|| unknown("meeting state", &m.state))?
+                    as i32,
                 change_reason: m.change_reason,
             })
         });
@@ -166,8 +178,7 @@ impl ReviewRow {
             .transpose()?
             .map(|c| -> anyhow::Result<_> {
                 Ok(pb::Conclusion {
-                    decision: pb::Decision::from_str_name(&format!("DECISION_{}", c.decision))
-                        .unwrap_or_default() as i32,
+                    decision: decision_from_stored(&c.decision)? as i32,
                     summary: c.summary,
                     average_scores_centi: c
                         .averages_centi
@@ -182,12 +193,21 @@ impl ReviewRow {
         let deadline = date_from_stored(&self.deadline)?;
         Ok(pb::Review {
             name: self.name(),
-            request_key: self.request_key.clone(),
-            project_id: self.project_id.clone(),
-            stage: pb::ReviewStage::from_str_name(&format!("REVIEW_STAGE_{}", self.stage))
+            project: self.project_name(),
+            stage: self.stage()? as i32,
+            state: review_state(&self.state)? as i32,
+            paused_from: self
+                .paused_from
+                .as_deref()
+                .map(review_state)
+                .transpose()?
                 .unwrap_or_default() as i32,
-            state: pb::ReviewState::from_str_name(&format!("REVIEW_STATE_{}", self.state))
-                .unwrap_or_default() as i32,
+            cancel_reason: self.cancel_reason.clone(),
+            accept_time: if self.accept_time.is_empty() {
+                None
+            } else {
+                Some(stored_to_timestamp(&self.accept_time)?)
+            },
             panel: self
                 .panel()?
                 .into_iter()
@@ -227,9 +247,15 @@ impl ReviewRow {
             conclusion: conclusion.transpose()?,
             ratings: if show_panel { ratings } else { Vec::new() },
             stall_reason: self.stall_reason.clone(),
-            overdue: self.state != "CONCLUDED" && deadline < today,
+            overdue: !["CONCLUDED", "CANCELLED"].contains(&self.state.as_str()) && deadline < today,
             create_time: Some(stored_to_timestamp(&self.create_time)?),
             applicant_organization: self.applicant.clone(),
         })
     }
+}
+
+pub fn review_state(value: &str) -> anyhow::Result<pb::ReviewState> {
+    pb::ReviewState::from_str_name(&format!("REVIEW_STATE_{value}"))
+        .filter(|s| *s != pb::ReviewState::Unspecified)
+        .ok_or_else(|| unknown("review state", value))
 }

@@ -7,21 +7,22 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use govit_platform::{
     Caller, Role, ServiceError, ServiceResult, Tx, Violations,
+    error::{FieldViolation, field_violations, status_reason},
     time::{date_from_stored, now, to_stored},
     validate::is_code,
 };
-use govit_proto::{experts::v1 as epb, scheduling::v1 as pb};
-use serde_json::json;
+use govit_proto::{experts::v1 as epb, projects::v1 as ppb, scheduling::v1 as pb};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::{
     SchedulingService,
     calendar::View,
     model::{
-        ConclusionRec, InvitationRow, MeetingRec, OpinionRow, PanelRec, ReviewRow, decision_name,
-        from_json, stage_name, to_json,
+        ConclusionRec, InvitationRow, MeetingRec, OpinionRow, PanelRec, ReviewRow, from_json,
+        to_json,
     },
     notify::{self, Channel},
+    outbox::{Call, Outgoing},
 };
 
 pub fn internal(e: impl Into<anyhow::Error>) -> ServiceError {
@@ -40,7 +41,26 @@ pub fn today() -> NaiveDate {
     Utc::now().with_timezone(&cst()).date_naive()
 }
 
+/// States the worker takes further on its own.
 pub const OPEN_STATES: [&str; 4] = ["DRAWING", "AWAITING_WITNESS", "INVITING", "PANEL_CONFIRMED"];
+
+/// States in which experts answer, meet and conclude.
+const PANEL_STATES: [&str; 2] = ["INVITING", "PANEL_CONFIRMED"];
+
+/// A short, fixed-length idempotency key for a call this service makes on a review's behalf.
+fn derived_key(parts: &[&str]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(parts.join("/").as_bytes());
+    format!("rq-{}", &hex::encode(digest)[..40])
+}
+
+/// The registry's field names for a panel, as the caller of this service named them.
+fn panel_violations(status: &tonic::Status, field: &str) -> Vec<FieldViolation> {
+    field_violations(status)
+        .into_iter()
+        .map(|v| FieldViolation::new(v.field.replacen("requirements", field, 1), v.description))
+        .collect()
+}
 
 pub const REVIEW_READERS: [Role; 6] = [
     Role::Office,
@@ -50,15 +70,6 @@ pub const REVIEW_READERS: [Role; 6] = [
     Role::Applicant,
     Role::Expert,
 ];
-
-fn decisions_for(stage: &str) -> &'static [pb::Decision] {
-    use pb::Decision::*;
-    match stage {
-        "PRELIMINARY_REVIEW" => &[Approved, RevisionRequired, Rejected],
-        "IMPLEMENTATION_PLAN_REVIEW" => &[Approved, RevisionRequired],
-        _ => &[Passed, Failed],
-    }
-}
 
 impl SchedulingService {
     pub(crate) async fn review(&self, id: &str) -> ServiceResult<ReviewRow> {
@@ -179,48 +190,38 @@ impl SchedulingService {
         .map_err(internal)
     }
 
+    /// Creates the review the request describes, or returns the one this caller created with
+    /// this very request before; with `validate_only`, checks it and answers None.
     pub(crate) async fn request_review(
         &self,
         caller: &Caller,
         req: pb::RequestReviewRequest,
-    ) -> ServiceResult<ReviewRow> {
+    ) -> ServiceResult<Option<ReviewRow>> {
         let mut v = Violations::new();
-        if !is_code(&req.request_key) && req.request_key.len() > 200 || req.request_key.is_empty() {
-            v.add("request_key", "must be 1 to 200 characters");
-        }
-        if !is_code(&req.project_id) {
+        if !req.review_id.is_empty() && !is_code(&req.review_id) {
             v.add(
-                "project_id",
+                "review_id",
                 "must be 1 to 64 characters of A-Z a-z 0-9 . _ -",
             );
         }
+        let project_id = match req.project.strip_prefix("projects/") {
+            Some(code) if is_code(code) => code.to_owned(),
+            _ => {
+                v.add(
+                    "project",
+                    "must be projects/{code}, e.g. projects/2026-0007",
+                );
+                String::new()
+            }
+        };
         let stage = match pb::ReviewStage::try_from(req.stage) {
             Ok(pb::ReviewStage::Unspecified) | Err(_) => {
                 v.add("stage", "must be PRELIMINARY_REVIEW, IMPLEMENTATION_PLAN_REVIEW, ACCEPTANCE or POST_EVALUATION");
                 None
             }
-            Ok(s) => Some(stage_name(s)),
+            Ok(s) => Some(s),
         };
-        if req.panel.is_empty() {
-            v.add("panel", "must name at least one category");
-        }
-        let mut seen = BTreeSet::new();
-        for (i, p) in req.panel.iter().enumerate() {
-            if !is_code(&p.category) {
-                v.add(
-                    format!("panel[{i}].category"),
-                    "must be 1 to 64 characters of A-Z a-z 0-9 . _ -",
-                );
-            } else if !seen.insert(p.category.clone()) {
-                v.add(format!("panel[{i}].category"), "appears twice");
-            }
-            if !(1..=50).contains(&p.count) {
-                v.add(format!("panel[{i}].count"), "must be between 1 and 50");
-            }
-            if !(0..=50).contains(&p.alternates) {
-                v.add(format!("panel[{i}].alternates"), "must be between 0 and 50");
-            }
-        }
+        check_panel_shape(&mut v, "panel", &req.panel);
         for (i, o) in req.excluded_organizations.iter().enumerate() {
             if let Err(p) = govit_platform::uscc::CreditCode::parse(o) {
                 v.add(
@@ -234,28 +235,70 @@ impl SchedulingService {
         {
             v.add("applicant_organization", format!("credit code {p}"));
         }
-        v.finish()?;
-        caller.require(&[Role::Service, Role::Office])?;
-        let stage = stage.unwrap_or_default();
-        if let Some(existing) =
-            sqlx::query_as::<_, ReviewRow>("SELECT * FROM reviews WHERE request_key = $1")
-                .bind(req.request_key.clone())
-                .fetch_optional(&self.db.pool)
-                .await?
-        {
-            return Ok(existing);
+        let accepted = req
+            .accept_time
+            .as_ref()
+            .and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?));
+        match accepted {
+            None => v.add(
+                "accept_time",
+                "is required: when office sent the project to review",
+            ),
+            // Clocks of two services differ a little; a request from the future does not.
+            Some(t) if t > Utc::now() + chrono::Duration::minutes(5) => {
+                v.add("accept_time", "must not be in the future")
+            }
+            Some(_) => {}
         }
-        let request_date = today();
+        v.finish()?;
+        let (Some(stage), Some(accepted)) = (stage, accepted) else {
+            return Err(ServiceError::field("stage", "is required"));
+        };
+        caller.require(&[Role::Service, Role::Office])?;
+        let hash = request_hash(&req);
+        if !req.validate_only
+            && !req.review_id.is_empty()
+            && let Some(existing) = self.review_if_any(&req.review_id).await?
+        {
+            return same_request(existing, caller, &hash).map(Some);
+        }
+        // The deadline counts from office's acceptance, whenever the request arrives.
+        let request_date = accepted.with_timezone(&cst()).date_naive();
         let n = self
             .policy
             .deadline_working_days
-            .get(stage)
+            .get(stage.short_name())
             .copied()
             .unwrap_or(5);
         let (deadline, version) = View::default()
             .add_working_days(&self.db, request_date, n)
             .await?;
-        let id = format!("rv-{}", uuid::Uuid::now_v7().simple());
+        let checked = self
+            .check_with_registry(
+                &req.project,
+                stage,
+                &req.panel,
+                &req.excluded_organizations,
+                deadline,
+                "panel",
+            )
+            .await;
+        match checked {
+            // A request is never lost to a registry outage: the review waits for it to draw,
+            // and a panel it would refuse stalls there for office. A check alone cannot wait.
+            Err(ServiceError::Unavailable(why)) if !req.validate_only => {
+                tracing::warn!(project = %project_id, %why, "registry unreachable; the review is created and its panel checked when drawn");
+            }
+            other => other?,
+        }
+        if req.validate_only {
+            return Ok(None);
+        }
+        let id = if req.review_id.is_empty() {
+            format!("rv-{}", uuid::Uuid::now_v7().simple())
+        } else {
+            req.review_id.clone()
+        };
         let panel: Vec<PanelRec> = req
             .panel
             .iter()
@@ -268,13 +311,14 @@ impl SchedulingService {
         let mut tx = self.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO reviews (id, request_key, project_id, stage, state, panel, excluded_organizations, request_date, deadline, \
-             calendar_version, chair_expert_id, meeting, conclusion, stall_reason, version, event_count, create_time, applicant) \
-             VALUES ($1, $2, $3, $4, 'DRAWING', $5, $6, $7, $8, $9, NULL, NULL, NULL, '', 1, 0, $10, $11)",
+             calendar_version, chair_expert_id, meeting, conclusion, stall_reason, version, event_count, create_time, applicant, \
+             requester, request_hash, accept_time, paused_from, cancel_reason) \
+             VALUES ($1, $1, $2, $3, 'DRAWING', $4, $5, $6, $7, $8, NULL, NULL, NULL, '', 1, 0, $9, $10, $11, $12, $13, NULL, '') \
+             ON CONFLICT (id) DO NOTHING",
         )
         .bind(id.clone())
-        .bind(req.request_key.clone())
-        .bind(req.project_id.clone())
-        .bind(stage)
+        .bind(project_id.clone())
+        .bind(stage.short_name())
         .bind(to_json(&panel))
         .bind(to_json(&req.excluded_organizations))
         .bind(request_date.to_string())
@@ -282,32 +326,78 @@ impl SchedulingService {
         .bind(version.clone())
         .bind(to_stored(now()))
         .bind(req.applicant_organization.clone())
+        .bind(caller.subject.clone())
+        .bind(hash.clone())
+        .bind(to_stored(accepted))
         .execute(&mut *tx)
-        .await;
-        if let Err(e) = inserted {
-            if govit_platform::db::is_unique_violation(&e) {
-                drop(tx);
-                return sqlx::query_as::<_, ReviewRow>(
-                    "SELECT * FROM reviews WHERE request_key = $1",
-                )
-                .bind(req.request_key)
-                .fetch_one(&self.db.pool)
-                .await
-                .map_err(Into::into);
-            }
-            return Err(e.into());
+        .await?;
+        if inserted.rows_affected() == 0 {
+            // The same id raced us and won: the same request gets its review, another is refused.
+            drop(tx);
+            return same_request(self.review(&id).await?, caller, &hash).map(Some);
         }
         Self::event(
             &mut tx,
             &id,
             &caller.subject,
             "RequestReview",
-            &format!("deadline {deadline} ({n} working days, calendar {version})"),
+            &format!(
+                "deadline {deadline} ({n} working days from {request_date}, calendar {version})"
+            ),
         )
         .await?;
         tx.commit().await?;
-        tracing::info!(review = %id, project = %req.project_id, stage, %deadline, "review requested");
-        self.review(&id).await
+        tracing::info!(review = %id, project = %project_id, stage = stage.short_name(), %deadline, "review requested");
+        self.review(&id).await.map(Some)
+    }
+
+    pub(crate) async fn review_if_any(&self, id: &str) -> ServiceResult<Option<ReviewRow>> {
+        Ok(
+            sqlx::query_as::<_, ReviewRow>("SELECT * FROM reviews WHERE id = $1")
+                .bind(id.to_owned())
+                .fetch_optional(&self.db.pool)
+                .await?,
+        )
+    }
+
+    /// Asks the registry whether it would open this panel's draw: the registry alone knows its
+    /// categories and pool. Its field violations come back under `field`.
+    pub(crate) async fn check_with_registry(
+        &self,
+        project: &str,
+        stage: pb::ReviewStage,
+        panel: &[pb::PanelRequirement],
+        excluded_organizations: &[String],
+        meeting_date: NaiveDate,
+        field: &str,
+    ) -> ServiceResult<()> {
+        let answer = self
+            .registry
+            .clone()
+            .open_draw(epb::OpenDrawRequest {
+                project: project.to_owned(),
+                stage: stage as i32,
+                requirements: panel.to_vec(),
+                excluded_organizations: excluded_organizations.to_vec(),
+                excluded_experts: Vec::new(),
+                meeting_date: Some(govit_platform::time::date_to_proto(meeting_date)),
+                supplements: String::new(),
+                request_id: String::new(),
+                validate_only: true,
+            })
+            .await;
+        match answer {
+            Ok(_) => Ok(()),
+            Err(s) if s.code() == tonic::Code::InvalidArgument => {
+                let violations = panel_violations(&s, field);
+                if violations.is_empty() {
+                    Err(ServiceError::field(field, s.message()))
+                } else {
+                    Err(ServiceError::InvalidArgument(violations))
+                }
+            }
+            Err(s) => Err(ServiceError::from_peer("expert registry", s)),
+        }
     }
 
     // ---- drawing and inviting (run by the worker and by AdvanceReview) ----
@@ -319,17 +409,26 @@ impl SchedulingService {
         if !OPEN_STATES.contains(&r.state.as_str()) {
             return Ok(());
         }
-        let draws = sqlx::query("SELECT draw_id, seq, category, invited FROM review_draws WHERE review_id = $1 ORDER BY seq")
-            .bind(id.to_owned())
-            .fetch_all(&self.db.pool)
-            .await?;
-        if draws.is_empty() {
+        let draws: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM review_draws WHERE review_id = $1 AND abandoned = 0",
+        )
+        .bind(id.to_owned())
+        .fetch_one(&self.db.pool)
+        .await?;
+        if draws == 0 {
+            // Each panel (the first, or one office amended) has its own draw, and its own key
+            // at the registry, so a retried opening never opens two.
+            let generation: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM review_draws WHERE review_id = $1")
+                    .bind(id.to_owned())
+                    .fetch_one(&self.db.pool)
+                    .await?;
             let mut registry = self.registry.clone();
             let meeting_date = date_from_stored(&r.deadline).map_err(internal)?;
             let d = registry
                 .open_draw(epb::OpenDrawRequest {
-                    project_id: r.project_id.clone(),
-                    stage: r.stage.clone(),
+                    project: r.project_name(),
+                    stage: r.stage().map_err(internal)? as i32,
                     requirements: r
                         .panel()
                         .map_err(internal)?
@@ -344,35 +443,33 @@ impl SchedulingService {
                     excluded_experts: Vec::new(),
                     meeting_date: Some(govit_platform::time::date_to_proto(meeting_date)),
                     supplements: String::new(),
-                    request_id: format!("{id}-main"),
+                    request_id: derived_key(&[id, "main", &generation.to_string()]),
+                    validate_only: false,
                 })
                 .await;
             let d = match d {
                 Ok(d) => d.into_inner(),
-                // The registry refused the request itself: retrying cannot help; office must act.
+                // The registry refused the request itself (its pool shrank since the panel
+                // was checked, say): retrying cannot help; office must act.
                 Err(s)
                     if matches!(
                         s.code(),
                         tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument
                     ) =>
                 {
-                    return self
-                        .stall(
-                            &r,
-                            &format!("the registry refused the draw: {}", s.message()),
-                        )
-                        .await;
+                    let why = match status_reason(&s).as_deref() {
+                        Some("INSUFFICIENT_EXPERTS") => {
+                            format!("the pool cannot supply the panel: {}", s.message())
+                        }
+                        _ => format!("the registry refused the draw: {}", s.message()),
+                    };
+                    return self.stall(&r, &why).await;
                 }
-                Err(s) => {
-                    return Err(ServiceError::Internal(anyhow::anyhow!(
-                        "opening the draw at the registry: {}",
-                        s.message()
-                    )));
-                }
+                Err(s) => return Err(ServiceError::from_peer("expert registry", s)),
             };
             self.add_draw(&r, &d.draw_id, "").await?;
         }
-        let draws = sqlx::query("SELECT draw_id, seq, category, invited FROM review_draws WHERE review_id = $1 ORDER BY seq")
+        let draws = sqlx::query("SELECT draw_id, seq, category, invited FROM review_draws WHERE review_id = $1 AND abandoned = 0 ORDER BY seq")
             .bind(id.to_owned())
             .fetch_all(&self.db.pool)
             .await?;
@@ -390,9 +487,7 @@ impl SchedulingService {
                     name: format!("draws/{draw_id}"),
                 })
                 .await
-                .map_err(|s| {
-                    ServiceError::Internal(anyhow::anyhow!("reading the draw: {}", s.message()))
-                })?
+                .map_err(|s| ServiceError::from_peer("expert registry", s))?
                 .into_inner();
             let state = epb::DrawState::try_from(d.state).unwrap_or_default();
             if matches!(state, epb::DrawState::Open | epb::DrawState::Witnessed) {
@@ -411,12 +506,7 @@ impl SchedulingService {
                         name: d.name.clone(),
                     })
                     .await
-                    .map_err(|s| {
-                        ServiceError::Internal(anyhow::anyhow!(
-                            "executing the draw: {}",
-                            s.message()
-                        ))
-                    })?
+                    .map_err(|s| ServiceError::from_peer("expert registry", s))?
                     .into_inner();
             }
             if epb::DrawState::try_from(d.state).unwrap_or_default() == epb::DrawState::Cancelled {
@@ -724,16 +814,27 @@ impl SchedulingService {
             .into_iter()
             .find(|i| i.expert_id == expert)
             .ok_or_else(|| ServiceError::not_found("invitation", req.name.clone()))?;
+        if invitation.state == "PENDING" && !PANEL_STATES.contains(&r.state.as_str()) {
+            return Err(ServiceError::precondition(
+                "STATE_CONFLICT",
+                r.name(),
+                format!(
+                    "{} is {}; invitations wait until it goes on",
+                    r.name(),
+                    r.state
+                ),
+            ));
+        }
         if invitation.state != "PENDING" {
             return Err(ServiceError::precondition(
-                "STATE",
+                "STATE_CONFLICT",
                 req.name.clone(),
                 format!("{} is already {}", req.name, invitation.state),
             ));
         }
         if invitation.respond_by < to_stored(now()) {
             return Err(ServiceError::precondition(
-                "STATE",
+                "STATE_CONFLICT",
                 req.name.clone(),
                 format!("the response deadline {} has passed", invitation.respond_by),
             ));
@@ -772,7 +873,8 @@ impl SchedulingService {
                 &format!("{expert}: {}", req.decline_reason.trim()),
             )
             .await?;
-            Self::queue_replacement(&mut tx, &r, &invitation, "DECLINED").await?;
+            Self::queue_replacement(&mut tx, &r, &invitation, epb::ReplacementReason::Declined)
+                .await?;
         }
         tx.commit().await?;
         let updated = self
@@ -788,14 +890,18 @@ impl SchedulingService {
         tx: &mut Tx,
         r: &ReviewRow,
         i: &InvitationRow,
-        reason: &str,
+        reason: epb::ReplacementReason,
     ) -> ServiceResult<()> {
-        govit_platform::outbox::enqueue(
-            tx,
-            "REPLACE_EXPERT",
-            &json!({"review_id": r.id, "draw_id": i.draw_id, "category": i.category, "expert_id": i.expert_id, "reason": reason}),
-        )
-        .await?;
+        let request = epb::ReplaceExpertRequest {
+            name: format!("draws/{}", i.draw_id),
+            category: i.category.clone(),
+            expert_id: i.expert_id.clone(),
+            reason: reason as i32,
+            // The registry's key for this one replacement, so a redelivery replaces once.
+            request_id: uuid::Uuid::now_v7().simple().to_string(),
+        };
+        govit_platform::outbox::enqueue(tx, &Outgoing::new(&r.id, Call::ReplaceExpert(request)))
+            .await?;
         Ok(())
     }
 
@@ -803,31 +909,29 @@ impl SchedulingService {
     /// category's alternates are used up.
     pub(crate) async fn replace(
         &self,
-        message_id: &str,
-        payload: &serde_json::Value,
+        review_id: &str,
+        request: epb::ReplaceExpertRequest,
     ) -> ServiceResult<()> {
-        let text = |k: &str| payload[k].as_str().unwrap_or_default().to_owned();
-        let (review_id, draw_id, category, expert, reason) = (
-            text("review_id"),
-            text("draw_id"),
-            text("category"),
-            text("expert_id"),
-            text("reason"),
-        );
-        let r = self.review(&review_id).await?;
+        let r = self.review(review_id).await?;
+        match r.state.as_str() {
+            // Nobody is to be invited to a review that has ended.
+            "CANCELLED" | "CONCLUDED" => return Ok(()),
+            "PAUSED" => {
+                return Err(ServiceError::Unavailable(format!(
+                    "{} is paused; the replacement waits for it to resume",
+                    r.name()
+                )));
+            }
+            _ => {}
+        }
+        let draw_id = request
+            .name
+            .strip_prefix("draws/")
+            .unwrap_or_default()
+            .to_owned();
+        let (category, expert) = (request.category.clone(), request.expert_id.clone());
         let mut registry = self.registry.clone();
-        let reason_code =
-            epb::ReplacementReason::from_str_name(&format!("REPLACEMENT_REASON_{reason}"))
-                .unwrap_or(epb::ReplacementReason::Other);
-        let result = registry
-            .replace_expert(epb::ReplaceExpertRequest {
-                name: format!("draws/{draw_id}"),
-                category: category.clone(),
-                expert_id: expert.clone(),
-                reason: reason_code as i32,
-                request_id: message_id.to_owned(),
-            })
-            .await;
+        let result = registry.replace_expert(request.clone()).await;
         match result {
             Ok(d) => {
                 let d = d.into_inner();
@@ -847,35 +951,32 @@ impl SchedulingService {
                     .await?;
                 sqlx::query("UPDATE reviews SET chair_expert_id = $1 WHERE id = $2 AND chair_expert_id = $3")
                     .bind(came_in.clone())
-                    .bind(review_id.clone())
+                    .bind(review_id.to_owned())
                     .bind(expert.clone())
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query("UPDATE reviews SET state = 'INVITING', version = version + 1 WHERE id = $1 AND state = 'PANEL_CONFIRMED'")
-                    .bind(review_id.clone())
+                    .bind(review_id.to_owned())
                     .execute(&mut *tx)
                     .await?;
                 Self::event(
                     &mut tx,
-                    &review_id,
+                    review_id,
                     "scheduling",
                     "ExpertReplaced",
                     &format!("{category}: {expert} → {came_in} (alternate)"),
                 )
                 .await?;
-                notify::record(&mut tx, "office", Channel::Email, &format!("Review {review_id}: {expert} was replaced by alternate {came_in} ({category})"), &review_id).await?;
+                notify::record(&mut tx, "office", Channel::Email, &format!("Review {review_id}: {expert} was replaced by alternate {came_in} ({category})"), review_id).await?;
                 tx.commit().await?;
                 self.notify.notify_waiters();
                 Ok(())
             }
-            Err(status)
-                if status.code() == tonic::Code::FailedPrecondition
-                    && status.message().contains("used up") =>
-            {
+            Err(status) if status_reason(&status).as_deref() == Some("ALTERNATES_EXHAUSTED") => {
                 let d = registry
                     .open_draw(epb::OpenDrawRequest {
-                        project_id: r.project_id.clone(),
-                        stage: r.stage.clone(),
+                        project: r.project_name(),
+                        stage: r.stage().map_err(internal)? as i32,
                         requirements: vec![epb::PanelRequirement {
                             category: category.clone(),
                             count: 1,
@@ -885,42 +986,50 @@ impl SchedulingService {
                         // Everyone the review invited, from any of its draws, is left out
                         // (MANUAL); the registry adds the parent draw's experts (ALREADY_DRAWN).
                         excluded_experts: self
-                            .invitations(&review_id)
+                            .invitations(review_id)
                             .await?
                             .into_iter()
                             .map(|i| epb::ExcludedExpert {
                                 expert_id: i.expert_id,
-                                reason: format!("already invited to review {review_id}"),
+                                reason: "already invited to this review".into(),
                             })
                             .collect(),
                         meeting_date: Some(govit_platform::time::date_to_proto(
                             date_from_stored(&r.deadline).map_err(internal)?,
                         )),
                         supplements: format!("draws/{draw_id}"),
-                        request_id: format!("{message_id}-supplement"),
+                        request_id: derived_key(&[&request.request_id, "supplement"]),
+                        validate_only: false,
                     })
-                    .await
-                    .map_err(|s| {
-                        ServiceError::Internal(anyhow::anyhow!(
-                            "opening a supplementary draw: {}",
-                            s.message()
-                        ))
-                    })?
-                    .into_inner();
+                    .await;
+                let d = match d {
+                    Ok(d) => d.into_inner(),
+                    Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+                        return self
+                            .stall(
+                                &r,
+                                &format!(
+                                    "no supplementary {category} expert can be drawn: {}",
+                                    s.message()
+                                ),
+                            )
+                            .await;
+                    }
+                    Err(s) => return Err(ServiceError::from_peer("expert registry", s)),
+                };
                 self.add_draw(&r, &d.draw_id, &category).await?;
-                self.advance(&review_id).await
+                self.advance(review_id).await
             }
-            Err(status) => Err(ServiceError::Internal(anyhow::anyhow!(
-                "replacing {expert}: {}",
-                status.message()
-            ))),
+            Err(status) => Err(ServiceError::from_peer("expert registry", status)),
         }
     }
 
     /// Invitations past their response deadline lapse and are replaced.
     pub(crate) async fn lapse_overdue(&self) -> ServiceResult<usize> {
+        // A paused review's invitations wait; they get a fresh window when it resumes.
         let overdue = sqlx::query_as::<_, InvitationRow>(
-            "SELECT * FROM invitations WHERE state = 'PENDING' AND respond_by < $1",
+            "SELECT i.* FROM invitations i JOIN reviews r ON r.id = i.review_id \
+             WHERE i.state = 'PENDING' AND i.respond_by < $1 AND r.state IN ('INVITING', 'PANEL_CONFIRMED')",
         )
         .bind(to_stored(now()))
         .fetch_all(&self.db.pool)
@@ -942,7 +1051,8 @@ impl SchedulingService {
                     &i.expert_id,
                 )
                 .await?;
-                Self::queue_replacement(&mut tx, &r, i, "UNREACHABLE").await?;
+                Self::queue_replacement(&mut tx, &r, i, epb::ReplacementReason::Unreachable)
+                    .await?;
             }
             tx.commit().await?;
         }
@@ -953,7 +1063,8 @@ impl SchedulingService {
     /// (within a day), each sent once.
     pub(crate) async fn remind(&self) -> ServiceResult<()> {
         let soon = to_stored(now() + chrono::Duration::hours(self.policy.response_hours / 2));
-        let due = sqlx::query_as::<_, InvitationRow>("SELECT * FROM invitations WHERE state = 'PENDING' AND reminded = 0 AND respond_by < $1")
+        let due = sqlx::query_as::<_, InvitationRow>("SELECT i.* FROM invitations i JOIN reviews r ON r.id = i.review_id \
+             WHERE i.state = 'PENDING' AND i.reminded = 0 AND i.respond_by < $1 AND r.state IN ('INVITING', 'PANEL_CONFIRMED')")
             .bind(soon)
             .fetch_all(&self.db.pool)
             .await?;
@@ -1120,7 +1231,7 @@ impl SchedulingService {
         caller.require(&[Role::Office])?;
         if !["INVITING", "PANEL_CONFIRMED"].contains(&r.state.as_str()) {
             return Err(ServiceError::precondition(
-                "STATE",
+                "STATE_CONFLICT",
                 r.name(),
                 format!("{} is {}; a meeting needs a drawn panel", r.name(), r.state),
             ));
@@ -1163,7 +1274,7 @@ impl SchedulingService {
             });
             if away {
                 return Err(ServiceError::precondition(
-                    "UNAVAILABLE",
+                    "EXPERT_UNAVAILABLE",
                     format!("experts/{expert}"),
                     format!("{expert} has declared {day} unavailable"),
                 ));
@@ -1287,14 +1398,14 @@ impl SchedulingService {
             .filter(|m| m.state == "SCHEDULED")
         else {
             return Err(ServiceError::precondition(
-                "STATE",
+                "STATE_CONFLICT",
                 r.name(),
                 format!("{} has no scheduled meeting", r.name()),
             ));
         };
         if r.state == "CONCLUDED" {
             return Err(ServiceError::precondition(
-                "STATE",
+                "STATE_CONFLICT",
                 r.name(),
                 format!("{} is concluded", r.name()),
             ));
@@ -1355,7 +1466,7 @@ impl SchedulingService {
         let r = self.review(&id).await?;
         if r.state == "CONCLUDED" {
             return Err(ServiceError::precondition(
-                "STATE",
+                "STATE_CONFLICT",
                 r.name(),
                 format!("{} is concluded", r.name()),
             ));
@@ -1421,20 +1532,14 @@ impl SchedulingService {
         if req.opinion.trim().is_empty() || req.opinion.chars().count() > 20_000 {
             v.add("opinion", "must be 1 to 20000 characters");
         }
-        let recommendation = pb::Decision::try_from(req.recommendation)
+        let stage = r.stage().map_err(internal)?;
+        let recommendation = pb::ReviewDecision::try_from(req.recommendation)
             .ok()
-            .filter(|d| decisions_for(&r.stage).contains(d));
+            .filter(|d| stage.admits(*d));
         if recommendation.is_none() {
             v.add(
                 "recommendation",
-                format!(
-                    "must be one of {}",
-                    decisions_for(&r.stage)
-                        .iter()
-                        .map(|d| decision_name(*d))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+                format!("must be one of {}", decision_names(stage)),
             );
         }
         v.finish()?;
@@ -1457,7 +1562,7 @@ impl SchedulingService {
             .bind(me.clone())
             .bind(to_json(&scores))
             .bind(req.opinion.trim().to_owned())
-            .bind(decision_name(recommendation.unwrap_or_default()))
+            .bind(recommendation.unwrap_or_default().short_name())
             .bind(to_stored(now()))
             .execute(&mut *tx)
             .await;
@@ -1489,22 +1594,15 @@ impl SchedulingService {
     ) -> ServiceResult<ReviewRow> {
         let id = parse_review(&req.name)?;
         let r = self.review(&id).await?;
-        let decision = pb::Decision::try_from(req.decision)
+        let stage = r.stage().map_err(internal)?;
+        let decision = pb::ReviewDecision::try_from(req.decision)
             .ok()
-            .filter(|d| decisions_for(&r.stage).contains(d));
+            .filter(|d| stage.admits(*d));
         let mut v = Violations::new();
         if decision.is_none() {
             v.add(
                 "decision",
-                format!(
-                    "must be one of {} for {}",
-                    decisions_for(&r.stage)
-                        .iter()
-                        .map(|d| decision_name(*d))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    r.stage
-                ),
+                format!("must be one of {} for {}", decision_names(stage), r.stage),
             );
         }
         if req.summary.trim().is_empty() || req.summary.chars().count() > 20_000 {
@@ -1536,7 +1634,7 @@ impl SchedulingService {
             .collect();
         if !missing.is_empty() || opinions.is_empty() {
             return Err(ServiceError::precondition(
-                "OPINIONS",
+                "OPINIONS_MISSING",
                 r.name(),
                 format!(
                     "waiting for the opinions of {}",
@@ -1577,7 +1675,7 @@ impl SchedulingService {
         } as i32;
         let decision = decision.unwrap_or_default();
         let conclusion = ConclusionRec {
-            decision: decision_name(decision).to_owned(),
+            decision: decision.short_name().to_owned(),
             summary: req.summary.trim().to_owned(),
             averages_centi: averages,
             overall_centi: overall,
@@ -1592,7 +1690,7 @@ impl SchedulingService {
             .await?;
         if done.rows_affected() == 0 {
             return Err(ServiceError::precondition(
-                "STATE",
+                "STATE_CONFLICT",
                 r.name(),
                 format!("{} already has its conclusion", r.name()),
             ));
@@ -1605,11 +1703,18 @@ impl SchedulingService {
             &format!("{}: {}", conclusion.decision, conclusion.summary),
         )
         .await?;
-        if r.stage != "POST_EVALUATION" {
+        if stage != pb::ReviewStage::PostEvaluation {
+            let report = ppb::RecordReviewOutcomeRequest {
+                name: r.project_name(),
+                etag: String::new(),
+                review: r.name(),
+                stage: stage as i32,
+                decision: decision as i32,
+                summary: conclusion.summary.clone(),
+            };
             govit_platform::outbox::enqueue(
                 &mut tx,
-                "REPORT_OUTCOME",
-                &json!({"review_id": id, "project_id": r.project_id, "stage": r.stage, "decision": conclusion.decision, "summary": conclusion.summary}),
+                &Outgoing::new(&id, Call::RecordReviewOutcome(report)),
             )
             .await?;
         }
@@ -1650,7 +1755,7 @@ impl SchedulingService {
         let r = self.review(&id).await?;
         if r.state != "CONCLUDED" {
             return Err(ServiceError::precondition(
-                "STATE",
+                "STATE_CONFLICT",
                 r.name(),
                 format!("{} is not concluded yet", r.name()),
             ));
@@ -1685,10 +1790,15 @@ impl SchedulingService {
             }
             other => other?,
         };
+        let service = epb::RecordReviewServiceRequest {
+            name: format!("experts/{}", req.expert_id),
+            review: r.name(),
+            rating: req.rating,
+            comment: req.comment.clone(),
+        };
         govit_platform::outbox::enqueue(
             &mut tx,
-            "RECORD_SERVICE",
-            &json!({"expert_id": req.expert_id, "review_id": id, "rating": req.rating, "comment": req.comment}),
+            &Outgoing::new(&id, Call::RecordReviewService(service)),
         )
         .await?;
         Self::event(&mut tx, &id, &caller.subject, "ExpertRated", &req.expert_id).await?;
@@ -1697,13 +1807,29 @@ impl SchedulingService {
     }
 }
 
-/// Opinions and the conclusion need a scheduled meeting of a review not yet concluded.
+fn decision_names(stage: pb::ReviewStage) -> String {
+    stage
+        .decisions()
+        .iter()
+        .map(|d| d.short_name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Opinions and the conclusion need a scheduled meeting of a review going on.
 fn require_meeting_in_progress(r: &ReviewRow) -> ServiceResult<()> {
     if r.state == "CONCLUDED" {
         return Err(ServiceError::precondition(
-            "STATE",
+            "STATE_CONFLICT",
             r.name(),
             format!("{} already has its conclusion", r.name()),
+        ));
+    }
+    if !PANEL_STATES.contains(&r.state.as_str()) {
+        return Err(ServiceError::precondition(
+            "STATE_CONFLICT",
+            r.name(),
+            format!("{} is {}", r.name(), r.state),
         ));
     }
     if r.meeting()
@@ -1711,7 +1837,7 @@ fn require_meeting_in_progress(r: &ReviewRow) -> ServiceResult<()> {
         .is_none_or(|m| m.state != "SCHEDULED")
     {
         return Err(ServiceError::precondition(
-            "STATE",
+            "STATE_CONFLICT",
             r.name(),
             format!("{} has no scheduled meeting", r.name()),
         ));
@@ -1723,5 +1849,52 @@ pub fn parse_review(name: &str) -> ServiceResult<String> {
     match name.strip_prefix("reviews/") {
         Some(id) if is_code(id) => Ok(id.to_owned()),
         _ => Err(ServiceError::field("name", "must be reviews/{id}")),
+    }
+}
+
+/// The shape of a panel, before the registry judges its categories and pool.
+pub(crate) fn check_panel_shape(v: &mut Violations, field: &str, panel: &[pb::PanelRequirement]) {
+    if panel.is_empty() {
+        v.add(field, "must name at least one category");
+    }
+    let mut seen = BTreeSet::new();
+    for (i, p) in panel.iter().enumerate() {
+        if !is_code(&p.category) {
+            v.add(
+                format!("{field}[{i}].category"),
+                "must be 1 to 64 characters of A-Z a-z 0-9 . _ -",
+            );
+        } else if !seen.insert(p.category.clone()) {
+            v.add(format!("{field}[{i}].category"), "appears twice");
+        }
+        if !(1..=50).contains(&p.count) {
+            v.add(format!("{field}[{i}].count"), "must be between 1 and 50");
+        }
+        if !(0..=50).contains(&p.alternates) {
+            v.add(
+                format!("{field}[{i}].alternates"),
+                "must be between 0 and 50",
+            );
+        }
+    }
+}
+
+/// What a review request asked for, as a hash: its id is bound to it.
+fn request_hash(req: &pb::RequestReviewRequest) -> String {
+    use prost::Message;
+    use sha2::Digest;
+    let canonical = pb::RequestReviewRequest {
+        validate_only: false,
+        ..req.clone()
+    };
+    hex::encode(sha2::Sha256::digest(canonical.encode_to_vec()))
+}
+
+/// The review a repeated request gets: its own, when the same caller asks the same again.
+fn same_request(existing: ReviewRow, caller: &Caller, hash: &str) -> ServiceResult<ReviewRow> {
+    if existing.requester == caller.subject && existing.request_hash == hash {
+        Ok(existing)
+    } else {
+        Err(ServiceError::request_id_reused("review", &existing.name()))
     }
 }

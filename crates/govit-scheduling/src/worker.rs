@@ -4,22 +4,32 @@
 
 use std::time::Duration;
 
-use govit_platform::outbox;
-use govit_proto::{experts::v1 as epb, projects::v1 as ppb};
+use govit_platform::{ServiceError, error::status_reason, outbox};
+use tonic::Status;
 
-use crate::{SchedulingService, reviews::OPEN_STATES};
+use crate::{
+    SchedulingService,
+    outbox::{Call, Outgoing},
+    reviews::OPEN_STATES,
+};
+
+/// The kinds each peer receives, for resuming after that peer's outage.
+const REGISTRY_KINDS: &[&str] = &["ReplaceExpert", "CancelDraw", "RecordReviewService"];
+const PROJECTS_KINDS: &[&str] = &["RecordReviewOutcome", "RecordReviewCancellation"];
 
 impl SchedulingService {
     /// One pass of everything the worker does. Errors of one item do not stop the others;
     /// they are logged and retried on a later tick.
     pub async fn tick(&self) -> anyhow::Result<()> {
+        outbox::resume_if_peer_back(&self.db, &self.peers.registry, REGISTRY_KINDS).await?;
+        outbox::resume_if_peer_back(&self.db, &self.peers.projects, PROJECTS_KINDS).await?;
         for message in outbox::claim_due(&self.db, 50).await? {
-            match self.deliver(&message).await {
-                Ok(()) => outbox::delivered(&self.db, &message.id).await?,
-                Err(e) => {
-                    tracing::warn!(message = %message.id, kind = %message.kind, error = %e, "outbox message not delivered; will retry");
-                    outbox::failed(&self.db, &message, &e.to_string()).await?;
+            match message.decode::<Outgoing>() {
+                Ok(outgoing) => {
+                    let result = self.deliver(outgoing).await;
+                    outbox::settle(&self.db, &message, result).await?;
                 }
+                Err(e) => outbox::park_unreadable(&self.db, &message, &e).await?,
             }
         }
         let open: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
@@ -45,54 +55,46 @@ impl SchedulingService {
         Ok(())
     }
 
-    async fn deliver(&self, message: &outbox::Message) -> anyhow::Result<()> {
-        let p = &message.payload;
-        let text = |k: &str| p[k].as_str().unwrap_or_default().to_owned();
-        match message.kind.as_str() {
-            "REPLACE_EXPERT" => self
-                .replace(&message.id, p)
+    /// Makes one call. A refusal the receiver will repeat parks the message; anything in the
+    /// way of this service's own work (its database, a peer it needed) is retried.
+    async fn deliver(&self, message: Outgoing) -> Result<(), Status> {
+        match message.call {
+            Call::ReplaceExpert(request) => {
+                self.replace(&message.review, request)
+                    .await
+                    .map_err(|e| match e {
+                        ServiceError::Internal(e) => {
+                            tracing::warn!(review = %message.review, error = ?e, "replacement not done; will retry");
+                            Status::unknown("the replacement could not be completed; retrying")
+                        }
+                        other => Status::from(other),
+                    })
+            }
+            Call::CancelDraw(request) => {
+                match self.registry.clone().cancel_draw(request).await {
+                    // Executed or cancelled already: there is nothing left to cancel.
+                    Err(s) if status_reason(&s).as_deref() == Some("STATE_CONFLICT") => Ok(()),
+                    other => other.map(|_| ()),
+                }
+            }
+            Call::RecordReviewOutcome(request) => self
+                .projects
+                .clone()
+                .record_review_outcome(request)
                 .await
-                .map_err(|e| anyhow::anyhow!("{e:?}")),
-            "REPORT_OUTCOME" => {
-                let stage = match text("stage").as_str() {
-                    "PRELIMINARY_REVIEW" => ppb::ReviewStage::PreliminaryReview,
-                    "IMPLEMENTATION_PLAN_REVIEW" => ppb::ReviewStage::ImplementationPlanReview,
-                    "ACCEPTANCE" => ppb::ReviewStage::Acceptance,
-                    _ => ppb::ReviewStage::PostEvaluation,
-                };
-                let decision = ppb::ReviewDecision::from_str_name(&format!(
-                    "REVIEW_DECISION_{}",
-                    text("decision")
-                ))
-                .unwrap_or_default();
-                let mut projects = self.projects.clone();
-                projects
-                    .record_review_outcome(ppb::RecordReviewOutcomeRequest {
-                        name: format!("projects/{}", text("project_id")),
-                        etag: String::new(),
-                        review_id: text("review_id"),
-                        stage: stage as i32,
-                        decision: decision as i32,
-                        summary: text("summary"),
-                    })
-                    .await
-                    .map(|_| ())
-                    .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))
-            }
-            "RECORD_SERVICE" => {
-                let mut registry = self.registry.clone();
-                registry
-                    .record_review_service(epb::RecordReviewServiceRequest {
-                        name: format!("experts/{}", text("expert_id")),
-                        review_id: text("review_id"),
-                        rating: p["rating"].as_i64().unwrap_or_default() as i32,
-                        comment: text("comment"),
-                    })
-                    .await
-                    .map(|_| ())
-                    .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))
-            }
-            other => anyhow::bail!("unknown outbox message kind {other}"),
+                .map(|_| ()),
+            Call::RecordReviewCancellation(request) => self
+                .projects
+                .clone()
+                .record_review_cancellation(request)
+                .await
+                .map(|_| ()),
+            Call::RecordReviewService(request) => self
+                .registry
+                .clone()
+                .record_review_service(request)
+                .await
+                .map(|_| ()),
         }
     }
 

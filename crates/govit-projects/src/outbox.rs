@@ -1,0 +1,130 @@
+//! What the projects service owes review scheduling, as typed calls in its outbox, and the
+//! worker pass that delivers them.
+
+use govit_platform::{
+    error::status_reason,
+    outbox::{self, OutboxPayload},
+};
+use govit_proto::scheduling::v1 as spb;
+use prost::Message;
+
+use crate::{ProjectsService, SchedulingClient};
+
+/// Every call the projects service makes to review scheduling after a commit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outgoing {
+    RequestReview(spb::RequestReviewRequest),
+    CancelReview(spb::CancelReviewRequest),
+    PauseReview(spb::PauseReviewRequest),
+    ResumeReview(spb::ResumeReviewRequest),
+}
+
+/// Every kind: all go to review scheduling.
+const KINDS: &[&str] = &[
+    "RequestReview",
+    "CancelReview",
+    "PauseReview",
+    "ResumeReview",
+];
+
+impl OutboxPayload for Outgoing {
+    fn kind(&self) -> &'static str {
+        match self {
+            Outgoing::RequestReview(_) => "RequestReview",
+            Outgoing::CancelReview(_) => "CancelReview",
+            Outgoing::PauseReview(_) => "PauseReview",
+            Outgoing::ResumeReview(_) => "ResumeReview",
+        }
+    }
+
+    /// The review: its request, pause, resumption and cancellation go out in that order.
+    fn subject(&self) -> String {
+        match self {
+            Outgoing::RequestReview(r) => format!("reviews/{}", r.review_id),
+            Outgoing::CancelReview(r) => r.name.clone(),
+            Outgoing::PauseReview(r) => r.name.clone(),
+            Outgoing::ResumeReview(r) => r.name.clone(),
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            Outgoing::RequestReview(r) => r.encode_to_vec(),
+            Outgoing::CancelReview(r) => r.encode_to_vec(),
+            Outgoing::PauseReview(r) => r.encode_to_vec(),
+            Outgoing::ResumeReview(r) => r.encode_to_vec(),
+        }
+    }
+
+    fn decode(kind: &str, _subject: &str, bytes: &[u8]) -> anyhow::Result<Self> {
+        Ok(match kind {
+            "RequestReview" => Outgoing::RequestReview(Message::decode(bytes)?),
+            "CancelReview" => Outgoing::CancelReview(Message::decode(bytes)?),
+            "PauseReview" => Outgoing::PauseReview(Message::decode(bytes)?),
+            "ResumeReview" => Outgoing::ResumeReview(Message::decode(bytes)?),
+            other => anyhow::bail!("unknown outbox message kind {other:?}"),
+        })
+    }
+}
+
+impl ProjectsService {
+    /// Delivers the messages due in the outbox to the scheduling service; returns how many
+    /// were delivered. Transient failures are retried later with backoff; final refusals are
+    /// parked for office.
+    pub async fn deliver_outbox(&self, scheduling: &mut SchedulingClient) -> anyhow::Result<usize> {
+        let mut delivered = 0;
+        for message in outbox::claim_due(&self.store.db, 50).await? {
+            let call = match message.decode::<Outgoing>() {
+                Ok(call) => call,
+                Err(e) => {
+                    outbox::park_unreadable(&self.store.db, &message, &e).await?;
+                    continue;
+                }
+            };
+            let result = match call {
+                Outgoing::RequestReview(r) => scheduling.request_review(r).await.map(|_| ()),
+                // A review that concluded before the cancellation arrived has nothing left to
+                // cancel; its decision reaches the project and is kept without applying.
+                Outgoing::CancelReview(r) => match scheduling.cancel_review(r).await {
+                    Err(s) if status_reason(&s).as_deref() == Some("REVIEW_CONCLUDED") => Ok(()),
+                    other => other.map(|_| ()),
+                },
+                Outgoing::PauseReview(r) => scheduling.pause_review(r).await.map(|_| ()),
+                Outgoing::ResumeReview(r) => scheduling.resume_review(r).await.map(|_| ()),
+            };
+            if result.is_ok() {
+                delivered += 1;
+            }
+            outbox::settle(&self.store.db, &message, result).await?;
+        }
+        Ok(delivered)
+    }
+
+    /// Runs `deliver_outbox` (and the monthly snapshot) every `interval` until the process
+    /// stops. After an outage the worker watches the scheduling service's health and resumes
+    /// within a pass of its return.
+    pub fn spawn_outbox_worker(
+        &self,
+        mut scheduling: SchedulingClient,
+        peer: tonic::transport::Channel,
+        interval: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let service = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = outbox::resume_if_peer_back(&service.store.db, &peer, KINDS).await {
+                    tracing::warn!(error = %e, "outbox peer check failed");
+                }
+                if let Err(e) = service.deliver_outbox(&mut scheduling).await {
+                    tracing::warn!(error = %e, "outbox delivery failed");
+                }
+                match service.snapshot_previous_month_if_due().await {
+                    Ok(Some(month)) => tracing::info!(month, "monthly snapshot taken"),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = ?e, "monthly snapshot not taken; will retry"),
+                }
+                tokio::time::sleep(interval).await;
+            }
+        })
+    }
+}
