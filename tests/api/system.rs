@@ -50,6 +50,21 @@ pub async fn seed_pool(system: &System) {
 
 /// A submitted project accepted for preliminary review with the given panel.
 pub async fn accepted_for_review(system: &System, panel: Vec<pb::PanelRequirement>) -> pb::Project {
+    let p = submitted_project(system).await;
+    system
+        .projects_client(Role::Office)
+        .accept_for_review(pb::AcceptForReviewRequest {
+            name: p.name.clone(),
+            etag: p.etag,
+            panel,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// A project with its application documents, submitted.
+pub async fn submitted_project(system: &System) -> pb::Project {
     let applicant = system.projects_client(Role::Applicant);
     let p = applicant
         .clone()
@@ -67,21 +82,11 @@ pub async fn accepted_for_review(system: &System, panel: Vec<pb::PanelRequiremen
             .await
             .unwrap();
     }
-    let p = applicant
+    applicant
         .clone()
         .submit_project(pb::SubmitProjectRequest {
             name: p.name.clone(),
             etag: p.etag,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    system
-        .projects_client(Role::Office)
-        .accept_for_review(pb::AcceptForReviewRequest {
-            name: p.name.clone(),
-            etag: p.etag,
-            panel,
         })
         .await
         .unwrap()

@@ -1257,12 +1257,7 @@ impl SchedulingService {
                     name: format!("experts/{expert}"),
                 })
                 .await
-                .map_err(|s| {
-                    ServiceError::Internal(anyhow::anyhow!(
-                        "reading {expert} at the registry: {}",
-                        s.message()
-                    ))
-                })?
+                .map_err(|s| ServiceError::from_peer("expert registry", s))?
                 .into_inner();
             let away = e.unavailable_periods.iter().any(|p| {
                 let d = |x: &Option<govit_proto::google::r#type::Date>| {

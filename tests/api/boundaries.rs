@@ -1,0 +1,844 @@
+//! The boundaries between the services: a panel is checked before a project is sent to review,
+//! every review can end (amended, cancelled, withdrawn with its project at any point, paused
+//! with its suspension), final refusals are parked for office, work resumes soon after an
+//! outage, the legal deadline counts from office's acceptance, and callers branch on
+//! `ErrorInfo` reasons.
+
+use std::time::{Duration, Instant};
+
+use govit_experts::DrawPolicy;
+use govit_platform::Role;
+use govit_proto::{
+    common::v1 as cpb,
+    experts::v1 as epb,
+    projects::v1::{self as pb, ProjectState as S},
+    scheduling::v1 as spb,
+};
+use tonic::Code;
+
+use crate::{
+    helpers::*,
+    system::{confirm_all, preliminary_scores, seed_pool, slot, submitted_project, the_review},
+};
+
+fn no_witness() -> DrawPolicy {
+    DrawPolicy {
+        require_witness: false,
+        ..DrawPolicy::default()
+    }
+}
+
+fn software(count: i32, alternates: i32) -> pb::PanelRequirement {
+    pb::PanelRequirement {
+        category: "software".into(),
+        count,
+        alternates,
+    }
+}
+
+async fn accept(
+    system: &System,
+    p: &pb::Project,
+    panel: Vec<pb::PanelRequirement>,
+) -> Result<pb::Project, tonic::Status> {
+    system
+        .projects_client(Role::Office)
+        .accept_for_review(pb::AcceptForReviewRequest {
+            name: p.name.clone(),
+            etag: p.etag.clone(),
+            panel,
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn review(system: &System, name: &str) -> spb::Review {
+    system
+        .scheduling_client(Role::Office)
+        .get_review(spb::GetReviewRequest { name: name.into() })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn count(db: &govit_platform::Db, sql: &str, bind: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_owned()))
+        .bind(bind.to_owned())
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+}
+
+/// Delivers both outboxes and runs the scheduling worker until nothing is left to send.
+async fn settle(system: &System) {
+    for _ in 0..4 {
+        system.deliver_projects_outbox().await;
+        system.tick().await;
+    }
+}
+
+async fn outbox_messages(db: &govit_platform::Db) -> (i64, i64) {
+    (
+        govit_platform::outbox::pending(db).await.unwrap(),
+        govit_platform::outbox::parked(db).await.unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn a_panel_the_registry_would_refuse_leaves_the_project_submitted() {
+    let mut system = spawn_system(no_witness()).await;
+    seed_pool(&system).await;
+    let p = submitted_project(&system).await;
+
+    let unknown = accept(
+        &system,
+        &p,
+        vec![
+            software(2, 1),
+            pb::PanelRequirement {
+                category: "no-such-category".into(),
+                count: 2,
+                alternates: 1,
+            },
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(violated_fields(&unknown), ["panel[1].category"]);
+    assert!(
+        unknown.message().contains("no-such-category"),
+        "{unknown:?}"
+    );
+
+    // The pool has six software experts: seven cannot be drawn.
+    let short = accept(&system, &p, vec![software(7, 0)]).await.unwrap_err();
+    assert_eq!(short.code(), Code::FailedPrecondition);
+    assert_eq!(error_reason(&short), "INSUFFICIENT_EXPERTS");
+
+    // A peer that cannot be reached: UNAVAILABLE, and nothing changes.
+    system.registry_run.stop().await;
+    let down = accept(&system, &p, vec![software(2, 1)]).await.unwrap_err();
+    assert_eq!(down.code(), Code::Unavailable);
+    assert_eq!(error_reason(&down), "PEER_UNAVAILABLE");
+    system.restart_registry().await;
+    system.scheduling_run.stop().await;
+    let down = accept(&system, &p, vec![software(2, 1)]).await.unwrap_err();
+    assert_eq!(down.code(), Code::Unavailable);
+    system.restart_scheduling().await;
+
+    let now = get_project(&system, &p.name).await;
+    assert_eq!(now.state, S::Submitted as i32);
+    assert_eq!(now.etag, p.etag, "nothing was written");
+    assert_eq!(outbox_messages(system.projects.db()).await, (0, 0));
+
+    let accepted = accept(&system, &p, vec![software(2, 1)]).await.unwrap();
+    assert_eq!(accepted.state, S::UnderPreliminaryReview as i32);
+    assert!(
+        accepted.review.starts_with("reviews/rv-"),
+        "{}",
+        accepted.review
+    );
+    system.deliver_projects_outbox().await;
+    let r = the_review(&system, &accepted).await;
+    assert_eq!(r.name, accepted.review, "the project names its review");
+    assert_eq!(r.project, p.name);
+}
+
+async fn get_project(system: &System, name: &str) -> pb::Project {
+    system
+        .projects_client(Role::Office)
+        .get_project(pb::GetProjectRequest { name: name.into() })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test]
+async fn a_stalled_review_is_amended_or_cancelled() {
+    let system = spawn_system(DrawPolicy::default()).await;
+    seed_pool(&system).await;
+    let p = submitted_project(&system).await;
+    let p = accept(&system, &p, vec![software(2, 1)]).await.unwrap();
+    system.deliver_projects_outbox().await;
+    let r = the_review(&system, &p).await;
+    assert_eq!(r.state, spb::ReviewState::AwaitingWitness as i32);
+    // Someone cancels the draw at the registry: the review cannot go on by itself.
+    let first_draw = r.draws[0].clone();
+    system
+        .registry_client(Role::Office)
+        .cancel_draw(epb::CancelDrawRequest {
+            name: first_draw.clone(),
+            reason: "meeting room unavailable".into(),
+        })
+        .await
+        .unwrap();
+    system.tick().await;
+    let r = review(&system, &r.name).await;
+    assert_eq!(r.state, spb::ReviewState::Stalled as i32, "{r:?}");
+
+    // Only office amends, only a stalled review, and only with a panel the registry accepts.
+    let amend = |role: Role, panel: Vec<pb::PanelRequirement>| {
+        let name = r.name.clone();
+        let client = system.scheduling_client(role);
+        async move {
+            client
+                .clone()
+                .amend_review_panel(spb::AmendReviewPanelRequest {
+                    name,
+                    panel,
+                    reason: "the first draw was cancelled".into(),
+                })
+                .await
+        }
+    };
+    let denied = amend(Role::Supervisor, vec![software(2, 1)])
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let bad = amend(
+        Role::Office,
+        vec![pb::PanelRequirement {
+            category: "ghost".into(),
+            count: 1,
+            alternates: 0,
+        }],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(violated_fields(&bad), ["panel[0].category"]);
+    let amended = amend(
+        Role::Office,
+        vec![pb::PanelRequirement {
+            category: "network".into(),
+            count: 2,
+            alternates: 1,
+        }],
+    )
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!(amended.state, spb::ReviewState::AwaitingWitness as i32);
+    assert_eq!(
+        amended.draws.len(),
+        2,
+        "the old draw stays listed: {amended:?}"
+    );
+    assert_eq!(amended.draws[0], first_draw);
+    assert_eq!(amended.panel[0].category, "network");
+    let again = amend(Role::Office, vec![software(2, 1)]).await.unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition);
+    assert_eq!(error_reason(&again), "STATE_CONFLICT");
+
+    // Office cancels instead: the open draw is cancelled at the registry, in its log, and the
+    // project goes back to be sent again.
+    let cancelled = system
+        .scheduling_client(Role::Office)
+        .cancel_review(spb::CancelReviewRequest {
+            name: r.name.clone(),
+            reason: "the project is to be resubmitted with a new scope".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cancelled.state, spb::ReviewState::Cancelled as i32);
+    settle(&system).await;
+    let second = system
+        .registry_client(Role::Inspector)
+        .get_draw(epb::GetDrawRequest {
+            name: amended.draws[1].clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.state, epb::DrawState::Cancelled as i32);
+    assert_eq!(
+        second.cancel_reason, "review cancelled",
+        "a fixed text, not office's words"
+    );
+    let back = get_project(&system, &p.name).await;
+    assert_eq!(back.state, S::Submitted as i32);
+    assert_eq!(outbox_messages(system.projects.db()).await, (0, 0));
+    assert_eq!(outbox_messages(system.scheduling.db()).await, (0, 0));
+    // Cancelling again answers the cancelled review; a new panel goes to a new review.
+    let twice = system
+        .scheduling_client(Role::Office)
+        .cancel_review(spb::CancelReviewRequest {
+            name: r.name.clone(),
+            reason: "again".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(twice.state, spb::ReviewState::Cancelled as i32);
+    let resent = accept(&system, &back, vec![software(2, 1)]).await.unwrap();
+    assert_ne!(resent.review, p.review);
+}
+
+/// Where in a review the project is withdrawn.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Point {
+    AwaitingWitness,
+    Invited,
+    MeetingBooked,
+    OpinionsGiven,
+}
+
+async fn withdraw_at(point: Point) {
+    let policy = if point == Point::AwaitingWitness {
+        DrawPolicy::default()
+    } else {
+        no_witness()
+    };
+    let system = spawn_system(policy).await;
+    seed_pool(&system).await;
+    let p = submitted_project(&system).await;
+    let p = accept(&system, &p, vec![software(2, 1)]).await.unwrap();
+    system.deliver_projects_outbox().await;
+    let mut r = the_review(&system, &p).await;
+    if point != Point::AwaitingWitness {
+        assert_eq!(r.state, spb::ReviewState::Inviting as i32, "{point:?}");
+    }
+    if matches!(point, Point::MeetingBooked | Point::OpinionsGiven) {
+        r = confirm_all(&system, &r.name).await;
+        let (start, end) = slot(&system, 0).await;
+        r = system
+            .scheduling_client(Role::Office)
+            .schedule_meeting(spb::ScheduleMeetingRequest {
+                name: r.name.clone(),
+                start_time: Some(start),
+                end_time: Some(end),
+                venue: "room 1".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+    }
+    if point == Point::OpinionsGiven {
+        for i in &r.invitations {
+            system
+                .expert_client(&i.expert_id)
+                .submit_opinion(spb::SubmitOpinionRequest {
+                    review: r.name.clone(),
+                    scores: preliminary_scores(80),
+                    opinion: "sound".into(),
+                    recommendation: spb::ReviewDecision::Approved as i32,
+                })
+                .await
+                .unwrap();
+        }
+    }
+    let invited: Vec<String> = r.invitations.iter().map(|i| i.expert_id.clone()).collect();
+    let p = get_project(&system, &p.name).await;
+    system
+        .projects_client(Role::Applicant)
+        .withdraw_project(pb::WithdrawProjectRequest {
+            name: p.name.clone(),
+            etag: p.etag.clone(),
+            reason: "the bureau merged the project into another".into(),
+        })
+        .await
+        .unwrap();
+    settle(&system).await;
+
+    let r = review(&system, &r.name).await;
+    assert_eq!(
+        r.state,
+        spb::ReviewState::Cancelled as i32,
+        "{point:?}: {r:?}"
+    );
+    assert!(
+        r.invitations
+            .iter()
+            .all(|i| i.state == spb::InvitationState::Cancelled as i32),
+        "{point:?}: {r:?}"
+    );
+    if let Some(m) = &r.meeting {
+        assert_eq!(m.state, spb::MeetingState::Cancelled as i32, "{point:?}");
+    }
+    let db = system.scheduling.db();
+    let id = r.name.trim_start_matches("reviews/");
+    assert_eq!(
+        count(db, "SELECT COUNT(*) FROM bookings WHERE review_id = $1", id).await,
+        0,
+        "{point:?}: bookings freed"
+    );
+    for expert in &invited {
+        assert_eq!(
+            count(
+                db,
+                "SELECT COUNT(*) FROM notifications WHERE recipient = $1 AND text LIKE '%withdrawn%'",
+                &format!("experts/{expert}"),
+            )
+            .await,
+            1,
+            "{point:?}: {expert} is told"
+        );
+    }
+    for draw in &r.draws {
+        let d = system
+            .registry_client(Role::Inspector)
+            .get_draw(epb::GetDrawRequest { name: draw.clone() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            d.state == epb::DrawState::Cancelled as i32
+                || d.state == epb::DrawState::Executed as i32,
+            "{point:?}: no draw left waiting: {d:?}"
+        );
+    }
+    // Nothing retries and nothing was refused.
+    assert_eq!(
+        outbox_messages(system.projects.db()).await,
+        (0, 0),
+        "{point:?}"
+    );
+    assert_eq!(
+        outbox_messages(system.scheduling.db()).await,
+        (0, 0),
+        "{point:?}"
+    );
+    assert_eq!(
+        get_project(&system, &p.name).await.state,
+        S::Withdrawn as i32
+    );
+    // An expert can no longer answer or give an opinion.
+    if let Some(i) = r.invitations.first() {
+        let status = system
+            .expert_client(&i.expert_id)
+            .respond_to_invitation(spb::RespondToInvitationRequest {
+                name: i.name.clone(),
+                accept: true,
+                decline_reason: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                status.code(),
+                Code::FailedPrecondition | Code::PermissionDenied
+            ),
+            "{point:?}: {status:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_project_withdrawn_while_the_draw_waits_for_its_witness_ends_the_review() {
+    withdraw_at(Point::AwaitingWitness).await;
+}
+
+#[tokio::test]
+async fn a_project_withdrawn_after_the_invitations_ends_the_review() {
+    withdraw_at(Point::Invited).await;
+}
+
+#[tokio::test]
+async fn a_project_withdrawn_after_the_meeting_is_booked_ends_the_review() {
+    withdraw_at(Point::MeetingBooked).await;
+}
+
+#[tokio::test]
+async fn a_project_withdrawn_after_the_opinions_ends_the_review() {
+    withdraw_at(Point::OpinionsGiven).await;
+}
+
+#[tokio::test]
+async fn a_suspended_project_pauses_its_review_and_a_decision_reached_meanwhile_stands() {
+    let system = spawn_system(no_witness()).await;
+    seed_pool(&system).await;
+    let p = submitted_project(&system).await;
+    let p = accept(&system, &p, vec![software(2, 1)]).await.unwrap();
+    system.deliver_projects_outbox().await;
+    let r = the_review(&system, &p).await;
+    let suspend = |etag: String| {
+        let client = system.projects_client(Role::Office);
+        let name = p.name.clone();
+        async move {
+            client
+                .clone()
+                .suspend_project(pb::SuspendProjectRequest {
+                    name,
+                    etag,
+                    reason: "audit of the applying unit".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let resume = |etag: String| {
+        let client = system.projects_client(Role::Office);
+        let name = p.name.clone();
+        async move {
+            client
+                .clone()
+                .resume_project(pb::ResumeProjectRequest {
+                    name,
+                    etag,
+                    reason: "audit closed".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let suspended = suspend(get_project(&system, &p.name).await.etag).await;
+    settle(&system).await;
+    let paused = review(&system, &r.name).await;
+    assert_eq!(paused.state, spb::ReviewState::Paused as i32);
+    assert_eq!(paused.paused_from, spb::ReviewState::Inviting as i32);
+    // Nobody answers, lapses or is replaced while it is paused.
+    let i = &paused.invitations[0];
+    let status = system
+        .expert_client(&i.expert_id)
+        .respond_to_invitation(spb::RespondToInvitationRequest {
+            name: i.name.clone(),
+            accept: true,
+            decline_reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_eq!(error_reason(&status), "STATE_CONFLICT");
+
+    resume(get_project(&system, &suspended.name).await.etag).await;
+    settle(&system).await;
+    let resumed = review(&system, &r.name).await;
+    assert_eq!(resumed.state, spb::ReviewState::Inviting as i32);
+    let r = confirm_all(&system, &r.name).await;
+    let (start, end) = slot(&system, 0).await;
+    system
+        .scheduling_client(Role::Office)
+        .schedule_meeting(spb::ScheduleMeetingRequest {
+            name: r.name.clone(),
+            start_time: Some(start),
+            end_time: Some(end),
+            venue: "room 2".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for i in &r.invitations {
+        system
+            .expert_client(&i.expert_id)
+            .submit_opinion(spb::SubmitOpinionRequest {
+                review: r.name.clone(),
+                scores: preliminary_scores(90),
+                opinion: "approve".into(),
+                recommendation: spb::ReviewDecision::Approved as i32,
+            })
+            .await
+            .unwrap();
+    }
+    system
+        .expert_client(&r.chair_expert_id)
+        .record_conclusion(spb::RecordConclusionRequest {
+            name: r.name.clone(),
+            decision: spb::ReviewDecision::Approved as i32,
+            summary: "approved".into(),
+        })
+        .await
+        .unwrap();
+    // The project is suspended before the decision reaches it: the decision stands and the
+    // project resumes to it.
+    let suspended = suspend(get_project(&system, &p.name).await.etag).await;
+    settle(&system).await;
+    let held = get_project(&system, &p.name).await;
+    assert_eq!(held.state, S::Suspended as i32);
+    assert_eq!(held.suspended_from, S::Approved as i32);
+    assert_eq!(held.approved_budget_fen, held.estimated_investment_fen);
+    let resumed = resume(get_project(&system, &suspended.name).await.etag).await;
+    assert_eq!(resumed.state, S::Approved as i32);
+    assert_eq!(outbox_messages(system.projects.db()).await, (0, 0));
+    assert_eq!(outbox_messages(system.scheduling.db()).await, (0, 0));
+}
+
+#[tokio::test]
+async fn a_refused_message_is_parked_for_office_who_can_retry_it() {
+    let system = spawn_system(no_witness()).await;
+    seed_pool(&system).await;
+    let p = submitted_project(&system).await;
+    let p = accept(&system, &p, vec![software(2, 1)]).await.unwrap();
+    system.deliver_projects_outbox().await;
+    let r = the_review(&system, &p).await;
+    let leaving = r.invitations[0].clone();
+    // Office replaces the expert at the registry behind scheduling's back; when the expert
+    // then declines, the registry refuses scheduling's replacement for good.
+    system
+        .registry_client(Role::Office)
+        .replace_expert(epb::ReplaceExpertRequest {
+            name: leaving.draw.clone(),
+            category: leaving.category.clone(),
+            expert_id: leaving.expert_id.clone(),
+            reason: epb::ReplacementReason::Other as i32,
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    system
+        .expert_client(&leaving.expert_id)
+        .respond_to_invitation(spb::RespondToInvitationRequest {
+            name: leaving.name.clone(),
+            accept: false,
+            decline_reason: "travelling".into(),
+        })
+        .await
+        .unwrap();
+    system.tick().await;
+    system.tick().await;
+    assert_eq!(outbox_messages(system.scheduling.db()).await, (0, 1));
+
+    let office = system.scheduling_client(Role::Office);
+    let parked = office
+        .clone()
+        .list_outbox_messages(cpb::ListOutboxMessagesRequest {
+            state: cpb::OutboxMessageState::Parked as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .messages;
+    assert_eq!(parked.len(), 1);
+    let m = &parked[0];
+    assert_eq!(m.kind, "ReplaceExpert");
+    assert_eq!(m.subject, r.name);
+    assert_eq!(m.attempts, 1, "a final refusal is not retried");
+    assert_eq!(m.last_error_reason, "ALREADY_REPLACED");
+    assert!(m.park_time.is_some());
+
+    for client in [
+        system.scheduling_client(Role::Applicant),
+        system.expert_client(&leaving.expert_id),
+        system.scheduling_client(Role::Supervisor),
+        system.scheduling_client(Role::Inspector),
+        system.scheduling_client(Role::Service),
+    ] {
+        let denied = client
+            .clone()
+            .list_outbox_messages(cpb::ListOutboxMessagesRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(denied.code(), Code::PermissionDenied);
+        assert_eq!(error_reason(&denied), "PERMISSION_DENIED");
+    }
+    let retried = office
+        .clone()
+        .retry_outbox_message(cpb::RetryOutboxMessageRequest {
+            name: m.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retried.state, cpb::OutboxMessageState::Pending as i32);
+    system.tick().await;
+    let again = office
+        .clone()
+        .list_outbox_messages(cpb::ListOutboxMessagesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .messages;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].state, cpb::OutboxMessageState::Parked as i32);
+    assert_eq!(again[0].attempts, 2);
+    let bad = office
+        .clone()
+        .retry_outbox_message(cpb::RetryOutboxMessageRequest {
+            name: "outboxMessages/nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::NotFound);
+
+    // The projects service lists its own, none parked.
+    let projects = system
+        .projects_client(Role::Office)
+        .list_outbox_messages(cpb::ListOutboxMessagesRequest {
+            state: cpb::OutboxMessageState::Delivered as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .messages;
+    assert_eq!(projects.len(), 1);
+    assert_eq!(projects[0].kind, "RequestReview");
+}
+
+#[tokio::test]
+async fn work_resumes_within_five_seconds_of_the_peer_serving_again() {
+    let mut system = spawn_system(no_witness()).await;
+    seed_pool(&system).await;
+    let p = submitted_project(&system).await;
+    let p = accept(&system, &p, vec![software(2, 1)]).await.unwrap();
+    system.scheduling_run.stop().await;
+    // One failed delivery, and a backoff grown long as after minutes of outage.
+    assert_eq!(system.deliver_projects_outbox().await, 0);
+    sqlx::query("UPDATE outbox SET attempts = 8, next_attempt_at = $1")
+        .bind(govit_platform::time::to_stored(
+            chrono::Utc::now() + chrono::Duration::minutes(5),
+        ))
+        .execute(&system.projects.db().pool)
+        .await
+        .unwrap();
+    let worker = system.spawn_projects_worker(Duration::from_secs(1));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    system.restart_scheduling().await;
+    let back = Instant::now();
+    loop {
+        let reviews = system
+            .scheduling_client(Role::Office)
+            .list_reviews(spb::ListReviewsRequest {
+                project: p.name.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .reviews;
+        if !reviews.is_empty() {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "the review request waited out its backoff"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    worker.abort();
+}
+
+#[tokio::test]
+async fn the_deadline_counts_from_office_acceptance_not_from_delivery() {
+    let system = spawn_system(no_witness()).await;
+    seed_pool(&system).await;
+    let request =
+        |review_id: &str, accepted: chrono::DateTime<chrono::Utc>| spb::RequestReviewRequest {
+            review_id: review_id.into(),
+            project: "projects/2026-0042".into(),
+            stage: spb::ReviewStage::PreliminaryReview as i32,
+            panel: vec![software(2, 1)],
+            excluded_organizations: vec![],
+            applicant_organization: String::new(),
+            accept_time: Some(govit_platform::time::to_timestamp(accepted)),
+            validate_only: false,
+        };
+    // Accepted on the eve of National Day 2026 (1–7 October off, 10 October worked): five
+    // working days are 8, 9, 10, 12 and 13 October, whenever the request arrives.
+    let accepted = chrono::DateTime::parse_from_rfc3339("2026-09-30T10:00:00+08:00")
+        .unwrap()
+        .to_utc();
+    let service = system.scheduling_client(Role::Service);
+    let r = service
+        .clone()
+        .request_review(request("late-delivery", accepted))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.request_date, date(2026, 9, 30));
+    assert_eq!(r.deadline, date(2026, 10, 13));
+    assert_eq!(r.name, "reviews/late-delivery");
+    // The same caller sending the same request gets the same review; anything else is refused.
+    let again = service
+        .clone()
+        .request_review(request("late-delivery", accepted))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.name, r.name);
+    let other_time = service
+        .clone()
+        .request_review(request(
+            "late-delivery",
+            accepted + chrono::Duration::days(1),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(other_time.code(), Code::AlreadyExists);
+    assert_eq!(error_reason(&other_time), "REQUEST_ID_REUSED");
+    let other_caller = system
+        .scheduling_client(Role::Office)
+        .request_review(request("late-delivery", accepted))
+        .await
+        .unwrap_err();
+    assert_eq!(error_reason(&other_caller), "REQUEST_ID_REUSED");
+
+    let future = service
+        .clone()
+        .request_review(request(
+            "from-the-future",
+            chrono::Utc::now() + chrono::Duration::days(2),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&future), ["accept_time"]);
+    let mut missing = request("no-time", accepted);
+    missing.accept_time = None;
+    let missing = service.clone().request_review(missing).await.unwrap_err();
+    assert_eq!(violated_fields(&missing), ["accept_time"]);
+}
+
+#[tokio::test]
+async fn an_unreachable_registry_is_unavailable_to_the_caller_not_internal() {
+    let mut system = spawn_system(no_witness()).await;
+    seed_pool(&system).await;
+    let p = submitted_project(&system).await;
+    let p = accept(&system, &p, vec![software(2, 1)]).await.unwrap();
+    system.deliver_projects_outbox().await;
+    let r = confirm_all(&system, &the_review(&system, &p).await.name).await;
+    system.registry_run.stop().await;
+    let (start, end) = slot(&system, 0).await;
+    let status = system
+        .scheduling_client(Role::Office)
+        .schedule_meeting(spb::ScheduleMeetingRequest {
+            name: r.name.clone(),
+            start_time: Some(start),
+            end_time: Some(end),
+            venue: "room 4".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(error_reason(&status), "PEER_UNAVAILABLE");
+    system.restart_registry().await;
+    system
+        .scheduling_client(Role::Office)
+        .schedule_meeting(spb::ScheduleMeetingRequest {
+            name: r.name.clone(),
+            start_time: Some(start),
+            end_time: Some(end),
+            venue: "room 4".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_outcome_comes_only_from_the_projects_own_review() {
+    let system = spawn_system(no_witness()).await;
+    seed_pool(&system).await;
+    let p = submitted_project(&system).await;
+    let p = accept(&system, &p, vec![software(2, 1)]).await.unwrap();
+    let status = system
+        .projects_client(Role::Office)
+        .record_review_outcome(pb::RecordReviewOutcomeRequest {
+            name: p.name.clone(),
+            review: "reviews/made-up".into(),
+            stage: pb::ReviewStage::PreliminaryReview as i32,
+            decision: pb::ReviewDecision::Approved as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_eq!(error_reason(&status), "REVIEW_MISMATCH");
+    assert_eq!(
+        get_project(&system, &p.name).await.state,
+        S::UnderPreliminaryReview as i32
+    );
+}
