@@ -168,7 +168,14 @@ impl ServiceError {
             | Code::FailedPrecondition
             | Code::NotFound
             | Code::AlreadyExists
-            | Code::OutOfRange => ServiceError::Relayed(status),
+            | Code::OutOfRange => {
+                // Code, message and details only: the peer's own headers are not ours to send.
+                ServiceError::Relayed(Status::with_details(
+                    status.code(),
+                    status.message().to_owned(),
+                    status.details().to_vec().into(),
+                ))
+            }
             code => ServiceError::Internal(anyhow::anyhow!(
                 "the {peer} answered {code:?}: {}",
                 status.message()

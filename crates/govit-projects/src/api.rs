@@ -760,7 +760,7 @@ impl ProjectService for ProjectsService {
                 let form = docs.iter().filter(|d| d.kind == document_kind_name(pb::DocumentKind::ApplicationForm));
                 let sealed = form.clone().map(|d| d.sealed_copies).max();
                 match sealed {
-                    None => missing.push(("DOCUMENT", "application_form", "the application form is not uploaded".to_owned())),
+                    None => missing.push(("DOCUMENT_MISSING", "application_form", "the application form is not uploaded".to_owned())),
                     Some(n) if n < 3 => missing.push((
                         "DOCUMENT_MISSING",
                         "application_form",
@@ -772,19 +772,19 @@ impl ProjectService for ProjectsService {
                     .iter()
                     .find(|d| d.kind == document_kind_name(pb::DocumentKind::FeasibilityStudyReport));
                 if study.is_none() {
-                    missing.push(("DOCUMENT", "feasibility_study_report", "the feasibility study report is not uploaded".to_owned()));
+                    missing.push(("DOCUMENT_MISSING", "feasibility_study_report", "the feasibility study report is not uploaded".to_owned()));
                 }
                 if row.estimated_investment_fen <= 0 {
-                    missing.push(("FIELD", "estimated_investment_fen", "the estimated investment must be positive".to_owned()));
+                    missing.push(("FIELD_MISSING", "estimated_investment_fen", "the estimated investment must be positive".to_owned()));
                 }
                 if row.planned_start_date.is_none() || row.planned_end_date.is_none() {
-                    missing.push(("FIELD", "planned_construction_period", "the planned construction period must be set".to_owned()));
+                    missing.push(("FIELD_MISSING", "planned_construction_period", "the planned construction period must be set".to_owned()));
                 }
                 if row.funding_source == funding_name(pb::FundingSource::Unspecified) {
-                    missing.push(("FIELD", "funding_source", "the funding source must be set".to_owned()));
+                    missing.push(("FIELD_MISSING", "funding_source", "the funding source must be set".to_owned()));
                 }
                 if row.contacts == "[]" {
-                    missing.push(("FIELD", "contacts", "at least one contact is needed".to_owned()));
+                    missing.push(("FIELD_MISSING", "contacts", "at least one contact is needed".to_owned()));
                 }
                 if !missing.is_empty() {
                     let message = format!(
