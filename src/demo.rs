@@ -168,13 +168,12 @@ impl<W: Write> Demo<'_, W> {
     async fn review(
         &mut self,
         project: &str,
-        stage: &str,
+        stage_enum: spb::ReviewStage,
         decision: spb::ReviewDecision,
         decline_one: bool,
     ) -> anyhow::Result<spb::Review> {
         let code = project.trim_start_matches("projects/").to_owned();
-        let stage_enum =
-            spb::ReviewStage::from_str_name(&format!("REVIEW_STAGE_{stage}")).unwrap_or_default();
+        let stage = stage_enum.short_name();
         let office = self.scheduling(Role::Office, None)?;
         let review = wait_for(
             "the scheduling service to receive the review request",
@@ -472,7 +471,7 @@ impl<W: Write> Demo<'_, W> {
         let c = concluded.conclusion.clone().unwrap_or_default();
         self.say(format!(
             "The chair, {chair}, recorded the conclusion: {} (panel average {:.2}).",
-            decision.as_str_name().trim_start_matches("DECISION_"),
+            decision.short_name(),
             f64::from(c.overall_average_centi) / 100.0
         ))?;
         for i in concluded
@@ -697,11 +696,11 @@ pub async fn run(t: &Targets, out: &mut impl Write) -> anyhow::Result<Outcome> {
         })
         .await?
         .into_inner();
-    d.say(format!("Office accepted it for preliminary review ({}), naming the panel: 3 software and 2 network experts with alternates. The projects service asks the scheduling service for the review through its outbox.", state(&p)))?;
+    d.say(format!("Office accepted it for preliminary review ({}), naming the panel: 3 software and 2 network experts with alternates. The scheduling service and the registry checked the panel first; the projects service now asks for the review through its outbox.", state(&p)))?;
     let first = d
         .review(
             &p.name,
-            "PRELIMINARY_REVIEW",
+            spb::ReviewStage::PreliminaryReview,
             spb::ReviewDecision::Approved,
             true,
         )
@@ -793,7 +792,12 @@ pub async fn run(t: &Targets, out: &mut impl Write) -> anyhow::Result<Outcome> {
         state(&p)
     ))?;
     let second = d
-        .review(&p.name, "ACCEPTANCE", spb::ReviewDecision::Passed, false)
+        .review(
+            &p.name,
+            spb::ReviewStage::Acceptance,
+            spb::ReviewDecision::Passed,
+            false,
+        )
         .await?;
     let p = wait_for("the project to hear the acceptance outcome", || {
         let d = &d;
