@@ -9,6 +9,7 @@ mod documents;
 mod draws;
 mod helpers;
 mod inspector;
+mod integrity;
 mod lifecycle;
 mod organisations;
 mod platform;

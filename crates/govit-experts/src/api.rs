@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use govit_draw::{Requirement, merkle};
 use govit_platform::error::respond;
 use govit_platform::{
-    Caller, Role, ServiceError, ServiceResult, Violations,
+    Caller, Role, ServiceError, ServiceResult, Violations, idempotency,
     paging::Page,
     time::{date_to_stored, now, to_stored},
     validate::is_code,
@@ -936,7 +936,12 @@ impl ExpertRegistryService for ExpertsService {
                             .collect(),
                         meeting_date,
                         supplements,
-                        request_id: (!req.request_id.is_empty()).then(|| req.request_id.clone()),
+                        request_id: (!req.request_id.is_empty())
+                            .then(|| idempotency::scoped_key(&caller, &req.request_id)),
+                        request_hash: idempotency::request_hash(&pb::OpenDrawRequest {
+                            validate_only: false,
+                            ..req.clone()
+                        }),
                         validate_only: req.validate_only,
                     })
                     .await?;
@@ -1119,7 +1124,8 @@ impl ExpertRegistryService for ExpertsService {
             };
             v.finish()?;
             caller.require(&DRAW_RUNNERS)?;
-            let d = self.replace_expert(&id?, &req.category, &req.expert_id, reason, (!req.request_id.is_empty()).then_some(req.request_id.as_str())).await?;
+            let key = (!req.request_id.is_empty()).then(|| idempotency::scoped_key(&caller, &req.request_id));
+            let d = self.replace_expert(&id?, &req.category, &req.expert_id, reason, key.as_deref()).await?;
             self.draw_response(&caller, d).await
         }
         .await)
@@ -1173,7 +1179,9 @@ impl ExpertRegistryService for ExpertsService {
             check::optional_text(&mut v, "comment", &req.comment, 2000);
             v.finish()?;
             let id = id?;
-            caller.require(&[Role::Service, Role::Office])?;
+            // Only review scheduling, whose reviews they are: office rates through it, and no one
+            // else can pre-empt a review's record with a rating of their own.
+            caller.require(&[Role::Service])?;
             self.store.get_expert(&id).await?.ok_or_else(|| ServiceError::not_found("expert", req.name.clone()))?;
             let mut tx = translog::begin(&self.store.db).await?;
             let inserted = sqlx::query("INSERT INTO expert_reviews (expert_id, review_id, rating, comment, create_time) VALUES ($1, $2, $3, $4, $5)")
@@ -1185,8 +1193,20 @@ impl ExpertRegistryService for ExpertsService {
                 .execute(&mut *tx)
                 .await;
             match inserted {
-                // Recorded before: a redelivery changes nothing.
-                Err(e) if govit_platform::db::is_unique_violation(&e) => drop(tx),
+                // Recorded before: a redelivery changes nothing; a different record is refused.
+                Err(e) if govit_platform::db::is_unique_violation(&e) => {
+                    drop(tx);
+                    let same = sqlx::query("SELECT 1 FROM expert_reviews WHERE expert_id = $1 AND review_id = $2 AND rating = $3 AND comment = $4")
+                        .bind(id.clone())
+                        .bind(review_id.clone())
+                        .bind(i64::from(req.rating))
+                        .bind(req.comment.clone())
+                        .fetch_optional(&self.store.db.pool)
+                        .await?;
+                    if same.is_none() {
+                        return Err(ServiceError::request_id_reused("review service", &format!("{}/reviews/{review_id}", req.name)));
+                    }
+                }
                 Err(e) => return Err(e.into()),
                 Ok(_) => {
                     sqlx::query(

@@ -10,6 +10,7 @@ use govit_platform::{
     time::{now, to_stored},
 };
 use serde_json::json;
+use sqlx::Row;
 
 use crate::{
     ExpertsService,
@@ -31,7 +32,10 @@ pub struct OpenRequest {
     pub manual: Vec<ManualExclusion>,
     pub meeting_date: NaiveDate,
     pub supplements: Option<String>,
+    /// The caller's idempotency key, scoped to the caller.
     pub request_id: Option<String>,
+    /// A hash of the request: the same key with another request is refused.
+    pub request_hash: String,
     /// Check everything opening would, including that the pool can supply the panel, and open
     /// nothing.
     pub validate_only: bool,
@@ -69,7 +73,7 @@ impl ExpertsService {
             && let Some(key) = &req.request_id
             && let Some(existing) = self.store.draw_by_request(key).await?
         {
-            return Ok(Some(existing));
+            return same_request(existing, &req.request_hash).map(Some);
         }
         let already_drawn = match &req.supplements {
             Some(parent) => {
@@ -217,16 +221,17 @@ impl ExpertsService {
             open_time: to_stored(opened),
             execute_time: None,
             version: 1,
+            request_hash: req.request_hash.clone(),
         };
         if !self.store.insert_draw(&row).await? {
             // The same request raced us and won: answer with its draw.
             let key = req.request_id.unwrap_or_default();
-            return self
+            let existing = self
                 .store
                 .draw_by_request(&key)
                 .await?
-                .map(Some)
-                .ok_or_else(|| internal(anyhow::anyhow!("draw of request {key} vanished")));
+                .ok_or_else(|| internal(anyhow::anyhow!("draw of request {key} vanished")))?;
+            return same_request(existing, &req.request_hash).map(Some);
         }
         tracing::info!(draw = %row.id, project = %row.project_id, pool = pool.len(), "draw opened");
         Ok(Some(row))
@@ -404,13 +409,26 @@ impl ExpertsService {
         reason: &str,
         request_id: Option<&str>,
     ) -> ServiceResult<DrawRow> {
-        // A redelivered request (the scheduling service retries) must not replace twice.
+        // A redelivered request (the scheduling service retries) must not replace twice; the
+        // same key asking for another replacement is refused.
         if let Some(key) = request_id {
-            let seen = sqlx::query("SELECT 1 FROM draw_replacements WHERE request_id = $1")
-                .bind(key.to_owned())
-                .fetch_optional(&self.store.db.pool)
-                .await?;
-            if seen.is_some() {
+            let seen = sqlx::query(
+                "SELECT draw_id, category, left_expert, reason FROM draw_replacements WHERE request_id = $1",
+            )
+            .bind(key.to_owned())
+            .fetch_optional(&self.store.db.pool)
+            .await?;
+            if let Some(seen) = seen {
+                let same = seen.try_get::<String, _>(0)? == id
+                    && seen.try_get::<String, _>(1)? == category
+                    && seen.try_get::<String, _>(2)? == leaving
+                    && seen.try_get::<String, _>(3)? == reason;
+                if !same {
+                    return Err(ServiceError::request_id_reused(
+                        "replacement",
+                        &format!("draws/{id}"),
+                    ));
+                }
                 return self.draw_or_not_found(id).await;
             }
         }
@@ -533,5 +551,14 @@ impl ExpertsService {
             .map_err(internal)?;
         tx.commit().await?;
         self.draw_or_not_found(id).await
+    }
+}
+
+/// The draw a repeated OpenDraw gets: the one its key opened, for the same request only.
+fn same_request(existing: DrawRow, request_hash: &str) -> ServiceResult<DrawRow> {
+    if existing.request_hash == request_hash {
+        Ok(existing)
+    } else {
+        Err(ServiceError::request_id_reused("draw", &existing.name()))
     }
 }

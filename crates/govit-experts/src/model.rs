@@ -206,11 +206,13 @@ pub struct DrawRow {
     pub open_time: String,
     pub execute_time: Option<String>,
     pub version: i64,
+    /// A hash of the request that opened the draw under `request_id` (the caller's scoped key).
+    pub request_hash: String,
 }
 
 pub const DRAW_COLUMNS: &str = "id, project_id, stage, state, meeting_date, request_id, supplements, \
     input, input_hash, server_secret, witness_entropy, outcome, seed, result, record_hash, panel, \
-    manual_exclusions, cancel_reason, open_time, execute_time, version";
+    manual_exclusions, cancel_reason, open_time, execute_time, version, request_hash";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ReplacementRow {

@@ -485,7 +485,7 @@ impl Store {
         let mut tx = translog::begin(&self.db).await?;
         let inserted = sqlx::query(
             "INSERT INTO draws (id, project_id, stage, state, meeting_date, request_id, supplements, input, input_hash, \
-             server_secret, manual_exclusions, open_time, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1)",
+             server_secret, manual_exclusions, open_time, version, request_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1, $13)",
         )
         .bind(d.id.clone())
         .bind(d.project_id.clone())
@@ -499,6 +499,7 @@ impl Store {
         .bind(d.server_secret.clone())
         .bind(d.manual_exclusions.clone())
         .bind(d.open_time.clone())
+        .bind(d.request_hash.clone())
         .execute(&mut *tx)
         .await;
         match inserted {

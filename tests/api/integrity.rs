@@ -1,0 +1,258 @@
+//! Integrity against an insider with a legitimate role: idempotency keys are scoped to their
+//! caller and bound to their request, and a review nobody asked for cannot decide a project.
+
+use govit_experts::DrawPolicy;
+use govit_platform::Role;
+use govit_proto::{
+    experts::v1 as epb,
+    projects::v1::{self as pb, ProjectState as S},
+    scheduling::v1 as spb,
+};
+use tonic::Code;
+
+use crate::{
+    helpers::*,
+    system::{seed_pool, submitted_project},
+};
+
+fn no_witness() -> DrawPolicy {
+    DrawPolicy {
+        require_witness: false,
+        ..DrawPolicy::default()
+    }
+}
+
+fn open(project: &str, count: i32, request_id: &str) -> epb::OpenDrawRequest {
+    let mut req = open_request(project, vec![requirement("software", count, 1)]);
+    req.request_id = request_id.into();
+    req.meeting_date = Some(govit_platform::time::date_to_proto(
+        chrono::Utc::now().date_naive() + chrono::Duration::days(7),
+    ));
+    req
+}
+
+#[tokio::test]
+async fn a_draw_key_is_one_callers_key_for_one_request() {
+    let system = spawn_system(no_witness()).await;
+    seed_pool(&system).await;
+    let office = system.registry_client(Role::Office);
+    let service = system.registry_client(Role::Service);
+    let first = office
+        .clone()
+        .open_draw(open("2026-0042", 2, "k-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    // A retry gets the same draw.
+    let retry = office
+        .clone()
+        .open_draw(open("2026-0042", 2, "k-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retry.name, first.name);
+    // Another caller's same key is its own key: it cannot take over office's draw.
+    let theirs = service
+        .clone()
+        .open_draw(open("2026-0042", 2, "k-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(theirs.name, first.name);
+    // The same key with another request is refused, whoever sends it.
+    let changed = office
+        .clone()
+        .open_draw(open("2026-0042", 3, "k-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(changed.code(), Code::AlreadyExists);
+    assert_eq!(error_reason(&changed), "REQUEST_ID_REUSED");
+    let listed = office
+        .clone()
+        .list_draws(epb::ListDrawsRequest {
+            project: "projects/2026-0042".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .draws;
+    assert_eq!(
+        listed.len(),
+        2,
+        "office's draw and the service's, nothing else"
+    );
+}
+
+#[tokio::test]
+async fn a_replacement_key_replaces_once_and_only_what_it_named() {
+    let system = spawn_system(no_witness()).await;
+    seed_pool(&system).await;
+    let office = system.registry_client(Role::Office);
+    let d = office
+        .clone()
+        .open_draw(open("2026-0042", 3, ""))
+        .await
+        .unwrap()
+        .into_inner();
+    let d = office
+        .clone()
+        .execute_draw(epb::ExecuteDrawRequest { name: d.name })
+        .await
+        .unwrap()
+        .into_inner();
+    let selected = d.panel[0].selected.clone();
+    let replace = |expert: &str| epb::ReplaceExpertRequest {
+        name: d.name.clone(),
+        category: "software".into(),
+        expert_id: expert.into(),
+        reason: epb::ReplacementReason::Declined as i32,
+        request_id: "r-1".into(),
+    };
+    let once = office
+        .clone()
+        .replace_expert(replace(&selected[0]))
+        .await
+        .unwrap()
+        .into_inner();
+    let again = office
+        .clone()
+        .replace_expert(replace(&selected[0]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.replacements.len(), 1, "a retry replaces nobody twice");
+    assert_eq!(once.replacements, again.replacements);
+    let other = office
+        .clone()
+        .replace_expert(replace(&selected[1]))
+        .await
+        .unwrap_err();
+    assert_eq!(other.code(), Code::AlreadyExists);
+    assert_eq!(error_reason(&other), "REQUEST_ID_REUSED");
+}
+
+#[tokio::test]
+async fn only_review_scheduling_records_review_service_and_once() {
+    let system = spawn_system(no_witness()).await;
+    seed_pool(&system).await;
+    let record = |rating: i32| epb::RecordReviewServiceRequest {
+        name: "experts/s01".into(),
+        review: "reviews/rv-1".into(),
+        rating,
+        comment: "thorough".into(),
+    };
+    for role in [
+        Role::Office,
+        Role::RegistryAdmin,
+        Role::Inspector,
+        Role::Supervisor,
+        Role::Applicant,
+    ] {
+        let denied = system
+            .registry_client(role)
+            .record_review_service(record(1))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                denied.code(),
+                Code::PermissionDenied | Code::Unauthenticated
+            ),
+            "{role:?}: {denied:?}"
+        );
+    }
+    let service = system.registry_client(Role::Service);
+    service
+        .clone()
+        .record_review_service(record(4))
+        .await
+        .unwrap();
+    let again = service
+        .clone()
+        .record_review_service(record(4))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((again.rating_count, again.average_rating_centi), (1, 400));
+    let changed = service
+        .clone()
+        .record_review_service(record(1))
+        .await
+        .unwrap_err();
+    assert_eq!(error_reason(&changed), "REQUEST_ID_REUSED");
+}
+
+#[tokio::test]
+async fn a_review_set_up_in_advance_cannot_decide_the_project() {
+    let system = spawn_system(no_witness()).await;
+    seed_pool(&system).await;
+    let p = submitted_project(&system).await;
+    // Office sets up a review of the project beforehand: no exclusions, a panel of its choice.
+    let planted = system
+        .scheduling_client(Role::Office)
+        .request_review(spb::RequestReviewRequest {
+            review_id: "planted".into(),
+            project: p.name.clone(),
+            stage: spb::ReviewStage::PreliminaryReview as i32,
+            panel: vec![pb::PanelRequirement {
+                category: "software".into(),
+                count: 2,
+                alternates: 0,
+            }],
+            accept_time: Some(govit_platform::time::to_timestamp(chrono::Utc::now())),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let p = system
+        .projects_client(Role::Office)
+        .accept_for_review(pb::AcceptForReviewRequest {
+            name: p.name.clone(),
+            etag: p.etag.clone(),
+            panel: vec![pb::PanelRequirement {
+                category: "software".into(),
+                count: 2,
+                alternates: 1,
+            }],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    system.deliver_projects_outbox().await;
+    // The project's review is its own, with the applicant excluded.
+    assert_ne!(p.review, planted.name);
+    let own = system
+        .scheduling_client(Role::Office)
+        .get_review(spb::GetReviewRequest {
+            name: p.review.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(own.excluded_organizations, [system.applicant_code.clone()]);
+    // The planted review's decision cannot move the project, even sent as the service would.
+    let status = system
+        .projects_client(Role::Service)
+        .record_review_outcome(pb::RecordReviewOutcomeRequest {
+            name: p.name.clone(),
+            review: planted.name.clone(),
+            stage: pb::ReviewStage::PreliminaryReview as i32,
+            decision: pb::ReviewDecision::Approved as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_eq!(error_reason(&status), "REVIEW_MISMATCH");
+    let now = system
+        .projects_client(Role::Office)
+        .get_project(pb::GetProjectRequest {
+            name: p.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(now.state, S::UnderPreliminaryReview as i32);
+}
