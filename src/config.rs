@@ -61,6 +61,7 @@ pub struct SupervisionFileConfig {
     pub yellow_band_percent: Option<f64>,
     pub evaluation_weights: Option<[i32; 3]>,
     pub review_deadline_working_days: Option<u32>,
+    pub override_approvers: Option<u32>,
 }
 
 fn basis_points(percent: f64) -> anyhow::Result<i64> {
@@ -238,6 +239,10 @@ impl Settings {
         }
         if let Some(d) = sup.review_deadline_working_days {
             supervision.review_deadline_working_days = d;
+        }
+        if let Some(n) = sup.override_approvers {
+            anyhow::ensure!((1..=2).contains(&n), "override_approvers must be 1 or 2");
+            supervision.override_approvers = n;
         }
         Ok(Settings {
             data_dir,

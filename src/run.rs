@@ -57,13 +57,19 @@ pub async fn start_service(
                 supervision: settings.supervision.clone(),
             };
             let projects = govit_projects::ProjectsService::open(&config).await?;
-            let channel = govit_platform::client::lazy_channel(&peers.scheduling)?;
-            let client = govit_proto::scheduling::v1::review_scheduling_service_client::ReviewSchedulingServiceClient::with_interceptor(
-                channel.clone(),
-                BearerToken::new(&service_token(settings)?)?,
-            );
-            let projects = projects.with_calendar(client.clone());
-            projects.spawn_outbox_worker(client, channel, WORKER_INTERVAL);
+            let token = BearerToken::new(&service_token(settings)?)?;
+            let scheduling = govit_platform::client::lazy_channel(&peers.scheduling)?;
+            let registry = govit_platform::client::lazy_channel(&peers.experts)?;
+            let projects = projects
+                .with_calendar(govit_proto::scheduling::v1::review_scheduling_service_client::ReviewSchedulingServiceClient::with_interceptor(
+                    scheduling.clone(),
+                    token.clone(),
+                ))
+                .with_registry(govit_proto::experts::v1::expert_registry_service_client::ExpertRegistryServiceClient::with_interceptor(
+                    registry.clone(),
+                    token,
+                ));
+            projects.spawn_outbox_worker(scheduling, registry, WORKER_INTERVAL);
             projects.routes(auth, options).await
         }
         ServiceName::Experts => {

@@ -825,7 +825,7 @@ async fn an_outcome_comes_only_from_the_projects_own_review() {
     let p = submitted_project(&system).await;
     let p = accept(&system, &p, vec![software(2, 1)]).await.unwrap();
     let status = system
-        .projects_client(Role::Office)
+        .projects_client(Role::Service)
         .record_review_outcome(pb::RecordReviewOutcomeRequest {
             name: p.name.clone(),
             review: "reviews/made-up".into(),

@@ -791,6 +791,13 @@ fn calendar_client(url: &str) -> govit_projects::SchedulingClient {
     )
 }
 
+fn registry_service_client(url: &str) -> govit_projects::RegistryClient {
+    ExpertRegistryServiceClient::with_interceptor(
+        govit_platform::client::lazy_channel(url).unwrap(),
+        govit_platform::client::BearerToken::new(&token(Role::Service, None, None)).unwrap(),
+    )
+}
+
 fn projects_config(url: &str, dir: &std::path::Path) -> ProjectsConfig {
     ProjectsConfig {
         database_url: url.to_owned(),
@@ -823,7 +830,8 @@ pub async fn spawn_system_with(policy: DrawPolicy, scheduling_policy: Scheduling
     let projects = ProjectsService::open(&projects_config(&database_urls[0], dir.path()))
         .await
         .unwrap()
-        .with_calendar(calendar_client(&urls[2]));
+        .with_calendar(calendar_client(&urls[2]))
+        .with_registry(registry_service_client(&urls[1]));
     let registry = ExpertsService::open(&database_urls[1], policy.clone())
         .await
         .unwrap();
@@ -906,6 +914,14 @@ impl System {
         )
     }
 
+    /// A projects client presenting `token` as it is.
+    pub fn projects_client_with_token(&self, token: &str) -> Client {
+        ProjectServiceClient::with_interceptor(
+            Self::channel(&self.urls[0]),
+            Bearer(Some(format!("Bearer {token}").parse().unwrap())),
+        )
+    }
+
     pub fn registry_client(&self, role: Role) -> RegistryClient {
         ExpertRegistryServiceClient::with_interceptor(
             Self::channel(&self.urls[1]),
@@ -937,23 +953,14 @@ impl System {
         govit_platform::outbox::retry_now(self.projects.db())
             .await
             .unwrap();
-        let mut client = ReviewSchedulingServiceClient::with_interceptor(
-            Self::channel(&self.urls[2]),
-            govit_platform::client::BearerToken::new(&token(Role::Service, None, None)).unwrap(),
-        );
-        self.projects.deliver_outbox(&mut client).await.unwrap()
+        self.projects.deliver_outbox().await.unwrap()
     }
 
     /// The projects service's outbox worker, as `govit up` runs it.
     pub fn spawn_projects_worker(&self, interval: Duration) -> JoinHandle<()> {
-        let channel = Self::channel(&self.urls[2]);
         self.projects.spawn_outbox_worker(
-            ReviewSchedulingServiceClient::with_interceptor(
-                channel.clone(),
-                govit_platform::client::BearerToken::new(&token(Role::Service, None, None))
-                    .unwrap(),
-            ),
-            channel,
+            Self::channel(&self.urls[2]),
+            Self::channel(&self.urls[1]),
             interval,
         )
     }
@@ -1012,7 +1019,8 @@ impl System {
             ProjectsService::open(&projects_config(&self.database_urls[0], self.dir.path()))
                 .await
                 .unwrap()
-                .with_calendar(calendar_client(&self.urls[2]));
+                .with_calendar(calendar_client(&self.urls[2]))
+                .with_registry(registry_service_client(&self.urls[1]));
         let l = listener_at(Some(self.projects_run.addr)).await;
         self.projects_run = Running::start(
             l,

@@ -256,3 +256,219 @@ async fn a_review_set_up_in_advance_cannot_decide_the_project() {
         .into_inner();
     assert_eq!(now.state, S::UnderPreliminaryReview as i32);
 }
+
+#[tokio::test]
+async fn an_office_override_is_its_own_act_approved_by_a_second_office_user_and_logged() {
+    let system = spawn_system(no_witness()).await;
+    seed_pool(&system).await;
+    let p = submitted_project(&system).await;
+    let p = system
+        .projects_client(Role::Office)
+        .accept_for_review(pb::AcceptForReviewRequest {
+            name: p.name.clone(),
+            etag: p.etag.clone(),
+            panel: vec![pb::PanelRequirement {
+                category: "software".into(),
+                count: 2,
+                alternates: 1,
+            }],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    system.deliver_projects_outbox().await;
+    let request = |etag: &str, reason: &str| pb::OverrideReviewOutcomeRequest {
+        name: p.name.clone(),
+        etag: etag.into(),
+        stage: pb::ReviewStage::PreliminaryReview as i32,
+        decision: pb::ReviewDecision::Approved as i32,
+        reason: reason.into(),
+    };
+    let reason = "the municipal government ordered the project approved on 2026-11-20";
+    for role in [
+        Role::Applicant,
+        Role::Supervisor,
+        Role::Inspector,
+        Role::RegistryAdmin,
+        Role::Service,
+    ] {
+        let denied = system
+            .projects_client(role)
+            .override_review_outcome(request(&p.etag, reason))
+            .await
+            .unwrap_err();
+        assert_eq!(denied.code(), Code::PermissionDenied, "{role:?}");
+    }
+    let office = |subject: &str| {
+        let token = govit_platform::auth::mint_hs256(
+            KEY,
+            subject,
+            Role::Office,
+            None,
+            None,
+            std::time::Duration::from_secs(600),
+        )
+        .unwrap();
+        system.projects_client_with_token(&token)
+    };
+    let no_reason = office("office-li")
+        .override_review_outcome(request(&p.etag, "because"))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&no_reason), ["reason"]);
+    let asked = office("office-li")
+        .override_review_outcome(request(&p.etag, reason))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(asked.state, pb::ReviewOverrideState::PendingApproval as i32);
+    assert_eq!(asked.review, p.review);
+    let unchanged = system
+        .projects_client(Role::Office)
+        .get_project(pb::GetProjectRequest {
+            name: p.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(unchanged.state, S::UnderPreliminaryReview as i32);
+    // Who asked cannot approve.
+    let own = office("office-li")
+        .approve_review_override(pb::ApproveReviewOverrideRequest {
+            name: asked.name.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(own.code(), Code::PermissionDenied);
+    let approved = office("office-wang")
+        .approve_review_override(pb::ApproveReviewOverrideRequest {
+            name: asked.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(approved.state, pb::ReviewOverrideState::Applied as i32);
+    assert_eq!(approved.approved_by, "office-wang");
+    let twice = office("office-zhao")
+        .approve_review_override(pb::ApproveReviewOverrideRequest {
+            name: asked.name.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error_reason(&twice), "STATE_CONFLICT");
+
+    // The project moved; the audit trail says who asked, who approved, and why.
+    let events = system
+        .projects_client(Role::Inspector)
+        .list_project_events(pb::ListProjectEventsRequest {
+            parent: p.name.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    let asked_event = events
+        .iter()
+        .find(|e| e.action == "OverrideReviewOutcomeRequested")
+        .unwrap();
+    assert_eq!(asked_event.actor.as_ref().unwrap().subject, "office-li");
+    let applied = events
+        .iter()
+        .find(|e| e.action == "OverrideReviewOutcome")
+        .unwrap();
+    assert_eq!(applied.actor.as_ref().unwrap().subject, "office-wang");
+    assert!(applied.reason.contains(reason), "{}", applied.reason);
+    assert_eq!(applied.to_state, S::Approved as i32);
+
+    // The review is cancelled, the override is in the registry's log (its reason only as a
+    // hash), and a panel decision arriving afterwards is kept, not applied, not dropped.
+    for _ in 0..3 {
+        system.deliver_projects_outbox().await;
+        system.tick().await;
+    }
+    let review = system
+        .scheduling_client(Role::Office)
+        .get_review(spb::GetReviewRequest {
+            name: p.review.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(review.state, spb::ReviewState::Cancelled as i32);
+    let log = system
+        .registry_client(Role::Inspector)
+        .list_log_entries(epb::ListLogEntriesRequest {
+            start: 0,
+            limit: 1000,
+            draw_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let logged: Vec<&epb::LogEntry> = log
+        .iter()
+        .filter(|e| e.entry_json.contains("review_outcome_overridden"))
+        .collect();
+    assert_eq!(logged.len(), 1);
+    assert!(
+        logged[0]
+            .entry_json
+            .contains(&asked.name.rsplit('/').next().unwrap().to_owned())
+    );
+    assert!(
+        logged[0].entry_json.contains("\"approvals\":2"),
+        "{}",
+        logged[0].entry_json
+    );
+    assert!(
+        !logged[0].entry_json.contains("municipal"),
+        "the reason stays out of the log"
+    );
+    let late = system
+        .projects_client(Role::Service)
+        .record_review_outcome(pb::RecordReviewOutcomeRequest {
+            name: p.name.clone(),
+            review: p.review.clone(),
+            stage: pb::ReviewStage::PreliminaryReview as i32,
+            decision: pb::ReviewDecision::Rejected as i32,
+            summary: "the panel would have rejected it".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(late.state, S::Approved as i32);
+    let events = system
+        .projects_client(Role::Inspector)
+        .list_project_events(pb::ListProjectEventsRequest {
+            parent: p.name.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    let kept = events
+        .iter()
+        .find(|e| e.action == "ReviewOutcomeNotApplied")
+        .unwrap();
+    assert!(kept.reason.contains("REJECTED"), "{}", kept.reason);
+    let overrides = system
+        .projects_client(Role::Supervisor)
+        .list_review_overrides(pb::ListReviewOverridesRequest {
+            parent: p.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .overrides;
+    assert_eq!(overrides.len(), 1);
+    assert_eq!(
+        govit_platform::outbox::parked(system.projects.db())
+            .await
+            .unwrap(),
+        0
+    );
+}

@@ -1229,6 +1229,103 @@ impl ExpertRegistryService for ExpertsService {
         .await)
     }
 
+    async fn record_review_override(
+        &self,
+        request: Request<pb::RecordReviewOverrideRequest>,
+    ) -> Result<Response<pb::RecordReviewOverrideResponse>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let req = request.into_inner();
+        respond(
+            async {
+                let mut v = Violations::new();
+                let parts: Vec<&str> = req.r#override.split('/').collect();
+                let (project, override_id) = match parts.as_slice() {
+                    ["projects", p, "overrides", o] if is_code(p) && is_code(o) => {
+                        (p.to_string(), o.to_string())
+                    }
+                    _ => {
+                        v.add("override", "must be projects/{code}/overrides/{id}");
+                        (String::new(), String::new())
+                    }
+                };
+                let review = match req.review.strip_prefix("reviews/") {
+                    _ if req.review.is_empty() => String::new(),
+                    Some(id) if is_code(id) => id.to_owned(),
+                    _ => {
+                        v.add("review", "must be reviews/{id} or empty");
+                        String::new()
+                    }
+                };
+                let stage = pb::ReviewStage::try_from(req.stage)
+                    .ok()
+                    .filter(|s| *s != pb::ReviewStage::Unspecified);
+                let decision = pb::ReviewDecision::try_from(req.decision)
+                    .ok()
+                    .filter(|d| stage.is_some_and(|s| s.admits(*d)));
+                if stage.is_none() {
+                    v.add("stage", "must be a review stage");
+                }
+                if decision.is_none() {
+                    v.add("decision", "must be a decision of the stage");
+                }
+                if req.reason_sha256.len() != 64
+                    || !req.reason_sha256.bytes().all(|b| b.is_ascii_hexdigit())
+                {
+                    v.add("reason_sha256", "must be 64 hex characters");
+                }
+                if !(1..=2).contains(&req.approvals) {
+                    v.add("approvals", "must be 1 or 2");
+                }
+                v.finish()?;
+                caller.require(&[Role::Service])?;
+                let (Some(stage), Some(decision)) = (stage, decision) else {
+                    return Err(ServiceError::field("stage", "is required"));
+                };
+                let mut tx = translog::begin(&self.store.db).await?;
+                let seen: Option<i64> = sqlx::query_scalar(
+                    "SELECT log_index FROM review_overrides WHERE override_name = $1",
+                )
+                .bind(req.r#override.clone())
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(index) = seen {
+                    return Ok(pb::RecordReviewOverrideResponse {
+                        index: index as u64,
+                    });
+                }
+                let index = translog::append(
+                    &mut tx,
+                    serde_json::json!({
+                        "type": "review_outcome_overridden",
+                        "project_id": project,
+                        "override_id": override_id,
+                        "review_id": review,
+                        "stage": stage.short_name(),
+                        "decision": decision.short_name(),
+                        "reason_sha256": req.reason_sha256.to_ascii_lowercase(),
+                        "approvals": req.approvals,
+                    }),
+                    None,
+                )
+                .await
+                .map_err(internal)?;
+                sqlx::query(
+                    "INSERT INTO review_overrides (override_name, log_index) VALUES ($1, $2)",
+                )
+                .bind(req.r#override.clone())
+                .bind(index)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                tracing::info!(r#override = %req.r#override, index, "review override logged");
+                Ok(pb::RecordReviewOverrideResponse {
+                    index: index as u64,
+                })
+            }
+            .await,
+        )
+    }
+
     async fn get_log_head(
         &self,
         request: Request<pb::GetLogHeadRequest>,

@@ -140,7 +140,10 @@ impl ProjectsService {
                 violations.add(v.field.clone(), v.description.clone());
             }
         }
-        let etag_required = !matches!(action, Action::ReviewOutcome(..) | Action::ReviewCancelled);
+        let etag_required = !matches!(
+            action,
+            Action::ReviewOutcome(..) | Action::ReviewCancelled | Action::OverrideOutcome(..)
+        );
         let expected = if etag.is_empty() && !etag_required {
             None
         } else {
@@ -868,6 +871,30 @@ impl ProjectService for ProjectsService {
     ) -> Result<Response<pb::Project>, Status> {
         let caller = Caller::from_request(&request)?;
         respond(self.record_outcome(&caller, request.into_inner()).await)
+    }
+
+    async fn override_review_outcome(
+        &self,
+        request: Request<pb::OverrideReviewOutcomeRequest>,
+    ) -> Result<Response<pb::ReviewOverride>, Status> {
+        let caller = Caller::from_request(&request)?;
+        respond(self.request_override(&caller, request.into_inner()).await)
+    }
+
+    async fn approve_review_override(
+        &self,
+        request: Request<pb::ApproveReviewOverrideRequest>,
+    ) -> Result<Response<pb::ReviewOverride>, Status> {
+        let caller = Caller::from_request(&request)?;
+        respond(self.approve_override(&caller, request.into_inner()).await)
+    }
+
+    async fn list_review_overrides(
+        &self,
+        request: Request<pb::ListReviewOverridesRequest>,
+    ) -> Result<Response<pb::ListReviewOverridesResponse>, Status> {
+        let caller = Caller::from_request(&request)?;
+        respond(self.list_overrides(&caller, request.into_inner()).await)
     }
 
     async fn record_review_cancellation(

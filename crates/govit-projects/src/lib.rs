@@ -8,6 +8,7 @@ mod blobs;
 mod lifecycle;
 mod model;
 mod outbox;
+mod overrides;
 mod reviews;
 mod store;
 mod supervision;
@@ -24,6 +25,15 @@ use tonic::service::Routes;
 
 pub use blobs::BlobStore;
 pub use outbox::Outgoing;
+
+/// The client the outbox worker logs overrides at the registry with.
+pub type RegistryClient =
+    govit_proto::experts::v1::expert_registry_service_client::ExpertRegistryServiceClient<
+        tonic::service::interceptor::InterceptedService<
+            tonic::transport::Channel,
+            govit_platform::client::BearerToken,
+        >,
+    >;
 
 /// The client the outbox worker calls the scheduling service with.
 pub type SchedulingClient =
@@ -61,6 +71,9 @@ pub struct SupervisionPolicy {
     pub evaluation_weights: [i32; 3],
     /// Working days from acceptance for review to the review meeting.
     pub review_deadline_working_days: u32,
+    /// How many office users an override of a review's decision takes: 2 (one asks, another
+    /// approves) or 1.
+    pub override_approvers: u32,
 }
 
 impl Default for SupervisionPolicy {
@@ -70,6 +83,7 @@ impl Default for SupervisionPolicy {
             bands: variance::Bands::default(),
             evaluation_weights: [40, 30, 30],
             review_deadline_working_days: 5,
+            override_approvers: 2,
         }
     }
 }
@@ -86,6 +100,8 @@ pub struct ProjectsService {
     /// working days are Monday to Friday, no review is requested, and office records review
     /// outcomes itself.
     calendar: Option<SchedulingClient>,
+    /// The expert registry, whose transparency log records office overrides.
+    registry: Option<RegistryClient>,
 }
 
 impl std::fmt::Debug for ProjectsService {
@@ -111,12 +127,17 @@ impl ProjectsService {
                     .all(|w| *w >= 0),
             "the post-evaluation weights must be non-negative and add up to 100"
         );
+        anyhow::ensure!(
+            (1..=2).contains(&config.supervision.override_approvers),
+            "override_approvers must be 1 or 2"
+        );
         Ok(Self {
             store: store::Store { db },
             blobs,
             max_document_bytes: config.max_document_bytes,
             policy: config.supervision.clone(),
             calendar: None,
+            registry: None,
         })
     }
 
@@ -125,6 +146,12 @@ impl ProjectsService {
     /// reviews).
     pub fn with_calendar(mut self, scheduling: SchedulingClient) -> Self {
         self.calendar = Some(scheduling);
+        self
+    }
+
+    /// Logs office overrides of review decisions in the registry's transparency log.
+    pub fn with_registry(mut self, registry: RegistryClient) -> Self {
+        self.registry = Some(registry);
         self
     }
 

@@ -11,6 +11,8 @@ pub enum Action {
     Return,
     AcceptForReview,
     ReviewOutcome(ReviewStage, ReviewDecision),
+    /// Office decides in the panel's stead (approved by a second office user where required).
+    OverrideOutcome(ReviewStage, ReviewDecision),
     /// Review scheduling reports that office cancelled the project's review.
     ReviewCancelled,
     FilePlan,
@@ -56,6 +58,7 @@ impl Action {
             Action::AcceptForReview => "AcceptForReview",
             Action::ReviewOutcome(..) => "RecordReviewOutcome",
             Action::ReviewCancelled => "RecordReviewCancellation",
+            Action::OverrideOutcome(..) => "OverrideReviewOutcome",
             Action::FilePlan => "FileImplementationPlan",
             Action::RecordPlan => "RecordImplementationPlan",
             Action::ReturnPlan => "ReturnImplementationPlan",
@@ -80,8 +83,8 @@ impl Action {
                 &[Applicant]
             }
             Action::StartTendering | Action::RecordTenderResult => &[Applicant, Office],
-            Action::ReviewOutcome(..) => &[Service, Office],
-            Action::ReviewCancelled => &[Service],
+            Action::ReviewOutcome(..) | Action::ReviewCancelled => &[Service],
+            Action::OverrideOutcome(..) => &[Office],
             Action::Suspend | Action::Resume => &[Office, Supervisor],
             Action::Return
             | Action::AcceptForReview
@@ -107,6 +110,9 @@ impl Action {
             | Action::ReturnPlan => &[S::ImplementationPlanFiled],
             Action::ReviewOutcome(ReviewStage::Acceptance, _) => &[S::UnderAcceptance],
             Action::ReviewOutcome(..) => &[],
+            Action::OverrideOutcome(stage, decision) => {
+                Action::ReviewOutcome(stage, decision).sources()
+            }
             Action::ReviewCancelled => &REVIEW_STATES,
             Action::FilePlan => &[S::Approved],
             Action::StartTendering => &[S::PlanRecorded],
@@ -151,7 +157,9 @@ impl Action {
         match self {
             Action::AcceptForReview => Some(ReviewEffect::Request(ReviewStage::PreliminaryReview)),
             Action::StartAcceptance => Some(ReviewEffect::Request(ReviewStage::Acceptance)),
-            Action::Withdraw | Action::Return | Action::Close if REVIEW_STATES.contains(&from) => {
+            Action::Withdraw | Action::Return | Action::Close | Action::OverrideOutcome(..)
+                if REVIEW_STATES.contains(&from) =>
+            {
                 Some(ReviewEffect::Cancel)
             }
             Action::Suspend if REVIEW_STATES.contains(&from) => Some(ReviewEffect::Pause),
@@ -187,6 +195,9 @@ impl Action {
             Action::ReviewOutcome(St::Acceptance, D::Passed) => S::Accepted,
             Action::ReviewOutcome(St::Acceptance, D::Failed) => S::AcceptanceFailed,
             Action::ReviewOutcome(..) => return None,
+            Action::OverrideOutcome(stage, decision) => {
+                return Action::ReviewOutcome(stage, decision).target(from, suspended_from);
+            }
             Action::ReviewCancelled if from == S::UnderPreliminaryReview => S::Submitted,
             Action::ReviewCancelled if from == S::UnderAcceptance => S::AcceptanceRequested,
             Action::ReviewCancelled => return None,
@@ -220,8 +231,9 @@ pub fn state_from_name(name: &str) -> Option<S> {
 mod tests {
     use super::*;
 
-    const ALL_ACTIONS: [Action; 17] = [
+    const ALL_ACTIONS: [Action; 18] = [
         Action::ReviewCancelled,
+        Action::OverrideOutcome(ReviewStage::Acceptance, ReviewDecision::Failed),
         Action::Submit,
         Action::Return,
         Action::AcceptForReview,

@@ -1,31 +1,35 @@
-//! What the projects service owes review scheduling, as typed calls in its outbox, and the
-//! worker pass that delivers them.
+//! What the projects service owes review scheduling and the registry, as typed calls in its
+//! outbox, and the worker pass that delivers them.
 
 use govit_platform::{
     error::status_reason,
     outbox::{self, OutboxPayload},
 };
-use govit_proto::scheduling::v1 as spb;
+use govit_proto::{experts::v1 as epb, scheduling::v1 as spb};
 use prost::Message;
+use tonic::Status;
 
-use crate::{ProjectsService, SchedulingClient};
+use crate::ProjectsService;
 
-/// Every call the projects service makes to review scheduling after a commit.
+/// Every call the projects service makes to another service after a commit.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outgoing {
     RequestReview(spb::RequestReviewRequest),
     CancelReview(spb::CancelReviewRequest),
     PauseReview(spb::PauseReviewRequest),
     ResumeReview(spb::ResumeReviewRequest),
+    /// To the registry's transparency log.
+    RecordReviewOverride(epb::RecordReviewOverrideRequest),
 }
 
-/// Every kind: all go to review scheduling.
-const KINDS: &[&str] = &[
+/// The kinds each peer receives, for resuming after that peer's outage.
+const SCHEDULING_KINDS: &[&str] = &[
     "RequestReview",
     "CancelReview",
     "PauseReview",
     "ResumeReview",
 ];
+const REGISTRY_KINDS: &[&str] = &["RecordReviewOverride"];
 
 impl OutboxPayload for Outgoing {
     fn kind(&self) -> &'static str {
@@ -34,6 +38,7 @@ impl OutboxPayload for Outgoing {
             Outgoing::CancelReview(_) => "CancelReview",
             Outgoing::PauseReview(_) => "PauseReview",
             Outgoing::ResumeReview(_) => "ResumeReview",
+            Outgoing::RecordReviewOverride(_) => "RecordReviewOverride",
         }
     }
 
@@ -44,6 +49,7 @@ impl OutboxPayload for Outgoing {
             Outgoing::CancelReview(r) => r.name.clone(),
             Outgoing::PauseReview(r) => r.name.clone(),
             Outgoing::ResumeReview(r) => r.name.clone(),
+            Outgoing::RecordReviewOverride(r) => r.r#override.clone(),
         }
     }
 
@@ -53,6 +59,7 @@ impl OutboxPayload for Outgoing {
             Outgoing::CancelReview(r) => r.encode_to_vec(),
             Outgoing::PauseReview(r) => r.encode_to_vec(),
             Outgoing::ResumeReview(r) => r.encode_to_vec(),
+            Outgoing::RecordReviewOverride(r) => r.encode_to_vec(),
         }
     }
 
@@ -62,16 +69,16 @@ impl OutboxPayload for Outgoing {
             "CancelReview" => Outgoing::CancelReview(Message::decode(bytes)?),
             "PauseReview" => Outgoing::PauseReview(Message::decode(bytes)?),
             "ResumeReview" => Outgoing::ResumeReview(Message::decode(bytes)?),
+            "RecordReviewOverride" => Outgoing::RecordReviewOverride(Message::decode(bytes)?),
             other => anyhow::bail!("unknown outbox message kind {other:?}"),
         })
     }
 }
 
 impl ProjectsService {
-    /// Delivers the messages due in the outbox to the scheduling service; returns how many
-    /// were delivered. Transient failures are retried later with backoff; final refusals are
-    /// parked for office.
-    pub async fn deliver_outbox(&self, scheduling: &mut SchedulingClient) -> anyhow::Result<usize> {
+    /// Delivers the messages due in the outbox; returns how many were delivered. Transient
+    /// failures are retried later with backoff; final refusals are parked for office.
+    pub async fn deliver_outbox(&self) -> anyhow::Result<usize> {
         let mut delivered = 0;
         for message in outbox::claim_due(&self.store.db, 50).await? {
             let call = match message.decode::<Outgoing>() {
@@ -81,17 +88,7 @@ impl ProjectsService {
                     continue;
                 }
             };
-            let result = match call {
-                Outgoing::RequestReview(r) => scheduling.request_review(r).await.map(|_| ()),
-                // A review that concluded before the cancellation arrived has nothing left to
-                // cancel; its decision reaches the project and is kept without applying.
-                Outgoing::CancelReview(r) => match scheduling.cancel_review(r).await {
-                    Err(s) if status_reason(&s).as_deref() == Some("REVIEW_CONCLUDED") => Ok(()),
-                    other => other.map(|_| ()),
-                },
-                Outgoing::PauseReview(r) => scheduling.pause_review(r).await.map(|_| ()),
-                Outgoing::ResumeReview(r) => scheduling.resume_review(r).await.map(|_| ()),
-            };
+            let result = self.deliver(call).await;
             if result.is_ok() {
                 delivered += 1;
             }
@@ -100,22 +97,56 @@ impl ProjectsService {
         Ok(delivered)
     }
 
+    async fn deliver(&self, call: Outgoing) -> Result<(), Status> {
+        let unconfigured = |peer: &str| {
+            Status::unavailable(format!("no {peer} is configured for this projects service"))
+        };
+        if let Outgoing::RecordReviewOverride(r) = call {
+            let mut registry = self
+                .registry
+                .clone()
+                .ok_or_else(|| unconfigured("registry"))?;
+            return registry.record_review_override(r).await.map(|_| ());
+        }
+        let mut scheduling = self
+            .calendar
+            .clone()
+            .ok_or_else(|| unconfigured("scheduling service"))?;
+        match call {
+            Outgoing::RequestReview(r) => scheduling.request_review(r).await.map(|_| ()),
+            // A review that concluded before the cancellation arrived has nothing left to
+            // cancel; its decision reaches the project and is kept without applying.
+            Outgoing::CancelReview(r) => match scheduling.cancel_review(r).await {
+                Err(s) if status_reason(&s).as_deref() == Some("REVIEW_CONCLUDED") => Ok(()),
+                other => other.map(|_| ()),
+            },
+            Outgoing::PauseReview(r) => scheduling.pause_review(r).await.map(|_| ()),
+            Outgoing::ResumeReview(r) => scheduling.resume_review(r).await.map(|_| ()),
+            Outgoing::RecordReviewOverride(_) => Ok(()),
+        }
+    }
+
     /// Runs `deliver_outbox` (and the monthly snapshot) every `interval` until the process
-    /// stops. After an outage the worker watches the scheduling service's health and resumes
-    /// within a pass of its return.
+    /// stops. After an outage the worker watches each peer's health (`scheduling`, `registry`:
+    /// their channels) and resumes within a pass of its return.
     pub fn spawn_outbox_worker(
         &self,
-        mut scheduling: SchedulingClient,
-        peer: tonic::transport::Channel,
+        scheduling: tonic::transport::Channel,
+        registry: tonic::transport::Channel,
         interval: std::time::Duration,
     ) -> tokio::task::JoinHandle<()> {
         let service = self.clone();
         tokio::spawn(async move {
             loop {
-                if let Err(e) = outbox::resume_if_peer_back(&service.store.db, &peer, KINDS).await {
-                    tracing::warn!(error = %e, "outbox peer check failed");
+                for (peer, kinds) in [(&scheduling, SCHEDULING_KINDS), (&registry, REGISTRY_KINDS)]
+                {
+                    if let Err(e) =
+                        outbox::resume_if_peer_back(&service.store.db, peer, kinds).await
+                    {
+                        tracing::warn!(error = %e, "outbox peer check failed");
+                    }
                 }
-                if let Err(e) = service.deliver_outbox(&mut scheduling).await {
+                if let Err(e) = service.deliver_outbox().await {
                     tracing::warn!(error = %e, "outbox delivery failed");
                 }
                 match service.snapshot_previous_month_if_due().await {

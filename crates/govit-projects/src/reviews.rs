@@ -15,7 +15,7 @@ use govit_proto::{
 
 use crate::{
     ProjectsService,
-    lifecycle::{Action, REVIEW_STATES, ReviewEffect, TERMINAL, state_name},
+    lifecycle::{Action, REVIEW_STATES, ReviewEffect, state_name},
     model::ProjectRow,
     outbox::Outgoing,
     store::{Extra, NewEvent, ReviewOutcomeRecord},
@@ -219,9 +219,9 @@ impl ProjectsService {
             };
             return self.save(row, caller, event, extras).await;
         }
-        if own_review && TERMINAL.contains(&from) {
-            // The review concluded as the project left it (withdrawn, say): the panel's
-            // decision is kept and audited, and changes nothing.
+        if own_review && !action.sources().contains(&from) {
+            // The review concluded as the project left it (withdrawn, or decided by an office
+            // override): the panel's decision is kept and audited, and changes nothing.
             let event = NewEvent {
                 action: "ReviewOutcomeNotApplied".into(),
                 from_state: Some(state_name(from)),

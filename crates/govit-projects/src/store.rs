@@ -434,6 +434,22 @@ impl Store {
                 Extra::Outbox(message) => {
                     govit_platform::outbox::enqueue(&mut tx, &message).await?;
                 }
+                Extra::ApplyOverride { id, approved_by } => {
+                    let done = sqlx::query(
+                        "UPDATE review_overrides SET state = 'APPLIED', approved_by = $1, apply_time = $2 \
+                         WHERE id = $3 AND state = 'PENDING_APPROVAL'",
+                    )
+                    .bind(approved_by)
+                    .bind(at.clone())
+                    .bind(id.clone())
+                    .execute(&mut *tx)
+                    .await?;
+                    if done.rows_affected() == 0 {
+                        return Err(ServiceError::Aborted(format!(
+                            "override {id} was applied concurrently"
+                        )));
+                    }
+                }
                 Extra::FirstBaseline { budget_fen } => {
                     insert_baseline(
                         &mut tx,
@@ -601,6 +617,11 @@ pub enum Extra {
     },
     /// A message to another service, sent by the outbox worker after commit.
     Outbox(crate::outbox::Outgoing),
+    /// An office override taking effect with the project's transition.
+    ApplyOverride {
+        id: String,
+        approved_by: Option<String>,
+    },
 }
 
 #[allow(clippy::too_many_arguments)] // one column each; a struct would only rename them

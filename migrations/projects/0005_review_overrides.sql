@@ -1,0 +1,17 @@
+-- Office decisions over a review's: asked by one office user, approved by another where the
+-- deployment requires it, then applied with the project's transition.
+CREATE TABLE review_overrides (
+    id           TEXT PRIMARY KEY,
+    project_code TEXT NOT NULL REFERENCES projects (code),
+    stage        TEXT NOT NULL,
+    decision     TEXT NOT NULL,
+    reason       TEXT NOT NULL,
+    review_id    TEXT,
+    state        TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    approved_by  TEXT,
+    create_time  TEXT NOT NULL,
+    apply_time   TEXT
+);
+
+CREATE INDEX review_overrides_by_project ON review_overrides (project_code, create_time);
