@@ -231,7 +231,10 @@ async fn a_review_set_up_in_advance_cannot_decide_the_project() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(own.excluded_organizations, [system.applicant_code.clone()]);
+    assert_eq!(
+        own.excluded_organizations,
+        std::slice::from_ref(&system.applicant_code)
+    );
     // The planted review's decision cannot move the project, even sent as the service would.
     let status = system
         .projects_client(Role::Service)
