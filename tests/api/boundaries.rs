@@ -169,6 +169,7 @@ async fn a_stalled_review_is_amended_or_cancelled() {
         .cancel_draw(epb::CancelDrawRequest {
             name: first_draw.clone(),
             reason: "meeting room unavailable".into(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -252,8 +253,25 @@ async fn a_stalled_review_is_amended_or_cancelled() {
         .into_inner();
     assert_eq!(second.state, epb::DrawState::Cancelled as i32);
     assert_eq!(
-        second.cancel_reason, "review cancelled",
+        second.cancel_reason, "the review was cancelled",
         "a fixed text, not office's words"
+    );
+    let log = system
+        .registry_client(Role::Inspector)
+        .list_log_entries(epb::ListLogEntriesRequest {
+            draw_id: second.draw_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let cancelled: serde_json::Value =
+        serde_json::from_str(&log.last().unwrap().entry_json).unwrap();
+    assert_eq!(cancelled["type"], "draw_cancelled");
+    assert_eq!(
+        cancelled["reason"], "REVIEW_CANCELLED",
+        "a code, not free text"
     );
     let back = get_project(&system, &p.name).await;
     assert_eq!(back.state, S::Submitted as i32);

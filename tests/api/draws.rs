@@ -204,6 +204,7 @@ async fn a_witnessed_draw_freezes_eligibility_and_reproduces_for_an_inspector() 
         .cancel_draw(epb::CancelDrawRequest {
             name: opened.name.clone(),
             reason: "did not like it".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -615,6 +616,7 @@ async fn a_cancelled_draw_stays_visible_and_an_open_request_id_is_idempotent() {
         .cancel_draw(epb::CancelDrawRequest {
             name: first.name.clone(),
             reason: "meeting moved to next month".into(),
+            ..Default::default()
         })
         .await
         .unwrap()

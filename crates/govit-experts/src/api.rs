@@ -982,6 +982,11 @@ impl ExpertRegistryService for ExpertsService {
                         "witness_entropy",
                         format!("is {} bytes; at most 1024", req.witness_entropy.len()),
                     );
+                } else if let Some(problem) =
+                    govit_platform::validate::personal_data_problem(&req.witness_entropy)
+                {
+                    // The record that keeps it can never change: no personal data in it.
+                    v.add("witness_entropy", problem);
                 }
                 v.finish()?;
                 caller.require(&WITNESSES)?;
@@ -1145,9 +1150,25 @@ impl ExpertRegistryService for ExpertsService {
                     v.add("name", "must be draws/{id}");
                 }
                 check::text(&mut v, "reason", &req.reason, 500);
+                if let Some(problem) = govit_platform::validate::personal_data_problem(&req.reason)
+                {
+                    v.add("reason", problem);
+                }
+                let code = match pb::DrawCancelReason::try_from(req.reason_code) {
+                    Ok(pb::DrawCancelReason::Unspecified) => pb::DrawCancelReason::Other,
+                    Ok(code) => code,
+                    Err(_) => {
+                        v.add(
+                            "reason_code",
+                            format!("{} is not a known value", req.reason_code),
+                        );
+                        pb::DrawCancelReason::Other
+                    }
+                };
                 v.finish()?;
                 caller.require(&DRAW_RUNNERS)?;
-                let d = self.cancel_draw(&id?, &req.reason).await?;
+                let code = code.as_str_name().trim_start_matches("DRAW_CANCEL_REASON_");
+                let d = self.cancel_draw(&id?, &req.reason, code).await?;
                 self.draw_response(&caller, d).await
             }
             .await,

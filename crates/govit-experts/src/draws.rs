@@ -260,7 +260,9 @@ impl ExpertsService {
             .await?;
         translog::append(
             &mut tx,
-            json!({"type": "witness_entropy_submitted", "draw_id": id, "witness_entropy": entropy}),
+            // The record keeps the entropy for inspectors; the log, the hash the seed uses.
+            json!({"type": "witness_entropy_submitted", "draw_id": id,
+                "witness_entropy_sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(entropy.as_bytes()))}),
             Some(id),
         )
         .await
@@ -522,7 +524,12 @@ impl ExpertsService {
         self.draw_or_not_found(id).await
     }
 
-    pub(crate) async fn cancel_draw(&self, id: &str, reason: &str) -> ServiceResult<DrawRow> {
+    pub(crate) async fn cancel_draw(
+        &self,
+        id: &str,
+        reason: &str,
+        code: &str,
+    ) -> ServiceResult<DrawRow> {
         let d = self.draw_or_not_found(id).await?;
         // Once executed, a panel is replaced member by member, never redrawn: cancelling after
         // seeing the outcome would be a way to choose it.
@@ -546,7 +553,7 @@ impl ExpertsService {
             .bind(id.to_owned())
             .execute(&mut *tx)
             .await?;
-        translog::append(&mut tx, json!({"type": "draw_cancelled", "draw_id": id, "previous_state": d.state, "reason": reason}), Some(id))
+        translog::append(&mut tx, json!({"type": "draw_cancelled", "draw_id": id, "previous_state": d.state, "reason": code}), Some(id))
             .await
             .map_err(internal)?;
         tx.commit().await?;

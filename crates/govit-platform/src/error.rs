@@ -313,6 +313,21 @@ impl Violations {
         self.0.push(FieldViolation::new(field, description));
     }
 
+    /// Human text by the one rule ([`crate::validate::text_problem`]): required, at most `max`
+    /// characters.
+    pub fn text(&mut self, field: &str, value: &str, max: usize) {
+        if let Some(problem) = crate::validate::text_problem(value, max) {
+            self.add(field, problem);
+        }
+    }
+
+    /// Like [`Violations::text`], but empty is fine.
+    pub fn optional_text(&mut self, field: &str, value: &str, max: usize) {
+        if let Some(problem) = crate::validate::optional_text_problem(value, max) {
+            self.add(field, problem);
+        }
+    }
+
     /// Records a violation unless `ok`.
     pub fn check(&mut self, ok: bool, field: &str, description: impl Into<String>) {
         if !ok {

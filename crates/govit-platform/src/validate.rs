@@ -8,7 +8,15 @@ pub fn is_code(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// A human text of at most `max` characters that is not blank and has no control characters.
+/// Characters that reorder how text is displayed (bidirectional embeddings, overrides and
+/// isolates): `report\u{202e}fdp.exe` shows as `reportexe.pdf`.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
+}
+
+/// The one rule for human text, applied by every service where text enters: at most `max`
+/// characters, not blank, no control characters (tab and newline aside; U+0000 included) and
+/// no bidirectional controls. Text one service accepts is never refused by the next.
 pub fn text_problem(s: &str, max: usize) -> Option<String> {
     if s.trim().is_empty() {
         Some("must not be empty".into())
@@ -23,6 +31,8 @@ pub fn optional_text_problem(s: &str, max: usize) -> Option<String> {
         Some(format!("must be at most {max} characters"))
     } else if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
         Some("must not contain control characters".into())
+    } else if s.chars().any(is_bidi_control) {
+        Some("must not contain bidirectional control characters".into())
     } else {
         None
     }
@@ -51,9 +61,73 @@ pub fn is_phone(s: &str) -> bool {
             .all(|(i, c)| c.is_ascii_digit() || c == '-' || c == ' ' || (c == '+' && i == 0))
 }
 
+/// Whether free text carries what looks like personal data: a resident ID number (GB 11643,
+/// with a valid check character) or a mainland mobile number (11 digits from 13 to 19), however
+/// spaced or hyphenated. Text that goes where it cannot be erased — the registry's append-only
+/// log, a draw's record — is refused when it does.
+pub fn personal_data_problem(s: &str) -> Option<String> {
+    // Digits joined across the spaces and hyphens people write numbers with.
+    let chars: Vec<char> = s.chars().collect();
+    let mut runs: Vec<String> = vec![String::new()];
+    for (i, c) in chars.iter().enumerate() {
+        let joins = matches!(c, ' ' | '-')
+            && i > 0
+            && chars[i - 1].is_ascii_digit()
+            && chars.get(i + 1).is_some_and(char::is_ascii_digit);
+        match c {
+            '0'..='9' => runs.last_mut().into_iter().for_each(|r| r.push(*c)),
+            'x' | 'X' => runs.last_mut().into_iter().for_each(|r| r.push('X')),
+            _ if joins => {}
+            _ => runs.push(String::new()),
+        }
+    }
+    let is_mobile =
+        |d: &str| d.len() == 11 && d.starts_with('1') && matches!(d.as_bytes()[1], b'3'..=b'9');
+    for run in runs.iter().filter(|r| !r.is_empty()) {
+        let has_id = run.len() >= 18
+            && (0..=run.len() - 18).any(|i| crate::resident_id::validate(&run[i..i + 18]).is_ok());
+        if has_id {
+            return Some("must not contain an ID number".into());
+        }
+        let digits = run.trim_end_matches('X');
+        if is_mobile(digits) || digits.strip_prefix("86").is_some_and(is_mobile) {
+            return Some("must not contain a phone number".into());
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn personal_data_is_found_however_it_is_written() {
+        let id = crate::resident_id::with_check_character("11010519491231002").unwrap();
+        assert!(personal_data_problem(&format!("witness Zhang San id {id}")).is_some());
+        assert!(personal_data_problem("call 13812345678 please").is_some());
+        assert!(personal_data_problem("call 138-1234-5678").is_some());
+        assert!(personal_data_problem("call 138 1234 5678").is_some());
+        assert!(personal_data_problem("+86 13812345678").is_some());
+        // Dice, lottery numbers and beacon values are not personal data.
+        assert!(personal_data_problem("骰子 3-5-6").is_none());
+        assert!(personal_data_problem("lottery 2026137: 03 11 17 22 28 31 + 09").is_none());
+        assert!(personal_data_problem("beacon 4f8a93c1d2e7").is_none());
+        assert!(
+            personal_data_problem("12345678901").is_none(),
+            "not a mobile prefix"
+        );
+        assert!(personal_data_problem("").is_none());
+    }
+
+    #[test]
+    fn the_text_rule_refuses_controls_and_bidi() {
+        assert!(text_problem("fine\ttext\nhere", 100).is_none());
+        assert!(text_problem("nul\u{0}", 100).is_some());
+        assert!(text_problem("vt\u{b}", 100).is_some());
+        assert!(text_problem("report\u{202e}fdp.exe", 100).is_some());
+        assert!(text_problem("   ", 100).is_some());
+    }
 
     #[test]
     fn codes_follow_the_draw_charset() {

@@ -137,6 +137,10 @@ impl ProjectsService {
         }
         let reason = req.reason.trim();
         check::text(&mut v, "reason", reason, MAX_REASON_CHARS);
+        // The audit trail keeps it for good: no ID or phone numbers in it.
+        if let Some(problem) = govit_platform::validate::personal_data_problem(reason) {
+            v.add("reason", problem);
+        }
         if reason.chars().count() < MIN_REASON_CHARS {
             v.add(
                 "reason",

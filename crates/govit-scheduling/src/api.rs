@@ -99,12 +99,7 @@ impl SchedulingService {
                 ""
             }
         };
-        if req.source.trim().is_empty() || req.source.chars().count() > 500 {
-            v.add(
-                "source",
-                "must name where the figures come from (1 to 500 characters)",
-            );
-        }
+        v.text("source", &req.source, 500);
         let mut days: BTreeMap<NaiveDate, (Kind, String)> = BTreeMap::new();
         for (i, d) in req.days.iter().enumerate() {
             let field = format!("days[{i}]");
@@ -142,9 +137,7 @@ impl SchedulingService {
                     format!("{day} is a weekend day: a worked weekend is MAKEUP_WORKDAY"),
                 );
             }
-            if d.name.chars().count() > 100 {
-                v.add(format!("{field}.name"), "must be at most 100 characters");
-            }
+            v.optional_text(&format!("{field}.name"), &d.name, 100);
             if days.insert(day, (kind, d.name.trim().to_owned())).is_some() {
                 v.add(format!("{field}.date"), format!("{day} appears twice"));
             }

@@ -20,15 +20,17 @@ use crate::{
 
 const MAX_REASON_CHARS: usize = 500;
 
+/// A reason kept in the review's events, which are never erased: no ID or phone numbers.
 fn reason(v: &mut Violations, value: &str, required: bool) -> String {
-    let trimmed = value.trim();
-    if required && trimmed.is_empty() {
-        v.add("reason", "is required");
+    if required {
+        v.text("reason", value, MAX_REASON_CHARS);
+    } else {
+        v.optional_text("reason", value, MAX_REASON_CHARS);
     }
-    if trimmed.chars().count() > MAX_REASON_CHARS {
-        v.add("reason", "must be at most 500 characters");
+    if let Some(problem) = govit_platform::validate::personal_data_problem(value) {
+        v.add("reason", problem);
     }
-    trimmed.to_owned()
+    value.trim().to_owned()
 }
 
 impl SchedulingService {
@@ -67,8 +69,13 @@ impl SchedulingService {
                 r.name()
             )));
         }
-        self.withdraw_panel(&mut tx, &r, "the review was cancelled", "review cancelled")
-            .await?;
+        self.withdraw_panel(
+            &mut tx,
+            &r,
+            "the review was cancelled",
+            epb::DrawCancelReason::ReviewCancelled,
+        )
+        .await?;
         Self::event(&mut tx, &id, &caller.subject, "Cancelled", &why).await?;
         // The project goes back to be sent again; a project withdrawn already ignores it.
         let report = ppb::RecordReviewCancellationRequest {
@@ -236,7 +243,7 @@ impl SchedulingService {
             &mut tx,
             &r,
             "the review's panel was amended",
-            "panel amended",
+            epb::DrawCancelReason::PanelAmended,
         )
         .await?;
         Self::event(&mut tx, &id, &caller.subject, "PanelAmended", &why).await?;
@@ -247,14 +254,14 @@ impl SchedulingService {
 
     /// Inside `tx`: every open invitation withdrawn with a message to its expert, the meeting
     /// cancelled and its bookings freed, and every draw of the review abandoned (those not
-    /// executed are cancelled at the registry, with `log_reason`, a fixed text, since the
-    /// registry's log is append-only and public to inspectors).
+    /// executed are cancelled at the registry with `code` and a fixed text: office's own words
+    /// stay in the review's events).
     async fn withdraw_panel(
         &self,
         tx: &mut Tx,
         r: &ReviewRow,
         why: &str,
-        log_reason: &str,
+        code: epb::DrawCancelReason,
     ) -> ServiceResult<()> {
         let open: Vec<String> = sqlx::query_scalar(
             "SELECT expert_id FROM invitations WHERE review_id = $1 AND state IN ('PENDING', 'CONFIRMED') ORDER BY seq",
@@ -311,7 +318,8 @@ impl SchedulingService {
             let draw: String = row.try_get(0)?;
             let cancel = epb::CancelDrawRequest {
                 name: format!("draws/{draw}"),
-                reason: log_reason.to_owned(),
+                reason: why.to_owned(),
+                reason_code: code as i32,
             };
             govit_platform::outbox::enqueue(tx, &Outgoing::new(&r.id, Call::CancelDraw(cancel)))
                 .await?;

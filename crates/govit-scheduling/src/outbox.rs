@@ -85,6 +85,7 @@ mod tests {
             Call::CancelDraw(epb::CancelDrawRequest {
                 name: "draws/d-1".into(),
                 reason: "review cancelled".into(),
+                reason_code: epb::DrawCancelReason::ReviewCancelled as i32,
             }),
         );
         let decoded =

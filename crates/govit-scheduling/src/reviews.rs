@@ -795,12 +795,9 @@ impl SchedulingService {
                 "is required when declining",
             ));
         }
-        if req.decline_reason.chars().count() > 500 {
-            return Err(ServiceError::field(
-                "decline_reason",
-                "must be at most 500 characters",
-            ));
-        }
+        let mut v = Violations::new();
+        v.optional_text("decline_reason", &req.decline_reason, 500);
+        v.finish()?;
         caller.require(&[Role::Expert])?;
         if caller.expert.as_deref() != Some(expert.as_str()) {
             return Err(ServiceError::PermissionDenied(
@@ -1175,9 +1172,7 @@ impl SchedulingService {
             ("online_link", &req.online_link),
             ("reason", &req.reason),
         ] {
-            if value.chars().count() > 500 {
-                v.add(field, "must be at most 500 characters");
-            }
+            v.optional_text(field, value, 500);
         }
         let r = self.review(&id).await?;
         let mut calendar = View::default();
@@ -1382,9 +1377,9 @@ impl SchedulingService {
         req: pb::CancelMeetingRequest,
     ) -> ServiceResult<ReviewRow> {
         let id = parse_review(&req.name)?;
-        if req.reason.trim().is_empty() {
-            return Err(ServiceError::field("reason", "is required"));
-        }
+        let mut v = Violations::new();
+        v.text("reason", &req.reason, 500);
+        v.finish()?;
         caller.require(&[Role::Office])?;
         let r = self.review(&id).await?;
         let Some(mut m) = r
@@ -1524,9 +1519,7 @@ impl SchedulingService {
                 v.add("scores", format!("no score for {c}"));
             }
         }
-        if req.opinion.trim().is_empty() || req.opinion.chars().count() > 20_000 {
-            v.add("opinion", "must be 1 to 20000 characters");
-        }
+        v.text("opinion", &req.opinion, 20_000);
         let stage = r.stage().map_err(internal)?;
         let recommendation = pb::ReviewDecision::try_from(req.recommendation)
             .ok()
@@ -1600,9 +1593,7 @@ impl SchedulingService {
                 format!("must be one of {} for {}", decision_names(stage), r.stage),
             );
         }
-        if req.summary.trim().is_empty() || req.summary.chars().count() > 20_000 {
-            v.add("summary", "must be 1 to 20000 characters");
-        }
+        v.text("summary", &req.summary, 20_000);
         v.finish()?;
         caller.require(&[Role::Expert])?;
         if caller.expert.is_none() || r.chair_expert_id != caller.expert {
@@ -1742,9 +1733,7 @@ impl SchedulingService {
         if !(1..=5).contains(&req.rating) {
             v.add("rating", "must be from 1 to 5");
         }
-        if req.comment.chars().count() > 2000 {
-            v.add("comment", "must be at most 2000 characters");
-        }
+        v.optional_text("comment", &req.comment, 2000);
         v.finish()?;
         caller.require(&[Role::Office])?;
         let r = self.review(&id).await?;
