@@ -14,3 +14,7 @@ ALTER TABLE outbox ADD COLUMN parked_at TEXT;
 ALTER TABLE outbox ADD COLUMN last_code TEXT NOT NULL DEFAULT '';
 ALTER TABLE outbox ADD COLUMN last_reason TEXT NOT NULL DEFAULT '';
 CREATE INDEX outbox_by_subject ON outbox (subject, delivered_at, create_time);
+
+-- A claimed message's lease, apart from when it is next due, so that making messages due now
+-- never hands one being delivered to a second worker.
+ALTER TABLE outbox ADD COLUMN leased_until TEXT;

@@ -582,10 +582,23 @@ async fn a_refused_message_is_parked_for_office_who_can_retry_it() {
     system.deliver_projects_outbox().await;
     let r = the_review(&system, &p).await;
     let leaving = r.invitations[0].clone();
-    // Office replaces the expert at the registry behind scheduling's back; when the expert
-    // then declines, the registry refuses scheduling's replacement for good.
-    system
+    // Office may no longer replace at the registry behind scheduling's back; a service token
+    // still can, and when the expert then declines, the registry refuses scheduling's
+    // replacement for good.
+    let denied = system
         .registry_client(Role::Office)
+        .replace_expert(epb::ReplaceExpertRequest {
+            name: leaving.draw.clone(),
+            category: leaving.category.clone(),
+            expert_id: leaving.expert_id.clone(),
+            reason: epb::ReplacementReason::Other as i32,
+            request_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    system
+        .registry_client(Role::Service)
         .replace_expert(epb::ReplaceExpertRequest {
             name: leaving.draw.clone(),
             category: leaving.category.clone(),
@@ -622,7 +635,7 @@ async fn a_refused_message_is_parked_for_office_who_can_retry_it() {
     assert_eq!(parked.len(), 1);
     let m = &parked[0];
     assert_eq!(m.kind, "ReplaceExpert");
-    assert_eq!(m.subject, r.name);
+    assert_eq!(m.subject, leaving.draw, "the registry acts on the draw");
     assert_eq!(m.attempts, 1, "a final refusal is not retried");
     assert_eq!(m.last_error_reason, "ALREADY_REPLACED");
     assert!(m.park_time.is_some());
@@ -859,4 +872,78 @@ async fn an_outcome_comes_only_from_the_projects_own_review() {
         get_project(&system, &p.name).await.state,
         S::UnderPreliminaryReview as i32
     );
+}
+
+#[tokio::test]
+async fn office_replaces_a_panel_member_through_scheduling_and_both_services_agree() {
+    let system = spawn_system(no_witness()).await;
+    seed_pool(&system).await;
+    let p = submitted_project(&system).await;
+    let p = accept(&system, &p, vec![software(2, 1)]).await.unwrap();
+    system.deliver_projects_outbox().await;
+    let r = confirm_all(&system, &the_review(&system, &p).await.name).await;
+    assert_eq!(r.state, spb::ReviewState::PanelConfirmed as i32);
+    let leaving = r.invitations[0].clone();
+    let replace = |client: SchedulingClient, explanation: &str| {
+        let req = spb::ReplacePanelMemberRequest {
+            name: leaving.name.clone(),
+            reason: epb::ReplacementReason::ConflictDiscovered as i32,
+            explanation: explanation.into(),
+        };
+        async move { client.clone().replace_panel_member(req).await }
+    };
+    for client in [
+        system.scheduling_client(Role::Supervisor),
+        system.scheduling_client(Role::Service),
+        system.expert_client(&leaving.expert_id),
+    ] {
+        let denied = replace(client, "consults for the applicant")
+            .await
+            .unwrap_err();
+        assert_eq!(denied.code(), Code::PermissionDenied);
+    }
+    let personal = replace(
+        system.scheduling_client(Role::Office),
+        "reported by Zhang San, 13812345678",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(violated_fields(&personal), ["explanation"]);
+    let withdrawn = replace(
+        system.scheduling_client(Role::Office),
+        "consults for the applicant",
+    )
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!(withdrawn.state, spb::InvitationState::Cancelled as i32);
+    system.tick().await;
+    let after = review(&system, &r.name).await;
+    let draw = system
+        .registry_client(Role::Inspector)
+        .get_draw(epb::GetDrawRequest {
+            name: leaving.draw.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // The registry's panel and scheduling's invitations name the same people.
+    let serving: Vec<&String> = draw.panel.iter().flat_map(|p| &p.selected).collect();
+    let invited: Vec<&String> = after
+        .invitations
+        .iter()
+        .filter(|i| {
+            i.state == spb::InvitationState::Pending as i32
+                || i.state == spb::InvitationState::Confirmed as i32
+        })
+        .map(|i| &i.expert_id)
+        .collect();
+    let mut serving_sorted = serving.clone();
+    serving_sorted.sort();
+    let mut invited_sorted = invited.clone();
+    invited_sorted.sort();
+    assert_eq!(serving_sorted, invited_sorted);
+    assert!(!invited.contains(&&leaving.expert_id));
+    assert_eq!(after.state, spb::ReviewState::Inviting as i32);
+    assert_eq!(outbox_messages(system.scheduling.db()).await, (0, 0));
 }

@@ -365,8 +365,22 @@ async fn a_decline_is_replaced_by_the_next_alternate_then_a_supplementary_draw_c
         .clone();
     let leaving = network.selected[1].clone();
     let alternate = network.alternates[0].clone();
+    // Replacements are review scheduling's (service) alone; office replaces through it.
+    let runner = r.client(Role::Service);
+    let denied = office
+        .clone()
+        .replace_expert(epb::ReplaceExpertRequest {
+            name: d.name.clone(),
+            category: "network".into(),
+            expert_id: leaving.clone(),
+            reason: epb::ReplacementReason::Declined as i32,
+            request_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
 
-    let not_on_panel = office
+    let not_on_panel = runner
         .clone()
         .replace_expert(epb::ReplaceExpertRequest {
             name: d.name.clone(),
@@ -381,7 +395,7 @@ async fn a_decline_is_replaced_by_the_next_alternate_then_a_supplementary_draw_c
     assert_eq!(not_on_panel.code(), Code::FailedPrecondition);
     assert_eq!(error_reason(&not_on_panel), "NOT_ON_PANEL");
 
-    let replaced = office
+    let replaced = runner
         .clone()
         .replace_expert(epb::ReplaceExpertRequest {
             name: d.name.clone(),
@@ -408,7 +422,7 @@ async fn a_decline_is_replaced_by_the_next_alternate_then_a_supplementary_draw_c
     assert_eq!(replaced.replacements.len(), 1);
     assert_eq!(replaced.replacements[0].replacement_expert_id, alternate);
     // A second replacement of the same expert lost the race: a state conflict, named so.
-    let lost = office
+    let lost = runner
         .clone()
         .replace_expert(epb::ReplaceExpertRequest {
             name: d.name.clone(),
@@ -423,7 +437,7 @@ async fn a_decline_is_replaced_by_the_next_alternate_then_a_supplementary_draw_c
     assert_eq!(error_reason(&lost), "ALREADY_REPLACED");
 
     let log_before = r.log_size().await;
-    let exhausted = office
+    let exhausted = runner
         .clone()
         .replace_expert(epb::ReplaceExpertRequest {
             name: d.name.clone(),

@@ -102,6 +102,7 @@ async fn a_replacement_key_replaces_once_and_only_what_it_named() {
         .unwrap()
         .into_inner();
     let selected = d.panel[0].selected.clone();
+    let runner = system.registry_client(Role::Service);
     let replace = |expert: &str| epb::ReplaceExpertRequest {
         name: d.name.clone(),
         category: "software".into(),
@@ -109,13 +110,13 @@ async fn a_replacement_key_replaces_once_and_only_what_it_named() {
         reason: epb::ReplacementReason::Declined as i32,
         request_id: "r-1".into(),
     };
-    let once = office
+    let once = runner
         .clone()
         .replace_expert(replace(&selected[0]))
         .await
         .unwrap()
         .into_inner();
-    let again = office
+    let again = runner
         .clone()
         .replace_expert(replace(&selected[0]))
         .await
@@ -123,7 +124,7 @@ async fn a_replacement_key_replaces_once_and_only_what_it_named() {
         .into_inner();
     assert_eq!(again.replacements.len(), 1, "a retry replaces nobody twice");
     assert_eq!(once.replacements, again.replacements);
-    let other = office
+    let other = runner
         .clone()
         .replace_expert(replace(&selected[1]))
         .await

@@ -1128,7 +1128,9 @@ impl ExpertRegistryService for ExpertsService {
                 Ok(r) => enum_suffix(r.as_str_name(), "REPLACEMENT_REASON_"),
             };
             v.finish()?;
-            caller.require(&DRAW_RUNNERS)?;
+            // Review scheduling owns its panels: office replaces a member there
+            // (ReplacePanelMember), so the registry and scheduling never disagree.
+            caller.require(&[Role::Service])?;
             let key = (!req.request_id.is_empty()).then(|| idempotency::scoped_key(&caller, &req.request_id));
             let d = self.replace_expert(&id?, &req.category, &req.expert_id, reason, key.as_deref()).await?;
             self.draw_response(&caller, d).await

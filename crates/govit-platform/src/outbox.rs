@@ -17,9 +17,11 @@ use govit_proto::common::v1 as cpb;
 use sqlx::Row;
 use tonic::Status;
 
+use tonic::Code;
+
 use crate::{
     Db, ServiceError, ServiceResult, Tx,
-    error::{is_transient, status_reason},
+    error::status_reason,
     paging::Page,
     time::{now, stored_to_timestamp, to_stored},
 };
@@ -71,8 +73,37 @@ pub async fn enqueue<P: OutboxPayload>(tx: &mut Tx, message: &P) -> Result<Strin
     Ok(id)
 }
 
-/// How long a claimed message is left to its worker before another may try it.
-const LEASE: Duration = Duration::from_secs(30);
+/// How long a claimed message is left to its worker before another may try it: longer than a
+/// call's timeout (30 s), so a slow delivery is not sent twice.
+const LEASE: Duration = Duration::from_secs(90);
+
+/// Failures that are neither the receiver's final word nor an outage (an internal error, a
+/// refused service token) are retried this many times, then parked for office.
+const MAX_UNCLEAR_ATTEMPTS: i64 = 12;
+
+/// What a receiver's status means for the message.
+enum Verdict {
+    /// The receiver or the network was in the way: back off and retry, without end.
+    Transient,
+    /// The receiver refused the request itself: park it now.
+    Final,
+    /// Something else went wrong: retry a while, then park.
+    Unclear,
+}
+
+fn verdict(code: Code) -> Verdict {
+    match code {
+        Code::Unavailable | Code::DeadlineExceeded | Code::Aborted | Code::ResourceExhausted => {
+            Verdict::Transient
+        }
+        Code::InvalidArgument
+        | Code::FailedPrecondition
+        | Code::NotFound
+        | Code::AlreadyExists
+        | Code::OutOfRange => Verdict::Final,
+        _ => Verdict::Unclear,
+    }
+}
 
 /// Claims up to `limit` due messages, each the oldest undelivered one of its subject. A claim
 /// moves the message's next attempt past the lease, so two replicas' workers rarely deliver
@@ -82,6 +113,7 @@ pub async fn claim_due(db: &Db, limit: i64) -> anyhow::Result<Vec<Message>> {
     let rows = sqlx::query(
         "SELECT o.id, o.kind, o.subject, o.payload, o.attempts, o.next_attempt_at FROM outbox o \
          WHERE o.delivered_at IS NULL AND o.parked_at IS NULL AND o.next_attempt_at <= $1 \
+         AND (o.leased_until IS NULL OR o.leased_until <= $1) \
          AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.subject = o.subject AND e.delivered_at IS NULL \
              AND e.parked_at IS NULL AND (e.create_time < o.create_time OR (e.create_time = o.create_time AND e.id < o.id))) \
          ORDER BY o.next_attempt_at, o.id LIMIT $2",
@@ -94,11 +126,13 @@ pub async fn claim_due(db: &Db, limit: i64) -> anyhow::Result<Vec<Message>> {
     let mut claimed = Vec::new();
     for row in rows {
         let id: String = row.try_get(0)?;
-        let previous: String = row.try_get(5)?;
-        let done = sqlx::query("UPDATE outbox SET next_attempt_at = $1 WHERE id = $2 AND next_attempt_at = $3 AND delivered_at IS NULL AND parked_at IS NULL")
+        // The lease is a column of its own: making messages due now (an operator's retry, a
+        // peer's return) never hands a message that is being delivered to a second worker.
+        let done = sqlx::query("UPDATE outbox SET leased_until = $1 WHERE id = $2 AND delivered_at IS NULL AND parked_at IS NULL \
+             AND (leased_until IS NULL OR leased_until <= $3)")
             .bind(lease.clone())
             .bind(id.clone())
-            .bind(previous)
+            .bind(to_stored(at))
             .execute(&db.pool)
             .await?;
         if done.rows_affected() == 1 {
@@ -115,7 +149,7 @@ pub async fn claim_due(db: &Db, limit: i64) -> anyhow::Result<Vec<Message>> {
 }
 
 pub async fn delivered(db: &Db, id: &str) -> anyhow::Result<()> {
-    sqlx::query("UPDATE outbox SET delivered_at = $1, attempts = attempts + 1, last_error = '', last_code = '', last_reason = '' WHERE id = $2")
+    sqlx::query("UPDATE outbox SET delivered_at = $1, leased_until = NULL, attempts = attempts + 1, last_error = '', last_code = '', last_reason = '' WHERE id = $2")
         .bind(to_stored(now()))
         .bind(id.to_owned())
         .execute(&db.pool)
@@ -123,23 +157,55 @@ pub async fn delivered(db: &Db, id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Records the outcome of one delivery: done, retried later with backoff (1 s, 2 s, 4 s … at
-/// most 5 minutes) when the failure was transient, or parked when the receiver refused for good.
+/// Records the outcome of one delivery: done; retried later with backoff (1 s, 2 s, 4 s … at
+/// most 5 minutes) when the receiver could not be reached; parked when the receiver refused
+/// the request for good, or when an unclear failure keeps coming back.
 pub async fn settle(db: &Db, message: &Message, result: Result<(), Status>) -> anyhow::Result<()> {
-    match result {
-        Ok(()) => delivered(db, &message.id).await,
-        Err(status) if is_transient(status.code()) => {
-            tracing::warn!(message = %message.id, kind = %message.kind, code = ?status.code(), "outbox message not delivered; will retry");
-            let backoff = Duration::from_secs(1u64 << message.attempts.clamp(0, 8))
-                .min(Duration::from_secs(300));
-            let next = now() + chrono::Duration::from_std(backoff)?;
-            record_failure(db, message, &status, Some(to_stored(next))).await
-        }
-        Err(status) => {
-            tracing::warn!(message = %message.id, kind = %message.kind, code = ?status.code(), reason = ?status_reason(&status), "outbox message refused by its receiver; parked for office");
-            record_failure(db, message, &status, None).await
-        }
+    let status = match result {
+        Ok(()) => return delivered(db, &message.id).await,
+        Err(status) => status,
+    };
+    let park = match verdict(status.code()) {
+        Verdict::Transient => false,
+        Verdict::Final => true,
+        Verdict::Unclear => message.attempts + 1 >= MAX_UNCLEAR_ATTEMPTS,
+    };
+    if park {
+        tracing::warn!(message = %message.id, kind = %message.kind, code = ?status.code(), reason = ?status_reason(&status), "outbox message refused; parked for office");
+        return record_failure(db, message, &status, None).await;
     }
+    tracing::warn!(message = %message.id, kind = %message.kind, code = ?status.code(), "outbox message not delivered; will retry");
+    let backoff =
+        Duration::from_secs(1u64 << message.attempts.clamp(0, 8)).min(Duration::from_secs(300));
+    let next = now() + chrono::Duration::from_std(backoff)?;
+    record_failure(db, message, &status, Some(to_stored(next))).await
+}
+
+/// Holds a message back without counting a failure, until `until` or until
+/// [`retry_subject`] makes it due: for work its own sender has paused.
+pub async fn defer(
+    db: &Db,
+    message: &Message,
+    until: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    sqlx::query("UPDATE outbox SET next_attempt_at = $1, leased_until = NULL WHERE id = $2 AND delivered_at IS NULL")
+        .bind(to_stored(until))
+        .bind(message.id.clone())
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+/// Makes the pending messages about one subject due now.
+pub async fn retry_subject(db: &Db, subject: &str) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE outbox SET next_attempt_at = $1 WHERE subject = $2 AND delivered_at IS NULL AND parked_at IS NULL",
+    )
+    .bind(to_stored(now()))
+    .bind(subject.to_owned())
+    .execute(&db.pool)
+    .await?;
+    Ok(())
 }
 
 /// Parks a message this service cannot even read (a payload from another version, say).
@@ -169,7 +235,8 @@ async fn record_failure(
         Some(next) => (next, None),
         None => (to_stored(now()), Some(to_stored(now()))),
     };
-    sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $1, last_code = $2, last_reason = $3, next_attempt_at = $4, parked_at = $5 WHERE id = $6")
+    sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $1, last_code = $2, last_reason = $3, next_attempt_at = $4, parked_at = $5, \
+         leased_until = NULL WHERE id = $6 AND delivered_at IS NULL")
         .bind(error)
         .bind(code)
         .bind(reason)
@@ -223,8 +290,8 @@ fn kinds_clause(kinds: &[&str]) -> String {
 /// not be reached: the worker then watches the receiver's health instead of waiting it out.
 pub async fn waiting_on_peer(db: &Db, kinds: &[&str]) -> anyhow::Result<bool> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT 1 FROM outbox WHERE delivered_at IS NULL AND parked_at IS NULL AND last_code <> '' \
-         AND next_attempt_at > $1 AND {} LIMIT 1",
+        "SELECT 1 FROM outbox WHERE delivered_at IS NULL AND parked_at IS NULL \
+         AND last_code IN ('Unavailable', 'DeadlineExceeded') AND next_attempt_at > $1 AND {} LIMIT 1",
         kinds_clause(kinds)
     )))
     .bind(to_stored(now()))
@@ -307,6 +374,25 @@ pub async fn retry(db: &Db, name: &str) -> ServiceResult<cpb::OutboxMessage> {
         .strip_prefix("outboxMessages/")
         .filter(|id| crate::validate::is_code(id))
         .ok_or_else(|| ServiceError::field("name", "must be outboxMessages/{id}"))?;
+    // Messages about one subject go out in order: a parked message whose subject has since had
+    // a later message delivered (a cancellation after a refused request, say) would undo it.
+    let overtaken = sqlx::query(
+        "SELECT 1 FROM outbox o JOIN outbox later ON later.subject = o.subject \
+         WHERE o.id = $1 AND later.delivered_at IS NOT NULL \
+         AND (later.create_time > o.create_time OR (later.create_time = o.create_time AND later.id > o.id)) LIMIT 1",
+    )
+    .bind(id.to_owned())
+    .fetch_optional(&db.pool)
+    .await?;
+    if overtaken.is_some() {
+        return Err(ServiceError::precondition(
+            "MESSAGE_OVERTAKEN",
+            name,
+            format!(
+                "a later message about the same subject was delivered after {name}; sending it now would undo that"
+            ),
+        ));
+    }
     let done = sqlx::query(
         "UPDATE outbox SET parked_at = NULL, next_attempt_at = $1 WHERE id = $2 AND delivered_at IS NULL",
     )
@@ -345,7 +431,8 @@ pub async fn resume_if_peer_back(
         return Ok(false);
     }
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE outbox SET next_attempt_at = $1 WHERE delivered_at IS NULL AND parked_at IS NULL AND {}",
+        "UPDATE outbox SET next_attempt_at = $1 WHERE delivered_at IS NULL AND parked_at IS NULL \
+         AND last_code IN ('Unavailable', 'DeadlineExceeded') AND {}",
         kinds_clause(kinds)
     )))
     .bind(to_stored(now()))

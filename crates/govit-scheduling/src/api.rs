@@ -528,6 +528,23 @@ impl ReviewSchedulingService for SchedulingService {
         )
     }
 
+    async fn replace_panel_member(
+        &self,
+        request: Request<pb::ReplacePanelMemberRequest>,
+    ) -> Result<Response<pb::Invitation>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let req = request.into_inner();
+        respond(
+            async {
+                self.replace_member(&caller, req)
+                    .await?
+                    .to_proto()
+                    .map_err(internal)
+            }
+            .await,
+        )
+    }
+
     async fn respond_to_invitation(
         &self,
         request: Request<pb::RespondToInvitationRequest>,

@@ -14,11 +14,12 @@ use crate::{
     SchedulingService,
     model::{PanelRec, ReviewRow, to_json},
     notify::{self, Channel},
-    outbox::{Call, Outgoing},
+    outbox::Outgoing,
     reviews::{OPEN_STATES, check_panel_shape, internal, parse_review},
 };
 
-const MAX_REASON_CHARS: usize = 500;
+/// The same bound as the projects service's reasons, which reach it in cancellations.
+const MAX_REASON_CHARS: usize = 2000;
 
 /// A reason kept in the review's events, which are never erased: no ID or phone numbers.
 fn reason(v: &mut Violations, value: &str, required: bool) -> String {
@@ -83,11 +84,8 @@ impl SchedulingService {
             review: r.name(),
             reason: why.clone(),
         };
-        govit_platform::outbox::enqueue(
-            &mut tx,
-            &Outgoing::new(&id, Call::RecordReviewCancellation(report)),
-        )
-        .await?;
+        govit_platform::outbox::enqueue(&mut tx, &Outgoing::RecordReviewCancellation(report))
+            .await?;
         notify::record(
             &mut tx,
             "office",
@@ -114,7 +112,8 @@ impl SchedulingService {
         let mut v = Violations::new();
         let why = reason(&mut v, &req.reason, false);
         v.finish()?;
-        caller.require(&[Role::Office, Role::Service])?;
+        // Only as its project is suspended: office suspends the project, not the review.
+        caller.require(&[Role::Service])?;
         let r = self.review(&id).await?;
         if !OPEN_STATES.contains(&r.state.as_str()) && r.state != "STALLED" {
             // Paused already, or ended: nothing to pause.
@@ -143,11 +142,22 @@ impl SchedulingService {
         req: pb::ResumeReviewRequest,
     ) -> ServiceResult<ReviewRow> {
         let id = parse_review(&req.name)?;
-        caller.require(&[Role::Office, Role::Service])?;
+        caller.require(&[Role::Service])?;
         let r = self.review(&id).await?;
-        let Some(back_to) = r.paused_from.clone().filter(|_| r.state == "PAUSED") else {
+        if r.state != "PAUSED" {
             return Ok(r);
-        };
+        }
+        let back_to = r
+            .paused_from
+            .clone()
+            .filter(|s| OPEN_STATES.contains(&s.as_str()) || s == "STALLED")
+            .ok_or_else(|| {
+                internal(anyhow::anyhow!(
+                    "{} is PAUSED with no state to resume to ({:?})",
+                    r.name(),
+                    r.paused_from
+                ))
+            })?;
         let mut tx = self.begin().await?;
         let done = sqlx::query("UPDATE reviews SET state = $1, paused_from = NULL, version = version + 1 WHERE id = $2 AND state = 'PAUSED'")
             .bind(back_to.clone())
@@ -177,9 +187,16 @@ impl SchedulingService {
         .await?;
         tx.commit().await?;
         // Replacements held back while paused go now.
-        govit_platform::outbox::retry_now(&self.db)
-            .await
-            .map_err(internal)?;
+        let draws: Vec<String> =
+            sqlx::query_scalar("SELECT draw_id FROM review_draws WHERE review_id = $1")
+                .bind(id.clone())
+                .fetch_all(&self.db.pool)
+                .await?;
+        for draw in draws {
+            govit_platform::outbox::retry_subject(&self.db, &format!("draws/{draw}"))
+                .await
+                .map_err(internal)?;
+        }
         self.review(&id).await
     }
 
@@ -252,6 +269,115 @@ impl SchedulingService {
         self.review(&id).await
     }
 
+    /// Office takes an expert off the panel; the next alternate is invited as for a decline.
+    pub(crate) async fn replace_member(
+        &self,
+        caller: &Caller,
+        req: pb::ReplacePanelMemberRequest,
+    ) -> ServiceResult<crate::model::InvitationRow> {
+        let parts: Vec<&str> = req.name.split('/').collect();
+        let (id, expert) = match parts.as_slice() {
+            ["reviews", r, "invitations", e]
+                if govit_platform::validate::is_code(r) && govit_platform::validate::is_code(e) =>
+            {
+                (r.to_string(), e.to_string())
+            }
+            _ => {
+                return Err(ServiceError::field(
+                    "name",
+                    "must be reviews/{review}/invitations/{expert_id}",
+                ));
+            }
+        };
+        let mut v = Violations::new();
+        let code = match epb::ReplacementReason::try_from(req.reason) {
+            Ok(
+                r @ (epb::ReplacementReason::ConflictDiscovered
+                | epb::ReplacementReason::Unavailable
+                | epb::ReplacementReason::Other),
+            ) => r,
+            _ => {
+                v.add(
+                    "reason",
+                    "must be CONFLICT_DISCOVERED, UNAVAILABLE or OTHER",
+                );
+                epb::ReplacementReason::Other
+            }
+        };
+        v.text("explanation", &req.explanation, MAX_REASON_CHARS);
+        if let Some(problem) = govit_platform::validate::personal_data_problem(&req.explanation) {
+            v.add("explanation", problem);
+        }
+        v.finish()?;
+        caller.require(&[Role::Office])?;
+        let r = self.review(&id).await?;
+        let invitation = self
+            .invitations(&id)
+            .await?
+            .into_iter()
+            .find(|i| i.expert_id == expert)
+            .ok_or_else(|| ServiceError::not_found("invitation", req.name.clone()))?;
+        let mut tx = self.begin().await?;
+        if !Self::still_in(&mut tx, &id, &["INVITING", "PANEL_CONFIRMED"]).await? {
+            return Err(ServiceError::precondition(
+                "STATE_CONFLICT",
+                r.name(),
+                format!("{} is {}; its panel is not being formed", r.name(), r.state),
+            ));
+        }
+        let done = sqlx::query("UPDATE invitations SET state = 'CANCELLED' WHERE review_id = $1 AND expert_id = $2 AND state IN ('PENDING', 'CONFIRMED')")
+            .bind(id.clone())
+            .bind(expert.clone())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(ServiceError::precondition(
+                "NOT_ON_PANEL",
+                req.name.clone(),
+                format!(
+                    "{} is {}; only a pending or confirmed member is replaced",
+                    req.name, invitation.state
+                ),
+            ));
+        }
+        sqlx::query("DELETE FROM bookings WHERE review_id = $1 AND expert_id = $2")
+            .bind(id.clone())
+            .bind(expert.clone())
+            .execute(&mut *tx)
+            .await?;
+        Self::event(
+            &mut tx,
+            &id,
+            &caller.subject,
+            "MemberReplaced",
+            &format!(
+                "{expert} ({}): {}",
+                code.as_str_name(),
+                req.explanation.trim()
+            ),
+        )
+        .await?;
+        notify::record(
+            &mut tx,
+            &format!("experts/{expert}"),
+            Channel::Sms,
+            &format!(
+                "Your invitation to the {} of project {} is withdrawn by the office. No action is needed.",
+                r.stage.to_lowercase().replace('_', " "),
+                r.project_id
+            ),
+            &id,
+        )
+        .await?;
+        Self::queue_replacement(&mut tx, &invitation, code).await?;
+        tx.commit().await?;
+        self.invitations(&id)
+            .await?
+            .into_iter()
+            .find(|i| i.expert_id == expert)
+            .ok_or_else(|| ServiceError::not_found("invitation", req.name.clone()))
+    }
+
     /// Inside `tx`: every open invitation withdrawn with a message to its expert, the meeting
     /// cancelled and its bookings freed, and every draw of the review abandoned (those not
     /// executed are cancelled at the registry with `code` and a fixed text: office's own words
@@ -321,8 +447,7 @@ impl SchedulingService {
                 reason: why.to_owned(),
                 reason_code: code as i32,
             };
-            govit_platform::outbox::enqueue(tx, &Outgoing::new(&r.id, Call::CancelDraw(cancel)))
-                .await?;
+            govit_platform::outbox::enqueue(tx, &Outgoing::CancelDraw(cancel)).await?;
         }
         Ok(())
     }

@@ -22,7 +22,7 @@ use crate::{
         to_json,
     },
     notify::{self, Channel},
-    outbox::{Call, Outgoing},
+    outbox::Outgoing,
 };
 
 pub fn internal(e: impl Into<anyhow::Error>) -> ServiceError {
@@ -351,6 +351,23 @@ impl SchedulingService {
         self.review(&id).await.map(Some)
     }
 
+    /// Inside `tx`: whether the review is still in one of `states`, taking its row so that no
+    /// cancellation or pause can slip in before the transaction commits.
+    pub(crate) async fn still_in(tx: &mut Tx, id: &str, states: &[&str]) -> ServiceResult<bool> {
+        let done = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE reviews SET version = version + 1 WHERE id = $1 AND state IN ({})",
+            states
+                .iter()
+                .map(|s| format!("'{s}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
+        .bind(id.to_owned())
+        .execute(&mut **tx)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     pub(crate) async fn review_if_any(&self, id: &str) -> ServiceResult<Option<ReviewRow>> {
         Ok(
             sqlx::query_as::<_, ReviewRow>("SELECT * FROM reviews WHERE id = $1")
@@ -531,6 +548,18 @@ impl SchedulingService {
 
     async fn add_draw(&self, r: &ReviewRow, draw_id: &str, category: &str) -> ServiceResult<()> {
         let mut tx = self.begin().await?;
+        if !Self::still_in(&mut tx, &r.id, &OPEN_STATES).await? {
+            // Cancelled or paused while the registry opened it: the draw is not this review's
+            // any more, and must not wait at the registry.
+            let cancel = epb::CancelDrawRequest {
+                name: format!("draws/{draw_id}"),
+                reason: "the review ended while the draw was opened".into(),
+                reason_code: epb::DrawCancelReason::ReviewCancelled as i32,
+            };
+            govit_platform::outbox::enqueue(&mut tx, &Outgoing::CancelDraw(cancel)).await?;
+            tx.commit().await?;
+            return Ok(());
+        }
         let seq: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM review_draws WHERE review_id = $1")
             .bind(r.id.clone())
             .fetch_one(&mut *tx)
@@ -599,11 +628,18 @@ impl SchedulingService {
 
     async fn stall(&self, r: &ReviewRow, reason: &str) -> ServiceResult<()> {
         let mut tx = self.begin().await?;
-        sqlx::query("UPDATE reviews SET state = 'STALLED', stall_reason = $1, version = version + 1 WHERE id = $2")
-            .bind(reason.to_owned())
-            .bind(r.id.clone())
-            .execute(&mut *tx)
-            .await?;
+        // Only a review still under way stalls: one cancelled or paused meanwhile stays so.
+        let stalled = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE reviews SET state = 'STALLED', stall_reason = $1, version = version + 1 WHERE id = $2 AND state IN ({})",
+            OPEN_STATES.map(|s| format!("'{s}'")).join(", ")
+        )))
+        .bind(reason.to_owned())
+        .bind(r.id.clone())
+        .execute(&mut *tx)
+        .await?;
+        if stalled.rows_affected() == 0 {
+            return Ok(());
+        }
         Self::event(&mut tx, &r.id, "scheduling", "Stalled", reason).await?;
         notify::record(
             &mut tx,
@@ -630,8 +666,11 @@ impl SchedulingService {
         category: &str,
     ) -> ServiceResult<()> {
         let mut tx = self.begin().await?;
+        if !Self::still_in(&mut tx, &r.id, &OPEN_STATES).await? {
+            return Ok(());
+        }
         let claimed = sqlx::query(
-            "UPDATE review_draws SET invited = 1 WHERE review_id = $1 AND seq = $2 AND invited = 0",
+            "UPDATE review_draws SET invited = 1 WHERE review_id = $1 AND seq = $2 AND invited = 0 AND abandoned = 0",
         )
         .bind(r.id.clone())
         .bind(seq)
@@ -837,6 +876,13 @@ impl SchedulingService {
             ));
         }
         let mut tx = self.begin().await?;
+        if !Self::still_in(&mut tx, &review_id, &PANEL_STATES).await? {
+            return Err(ServiceError::precondition(
+                "STATE_CONFLICT",
+                r.name(),
+                format!("{} is no longer taking answers", r.name()),
+            ));
+        }
         let to = if req.accept { "CONFIRMED" } else { "DECLINED" };
         let done = sqlx::query("UPDATE invitations SET state = $1, decline_reason = $2 WHERE review_id = $3 AND expert_id = $4 AND state = 'PENDING'")
             .bind(to)
@@ -870,8 +916,7 @@ impl SchedulingService {
                 &format!("{expert}: {}", req.decline_reason.trim()),
             )
             .await?;
-            Self::queue_replacement(&mut tx, &r, &invitation, epb::ReplacementReason::Declined)
-                .await?;
+            Self::queue_replacement(&mut tx, &invitation, epb::ReplacementReason::Declined).await?;
         }
         tx.commit().await?;
         let updated = self
@@ -885,7 +930,6 @@ impl SchedulingService {
     /// Asks the registry (through the outbox) for the next alternate in the expert's place.
     pub(crate) async fn queue_replacement(
         tx: &mut Tx,
-        r: &ReviewRow,
         i: &InvitationRow,
         reason: epb::ReplacementReason,
     ) -> ServiceResult<()> {
@@ -897,8 +941,7 @@ impl SchedulingService {
             // The registry's key for this one replacement, so a redelivery replaces once.
             request_id: uuid::Uuid::now_v7().simple().to_string(),
         };
-        govit_platform::outbox::enqueue(tx, &Outgoing::new(&r.id, Call::ReplaceExpert(request)))
-            .await?;
+        govit_platform::outbox::enqueue(tx, &Outgoing::ReplaceExpert(request)).await?;
         Ok(())
     }
 
@@ -906,26 +949,34 @@ impl SchedulingService {
     /// category's alternates are used up.
     pub(crate) async fn replace(
         &self,
-        review_id: &str,
         request: epb::ReplaceExpertRequest,
-    ) -> ServiceResult<()> {
-        let r = self.review(review_id).await?;
-        match r.state.as_str() {
-            // Nobody is to be invited to a review that has ended.
-            "CANCELLED" | "CONCLUDED" => return Ok(()),
-            "PAUSED" => {
-                return Err(ServiceError::Unavailable(format!(
-                    "{} is paused; the replacement waits for it to resume",
-                    r.name()
-                )));
-            }
-            _ => {}
-        }
+    ) -> ServiceResult<Replacement> {
         let draw_id = request
             .name
             .strip_prefix("draws/")
             .unwrap_or_default()
             .to_owned();
+        let Some(of) =
+            sqlx::query("SELECT review_id, abandoned FROM review_draws WHERE draw_id = $1")
+                .bind(draw_id.clone())
+                .fetch_optional(&self.db.pool)
+                .await?
+        else {
+            return Err(ServiceError::not_found("review draw", request.name.clone()));
+        };
+        let review_id: String = of.try_get(0)?;
+        let review_id = review_id.as_str();
+        // An amended panel's old draw invites nobody any more.
+        if of.try_get::<i64, _>(1)? != 0 {
+            return Ok(Replacement::Done);
+        }
+        let r = self.review(review_id).await?;
+        match r.state.as_str() {
+            // Nobody is to be invited to a review that has ended.
+            "CANCELLED" | "CONCLUDED" => return Ok(Replacement::Done),
+            "PAUSED" => return Ok(Replacement::Paused),
+            _ => {}
+        }
         let (category, expert) = (request.category.clone(), request.expert_id.clone());
         let mut registry = self.registry.clone();
         let result = registry.replace_expert(request.clone()).await;
@@ -944,6 +995,10 @@ impl SchedulingService {
                         ))
                     })?;
                 let mut tx = self.begin().await?;
+                // The review may have ended or paused while the registry answered.
+                if !Self::still_in(&mut tx, review_id, &OPEN_STATES).await? {
+                    return Ok(Replacement::Done);
+                }
                 self.invite(&mut tx, &r, &came_in, &category, &draw_id)
                     .await?;
                 sqlx::query("UPDATE reviews SET chair_expert_id = $1 WHERE id = $2 AND chair_expert_id = $3")
@@ -967,7 +1022,7 @@ impl SchedulingService {
                 notify::record(&mut tx, "office", Channel::Email, &format!("Review {review_id}: {expert} was replaced by alternate {came_in} ({category})"), review_id).await?;
                 tx.commit().await?;
                 self.notify.notify_waiters();
-                Ok(())
+                Ok(Replacement::Done)
             }
             Err(status) if status_reason(&status).as_deref() == Some("ALTERNATES_EXHAUSTED") => {
                 let d = registry
@@ -1002,20 +1057,21 @@ impl SchedulingService {
                 let d = match d {
                     Ok(d) => d.into_inner(),
                     Err(s) if s.code() == tonic::Code::FailedPrecondition => {
-                        return self
-                            .stall(
-                                &r,
-                                &format!(
-                                    "no supplementary {category} expert can be drawn: {}",
-                                    s.message()
-                                ),
-                            )
-                            .await;
+                        self.stall(
+                            &r,
+                            &format!(
+                                "no supplementary {category} expert can be drawn: {}",
+                                s.message()
+                            ),
+                        )
+                        .await?;
+                        return Ok(Replacement::Done);
                     }
                     Err(s) => return Err(ServiceError::from_peer("expert registry", s)),
                 };
                 self.add_draw(&r, &d.draw_id, &category).await?;
-                self.advance(review_id).await
+                self.advance(review_id).await?;
+                Ok(Replacement::Done)
             }
             Err(status) => Err(ServiceError::from_peer("expert registry", status)),
         }
@@ -1032,8 +1088,11 @@ impl SchedulingService {
         .fetch_all(&self.db.pool)
         .await?;
         for i in &overdue {
-            let r = self.review(&i.review_id).await?;
             let mut tx = self.begin().await?;
+            // Paused or ended since it was read: the invitation does not lapse.
+            if !Self::still_in(&mut tx, &i.review_id, &PANEL_STATES).await? {
+                continue;
+            }
             let done = sqlx::query("UPDATE invitations SET state = 'LAPSED' WHERE review_id = $1 AND expert_id = $2 AND state = 'PENDING'")
                 .bind(i.review_id.clone())
                 .bind(i.expert_id.clone())
@@ -1048,8 +1107,7 @@ impl SchedulingService {
                     &i.expert_id,
                 )
                 .await?;
-                Self::queue_replacement(&mut tx, &r, i, epb::ReplacementReason::Unreachable)
-                    .await?;
+                Self::queue_replacement(&mut tx, i, epb::ReplacementReason::Unreachable).await?;
             }
             tx.commit().await?;
         }
@@ -1272,6 +1330,14 @@ impl SchedulingService {
         }
         let (s, e) = (to_stored(start), to_stored(end));
         let mut tx = self.begin().await?;
+        // Registry calls took time: the review must still be going on as the bookings go in.
+        if !Self::still_in(&mut tx, &id, &PANEL_STATES).await? {
+            return Err(ServiceError::precondition(
+                "STATE_CONFLICT",
+                r.name(),
+                format!("{} is no longer under way", r.name()),
+            ));
+        }
         // Lock each expert's calendar (in a fixed order), then look for overlaps: two racing
         // requests for one expert are serialised here by the database.
         for expert in &experts {
@@ -1669,7 +1735,7 @@ impl SchedulingService {
             at: to_stored(now()),
         };
         let mut tx = self.begin().await?;
-        let done = sqlx::query("UPDATE reviews SET state = 'CONCLUDED', conclusion = $1, version = version + 1 WHERE id = $2 AND state <> 'CONCLUDED'")
+        let done = sqlx::query("UPDATE reviews SET state = 'CONCLUDED', conclusion = $1, version = version + 1 WHERE id = $2 AND state IN ('INVITING', 'PANEL_CONFIRMED')")
             .bind(to_json(&conclusion))
             .bind(id.clone())
             .execute(&mut *tx)
@@ -1678,7 +1744,7 @@ impl SchedulingService {
             return Err(ServiceError::precondition(
                 "STATE_CONFLICT",
                 r.name(),
-                format!("{} already has its conclusion", r.name()),
+                format!("{} is no longer under way", r.name()),
             ));
         }
         Self::event(
@@ -1698,11 +1764,8 @@ impl SchedulingService {
                 decision: decision as i32,
                 summary: conclusion.summary.clone(),
             };
-            govit_platform::outbox::enqueue(
-                &mut tx,
-                &Outgoing::new(&id, Call::RecordReviewOutcome(report)),
-            )
-            .await?;
+            govit_platform::outbox::enqueue(&mut tx, &Outgoing::RecordReviewOutcome(report))
+                .await?;
         }
         notify::record(
             &mut tx,
@@ -1780,11 +1843,7 @@ impl SchedulingService {
             rating: req.rating,
             comment: req.comment.clone(),
         };
-        govit_platform::outbox::enqueue(
-            &mut tx,
-            &Outgoing::new(&id, Call::RecordReviewService(service)),
-        )
-        .await?;
+        govit_platform::outbox::enqueue(&mut tx, &Outgoing::RecordReviewService(service)).await?;
         Self::event(&mut tx, &id, &caller.subject, "ExpertRated", &req.expert_id).await?;
         tx.commit().await?;
         self.review(&id).await
@@ -1834,6 +1893,13 @@ pub fn parse_review(name: &str) -> ServiceResult<String> {
         Some(id) if is_code(id) => Ok(id.to_owned()),
         _ => Err(ServiceError::field("name", "must be reviews/{id}")),
     }
+}
+
+/// What became of a replacement message.
+pub(crate) enum Replacement {
+    Done,
+    /// The review is paused: the message waits for it to resume.
+    Paused,
 }
 
 /// The shape of a panel, before the registry judges its categories and pool.

@@ -9,13 +9,13 @@ use tonic::Status;
 
 use crate::{
     SchedulingService,
-    outbox::{Call, Outgoing},
-    reviews::OPEN_STATES,
+    outbox::{Outgoing, PROJECTS_KINDS, REGISTRY_KINDS},
+    reviews::{OPEN_STATES, Replacement},
 };
 
-/// The kinds each peer receives, for resuming after that peer's outage.
-const REGISTRY_KINDS: &[&str] = &["ReplaceExpert", "CancelDraw", "RecordReviewService"];
-const PROJECTS_KINDS: &[&str] = &["RecordReviewOutcome", "RecordReviewCancellation"];
+/// How long a replacement for a paused review waits before it is looked at again, unless the
+/// review resumes first (which makes it due at once).
+const PAUSED_WAIT: chrono::Duration = chrono::Duration::hours(1);
 
 impl SchedulingService {
     /// One pass of everything the worker does. Errors of one item do not stop the others;
@@ -25,6 +25,22 @@ impl SchedulingService {
         outbox::resume_if_peer_back(&self.db, &self.peers.projects, PROJECTS_KINDS).await?;
         for message in outbox::claim_due(&self.db, 50).await? {
             match message.decode::<Outgoing>() {
+                Ok(Outgoing::ReplaceExpert(request)) => match self.replace(request).await {
+                    Ok(Replacement::Done) => outbox::settle(&self.db, &message, Ok(())).await?,
+                    Ok(Replacement::Paused) => {
+                        outbox::defer(&self.db, &message, chrono::Utc::now() + PAUSED_WAIT).await?
+                    }
+                    Err(e) => {
+                        let status = match e {
+                            ServiceError::Internal(e) => {
+                                tracing::warn!(message = %message.id, error = ?e, "replacement not done; will retry");
+                                Status::internal("the replacement could not be completed")
+                            }
+                            other => Status::from(other),
+                        };
+                        outbox::settle(&self.db, &message, Err(status)).await?
+                    }
+                },
                 Ok(outgoing) => {
                     let result = self.deliver(outgoing).await;
                     outbox::settle(&self.db, &message, result).await?;
@@ -55,41 +71,30 @@ impl SchedulingService {
         Ok(())
     }
 
-    /// Makes one call. A refusal the receiver will repeat parks the message; anything in the
-    /// way of this service's own work (its database, a peer it needed) is retried.
+    /// Makes one call to another service.
     async fn deliver(&self, message: Outgoing) -> Result<(), Status> {
-        match message.call {
-            Call::ReplaceExpert(request) => {
-                self.replace(&message.review, request)
-                    .await
-                    .map_err(|e| match e {
-                        ServiceError::Internal(e) => {
-                            tracing::warn!(review = %message.review, error = ?e, "replacement not done; will retry");
-                            Status::unknown("the replacement could not be completed; retrying")
-                        }
-                        other => Status::from(other),
-                    })
-            }
-            Call::CancelDraw(request) => {
+        match message {
+            Outgoing::ReplaceExpert(_) => Ok(()),
+            Outgoing::CancelDraw(request) => {
                 match self.registry.clone().cancel_draw(request).await {
                     // Executed or cancelled already: there is nothing left to cancel.
                     Err(s) if status_reason(&s).as_deref() == Some("STATE_CONFLICT") => Ok(()),
                     other => other.map(|_| ()),
                 }
             }
-            Call::RecordReviewOutcome(request) => self
+            Outgoing::RecordReviewOutcome(request) => self
                 .projects
                 .clone()
                 .record_review_outcome(request)
                 .await
                 .map(|_| ()),
-            Call::RecordReviewCancellation(request) => self
+            Outgoing::RecordReviewCancellation(request) => self
                 .projects
                 .clone()
                 .record_review_cancellation(request)
                 .await
                 .map(|_| ()),
-            Call::RecordReviewService(request) => self
+            Outgoing::RecordReviewService(request) => self
                 .registry
                 .clone()
                 .record_review_service(request)
