@@ -11,7 +11,10 @@ CREATE TABLE review_overrides (
     requested_by TEXT NOT NULL,
     approved_by  TEXT,
     create_time  TEXT NOT NULL,
-    apply_time   TEXT
+    apply_time   TEXT,
+    -- Salts the reason's hash in the registry's log, so the log does not let anyone confirm a
+    -- guessed reason; those who may read the reason here may check the hash.
+    reason_salt  TEXT NOT NULL
 );
 
 CREATE INDEX review_overrides_by_project ON review_overrides (project_code, create_time);

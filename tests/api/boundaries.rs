@@ -947,3 +947,143 @@ async fn office_replaces_a_panel_member_through_scheduling_and_both_services_agr
     assert_eq!(after.state, spb::ReviewState::Inviting as i32);
     assert_eq!(outbox_messages(system.scheduling.db()).await, (0, 0));
 }
+
+#[tokio::test]
+async fn a_pool_that_shrank_after_acceptance_stalls_the_review_instead_of_losing_it() {
+    let system = spawn_system(no_witness()).await;
+    seed_pool(&system).await;
+    let p = submitted_project(&system).await;
+    let p = accept(&system, &p, vec![software(4, 1)]).await.unwrap();
+    // Before the request reaches scheduling, three software experts are suspended.
+    let admin = system.registry_client(Role::RegistryAdmin);
+    for id in ["s01", "s02", "s03"] {
+        let e = admin
+            .clone()
+            .get_expert(epb::GetExpertRequest {
+                name: format!("experts/{id}"),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        admin
+            .clone()
+            .suspend_expert(epb::ChangeExpertStatusRequest {
+                name: e.name,
+                etag: e.etag,
+                reason: "appointment under review".into(),
+            })
+            .await
+            .unwrap();
+    }
+    system.deliver_projects_outbox().await;
+    let r = the_review(&system, &p).await;
+    assert_eq!(r.state, spb::ReviewState::Stalled as i32, "{r:?}");
+    assert!(r.stall_reason.contains("software"), "{}", r.stall_reason);
+    assert_eq!(r.name, p.review);
+    assert_eq!(
+        outbox_messages(system.projects.db()).await,
+        (0, 0),
+        "delivered, not parked"
+    );
+    // Office has a review to act on: a panel the pool can supply draws at once.
+    let amended = system
+        .scheduling_client(Role::Office)
+        .amend_review_panel(spb::AmendReviewPanelRequest {
+            name: r.name.clone(),
+            panel: vec![software(2, 1)],
+            reason: "three software experts were suspended".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(amended.state, spb::ReviewState::Inviting as i32);
+}
+
+#[tokio::test]
+async fn text_one_service_accepts_is_never_refused_by_the_next() {
+    let system = spawn_system(no_witness()).await;
+    seed_pool(&system).await;
+    let p = submitted_project(&system).await;
+    let p = accept(&system, &p, vec![software(2, 1)]).await.unwrap();
+    system.deliver_projects_outbox().await;
+    let r = confirm_all(&system, &the_review(&system, &p).await.name).await;
+    let (start, end) = slot(&system, 0).await;
+    system
+        .scheduling_client(Role::Office)
+        .schedule_meeting(spb::ScheduleMeetingRequest {
+            name: r.name.clone(),
+            start_time: Some(start),
+            end_time: Some(end),
+            venue: "room 5".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for i in &r.invitations {
+        system
+            .expert_client(&i.expert_id)
+            .submit_opinion(spb::SubmitOpinionRequest {
+                review: r.name.clone(),
+                scores: preliminary_scores(88),
+                opinion: "sound".into(),
+                recommendation: spb::ReviewDecision::Approved as i32,
+            })
+            .await
+            .unwrap();
+    }
+    let chair = system.expert_client(&r.chair_expert_id);
+    for bad in [
+        "approved\u{b}",
+        "approved\u{c}",
+        "nul\u{0}",
+        "approved\u{202e}",
+    ] {
+        let refused = chair
+            .clone()
+            .record_conclusion(spb::RecordConclusionRequest {
+                name: r.name.clone(),
+                decision: spb::ReviewDecision::Approved as i32,
+                summary: bad.into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(violated_fields(&refused), ["summary"], "{bad:?}");
+    }
+    chair
+        .clone()
+        .record_conclusion(spb::RecordConclusionRequest {
+            name: r.name.clone(),
+            decision: spb::ReviewDecision::Approved as i32,
+            summary: "approved\r\nwith two remarks\tand a tab".into(),
+        })
+        .await
+        .unwrap();
+    let refused = system
+        .scheduling_client(Role::Office)
+        .rate_expert(spb::RateExpertRequest {
+            name: r.name.clone(),
+            expert_id: r.chair_expert_id.clone(),
+            rating: 5,
+            comment: "thorough\u{c}".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&refused), ["comment"]);
+    system
+        .scheduling_client(Role::Office)
+        .rate_expert(spb::RateExpertRequest {
+            name: r.name.clone(),
+            expert_id: r.chair_expert_id.clone(),
+            rating: 5,
+            comment: "thorough\r\n".into(),
+        })
+        .await
+        .unwrap();
+    settle(&system).await;
+    // What scheduling took, the projects service and the registry took too.
+    assert_eq!(
+        get_project(&system, &p.name).await.state,
+        S::Approved as i32
+    );
+    assert_eq!(outbox_messages(system.scheduling.db()).await, (0, 0));
+}

@@ -469,10 +469,128 @@ async fn an_office_override_is_its_own_act_approved_by_a_second_office_user_and_
         .into_inner()
         .overrides;
     assert_eq!(overrides.len(), 1);
+    // The log's hash is of the salt and the reason: checkable here, not guessable there.
+    let entry: serde_json::Value = serde_json::from_str(&logged[0].entry_json).unwrap();
+    let mut salted = hex::decode(&overrides[0].reason_salt).unwrap();
+    salted.extend_from_slice(reason.as_bytes());
+    assert_eq!(
+        entry["reason_sha256"],
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&salted))
+    );
     assert_eq!(
         govit_platform::outbox::parked(system.projects.db())
             .await
             .unwrap(),
         0
+    );
+}
+
+#[tokio::test]
+async fn a_pending_override_can_be_rejected_and_is_overtaken_when_the_project_moves_on() {
+    let system = spawn_system(no_witness()).await;
+    seed_pool(&system).await;
+    let p = submitted_project(&system).await;
+    let p = system
+        .projects_client(Role::Office)
+        .accept_for_review(pb::AcceptForReviewRequest {
+            name: p.name.clone(),
+            etag: p.etag.clone(),
+            panel: vec![pb::PanelRequirement {
+                category: "software".into(),
+                count: 2,
+                alternates: 1,
+            }],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let office = system.projects_client(Role::Office);
+    let ask = |etag: String| pb::OverrideReviewOutcomeRequest {
+        name: p.name.clone(),
+        etag,
+        stage: pb::ReviewStage::PreliminaryReview as i32,
+        decision: pb::ReviewDecision::Rejected as i32,
+        reason: "the applying unit was dissolved by the city".into(),
+    };
+    let first = office
+        .clone()
+        .override_review_outcome(ask(p.etag.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    let second = office
+        .clone()
+        .override_review_outcome(ask(p.etag.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error_reason(&second),
+        "STATE_CONFLICT",
+        "one pending at a time"
+    );
+    let rejected = office
+        .clone()
+        .reject_review_override(pb::RejectReviewOverrideRequest {
+            name: first.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rejected.state, pb::ReviewOverrideState::Rejected as i32);
+    // Asked again, then the project is withdrawn before anyone approves: overtaken.
+    let again = office
+        .clone()
+        .override_review_outcome(ask(p.etag.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    let now = office
+        .clone()
+        .get_project(pb::GetProjectRequest {
+            name: p.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    system
+        .projects_client(Role::Applicant)
+        .withdraw_project(pb::WithdrawProjectRequest {
+            name: p.name.clone(),
+            etag: now.etag,
+            reason: "merged into another project".into(),
+        })
+        .await
+        .unwrap();
+    let token = govit_platform::auth::mint_hs256(
+        KEY,
+        "office-second",
+        Role::Office,
+        None,
+        None,
+        std::time::Duration::from_secs(600),
+    )
+    .unwrap();
+    let late = system
+        .projects_client_with_token(&token)
+        .approve_review_override(pb::ApproveReviewOverrideRequest {
+            name: again.name.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(late.code(), Code::FailedPrecondition);
+    let listed = office
+        .clone()
+        .list_review_overrides(pb::ListReviewOverridesRequest {
+            parent: p.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .overrides;
+    assert!(
+        listed
+            .iter()
+            .all(|o| o.state == pb::ReviewOverrideState::Rejected as i32),
+        "{listed:?}"
     );
 }

@@ -209,10 +209,11 @@ impl Authenticator {
 
 impl Interceptor for Authenticator {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let header = request
-            .metadata()
-            .get("authorization")
-            .ok_or_else(|| Status::unauthenticated("missing authorization: Bearer <token>"))?;
+        let header = request.metadata().get("authorization").ok_or_else(|| {
+            Status::from(ServiceError::Unauthenticated(
+                "missing authorization: Bearer <token>".into(),
+            ))
+        })?;
         let token = header
             .to_str()
             .ok()
@@ -220,7 +221,11 @@ impl Interceptor for Authenticator {
                 v.strip_prefix("Bearer ")
                     .or_else(|| v.strip_prefix("bearer "))
             })
-            .ok_or_else(|| Status::unauthenticated("authorization must be Bearer <token>"))?;
+            .ok_or_else(|| {
+                Status::from(ServiceError::Unauthenticated(
+                    "authorization must be Bearer <token>".into(),
+                ))
+            })?;
         let caller = self.verify(token.trim()).map_err(Status::from)?;
         request.extensions_mut().insert(caller);
         Ok(request)

@@ -15,7 +15,7 @@ fn is_bidi_control(c: char) -> bool {
 }
 
 /// The one rule for human text, applied by every service where text enters: at most `max`
-/// characters, not blank, no control characters (tab and newline aside; U+0000 included) and
+/// characters, not blank, no control characters (tab, CR and LF aside; U+0000 included) and
 /// no bidirectional controls. Text one service accepts is never refused by the next.
 pub fn text_problem(s: &str, max: usize) -> Option<String> {
     if s.trim().is_empty() {
@@ -29,7 +29,10 @@ pub fn text_problem(s: &str, max: usize) -> Option<String> {
 pub fn optional_text_problem(s: &str, max: usize) -> Option<String> {
     if s.chars().count() > max {
         Some(format!("must be at most {max} characters"))
-    } else if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    } else if s
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
         Some("must not contain control characters".into())
     } else if s.chars().any(is_bidi_control) {
         Some("must not contain bidirectional control characters".into())

@@ -209,11 +209,7 @@ impl ProjectsService {
         };
         row.state = state_name(to).to_owned();
         let version = row.version;
-        let reason = event.reason.clone();
-        extras.extend(
-            self.review_messages(action, from, to, &mut row, &reason)
-                .await?,
-        );
+        extras.extend(self.review_messages(action, from, to, &mut row).await?);
         extras.extend(crate::reviews::approval_effects(&mut row, from, to));
         let saved = self
             .store
@@ -887,6 +883,14 @@ impl ProjectService for ProjectsService {
     ) -> Result<Response<pb::ReviewOverride>, Status> {
         let caller = Caller::from_request(&request)?;
         respond(self.approve_override(&caller, request.into_inner()).await)
+    }
+
+    async fn reject_review_override(
+        &self,
+        request: Request<pb::RejectReviewOverrideRequest>,
+    ) -> Result<Response<pb::ReviewOverride>, Status> {
+        let caller = Caller::from_request(&request)?;
+        respond(self.reject_override(&caller, request.into_inner()).await)
     }
 
     async fn list_review_overrides(

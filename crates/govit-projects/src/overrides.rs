@@ -26,6 +26,7 @@ const MIN_REASON_CHARS: usize = 10;
 const MAX_REASON_CHARS: usize = 2000;
 const PENDING: &str = "PENDING_APPROVAL";
 const APPLIED: &str = "APPLIED";
+const REJECTED: &str = "REJECTED";
 const OVERRIDE_READERS: [Role; 3] = [Role::Office, Role::Supervisor, Role::Inspector];
 
 fn internal(e: impl Into<anyhow::Error>) -> ServiceError {
@@ -45,6 +46,7 @@ struct OverrideRow {
     approved_by: Option<String>,
     create_time: String,
     apply_time: Option<String>,
+    reason_salt: String,
 }
 
 impl OverrideRow {
@@ -69,6 +71,7 @@ impl OverrideRow {
             approved_by: row.try_get(8)?,
             create_time: row.try_get(9)?,
             apply_time: row.try_get(10)?,
+            reason_salt: row.try_get(11)?,
         })
     }
 
@@ -76,6 +79,7 @@ impl OverrideRow {
         let state = match self.state.as_str() {
             PENDING => pb::ReviewOverrideState::PendingApproval,
             APPLIED => pb::ReviewOverrideState::Applied,
+            REJECTED => pb::ReviewOverrideState::Rejected,
             other => anyhow::bail!("stored override state {other:?} is unknown"),
         };
         Ok(pb::ReviewOverride {
@@ -97,11 +101,12 @@ impl OverrideRow {
                 .as_deref()
                 .map(stored_to_timestamp)
                 .transpose()?,
+            reason_salt: self.reason_salt.clone(),
         })
     }
 }
 
-const COLUMNS: &str = "id, project_code, stage, decision, reason, review_id, state, requested_by, approved_by, create_time, apply_time";
+const COLUMNS: &str = "id, project_code, stage, decision, reason, review_id, state, requested_by, approved_by, create_time, apply_time, reason_salt";
 
 impl ProjectsService {
     pub(crate) async fn request_override(
@@ -172,6 +177,10 @@ impl ProjectsService {
                 ),
             ));
         }
+        // A pending override the project has moved past (another state, another review) is
+        // overtaken and blocks nothing.
+        self.reject_overtaken(&code, row.review.as_deref(), from, caller)
+            .await?;
         if self.pending_override(&code).await?.is_some() {
             return Err(ServiceError::precondition(
                 "STATE_CONFLICT",
@@ -183,7 +192,7 @@ impl ProjectsService {
         let at = to_stored(now());
         let mut tx = self.store.db.begin_write().await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO review_overrides ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, NULL)"
+            "INSERT INTO review_overrides ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, NULL, $10)"
         )))
         .bind(id.clone())
         .bind(code.clone())
@@ -194,6 +203,7 @@ impl ProjectsService {
         .bind(PENDING)
         .bind(caller.subject.clone())
         .bind(at.clone())
+        .bind(uuid::Uuid::new_v4().simple().to_string())
         .execute(&mut *tx)
         .await?;
         let name = format!("projects/{code}/overrides/{id}");
@@ -239,8 +249,100 @@ impl ProjectsService {
                 "an override is approved by a second office user, not by who asked for it".into(),
             ));
         }
+        // What was asked must still be what would happen: the same review, a state it fits.
+        let row = self.visible_project(caller, &code).await?;
+        let from = row.state().map_err(internal)?;
+        if row.review != ov.review_id
+            || !Action::OverrideOutcome(ov.stage, ov.decision)
+                .sources()
+                .contains(&from)
+        {
+            self.reject_overtaken(&code, row.review.as_deref(), from, caller)
+                .await?;
+            return Err(ServiceError::precondition(
+                "STATE_CONFLICT",
+                req.name.clone(),
+                format!(
+                    "{} was overtaken: the project is {} with review {:?} now",
+                    req.name,
+                    state_name(from),
+                    row.review
+                ),
+            ));
+        }
         self.apply_override(caller, ov, Some(caller.subject.clone()))
             .await
+    }
+
+    pub(crate) async fn reject_override(
+        &self,
+        caller: &Caller,
+        req: pb::RejectReviewOverrideRequest,
+    ) -> ServiceResult<pb::ReviewOverride> {
+        let (code, id) = parse_override(&req.name)?;
+        caller.require(&[Role::Office])?;
+        let ov = self.override_row(&code, &id).await?;
+        let mut tx = self.store.db.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE review_overrides SET state = 'REJECTED', approved_by = $1, apply_time = $2 WHERE id = $3 AND state = 'PENDING_APPROVAL'",
+        )
+        .bind(caller.subject.clone())
+        .bind(to_stored(now()))
+        .bind(id.clone())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(ServiceError::precondition(
+                "STATE_CONFLICT",
+                req.name.clone(),
+                format!("{} is {} already", req.name, ov.state),
+            ));
+        }
+        project_event(
+            &mut tx,
+            &code,
+            &to_stored(now()),
+            caller,
+            &NewEvent {
+                action: "RejectReviewOverride".into(),
+                changed_fields: vec![req.name.clone()],
+                ..NewEvent::default()
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        self.override_row(&code, &id)
+            .await?
+            .to_proto()
+            .map_err(internal)
+    }
+
+    /// Marks the project's pending override rejected when the project has moved past it.
+    async fn reject_overtaken(
+        &self,
+        code: &str,
+        review: Option<&str>,
+        from: pb::ProjectState,
+        caller: &Caller,
+    ) -> ServiceResult<()> {
+        let Some(id) = self.pending_override(code).await? else {
+            return Ok(());
+        };
+        let ov = self.override_row(code, &id).await?;
+        let fits = ov.review_id.as_deref() == review
+            && Action::OverrideOutcome(ov.stage, ov.decision)
+                .sources()
+                .contains(&from);
+        if fits {
+            return Ok(());
+        }
+        sqlx::query("UPDATE review_overrides SET state = 'REJECTED', apply_time = $1 WHERE id = $2 AND state = 'PENDING_APPROVAL'")
+            .bind(to_stored(now()))
+            .bind(id.clone())
+            .execute(&self.store.db.pool)
+            .await?;
+        tracing::info!(r#override = %id, by = %caller.subject, "pending review override overtaken");
+        Ok(())
     }
 
     pub(crate) async fn list_overrides(
@@ -289,7 +391,12 @@ impl ProjectsService {
                         .unwrap_or_default(),
                     stage: ov.stage as i32,
                     decision: ov.decision as i32,
-                    reason_sha256: hex::encode(Sha256::digest(ov.reason.as_bytes())),
+                    reason_sha256: {
+                        let mut hasher = Sha256::new();
+                        hasher.update(hex::decode(&ov.reason_salt).map_err(internal)?);
+                        hasher.update(ov.reason.as_bytes());
+                        hex::encode(hasher.finalize())
+                    },
                     approvals: if approved_by.is_some() { 2 } else { 1 },
                 },
             )));

@@ -46,7 +46,6 @@ impl ProjectsService {
         from: S,
         to: S,
         row: &mut ProjectRow,
-        reason: &str,
     ) -> ServiceResult<Vec<Extra>> {
         let Some(effect) = action.review_effect(from, to) else {
             return Ok(Vec::new());
@@ -99,10 +98,11 @@ impl ProjectsService {
                 let Some(review) = row.review.as_ref().map(|id| format!("reviews/{id}")) else {
                     return Ok(Vec::new());
                 };
-                let reason = if reason.is_empty() {
-                    format!("the project was {}", state_name(to).to_lowercase())
-                } else {
-                    reason.to_owned()
+                // A fixed text: whoever acted gave their own words to this service's audit
+                // trail; the review need only know what happened, and cannot refuse it.
+                let reason = match action {
+                    Action::OverrideOutcome(..) => "office decided in the panel's stead".to_owned(),
+                    _ => format!("the project was {}", state_name(to).to_lowercase()),
                 };
                 match other {
                     ReviewEffect::Cancel => Outgoing::CancelReview(spb::CancelReviewRequest {

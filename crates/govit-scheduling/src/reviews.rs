@@ -283,11 +283,25 @@ impl SchedulingService {
                 "panel",
             )
             .await;
+        let mut refused = None;
         match checked {
             // A request is never lost to a registry outage: the review waits for it to draw,
             // and a panel it would refuse stalls there for office. A check alone cannot wait.
             Err(ServiceError::Unavailable(why)) if !req.validate_only => {
                 tracing::warn!(project = %project_id, %why, "registry unreachable; the review is created and its panel checked when drawn");
+            }
+            // The projects service checked the panel when office accepted the project; what
+            // changed since (a category retired, the pool shrunk) stalls the review for office
+            // to amend or cancel, rather than leaving the project with no review at all.
+            Err(e) if !req.validate_only && caller.is(Role::Service) => {
+                refused = Some(match e {
+                    ServiceError::InvalidArgument(violations) => violations
+                        .iter()
+                        .map(|v| format!("{}: {}", v.field, v.description))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                    other => other.to_string(),
+                });
             }
             other => other?,
         }
@@ -348,7 +362,16 @@ impl SchedulingService {
         .await?;
         tx.commit().await?;
         tracing::info!(review = %id, project = %project_id, stage = stage.short_name(), %deadline, "review requested");
-        self.review(&id).await.map(Some)
+        let review = self.review(&id).await?;
+        if let Some(why) = refused {
+            self.stall(
+                &review,
+                &format!("the registry refuses the panel now: {why}"),
+            )
+            .await?;
+            return self.review(&id).await.map(Some);
+        }
+        Ok(Some(review))
     }
 
     /// Inside `tx`: whether the review is still in one of `states`, taking its row so that no
