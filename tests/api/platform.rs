@@ -293,3 +293,83 @@ async fn data_survives_a_restart() {
     let next = draft(&app).await;
     assert_ne!(next.code, p.code);
 }
+
+/// Sends `message` to `path` as if it were that method's request.
+async fn raw_call<M: Message + Default + Send + Sync + 'static>(
+    app: &TestApp,
+    path: &'static str,
+    message: M,
+) -> tonic::Status {
+    let mut grpc = tonic::client::Grpc::new(app.channel.clone());
+    grpc.ready().await.unwrap();
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", token(Role::Office, None, None))
+            .parse()
+            .unwrap(),
+    );
+    grpc.unary::<M, pb::Project, _>(
+        request,
+        http::uri::PathAndQuery::from_static(path),
+        tonic_prost::ProstCodec::default(),
+    )
+    .await
+    .unwrap_err()
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_the_methods_message_is_the_clients_fault() {
+    let app = spawn_app().await;
+    // Field 1 of GetProjectRequest is a string; a varint there cannot be decoded.
+    let status = raw_call(
+        &app,
+        "/govit.projects.v1.ProjectService/GetProject",
+        prost_types::Timestamp {
+            seconds: 5,
+            nanos: 0,
+        },
+    )
+    .await;
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert_eq!(error_reason(&status), "INVALID_ARGUMENT");
+    // Larger than the server takes (4 MiB): RESOURCE_EXHAUSTED, not OUT_OF_RANGE.
+    let status = raw_call(
+        &app,
+        "/govit.projects.v1.ProjectService/GetProject",
+        pb::GetProjectRequest {
+            name: "x".repeat(5 * 1024 * 1024),
+        },
+    )
+    .await;
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert_eq!(error_reason(&status), "MESSAGE_TOO_LARGE");
+}
+
+#[tokio::test]
+async fn error_details_stay_small_however_large_the_bad_request() {
+    let app = spawn_app().await;
+    let mut project = new_project(&app.applicant_code);
+    project.contacts = (0..2000)
+        .map(|_| pb::Contact {
+            name: "n".repeat(2000),
+            phone: "not a phone".into(),
+            ..Default::default()
+        })
+        .collect();
+    let status = app
+        .client(Role::Office)
+        .create_project(pb::CreateProjectRequest {
+            project: Some(project),
+        })
+        .await
+        .unwrap_err();
+    let fields = violated_fields(&status);
+    assert_eq!(fields.len(), 51, "fifty and a count of the rest");
+    assert!(
+        status.details().len() < 64 * 1024,
+        "{}",
+        status.details().len()
+    );
+    assert!(status.message().len() < 64 * 1024);
+}

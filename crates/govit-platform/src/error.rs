@@ -190,6 +190,37 @@ impl From<sqlx::Error> for ServiceError {
     }
 }
 
+/// At most this many violations in one answer, each text at most this long: a huge bad request
+/// must not make an answer larger than clients accept.
+const MAX_VIOLATIONS: usize = 50;
+const MAX_DETAIL_CHARS: usize = 300;
+
+fn clip(text: &str) -> String {
+    if text.chars().count() <= MAX_DETAIL_CHARS {
+        text.to_owned()
+    } else {
+        let mut clipped: String = text.chars().take(MAX_DETAIL_CHARS).collect();
+        clipped.push('…');
+        clipped
+    }
+}
+
+fn bounded(violations: Vec<FieldViolation>) -> Vec<FieldViolation> {
+    let total = violations.len();
+    let mut kept: Vec<FieldViolation> = violations
+        .into_iter()
+        .take(MAX_VIOLATIONS)
+        .map(|v| FieldViolation::new(clip(&v.field), clip(&v.description)))
+        .collect();
+    if total > MAX_VIOLATIONS {
+        kept.push(FieldViolation::new(
+            "",
+            format!("and {} more violations not listed", total - MAX_VIOLATIONS),
+        ));
+    }
+    kept
+}
+
 fn info(reason: &str, metadata: &[(&str, &str)]) -> ErrorDetails {
     ErrorDetails::with_error_info(
         reason,
@@ -210,6 +241,7 @@ impl From<ServiceError> for Status {
     fn from(err: ServiceError) -> Status {
         match err {
             ServiceError::InvalidArgument(violations) => {
+                let violations = bounded(violations);
                 let summary = violations
                     .iter()
                     .map(|v| format!("{}: {}", v.field, v.description))
@@ -257,6 +289,14 @@ impl From<ServiceError> for Status {
                 message,
                 violations,
             } => {
+                let violations: Vec<PreconditionViolation> = violations
+                    .into_iter()
+                    .take(MAX_VIOLATIONS)
+                    .map(|v| {
+                        PreconditionViolation::new(v.r#type, clip(&v.subject), clip(&v.description))
+                    })
+                    .collect();
+                let message = clip(&message);
                 let first = violations.first();
                 let reason = first
                     .map(|v| v.r#type.clone())
@@ -292,6 +332,31 @@ impl From<ServiceError> for Status {
                 )
             }
         }
+    }
+}
+
+/// The status a request that never reached a handler deserves. tonic answers an undecodable
+/// body INTERNAL and an oversize one OUT_OF_RANGE; both are the client's doing, so they become
+/// INVALID_ARGUMENT and RESOURCE_EXHAUSTED, with ErrorInfo like every other error.
+pub fn codec_status(status: &Status) -> Option<Status> {
+    let message = status.message();
+    match status.code() {
+        Code::Internal if message.starts_with("failed to decode") => {
+            Some(Status::from(ServiceError::field(
+                "",
+                format!(
+                    "the request body is not a message of this method ({})",
+                    clip(message)
+                ),
+            )))
+        }
+        Code::OutOfRange if message.contains("message length too large") => Some(with_info(
+            Code::ResourceExhausted,
+            clip(message),
+            "MESSAGE_TOO_LARGE",
+            &[],
+        )),
+        _ => None,
     }
 }
 

@@ -131,7 +131,8 @@ pub async fn serve(
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(cors(options))
-        .layer(tonic_web::GrpcWebLayer::new());
+        .layer(tonic_web::GrpcWebLayer::new())
+        .layer(CodecStatusLayer);
     Server::builder()
         .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
@@ -145,6 +146,62 @@ pub async fn serve(
         )
         .await?;
     Ok(())
+}
+
+/// Rewrites the status of a request tonic refused before any handler saw it
+/// ([`crate::error::codec_status`]). Such answers are trailers-only, so the status is in the
+/// response headers.
+#[derive(Debug, Clone, Copy)]
+struct CodecStatusLayer;
+
+impl<S> tower::Layer<S> for CodecStatusLayer {
+    type Service = CodecStatus<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CodecStatus(inner)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct CodecStatus<S>(S);
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for CodecStatus<S>
+where
+    S: tower::Service<Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<ResBody>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let future = self.0.call(request);
+        Box::pin(async move {
+            let mut response = future.await?;
+            let replaced = tonic::Status::from_header_map(response.headers())
+                .as_ref()
+                .and_then(crate::error::codec_status);
+            if let Some(status) = replaced {
+                let headers = response.headers_mut();
+                for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
+                    headers.remove(name);
+                }
+                if status.add_header(headers).is_err() {
+                    tracing::warn!("could not rewrite a codec error's status");
+                }
+            }
+            Ok(response)
+        })
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
