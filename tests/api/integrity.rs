@@ -594,3 +594,143 @@ async fn a_pending_override_can_be_rejected_and_is_overtaken_when_the_project_mo
         "{listed:?}"
     );
 }
+
+#[tokio::test]
+async fn applicants_and_experts_list_their_own_reviews_and_learn_nothing_of_others() {
+    let system = spawn_system(no_witness()).await;
+    seed_pool(&system).await;
+    let p = submitted_project(&system).await;
+    let p = system
+        .projects_client(Role::Office)
+        .accept_for_review(pb::AcceptForReviewRequest {
+            name: p.name.clone(),
+            etag: p.etag.clone(),
+            panel: vec![pb::PanelRequirement {
+                category: "software".into(),
+                count: 2,
+                alternates: 1,
+            }],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    system.deliver_projects_outbox().await;
+    // Another unit's review, set up by office directly.
+    let other = system
+        .scheduling_client(Role::Office)
+        .request_review(spb::RequestReviewRequest {
+            review_id: "other-unit".into(),
+            project: "projects/2026-0999".into(),
+            stage: spb::ReviewStage::PreliminaryReview as i32,
+            panel: vec![pb::PanelRequirement {
+                category: "network".into(),
+                count: 2,
+                alternates: 0,
+            }],
+            applicant_organization: credit_code(77),
+            accept_time: Some(govit_platform::time::to_timestamp(chrono::Utc::now())),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let own = system
+        .scheduling_client(Role::Applicant)
+        .list_reviews(spb::ListReviewsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .reviews;
+    assert_eq!(
+        own.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
+        [p.review.clone()]
+    );
+    assert!(
+        own[0].invitations.is_empty(),
+        "the panel stays hidden before the meeting"
+    );
+    let expert = own_expert(&system, &p.review).await;
+    let theirs = system
+        .expert_client(&expert)
+        .list_reviews(spb::ListReviewsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .reviews;
+    assert_eq!(
+        theirs.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
+        [p.review.clone()]
+    );
+    // A review one may not see and one that does not exist answer alike.
+    for client in [
+        system.scheduling_client(Role::Applicant),
+        system.expert_client(&expert),
+    ] {
+        let hidden = client
+            .clone()
+            .get_review(spb::GetReviewRequest {
+                name: other.name.clone(),
+            })
+            .await
+            .unwrap_err();
+        let missing = client
+            .clone()
+            .get_review(spb::GetReviewRequest {
+                name: "reviews/no-such-review".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(hidden.code(), Code::PermissionDenied);
+        assert_eq!(
+            (hidden.code(), hidden.message()),
+            (missing.code(), missing.message())
+        );
+    }
+    let respond = |name: String| {
+        let client = system.expert_client(&expert);
+        async move {
+            client
+                .clone()
+                .respond_to_invitation(spb::RespondToInvitationRequest {
+                    name,
+                    accept: true,
+                    decline_reason: String::new(),
+                })
+                .await
+                .unwrap_err()
+        }
+    };
+    let not_invited = respond(format!("{}/invitations/{expert}", other.name)).await;
+    let no_review = respond(format!("reviews/no-such-review/invitations/{expert}")).await;
+    assert_eq!(not_invited.code(), Code::NotFound);
+    assert_eq!(no_review.code(), Code::NotFound);
+    // A supervisor finds the draws waiting for a witness without office's help, and sees
+    // neither their input nor their panel.
+    let draws = system
+        .registry_client(Role::Supervisor)
+        .list_draws(epb::ListDrawsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .draws;
+    assert!(!draws.is_empty());
+    assert!(
+        draws
+            .iter()
+            .all(|d| d.panel.is_empty() && d.input_json.is_empty())
+    );
+}
+
+async fn own_expert(system: &System, review: &str) -> String {
+    system
+        .scheduling_client(Role::Office)
+        .get_review(spb::GetReviewRequest {
+            name: review.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .invitations[0]
+        .expert_id
+        .clone()
+}

@@ -36,6 +36,13 @@ const DRAW_READERS: [Role; 4] = [
     Role::Service,
 ];
 const DRAW_RUNNERS: [Role; 2] = [Role::Office, Role::Service];
+const DRAW_FINDERS: [Role; 5] = [
+    Role::Office,
+    Role::RegistryAdmin,
+    Role::Inspector,
+    Role::Service,
+    Role::Supervisor,
+];
 const WITNESSES: [Role; 2] = [Role::Supervisor, Role::Inspector];
 // The log names who was drawn and who the pool holds: confidential like the draws.
 const LOG_READERS: [Role; 4] = [
@@ -1023,13 +1030,7 @@ impl ExpertRegistryService for ExpertsService {
         respond(
             async {
                 let id = parse_name("name", &req.name, "draws")?;
-                caller.require(&[
-                    Role::Office,
-                    Role::RegistryAdmin,
-                    Role::Inspector,
-                    Role::Service,
-                    Role::Supervisor,
-                ])?;
+                caller.require(&DRAW_FINDERS)?;
                 let d = self.draw_or_not_found(&id).await?;
                 self.draw_response(&caller, d).await
             }
@@ -1076,7 +1077,9 @@ impl ExpertRegistryService for ExpertsService {
                         ));
                     }
                 };
-                caller.require(&DRAW_READERS)?;
+                // Supervisors list draws too, to find those waiting for their witness; they see
+                // each draw's commitment and state only, as with GetDraw.
+                caller.require(&DRAW_FINDERS)?;
                 let page = Page::parse(
                     req.page_size,
                     &req.page_token,

@@ -347,7 +347,15 @@ impl ReviewSchedulingService for SchedulingService {
         respond(
             async {
                 let id = parse_review(&req.name)?;
-                let r = self.review(&id).await?;
+                caller.require(&crate::reviews::REVIEW_READERS)?;
+                let r = match self.review(&id).await {
+                    Err(ServiceError::NotFound { .. })
+                        if matches!(caller.role, Role::Applicant | Role::Expert) =>
+                    {
+                        return Err(crate::reviews::hidden(&caller));
+                    }
+                    other => other?,
+                };
                 self.view(&caller, &r).await
             }
             .await,
@@ -387,12 +395,21 @@ impl ReviewSchedulingService for SchedulingService {
                 }
             };
             v.finish()?;
-            caller.require(&[Role::Office, Role::Service, Role::Supervisor, Role::Inspector])?;
-            let page = Page::parse(req.page_size, &req.page_token, &format!("reviews {project_id} {stage:?} {state:?} {}", req.overdue_only))?;
+            caller.require(&crate::reviews::REVIEW_READERS)?;
+            // Applicants list their own organisation's reviews, experts those whose panel they
+            // are on; everyone else all of them.
+            let (applicant, expert) = match caller.role {
+                Role::Applicant => (caller.organization.clone().unwrap_or_else(|| "-".into()), String::new()),
+                Role::Expert => (String::new(), caller.expert.clone().unwrap_or_else(|| "-".into())),
+                _ => (String::new(), String::new()),
+            };
+            let page = Page::parse(req.page_size, &req.page_token, &format!("reviews {project_id} {stage:?} {state:?} {} {applicant} {expert}", req.overdue_only))?;
             let (after_time, after_id) = page.after.as_deref().and_then(|k| k.split_once(' ')).map(|(a, b)| (a.to_owned(), b.to_owned())).unwrap_or_default();
             let rows = sqlx::query_as::<_, ReviewRow>(
                 "SELECT * FROM reviews WHERE ($1 = '' OR project_id = $1) AND ($2 = '' OR stage = $2) AND ($3 = '' OR state = $3) \
                  AND ($4 = 0 OR (state NOT IN ('CONCLUDED', 'CANCELLED') AND deadline < $5)) AND (create_time > $6 OR (create_time = $6 AND id > $7)) \
+                 AND ($9 = '' OR applicant = $9) \
+                 AND ($10 = '' OR EXISTS (SELECT 1 FROM invitations i WHERE i.review_id = reviews.id AND i.expert_id = $10 AND i.state IN ('PENDING', 'CONFIRMED'))) \
                  ORDER BY create_time, id LIMIT $8",
             )
             .bind(project_id)
@@ -403,6 +420,8 @@ impl ReviewSchedulingService for SchedulingService {
             .bind(after_time)
             .bind(after_id)
             .bind(page.fetch_limit())
+            .bind(applicant)
+            .bind(expert)
             .fetch_all(&self.db.pool)
             .await?;
             let mut rows = rows;

@@ -128,9 +128,7 @@ impl SchedulingService {
                 if r.applicant.is_empty()
                     || Some(r.applicant.as_str()) != caller.organization.as_deref()
                 {
-                    return Err(ServiceError::PermissionDenied(
-                        "applicants may only see reviews of their own projects".into(),
-                    ));
+                    return Err(hidden(caller));
                 }
                 // The applicant learns the panel's names only when the meeting starts.
                 Ok(r.meeting()
@@ -143,9 +141,7 @@ impl SchedulingService {
                         && (i.state == "PENDING" || i.state == "CONFIRMED")
                 });
                 if !serving {
-                    return Err(ServiceError::PermissionDenied(
-                        "experts may only see reviews whose panel they are on".into(),
-                    ));
+                    return Err(hidden(caller));
                 }
                 Ok(true)
             }
@@ -866,7 +862,11 @@ impl SchedulingService {
                 "experts answer only their own invitations".into(),
             ));
         }
-        let r = self.review(&review_id).await?;
+        // A review that does not exist and one without this expert answer alike.
+        let r = self
+            .review(&review_id)
+            .await
+            .map_err(|_| ServiceError::not_found("invitation", req.name.clone()))?;
         let invitation = self
             .invitations(&review_id)
             .await?
@@ -1909,6 +1909,15 @@ fn require_meeting_in_progress(r: &ReviewRow) -> ServiceResult<()> {
         ));
     }
     Ok(())
+}
+
+/// What an applicant or expert hears of a review they may not see, whether it exists or not:
+/// the answer reveals nothing.
+pub fn hidden(caller: &Caller) -> ServiceError {
+    ServiceError::PermissionDenied(match caller.role {
+        Role::Applicant => "applicants may only see reviews of their own projects".into(),
+        _ => "experts may only see reviews whose panel they are on".into(),
+    })
 }
 
 pub fn parse_review(name: &str) -> ServiceResult<String> {
