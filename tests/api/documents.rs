@@ -211,3 +211,68 @@ async fn bad_upload_metadata_is_named_field_by_field() {
     assert_eq!(violated_fields(&status), ["metadata"]);
     assert_eq!(app.service.blobs().count_files().await.unwrap(), 0);
 }
+
+async fn upload_named(
+    app: &TestApp,
+    parent: &str,
+    file_name: &str,
+    chunks: Vec<Vec<u8>>,
+) -> Result<pb::Document, tonic::Status> {
+    let mut messages = vec![pb::UploadDocumentRequest {
+        part: Some(pb::upload_document_request::Part::Metadata(
+            pb::DocumentUpload {
+                parent: parent.to_owned(),
+                kind: pb::DocumentKind::FeasibilityStudyReport as i32,
+                file_name: file_name.into(),
+                media_type: "application/pdf".into(),
+                sealed_copies: 0,
+                expected_sha256: String::new(),
+            },
+        )),
+    }];
+    messages.extend(chunks.into_iter().map(|c| pb::UploadDocumentRequest {
+        part: Some(pb::upload_document_request::Part::Chunk(c)),
+    }));
+    app.client(Role::Applicant)
+        .upload_document(tokio_stream::iter(messages))
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test]
+async fn file_names_that_mislead_and_oversize_chunks_are_refused() {
+    let app = spawn_app_with(Options {
+        max_document_bytes: 8 * 1024 * 1024,
+        ..Options::default()
+    })
+    .await;
+    let p = draft(&app).await;
+    for name in ["..", ".", ".hidden.pdf", "report\u{202e}fdp.exe", "a/b.pdf"] {
+        let refused = upload_named(&app, &p.name, name, vec![b"%PDF".to_vec()])
+            .await
+            .unwrap_err();
+        assert_eq!(
+            violated_fields(&refused),
+            ["metadata.file_name"],
+            "{name:?}"
+        );
+    }
+    let big = upload_named(
+        &app,
+        &p.name,
+        "study.pdf",
+        vec![vec![b'x'; 3 * 1024 * 1024]],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(violated_fields(&big), ["chunk"]);
+    let fine = upload_named(
+        &app,
+        &p.name,
+        "study.pdf",
+        vec![vec![b'x'; 1024 * 1024], vec![b'y'; 1024 * 1024]],
+    )
+    .await
+    .unwrap();
+    assert_eq!(fine.size_bytes, 2 * 1024 * 1024);
+}

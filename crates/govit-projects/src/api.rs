@@ -44,6 +44,8 @@ const ORG_READERS: [Role; 6] = [
     Role::RegistryAdmin,
 ];
 const DOWNLOAD_CHUNK: usize = 64 * 1024;
+/// The largest chunk an upload message may carry, as the API documents.
+const MAX_CHUNK_BYTES: usize = 1024 * 1024;
 
 fn internal(e: anyhow::Error) -> ServiceError {
     ServiceError::Internal(e)
@@ -1416,6 +1418,9 @@ impl ProjectService for ProjectsService {
             check::text(&mut v, "metadata.file_name", &meta.file_name, 255);
             if meta.file_name.contains(['/', '\\']) {
                 v.add("metadata.file_name", "must not contain path separators");
+            } else if matches!(meta.file_name.trim(), "." | "..") || meta.file_name.trim().starts_with('.') {
+                // Names that mean a directory, or hide a file, when someone saves the download.
+                v.add("metadata.file_name", "must not be . or .. nor start with a dot");
             }
             let media_ok = meta.media_type.len() <= 127
                 && meta.media_type.split_once('/').is_some_and(|(a, b)| {
@@ -1461,6 +1466,9 @@ impl ProjectService for ProjectsService {
                 };
                 match message.part {
                     Some(pb::upload_document_request::Part::Chunk(bytes)) => {
+                        if bytes.len() > MAX_CHUNK_BYTES {
+                            return Err(ServiceError::field("chunk", format!("is {} bytes; a chunk is at most 1 MiB", bytes.len())));
+                        }
                         match pending.write(&bytes).await {
                             Ok(()) => {}
                             Err(UploadError::TooLarge { limit }) => {
