@@ -57,6 +57,10 @@ pub struct GlobalArgs {
     /// The largest gRPC message, in bytes (default 4 MiB).
     #[arg(long, global = true, env = "GOVIT_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<usize>,
+    /// Whether to serve gRPC reflection (default: on for `up`, off for `serve`, which is for
+    /// production, where it would list every method to anyone).
+    #[arg(long, global = true, env = "GOVIT_REFLECTION")]
+    pub reflection: Option<bool>,
     /// The largest document, in bytes (default 50 MiB).
     #[arg(long, global = true, env = "GOVIT_MAX_DOCUMENT_BYTES")]
     pub max_document_bytes: Option<u64>,
@@ -274,7 +278,10 @@ pub enum VerifyCommand {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings = Settings::resolve(&cli.global)?;
+    let mut settings = Settings::resolve(&cli.global)?;
+    if matches!(cli.command, Command::Serve { .. }) && !settings.reflection_configured {
+        settings.server.reflection = false;
+    }
     match cli.command {
         Command::Up {
             projects_listen,

@@ -22,6 +22,7 @@ pub struct FileConfig {
     pub jwt_rsa_public_key: Option<PathBuf>,
     pub cors_origins: Option<Vec<String>>,
     pub max_message_bytes: Option<usize>,
+    pub reflection: Option<bool>,
     pub max_document_bytes: Option<u64>,
     pub blob_dir: Option<PathBuf>,
     #[serde(default)]
@@ -123,6 +124,8 @@ pub struct Settings {
     pub blob_dir: PathBuf,
     pub draw_policy: govit_experts::DrawPolicy,
     pub supervision: govit_projects::SupervisionPolicy,
+    /// Whether reflection was set by flag, variable or file (else each command has its default).
+    pub reflection_configured: bool,
     file: FileConfig,
 }
 
@@ -180,6 +183,10 @@ impl Settings {
                 .max_message_bytes
                 .or(file.max_message_bytes)
                 .unwrap_or(ServerOptions::default().max_message_bytes),
+            reflection: args
+                .reflection
+                .or(file.reflection)
+                .unwrap_or(ServerOptions::default().reflection),
         };
         let max_document_bytes = args
             .max_document_bytes
@@ -253,6 +260,7 @@ impl Settings {
             server,
             max_document_bytes,
             blob_dir,
+            reflection_configured: args.reflection.is_some() || file.reflection.is_some(),
             file,
         })
     }

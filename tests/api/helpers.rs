@@ -98,6 +98,7 @@ pub async fn fresh_database_url(dir: &std::path::Path, service: &str) -> String 
 pub struct Options {
     pub max_document_bytes: u64,
     pub cors_origins: Vec<String>,
+    pub reflection: bool,
 }
 
 impl Default for Options {
@@ -105,6 +106,7 @@ impl Default for Options {
         Options {
             max_document_bytes: 1024 * 1024,
             cors_origins: vec!["https://office.example".into()],
+            reflection: true,
         }
     }
 }
@@ -120,6 +122,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let blob_dir = dir.path().join("blobs");
     let server_options = ServerOptions {
         cors_origins: options.cors_origins,
+        reflection: options.reflection,
         ..ServerOptions::default()
     };
     let mut app = TestApp {

@@ -373,3 +373,27 @@ async fn error_details_stay_small_however_large_the_bad_request() {
     );
     assert!(status.message().len() < 64 * 1024);
 }
+
+#[tokio::test]
+async fn reflection_can_be_turned_off_for_production() {
+    let app = spawn_app_with(Options {
+        reflection: false,
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(health(app.channel.clone(), "").await, 1);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let refused = ServerReflectionClient::new(app.channel.clone())
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unimplemented);
+    // The service itself answers as before.
+    app.client(Role::Office)
+        .list_projects(pb::ListProjectsRequest::default())
+        .await
+        .unwrap();
+}

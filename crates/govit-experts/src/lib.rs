@@ -94,9 +94,10 @@ impl ExpertsService {
         auth: Authenticator,
         options: &ServerOptions,
     ) -> anyhow::Result<Routes> {
-        let (routes, _health) =
-            govit_platform::server::base_routes::<ExpertRegistryServiceServer<ExpertsService>>()
-                .await?;
+        let (routes, _health) = govit_platform::server::base_routes::<
+            ExpertRegistryServiceServer<ExpertsService>,
+        >(options)
+        .await?;
         let service = ExpertRegistryServiceServer::new(self)
             .max_decoding_message_size(options.max_message_bytes)
             .max_encoding_message_size(options.max_message_bytes);

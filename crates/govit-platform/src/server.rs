@@ -24,6 +24,8 @@ pub struct ServerOptions {
     pub cors_origins: Vec<String>,
     /// The largest message a service decodes or encodes.
     pub max_message_bytes: usize,
+    /// Whether server reflection is served (it lists every method to anyone who asks).
+    pub reflection: bool,
 }
 
 impl Default for ServerOptions {
@@ -31,15 +33,18 @@ impl Default for ServerOptions {
         Self {
             cors_origins: Vec::new(),
             max_message_bytes: 4 * 1024 * 1024,
+            reflection: true,
         }
     }
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Health and reflection for one service: returns the routes to add the service to, and the
-/// reporter (already SERVING for `service_name`).
-pub async fn base_routes<S: NamedService>() -> anyhow::Result<(Routes, HealthReporter)> {
+/// Health and (where `options` allow it) reflection for one service: returns the routes to add
+/// the service to, and the reporter (already SERVING for `service_name`).
+pub async fn base_routes<S: NamedService>(
+    options: &ServerOptions,
+) -> anyhow::Result<(Routes, HealthReporter)> {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_service_status(S::NAME, ServingStatus::Serving)
@@ -61,7 +66,11 @@ pub async fn base_routes<S: NamedService>() -> anyhow::Result<(Routes, HealthRep
         .with_service_name("grpc.health.v1.Health")
         .with_service_name("grpc.reflection.v1alpha.ServerReflection")
         .build_v1alpha()?;
-    let routes = Routes::new(health)
+    let routes = Routes::new(health);
+    if !options.reflection {
+        return Ok((routes, reporter));
+    }
+    let routes = routes
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
     Ok((routes, reporter))

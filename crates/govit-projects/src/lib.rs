@@ -170,7 +170,8 @@ impl ProjectsService {
         options: &ServerOptions,
     ) -> anyhow::Result<Routes> {
         let (routes, _health) =
-            govit_platform::server::base_routes::<ProjectServiceServer<ProjectsService>>().await?;
+            govit_platform::server::base_routes::<ProjectServiceServer<ProjectsService>>(options)
+                .await?;
         let service = ProjectServiceServer::new(self)
             .max_decoding_message_size(options.max_message_bytes)
             .max_encoding_message_size(options.max_message_bytes);

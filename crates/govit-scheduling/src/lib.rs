@@ -160,7 +160,7 @@ impl SchedulingService {
     ) -> anyhow::Result<Routes> {
         let (routes, _health) = govit_platform::server::base_routes::<
             ReviewSchedulingServiceServer<SchedulingService>,
-        >()
+        >(options)
         .await?;
         let service = ReviewSchedulingServiceServer::new(self)
             .max_decoding_message_size(options.max_message_bytes)
