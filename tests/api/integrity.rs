@@ -643,7 +643,7 @@ async fn applicants_and_experts_list_their_own_reviews_and_learn_nothing_of_othe
         .reviews;
     assert_eq!(
         own.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
-        [p.review.clone()]
+        std::slice::from_ref(&p.review)
     );
     assert!(
         own[0].invitations.is_empty(),
@@ -659,7 +659,7 @@ async fn applicants_and_experts_list_their_own_reviews_and_learn_nothing_of_othe
         .reviews;
     assert_eq!(
         theirs.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
-        [p.review.clone()]
+        std::slice::from_ref(&p.review)
     );
     // A review one may not see and one that does not exist answer alike.
     for client in [
