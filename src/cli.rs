@@ -193,7 +193,8 @@ pub enum Command {
         /// The expert id, for the expert role.
         #[arg(long)]
         expert: Option<String>,
-        #[arg(long, default_value_t = 12)]
+        /// How long the token lives: at most 24 hours, the longest a service accepts.
+        #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u64).range(1..=24))]
         hours: u64,
     },
 }

@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context;
-use govit_platform::{Authenticator, Role, client::BearerToken, server::ServerOptions};
+use govit_platform::{Authenticator, client::BearerToken, server::ServerOptions};
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 use tonic::service::Routes;
 
@@ -20,23 +20,16 @@ pub struct Addresses {
 /// How often the background workers (outboxes, review progress) run.
 const WORKER_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The token a service presents to the others: `GOVIT_SERVICE_TOKEN`, or one minted with the
-/// configured HS256 key.
-pub fn service_token(settings: &Settings) -> anyhow::Result<String> {
+/// The token a service presents to the others: `GOVIT_SERVICE_TOKEN`, or short-lived ones
+/// minted (and renewed) with the configured HS256 key.
+pub fn service_token(settings: &Settings) -> anyhow::Result<BearerToken> {
     if let Ok(token) = std::env::var("GOVIT_SERVICE_TOKEN") {
-        return Ok(token);
+        return BearerToken::new(&token);
     }
     let secret = settings
         .signing_secret()
         .context("set GOVIT_SERVICE_TOKEN: with a public-key configuration govit cannot mint its own service token")?;
-    govit_platform::auth::mint_hs256(
-        &secret,
-        "govit-services",
-        Role::Service,
-        None,
-        None,
-        Duration::from_secs(10 * 365 * 24 * 3600),
-    )
+    BearerToken::minting(secret, "govit-services")
 }
 
 /// Opens a service's database (migrating it), builds its routes and starts its worker.
@@ -57,7 +50,7 @@ pub async fn start_service(
                 supervision: settings.supervision.clone(),
             };
             let projects = govit_projects::ProjectsService::open(&config).await?;
-            let token = BearerToken::new(&service_token(settings)?)?;
+            let token = service_token(settings)?;
             let scheduling = govit_platform::client::lazy_channel(&peers.scheduling)?;
             let registry = govit_platform::client::lazy_channel(&peers.experts)?;
             let projects = projects
@@ -110,8 +103,18 @@ async fn serve_until(
 
 pub async fn up(settings: &Settings, listen: [Option<SocketAddr>; 3]) -> anyhow::Result<()> {
     if settings.using_development_key {
+        // The development key is public: anyone who can reach a listener can mint any role.
+        for (service, flag) in ServiceName::ALL.into_iter().zip(listen) {
+            let addr = settings.listen(service, flag);
+            anyhow::ensure!(
+                addr.ip().is_loopback(),
+                "the {} service would listen on {addr} with the public development key; \
+                 configure a token key (GOVIT_JWT_HS256_KEY or a public key) or listen on loopback",
+                service.as_str()
+            );
+        }
         tracing::warn!(
-            "no token key configured: accepting tokens signed with the public development key"
+            "no token key configured: accepting tokens signed with the public development key, on loopback only"
         );
     }
     let auth = settings.authenticator()?;

@@ -132,3 +132,30 @@ fn govit_serve_refuses_to_start_without_a_key() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no token key configured"));
 }
+
+#[test]
+fn govit_up_refuses_the_development_key_off_loopback_and_long_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_govit"))
+        .args([
+            "up",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--projects-listen",
+            "0.0.0.0:0",
+        ])
+        .env_remove("GOVIT_JWT_HS256_KEY")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("public development key"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let long = Command::new(env!("CARGO_BIN_EXE_govit"))
+        .args(["token", "--role", "office", "--hours", "87600"])
+        .output()
+        .unwrap();
+    assert!(!long.status.success());
+}

@@ -841,7 +841,8 @@ pub async fn spawn_system_with(policy: DrawPolicy, scheduling_policy: Scheduling
     let peers = Peers {
         experts_url: urls[1].clone(),
         projects_url: urls[0].clone(),
-        service_token: token(Role::Service, None, None),
+        service_token: govit_platform::client::BearerToken::new(&token(Role::Service, None, None))
+            .unwrap(),
     };
     let scheduling = SchedulingService::open(&database_urls[2], scheduling_policy, &peers)
         .await
@@ -998,7 +999,12 @@ impl System {
         let peers = Peers {
             experts_url: self.urls[1].clone(),
             projects_url: self.urls[0].clone(),
-            service_token: token(Role::Service, None, None),
+            service_token: govit_platform::client::BearerToken::new(&token(
+                Role::Service,
+                None,
+                None,
+            ))
+            .unwrap(),
         };
         self.scheduling =
             SchedulingService::open(&self.database_urls[2], SchedulingPolicy::default(), &peers)

@@ -80,7 +80,12 @@ async fn all_three_services_report_serving_and_list_themselves_without_a_token()
         &govit_scheduling::Peers {
             experts_url: "http://127.0.0.1:1".into(),
             projects_url: "http://127.0.0.1:1".into(),
-            service_token: token(Role::Service, None, None),
+            service_token: govit_platform::client::BearerToken::new(&token(
+                Role::Service,
+                None,
+                None,
+            ))
+            .unwrap(),
         },
     )
     .await

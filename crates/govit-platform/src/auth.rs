@@ -86,8 +86,40 @@ pub struct Claims {
     /// The expert id, for experts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expert: Option<String>,
+    /// Who issued the token and for whom: both must be the ones govit is configured with.
+    #[serde(default)]
+    pub iss: String,
+    #[serde(default)]
+    pub aud: String,
     pub iat: u64,
+    /// Not valid before, when the issuer sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     pub exp: u64,
+}
+
+/// The issuer and audience govit mints and expects unless configured otherwise.
+pub const DEFAULT_ISSUER: &str = "govit";
+pub const DEFAULT_AUDIENCE: &str = "govit";
+/// The longest a token may live from its issue: a stolen token is worth a day at most.
+pub const DEFAULT_MAX_LIFETIME: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// What a token must be bound to besides its signature.
+#[derive(Debug, Clone)]
+pub struct TokenBinding {
+    pub issuer: String,
+    pub audience: String,
+    pub max_lifetime: std::time::Duration,
+}
+
+impl Default for TokenBinding {
+    fn default() -> Self {
+        TokenBinding {
+            issuer: DEFAULT_ISSUER.into(),
+            audience: DEFAULT_AUDIENCE.into(),
+            max_lifetime: DEFAULT_MAX_LIFETIME,
+        }
+    }
 }
 
 /// Who is calling, as proven by the token.
@@ -151,7 +183,7 @@ impl fmt::Debug for VerificationKey {
 /// Verifies bearer tokens. Cheap to clone.
 #[derive(Clone)]
 pub struct Authenticator {
-    inner: Arc<(DecodingKey, Validation)>,
+    inner: Arc<(DecodingKey, Validation, TokenBinding)>,
 }
 
 impl fmt::Debug for Authenticator {
@@ -162,24 +194,43 @@ impl fmt::Debug for Authenticator {
 
 impl Authenticator {
     pub fn new(key: &VerificationKey) -> anyhow::Result<Self> {
+        Self::with_binding(key, TokenBinding::default())
+    }
+
+    pub fn with_binding(key: &VerificationKey, binding: TokenBinding) -> anyhow::Result<Self> {
         let (decoding, algorithm) = match key {
             VerificationKey::Hs256(secret) => (DecodingKey::from_secret(secret), Algorithm::HS256),
             VerificationKey::Ed25519Pem(pem) => (DecodingKey::from_ed_pem(pem)?, Algorithm::EdDSA),
             VerificationKey::RsaPem(pem) => (DecodingKey::from_rsa_pem(pem)?, Algorithm::RS256),
         };
         let mut validation = Validation::new(algorithm);
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.leeway = 30;
+        validation.set_required_spec_claims(&["exp", "sub", "iat", "iss", "aud"]);
+        validation.set_issuer(&[binding.issuer.as_str()]);
+        validation.set_audience(&[binding.audience.as_str()]);
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECS;
         Ok(Self {
-            inner: Arc::new((decoding, validation)),
+            inner: Arc::new((decoding, validation, binding)),
         })
     }
 
     pub fn verify(&self, token: &str) -> Result<Caller, ServiceError> {
-        let (key, validation) = &*self.inner;
+        let (key, validation, binding) = &*self.inner;
         let data = jsonwebtoken::decode::<Claims>(token, key, validation)
-            .map_err(|e| ServiceError::Unauthenticated(format!("invalid token: {e}")))?;
+            .map_err(|e| ServiceError::Unauthenticated(token_problem(e.kind()).into()))?;
         let claims = data.claims;
+        let now = jsonwebtoken::get_current_timestamp();
+        if claims.iat > now + LEEWAY_SECS {
+            return Err(ServiceError::Unauthenticated(
+                "the token is issued in the future (iat)".into(),
+            ));
+        }
+        if claims.exp.saturating_sub(claims.iat) > binding.max_lifetime.as_secs() {
+            return Err(ServiceError::Unauthenticated(format!(
+                "the token lives longer than {} hours (exp - iat); ask the issuer for a shorter one",
+                binding.max_lifetime.as_secs() / 3600
+            )));
+        }
         if claims.sub.is_empty() {
             return Err(ServiceError::Unauthenticated(
                 "token has an empty subject".into(),
@@ -233,6 +284,26 @@ impl Interceptor for Authenticator {
 }
 
 /// Mints an HS256 token: for development and tests, and for `govit token`.
+const LEEWAY_SECS: u64 = 30;
+
+/// What is wrong with a token, in words for its holder, never the parser's internals.
+fn token_problem(kind: &jsonwebtoken::errors::ErrorKind) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match kind {
+        K::ExpiredSignature => "the token has expired",
+        K::ImmatureSignature => "the token is not valid yet (nbf)",
+        K::InvalidIssuer => "the token was issued by another issuer (iss)",
+        K::InvalidAudience => "the token is meant for another audience (aud)",
+        K::InvalidSignature => "the token's signature does not verify",
+        K::InvalidAlgorithm => "the token is signed with another algorithm than configured",
+        K::MissingRequiredClaim(_) => {
+            "the token lacks a required claim (sub, role, iss, aud, iat, exp)"
+        }
+        _ => "the token is malformed",
+    }
+}
+
+/// Mints an HS256 token with govit's default issuer and audience.
 pub fn mint_hs256(
     secret: &[u8],
     subject: &str,
@@ -247,7 +318,10 @@ pub fn mint_hs256(
         role,
         org: organization.map(str::to_owned),
         expert: expert.map(str::to_owned),
+        iss: DEFAULT_ISSUER.into(),
+        aud: DEFAULT_AUDIENCE.into(),
         iat: now,
+        nbf: None,
         exp: now + lifetime.as_secs(),
     };
     Ok(jsonwebtoken::encode(
@@ -260,6 +334,90 @@ pub fn mint_hs256(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sign(claims: &Claims) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &EncodingKey::from_secret(b"k"),
+        )
+        .unwrap()
+    }
+
+    fn good() -> Claims {
+        let now = jsonwebtoken::get_current_timestamp();
+        Claims {
+            sub: "s".into(),
+            role: Role::Office,
+            org: None,
+            expert: None,
+            iss: DEFAULT_ISSUER.into(),
+            aud: DEFAULT_AUDIENCE.into(),
+            iat: now,
+            nbf: None,
+            exp: now + 600,
+        }
+    }
+
+    #[test]
+    fn tokens_are_bound_in_time_issuer_and_audience() {
+        let auth = Authenticator::new(&VerificationKey::Hs256(b"k".to_vec())).unwrap();
+        assert!(auth.verify(&sign(&good())).is_ok());
+        let now = jsonwebtoken::get_current_timestamp();
+        let cases: Vec<(&str, Claims)> = vec![
+            (
+                "year 3000",
+                Claims {
+                    exp: 32_503_680_000,
+                    ..good()
+                },
+            ),
+            (
+                "issued tomorrow",
+                Claims {
+                    iat: now + 86_400,
+                    exp: now + 90_000,
+                    ..good()
+                },
+            ),
+            (
+                "not before tomorrow",
+                Claims {
+                    nbf: Some(now + 86_400),
+                    ..good()
+                },
+            ),
+            (
+                "another issuer",
+                Claims {
+                    iss: "evil".into(),
+                    ..good()
+                },
+            ),
+            (
+                "another audience",
+                Claims {
+                    aud: "billing".into(),
+                    ..good()
+                },
+            ),
+            (
+                "no issuer",
+                Claims {
+                    iss: String::new(),
+                    ..good()
+                },
+            ),
+        ];
+        for (what, claims) in cases {
+            match auth.verify(&sign(&claims)) {
+                Err(ServiceError::Unauthenticated(message)) => {
+                    assert!(!message.contains("Error("), "{what}: {message}");
+                }
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn a_minted_token_verifies_and_carries_its_binding() {

@@ -1,5 +1,10 @@
 //! Calling another service: a lazily connected channel with a bearer token on every call.
 
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
 use tonic::{
     Request, Status,
     metadata::{Ascii, MetadataValue},
@@ -9,11 +14,74 @@ use tonic::{
 
 /// Puts `authorization: Bearer <token>` on every call.
 #[derive(Clone)]
-pub struct BearerToken(MetadataValue<Ascii>);
+pub struct BearerToken(Arc<Source>);
+
+enum Source {
+    /// A token an issuer gave (GOVIT_SERVICE_TOKEN): its holder renews it.
+    Given(MetadataValue<Ascii>),
+    /// Minted here with the deployment's HS256 key, short-lived and renewed well before it
+    /// expires, so no long-lived service token exists to be stolen.
+    Minted {
+        secret: Vec<u8>,
+        subject: String,
+        current: Mutex<(MetadataValue<Ascii>, u64)>,
+    },
+}
+
+/// How long a minted service token lives, and when it is renewed.
+const MINTED_LIFETIME: Duration = Duration::from_secs(3600);
+const RENEW_AFTER: u64 = 1800;
+
+fn header(token: &str) -> anyhow::Result<MetadataValue<Ascii>> {
+    Ok(format!("Bearer {token}").parse()?)
+}
 
 impl BearerToken {
     pub fn new(token: &str) -> anyhow::Result<Self> {
-        Ok(BearerToken(format!("Bearer {token}").parse()?))
+        Ok(BearerToken(Arc::new(Source::Given(header(token)?))))
+    }
+
+    /// A service token minted with `secret` for `subject`, renewed as it ages.
+    pub fn minting(secret: Vec<u8>, subject: &str) -> anyhow::Result<Self> {
+        let first = Self::mint(&secret, subject)?;
+        Ok(BearerToken(Arc::new(Source::Minted {
+            secret,
+            subject: subject.to_owned(),
+            current: Mutex::new((first, jsonwebtoken::get_current_timestamp() + RENEW_AFTER)),
+        })))
+    }
+
+    fn mint(secret: &[u8], subject: &str) -> anyhow::Result<MetadataValue<Ascii>> {
+        header(&crate::auth::mint_hs256(
+            secret,
+            subject,
+            crate::Role::Service,
+            None,
+            None,
+            MINTED_LIFETIME,
+        )?)
+    }
+
+    fn value(&self) -> Result<MetadataValue<Ascii>, Status> {
+        match &*self.0 {
+            Source::Given(value) => Ok(value.clone()),
+            Source::Minted {
+                secret,
+                subject,
+                current,
+            } => {
+                let mut current = current
+                    .lock()
+                    .map_err(|_| Status::internal("service token lock poisoned"))?;
+                let now = jsonwebtoken::get_current_timestamp();
+                if now >= current.1 {
+                    let fresh = Self::mint(secret, subject)
+                        .map_err(|_| Status::internal("could not mint a service token"))?;
+                    *current = (fresh, now + RENEW_AFTER);
+                }
+                Ok(current.0.clone())
+            }
+        }
     }
 }
 
@@ -25,9 +93,8 @@ impl std::fmt::Debug for BearerToken {
 
 impl Interceptor for BearerToken {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
+        let value = self.value()?;
+        request.metadata_mut().insert("authorization", value);
         Ok(request)
     }
 }

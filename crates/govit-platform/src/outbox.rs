@@ -93,9 +93,14 @@ enum Verdict {
 
 fn verdict(code: Code) -> Verdict {
     match code {
-        Code::Unavailable | Code::DeadlineExceeded | Code::Aborted | Code::ResourceExhausted => {
-            Verdict::Transient
-        }
+        // UNKNOWN and CANCELLED are what a broken connection looks like to the client; govit's
+        // own handlers never answer them.
+        Code::Unavailable
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::ResourceExhausted
+        | Code::Unknown
+        | Code::Cancelled => Verdict::Transient,
         Code::InvalidArgument
         | Code::FailedPrecondition
         | Code::NotFound
@@ -291,7 +296,7 @@ fn kinds_clause(kinds: &[&str]) -> String {
 pub async fn waiting_on_peer(db: &Db, kinds: &[&str]) -> anyhow::Result<bool> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT 1 FROM outbox WHERE delivered_at IS NULL AND parked_at IS NULL \
-         AND last_code IN ('Unavailable', 'DeadlineExceeded') AND next_attempt_at > $1 AND {} LIMIT 1",
+         AND last_code IN ('Unavailable', 'DeadlineExceeded', 'Unknown', 'Cancelled') AND next_attempt_at > $1 AND {} LIMIT 1",
         kinds_clause(kinds)
     )))
     .bind(to_stored(now()))
@@ -432,7 +437,7 @@ pub async fn resume_if_peer_back(
     }
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE outbox SET next_attempt_at = $1 WHERE delivered_at IS NULL AND parked_at IS NULL \
-         AND last_code IN ('Unavailable', 'DeadlineExceeded') AND {}",
+         AND last_code IN ('Unavailable', 'DeadlineExceeded', 'Unknown', 'Cancelled') AND {}",
         kinds_clause(kinds)
     )))
     .bind(to_stored(now()))

@@ -10,7 +10,10 @@ fn claims() -> Claims {
         role: Role::Supervisor,
         org: None,
         expert: None,
+        iss: govit_platform::auth::DEFAULT_ISSUER.into(),
+        aud: govit_platform::auth::DEFAULT_AUDIENCE.into(),
         iat: now,
+        nbf: None,
         exp: now + 300,
     }
 }

@@ -81,7 +81,7 @@ impl Default for SchedulingPolicy {
 pub struct Peers {
     pub experts_url: String,
     pub projects_url: String,
-    pub service_token: String,
+    pub service_token: BearerToken,
 }
 
 /// The raw channels to the other services, for their health.
@@ -119,7 +119,7 @@ impl SchedulingService {
     ) -> anyhow::Result<Self> {
         let db = Db::connect_and_migrate(database_url, &MIGRATOR).await?;
         calendar::seed(&db).await?;
-        let token = BearerToken::new(&peers.service_token)?;
+        let token = peers.service_token.clone();
         let channels = PeerChannels {
             registry: govit_platform::client::lazy_channel(&peers.experts_url)?,
             projects: govit_platform::client::lazy_channel(&peers.projects_url)?,
