@@ -1,7 +1,6 @@
 //! Supervision: the budget line and the disbursement line at and around their edges, variance
 //! against hand-computed figures, frozen snapshots, inspections, notices, and who may do what.
 
-use chrono::Datelike;
 use govit_platform::Role;
 use govit_proto::projects::v1::{self as pb, ProjectState as S};
 use tonic::Code;
@@ -543,10 +542,22 @@ async fn a_snapshot_is_frozen_and_taken_once_a_month() {
         })
         .await
         .unwrap();
+    let closed = previous_month();
+    // Only the month just closed: any other would carry today's figures under a wrong label.
+    for wrong in ["1999-12", "2035-01"] {
+        let refused = office
+            .clone()
+            .create_monthly_snapshot(pb::CreateMonthlySnapshotRequest {
+                month: wrong.into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(violated_fields(&refused), ["month"], "{wrong}");
+    }
     let taken = office
         .clone()
         .create_monthly_snapshot(pb::CreateMonthlySnapshotRequest {
-            month: "2027-03".into(),
+            month: closed.clone(),
         })
         .await
         .unwrap()
@@ -555,7 +566,7 @@ async fn a_snapshot_is_frozen_and_taken_once_a_month() {
     let again = office
         .clone()
         .create_monthly_snapshot(pb::CreateMonthlySnapshotRequest {
-            month: "2027-03".into(),
+            month: closed.clone(),
         })
         .await
         .unwrap_err();
@@ -571,7 +582,7 @@ async fn a_snapshot_is_frozen_and_taken_once_a_month() {
     let snaps = app
         .client(Role::Inspector)
         .list_snapshots(pb::ListSnapshotsRequest {
-            month: "2027-03".into(),
+            month: closed.clone(),
             project: String::new(),
         })
         .await
@@ -600,7 +611,7 @@ async fn a_snapshot_is_frozen_and_taken_once_a_month() {
     let denied = app
         .client(Role::Supervisor)
         .create_monthly_snapshot(pb::CreateMonthlySnapshotRequest {
-            month: "2027-04".into(),
+            month: closed.clone(),
         })
         .await
         .unwrap_err();
@@ -1005,10 +1016,7 @@ async fn the_previous_month_is_frozen_once_without_anyone_asking() {
     let app = spawn_app().await;
     let p = under_construction(&app).await;
     let taken = app.service.snapshot_previous_month_if_due().await.unwrap();
-    let previous = (chrono::Utc::now().date_naive().with_day(1).unwrap()
-        - chrono::Duration::days(1))
-    .format("%Y-%m")
-    .to_string();
+    let previous = previous_month();
     assert_eq!(taken.as_deref(), Some(previous.as_str()));
     assert_eq!(
         app.service.snapshot_previous_month_if_due().await.unwrap(),
@@ -1034,4 +1042,17 @@ async fn the_previous_month_is_frozen_once_without_anyone_asking() {
         .await
         .unwrap_err();
     assert_eq!(again.code(), Code::AlreadyExists);
+}
+
+fn previous_month() -> String {
+    use chrono::Datelike as _;
+    let beijing = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+    let today = chrono::Utc::now().with_timezone(&beijing).date_naive();
+    today
+        .with_day(1)
+        .unwrap()
+        .pred_opt()
+        .unwrap()
+        .format("%Y-%m")
+        .to_string()
 }

@@ -1150,6 +1150,17 @@ impl ProjectsService {
         if !valid {
             return Err(ServiceError::field("month", "must be YYYY-MM"));
         }
+        // A snapshot freezes today's figures: labelled with any month but the one just closed
+        // it would misstate that month, and block its real snapshot.
+        let closed = previous_month();
+        if month != closed {
+            return Err(ServiceError::field(
+                "month",
+                format!(
+                    "must be {closed}, the month just closed: a snapshot freezes today's figures"
+                ),
+            ));
+        }
         caller.require(&[Role::Office])?;
         self.take_snapshot(month).await
     }
@@ -1158,12 +1169,7 @@ impl ProjectsService {
     /// every pass, so each month is frozen early in the next without anyone remembering to.
     /// Returns the month taken, if any.
     pub async fn snapshot_previous_month_if_due(&self) -> ServiceResult<Option<String>> {
-        let today = chrono::Utc::now().date_naive();
-        let previous = today
-            .with_day(1)
-            .and_then(|d| d.pred_opt())
-            .unwrap_or(today);
-        let month = previous.format("%Y-%m").to_string();
+        let month = previous_month();
         let exists = sqlx::query("SELECT 1 FROM snapshots WHERE month = $1 LIMIT 1")
             .bind(month.clone())
             .fetch_optional(&self.store.db.pool)
@@ -2138,4 +2144,18 @@ impl MilestoneRow {
             etag: self.version.to_string(),
         })
     }
+}
+
+/// The month just closed, in Beijing time, as YYYY-MM.
+fn previous_month() -> String {
+    let beijing = chrono::FixedOffset::east_opt(8 * 3600).unwrap_or_else(|| {
+        chrono::FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!("UTC is an offset"))
+    });
+    let today = chrono::Utc::now().with_timezone(&beijing).date_naive();
+    today
+        .with_day(1)
+        .and_then(|d| d.pred_opt())
+        .unwrap_or(today)
+        .format("%Y-%m")
+        .to_string()
 }
