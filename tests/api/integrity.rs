@@ -734,3 +734,117 @@ async fn own_expert(system: &System, review: &str) -> String {
         .expert_id
         .clone()
 }
+
+#[tokio::test]
+async fn reads_of_personal_data_and_confidential_material_are_on_record_for_inspectors() {
+    use govit_proto::common::v1 as cpb;
+    let system = spawn_system(no_witness()).await;
+    seed_pool(&system).await;
+    let p = submitted_project(&system).await;
+    let p = system
+        .projects_client(Role::Office)
+        .accept_for_review(pb::AcceptForReviewRequest {
+            name: p.name.clone(),
+            etag: p.etag.clone(),
+            panel: vec![pb::PanelRequirement {
+                category: "software".into(),
+                count: 2,
+                alternates: 1,
+            }],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    system.deliver_projects_outbox().await;
+    // An unmasked expert record (registry admin); a masked one (office) is no such read.
+    for role in [Role::RegistryAdmin, Role::Office] {
+        system
+            .registry_client(role)
+            .get_expert(epb::GetExpertRequest {
+                name: "experts/s01".into(),
+            })
+            .await
+            .unwrap();
+    }
+    // A panel seen before its meeting.
+    system
+        .scheduling_client(Role::Office)
+        .get_review(spb::GetReviewRequest {
+            name: p.review.clone(),
+        })
+        .await
+        .unwrap();
+    // A document.
+    let documents = system
+        .projects_client(Role::Office)
+        .list_documents(pb::ListDocumentsRequest {
+            parent: p.name.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .documents;
+    let mut stream = system
+        .projects_client(Role::Office)
+        .download_document(pb::DownloadDocumentRequest {
+            name: documents[0].name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    while stream.message().await.unwrap().is_some() {}
+
+    let registry = system
+        .registry_client(Role::Inspector)
+        .list_read_events(cpb::ListReadEventsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(registry.len(), 1, "{registry:?}");
+    assert_eq!(
+        (
+            registry[0].kind.as_str(),
+            registry[0].resource.as_str(),
+            registry[0].role.as_str()
+        ),
+        ("ExpertUnmasked", "experts/s01", "registry_admin")
+    );
+    let scheduling = system
+        .scheduling_client(Role::Inspector)
+        .list_read_events(cpb::ListReadEventsRequest {
+            resource: p.review.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(scheduling.len(), 1);
+    assert_eq!(scheduling[0].kind, "PanelBeforeMeeting");
+    assert_eq!(scheduling[0].role, "office");
+    let projects = system
+        .projects_client(Role::Inspector)
+        .list_read_events(cpb::ListReadEventsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(projects.len(), 1);
+    assert_eq!(projects[0].resource, documents[0].name);
+    // Only inspectors read the record of reads.
+    for role in [
+        Role::Office,
+        Role::Supervisor,
+        Role::RegistryAdmin,
+        Role::Service,
+    ] {
+        let denied = system
+            .registry_client(role)
+            .list_read_events(cpb::ListReadEventsRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(denied.code(), Code::PermissionDenied, "{role:?}");
+    }
+}

@@ -230,6 +230,17 @@ fn apply_expert(
 }
 
 impl ExpertsService {
+    /// Registry admins see ID numbers and phones unmasked: each such read is recorded.
+    async fn record_unmasked(&self, caller: &Caller, names: &[String]) -> ServiceResult<()> {
+        if caller.role != Role::RegistryAdmin {
+            return Ok(());
+        }
+        for name in names {
+            govit_platform::reads::record(&self.store.db, caller, "ExpertUnmasked", name).await?;
+        }
+        Ok(())
+    }
+
     /// Adds a violation for every category that does not exist or is inactive.
     async fn check_categories(
         &self,
@@ -540,6 +551,8 @@ impl ExpertRegistryService for ExpertsService {
                     .get_expert(&id)
                     .await?
                     .ok_or_else(|| ServiceError::not_found("expert", req.name.clone()))?;
+                self.record_unmasked(&caller, std::slice::from_ref(&req.name))
+                    .await?;
                 expert.to_proto(caller.role).map_err(internal)
             }
             .await,
@@ -579,6 +592,11 @@ impl ExpertRegistryService for ExpertsService {
                     .list_experts(category, status, page.after.as_deref(), page.fetch_limit())
                     .await?;
                 let next_page_token = page.finish(&mut rows, |e| e.row.id.clone());
+                let names: Vec<String> = rows
+                    .iter()
+                    .map(|e| format!("experts/{}", e.row.id))
+                    .collect();
+                self.record_unmasked(&caller, &names).await?;
                 Ok(pb::ListExpertsResponse {
                     experts: rows
                         .iter()
@@ -1350,6 +1368,14 @@ impl ExpertRegistryService for ExpertsService {
             }
             .await,
         )
+    }
+
+    async fn list_read_events(
+        &self,
+        request: Request<govit_proto::common::v1::ListReadEventsRequest>,
+    ) -> Result<Response<govit_proto::common::v1::ListReadEventsResponse>, Status> {
+        let caller = Caller::from_request(&request)?;
+        respond(govit_platform::reads::list(&self.store.db, &caller, request.get_ref()).await)
     }
 
     async fn get_log_head(

@@ -10,6 +10,7 @@ pub mod idempotency;
 pub mod json;
 pub mod outbox;
 pub mod paging;
+pub mod reads;
 pub mod resident_id;
 pub mod server;
 pub mod telemetry;

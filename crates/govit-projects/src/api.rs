@@ -1569,6 +1569,13 @@ impl ProjectService for ProjectsService {
                     .await?
                     .ok_or_else(|| ServiceError::not_found("document", req.name.clone()))?;
                 let metadata = row.to_proto().map_err(internal)?;
+                govit_platform::reads::record(
+                    &self.store.db,
+                    &caller,
+                    "DocumentDownloaded",
+                    &row.name(),
+                )
+                .await?;
                 let file = tokio::fs::File::open(self.blobs.path_of(&row.id))
                     .await
                     .map_err(|e| {
@@ -1893,6 +1900,14 @@ impl ProjectService for ProjectsService {
             }
             .await,
         )
+    }
+
+    async fn list_read_events(
+        &self,
+        request: Request<govit_proto::common::v1::ListReadEventsRequest>,
+    ) -> Result<Response<govit_proto::common::v1::ListReadEventsResponse>, Status> {
+        let caller = Caller::from_request(&request)?;
+        respond(govit_platform::reads::list(&self.store.db, &caller, request.get_ref()).await)
     }
 
     async fn get_portfolio_summary(

@@ -519,6 +519,14 @@ impl ReviewSchedulingService for SchedulingService {
         )
     }
 
+    async fn list_read_events(
+        &self,
+        request: Request<govit_proto::common::v1::ListReadEventsRequest>,
+    ) -> Result<Response<govit_proto::common::v1::ListReadEventsResponse>, Status> {
+        let caller = Caller::from_request(&request)?;
+        respond(govit_platform::reads::list(&self.db, &caller, request.get_ref()).await)
+    }
+
     async fn list_outbox_messages(
         &self,
         request: Request<govit_proto::common::v1::ListOutboxMessagesRequest>,

@@ -154,6 +154,16 @@ impl SchedulingService {
     pub(crate) async fn view(&self, caller: &Caller, r: &ReviewRow) -> ServiceResult<pb::Review> {
         let invitations = self.invitations(&r.id).await?;
         let show = Self::visibility(caller, r, &invitations)?;
+        // Who was drawn is confidential until the panel meets: every person who sees it
+        // earlier is on record (the services' own reads are the system at work).
+        let before_meeting = r
+            .meeting()
+            .map_err(internal)?
+            .is_none_or(|m| m.state != "SCHEDULED" || m.start > to_stored(now()));
+        if show && before_meeting && !invitations.is_empty() && caller.role != Role::Service {
+            govit_platform::reads::record(&self.db, caller, "PanelBeforeMeeting", &r.name())
+                .await?;
+        }
         let draws: Vec<String> = sqlx::query_scalar(
             "SELECT draw_id FROM review_draws WHERE review_id = $1 ORDER BY seq",
         )
