@@ -180,6 +180,34 @@ async fn a_project_walks_from_draft_to_closed_and_the_audit_trail_tells_it() {
         contract_amount_fen: 118_000_000, // 1,180,000 yuan
         contract_date: date(2027, 2, 20),
     };
+    // The applying unit cannot award the contract, or the supervision, to itself.
+    for (field, own) in [
+        (
+            "result.contractor",
+            pb::TenderResult {
+                contractor: org_name(&app.applicant_code),
+                ..result.clone()
+            },
+        ),
+        (
+            "result.supervision_firm",
+            pb::TenderResult {
+                supervision_firm: org_name(&app.applicant_code),
+                ..result.clone()
+            },
+        ),
+    ] {
+        let refused = applicant
+            .clone()
+            .record_tender_result(pb::RecordTenderResultRequest {
+                name: p.name.clone(),
+                etag: p.etag.clone(),
+                result: Some(own),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(violated_fields(&refused), [field]);
+    }
     let p = applicant
         .clone()
         .record_tender_result(pb::RecordTenderResultRequest {

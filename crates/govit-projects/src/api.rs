@@ -1105,6 +1105,19 @@ impl ProjectService for ProjectsService {
                     Action::RecordTenderResult,
                     v,
                     |row, event, _| {
+                        // The applying unit cannot contract or supervise its own project: the
+                        // tender exists to buy from someone else.
+                        for (field, org) in [
+                            ("result.contractor", &contractor),
+                            ("result.supervision_firm", &firm),
+                        ] {
+                            if org.as_ref().is_some_and(|o| o.as_str() == row.applicant) {
+                                return Err(ServiceError::field(
+                                    field,
+                                    "must not be the applying unit itself",
+                                ));
+                            }
+                        }
                         row.contractor = contractor.map(|c| c.to_string());
                         row.supervision_firm = firm.map(|f| f.to_string());
                         row.contract_amount_fen = Some(result.contract_amount_fen);
