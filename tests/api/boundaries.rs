@@ -18,7 +18,10 @@ use tonic::Code;
 
 use crate::{
     helpers::*,
-    system::{confirm_all, preliminary_scores, seed_pool, slot, submitted_project, the_review},
+    system::{
+        confirm_all, meet_and_give_opinions, preliminary_scores, seed_pool, slot,
+        submitted_project, the_review,
+    },
 };
 
 fn no_witness() -> DrawPolicy {
@@ -526,30 +529,7 @@ async fn a_suspended_project_pauses_its_review_and_a_decision_reached_meanwhile_
     let resumed = review(&system, &r.name).await;
     assert_eq!(resumed.state, spb::ReviewState::Inviting as i32);
     let r = confirm_all(&system, &r.name).await;
-    let (start, end) = slot(&system, 0).await;
-    system
-        .scheduling_client(Role::Office)
-        .schedule_meeting(spb::ScheduleMeetingRequest {
-            name: r.name.clone(),
-            start_time: Some(start),
-            end_time: Some(end),
-            venue: "room 2".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    for i in &r.invitations {
-        system
-            .expert_client(&i.expert_id)
-            .submit_opinion(spb::SubmitOpinionRequest {
-                review: r.name.clone(),
-                scores: preliminary_scores(90),
-                opinion: "approve".into(),
-                recommendation: spb::ReviewDecision::Approved as i32,
-            })
-            .await
-            .unwrap();
-    }
+    meet_and_give_opinions(&system, &r, 90).await;
     system
         .expert_client(&r.chair_expert_id)
         .record_conclusion(spb::RecordConclusionRequest {
@@ -1007,30 +987,7 @@ async fn text_one_service_accepts_is_never_refused_by_the_next() {
     let p = accept(&system, &p, vec![software(2, 1)]).await.unwrap();
     system.deliver_projects_outbox().await;
     let r = confirm_all(&system, &the_review(&system, &p).await.name).await;
-    let (start, end) = slot(&system, 0).await;
-    system
-        .scheduling_client(Role::Office)
-        .schedule_meeting(spb::ScheduleMeetingRequest {
-            name: r.name.clone(),
-            start_time: Some(start),
-            end_time: Some(end),
-            venue: "room 5".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    for i in &r.invitations {
-        system
-            .expert_client(&i.expert_id)
-            .submit_opinion(spb::SubmitOpinionRequest {
-                review: r.name.clone(),
-                scores: preliminary_scores(88),
-                opinion: "sound".into(),
-                recommendation: spb::ReviewDecision::Approved as i32,
-            })
-            .await
-            .unwrap();
-    }
+    meet_and_give_opinions(&system, &r, 88).await;
     let chair = system.expert_client(&r.chair_expert_id);
     for bad in [
         "approved\u{b}",

@@ -12,7 +12,7 @@ use tonic::Code;
 
 use crate::{
     helpers::*,
-    system::{seed_pool, submitted_project},
+    system::{accepted_for_review, seed_pool, software_panel, submitted_project},
 };
 
 fn no_witness() -> DrawPolicy {
@@ -265,21 +265,7 @@ async fn a_review_set_up_in_advance_cannot_decide_the_project() {
 async fn an_office_override_is_its_own_act_approved_by_a_second_office_user_and_logged() {
     let system = spawn_system(no_witness()).await;
     seed_pool(&system).await;
-    let p = submitted_project(&system).await;
-    let p = system
-        .projects_client(Role::Office)
-        .accept_for_review(pb::AcceptForReviewRequest {
-            name: p.name.clone(),
-            etag: p.etag.clone(),
-            panel: vec![pb::PanelRequirement {
-                category: "software".into(),
-                count: 2,
-                alternates: 1,
-            }],
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let p = accepted_for_review(&system, vec![software_panel()]).await;
     system.deliver_projects_outbox().await;
     let request = |etag: &str, reason: &str| pb::OverrideReviewOutcomeRequest {
         name: p.name.clone(),
@@ -489,21 +475,7 @@ async fn an_office_override_is_its_own_act_approved_by_a_second_office_user_and_
 async fn a_pending_override_can_be_rejected_and_is_overtaken_when_the_project_moves_on() {
     let system = spawn_system(no_witness()).await;
     seed_pool(&system).await;
-    let p = submitted_project(&system).await;
-    let p = system
-        .projects_client(Role::Office)
-        .accept_for_review(pb::AcceptForReviewRequest {
-            name: p.name.clone(),
-            etag: p.etag.clone(),
-            panel: vec![pb::PanelRequirement {
-                category: "software".into(),
-                count: 2,
-                alternates: 1,
-            }],
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let p = accepted_for_review(&system, vec![software_panel()]).await;
     let office = system.projects_client(Role::Office);
     let ask = |etag: String| pb::OverrideReviewOutcomeRequest {
         name: p.name.clone(),
@@ -599,21 +571,7 @@ async fn a_pending_override_can_be_rejected_and_is_overtaken_when_the_project_mo
 async fn applicants_and_experts_list_their_own_reviews_and_learn_nothing_of_others() {
     let system = spawn_system(no_witness()).await;
     seed_pool(&system).await;
-    let p = submitted_project(&system).await;
-    let p = system
-        .projects_client(Role::Office)
-        .accept_for_review(pb::AcceptForReviewRequest {
-            name: p.name.clone(),
-            etag: p.etag.clone(),
-            panel: vec![pb::PanelRequirement {
-                category: "software".into(),
-                count: 2,
-                alternates: 1,
-            }],
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let p = accepted_for_review(&system, vec![software_panel()]).await;
     system.deliver_projects_outbox().await;
     // Another unit's review, set up by office directly.
     let other = system
@@ -740,21 +698,7 @@ async fn reads_of_personal_data_and_confidential_material_are_on_record_for_insp
     use govit_proto::common::v1 as cpb;
     let system = spawn_system(no_witness()).await;
     seed_pool(&system).await;
-    let p = submitted_project(&system).await;
-    let p = system
-        .projects_client(Role::Office)
-        .accept_for_review(pb::AcceptForReviewRequest {
-            name: p.name.clone(),
-            etag: p.etag.clone(),
-            panel: vec![pb::PanelRequirement {
-                category: "software".into(),
-                count: 2,
-                alternates: 1,
-            }],
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let p = accepted_for_review(&system, vec![software_panel()]).await;
     system.deliver_projects_outbox().await;
     // An unmasked expert record (registry admin); a masked one (office) is no such read.
     for role in [Role::RegistryAdmin, Role::Office] {

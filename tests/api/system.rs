@@ -63,6 +63,44 @@ pub async fn accepted_for_review(system: &System, panel: Vec<pb::PanelRequiremen
         .into_inner()
 }
 
+/// Two software experts and an alternate.
+pub fn software_panel() -> pb::PanelRequirement {
+    pb::PanelRequirement {
+        category: "software".into(),
+        count: 2,
+        alternates: 1,
+    }
+}
+
+/// Schedules the review's meeting in the next working-day slot, and every invited expert gives
+/// an opinion recommending approval with `score` on each criterion.
+pub async fn meet_and_give_opinions(system: &System, r: &spb::Review, score: i32) {
+    let (start, end) = slot(system, 0).await;
+    system
+        .scheduling_client(Role::Office)
+        .schedule_meeting(spb::ScheduleMeetingRequest {
+            name: r.name.clone(),
+            start_time: Some(start),
+            end_time: Some(end),
+            venue: "room 1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for i in &r.invitations {
+        system
+            .expert_client(&i.expert_id)
+            .submit_opinion(spb::SubmitOpinionRequest {
+                review: r.name.clone(),
+                scores: preliminary_scores(score),
+                opinion: "sound".into(),
+                recommendation: spb::ReviewDecision::Approved as i32,
+            })
+            .await
+            .unwrap();
+    }
+}
+
 /// A project with its application documents, submitted.
 pub async fn submitted_project(system: &System) -> pb::Project {
     let applicant = system.projects_client(Role::Applicant);
