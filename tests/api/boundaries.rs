@@ -1044,3 +1044,52 @@ async fn text_one_service_accepts_is_never_refused_by_the_next() {
     );
     assert_eq!(outbox_messages(system.scheduling.db()).await, (0, 0));
 }
+
+#[tokio::test]
+async fn passes_racing_over_a_new_review_open_one_draw() {
+    let system = spawn_system(DrawPolicy::default()).await;
+    seed_pool(&system).await;
+    let p = submitted_project(&system).await;
+    let p = accept(&system, &p, vec![software(2, 1)]).await.unwrap();
+    let worker = system.scheduling.spawn_worker(Duration::from_millis(5));
+    let racers: Vec<_> = (0..6)
+        .map(|_| {
+            let client = system.scheduling_client(Role::Office);
+            let name = p.review.clone();
+            tokio::spawn(async move {
+                // The review may not exist yet; the racing passes are what matter.
+                let _ = client
+                    .clone()
+                    .advance_review(spb::AdvanceReviewRequest { name })
+                    .await;
+            })
+        })
+        .collect();
+    system.deliver_projects_outbox().await;
+    for racer in racers {
+        racer.await.unwrap();
+    }
+    for _ in 0..5 {
+        system
+            .scheduling_client(Role::Office)
+            .advance_review(spb::AdvanceReviewRequest {
+                name: p.review.clone(),
+            })
+            .await
+            .unwrap();
+    }
+    worker.abort();
+    let r = review(&system, &p.review).await;
+    assert_eq!(r.draws.len(), 1, "{r:?}");
+    let draws = system
+        .registry_client(Role::Inspector)
+        .list_draws(epb::ListDrawsRequest {
+            project: p.name.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .draws;
+    assert_eq!(draws.len(), 1, "one draw at the registry too");
+}

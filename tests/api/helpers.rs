@@ -625,8 +625,13 @@ pub fn open_request(
 }
 
 /// A project taken through the lifecycle to UNDER_CONSTRUCTION: approved budget 1,250,000 yuan,
-/// contract 1,180,000 yuan signed 2027-02-20.
+/// contract 1,180,000 yuan signed 2026-02-20.
 pub async fn under_construction(app: &TestApp) -> pb::Project {
+    under_construction_for(app, 118_000_000).await
+}
+
+/// The same, with a contract of `contract_amount_fen`.
+pub async fn under_construction_for(app: &TestApp, contract_amount_fen: i64) -> pb::Project {
     let office = app.client(Role::Office);
     let applicant = app.client(Role::Applicant);
     let (contractor, firm) = (credit_code(2), credit_code(3));
@@ -712,8 +717,8 @@ pub async fn under_construction(app: &TestApp) -> pb::Project {
             result: Some(pb::TenderResult {
                 contractor: org_name(&contractor),
                 supervision_firm: org_name(&firm),
-                contract_amount_fen: 118_000_000,
-                contract_date: date(2027, 2, 20),
+                contract_amount_fen,
+                contract_date: date(2026, 2, 20),
             }),
         })
         .await

@@ -178,7 +178,7 @@ async fn a_project_walks_from_draft_to_closed_and_the_audit_trail_tells_it() {
         contractor: org_name(&contractor),
         supervision_firm: org_name(&firm),
         contract_amount_fen: 118_000_000, // 1,180,000 yuan
-        contract_date: date(2027, 2, 20),
+        contract_date: date(2026, 2, 20),
     };
     // The applying unit cannot award the contract, or the supervision, to itself.
     for (field, own) in [

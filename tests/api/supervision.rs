@@ -19,7 +19,7 @@ fn change(parent: &str, to: i64) -> pb::CreateBudgetChangeRequest {
 fn disbursement(amount: i64) -> pb::Disbursement {
     pb::Disbursement {
         amount_fen: amount,
-        payment_date: date(2027, 3, 15),
+        payment_date: date(2026, 3, 15),
         payee: "Tianshan Systems Co.".into(),
         purpose: "first instalment".into(),
         ..Default::default()
@@ -260,7 +260,7 @@ async fn bad_supervision_requests_are_refused_and_write_nothing() {
         .unwrap_err();
     assert_eq!(violated_fields(&status), ["disbursement.amount_fen"]);
     let mut early = disbursement(5);
-    early.payment_date = date(2027, 2, 19);
+    early.payment_date = date(2026, 2, 19);
     let status = applicant
         .clone()
         .record_disbursement(pb::RecordDisbursementRequest {
@@ -270,7 +270,7 @@ async fn bad_supervision_requests_are_refused_and_write_nothing() {
         .await
         .unwrap_err();
     assert_eq!(violated_fields(&status), ["disbursement.payment_date"]);
-    assert!(status.message().contains("2027-02-20"));
+    assert!(status.message().contains("2026-02-20"));
     let status = applicant
         .clone()
         .create_budget_change(change(&p.name, -1))
@@ -1055,4 +1055,32 @@ fn previous_month() -> String {
         .unwrap()
         .format("%Y-%m")
         .to_string()
+}
+
+#[tokio::test]
+async fn a_payment_not_yet_made_is_refused_and_a_token_contract_is_flagged_for_office() {
+    let app = spawn_app().await;
+    let p = under_construction(&app).await;
+    assert!(p.flags.is_empty(), "{:?}", p.flags);
+    let mut future = disbursement(5_000_000);
+    future.payment_date = date(2099, 1, 1);
+    let status = app
+        .client(Role::Applicant)
+        .record_disbursement(pb::RecordDisbursementRequest {
+            parent: p.name.clone(),
+            disbursement: Some(future),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), ["disbursement.payment_date"]);
+    assert_eq!(
+        get(&app, &p.name).await.disbursed_fen,
+        0,
+        "nothing recorded"
+    );
+
+    let app = spawn_app().await;
+    let token = under_construction_for(&app, 1).await;
+    assert_eq!(token.flags.len(), 1, "{:?}", token.flags);
+    assert!(token.flags[0].contains("under 1% of the approved budget"));
 }

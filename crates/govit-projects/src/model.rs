@@ -181,6 +181,19 @@ impl ProjectRow {
         from_json("review_panel", &self.review_panel)
     }
 
+    /// Figures office should look at: possible, but rarely honest.
+    pub fn flags(&self) -> Vec<String> {
+        let mut flags = Vec::new();
+        if let (Some(contract), Some(budget)) = (self.contract_amount_fen, self.approved_budget_fen)
+            && contract.saturating_mul(100) < budget
+        {
+            flags.push(format!(
+                "the contract amount ({contract} fen) is under 1% of the approved budget ({budget} fen): check the tender result"
+            ));
+        }
+        flags
+    }
+
     pub fn to_proto(&self) -> anyhow::Result<pb::Project> {
         let funding =
             pb::FundingSource::from_str_name(&format!("FUNDING_SOURCE_{}", self.funding_source))
@@ -252,6 +265,7 @@ impl ProjectRow {
                 .as_deref()
                 .map(|id| format!("reviews/{id}"))
                 .unwrap_or_default(),
+            flags: self.flags(),
             post_evaluation: self
                 .post_evaluation
                 .as_deref()

@@ -463,12 +463,15 @@ impl SchedulingService {
         .await?;
         if draws == 0 {
             // Each panel (the first, or one office amended) has its own draw, and its own key
-            // at the registry, so a retried opening never opens two.
-            let generation: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM review_draws WHERE review_id = $1")
-                    .bind(id.to_owned())
-                    .fetch_one(&self.db.pool)
-                    .await?;
+            // at the registry, so a retried opening never opens two. The key counts only the
+            // abandoned draws: a second pass racing this one, which sees the first's draw
+            // already recorded, must still send the same key and get the same draw.
+            let generation: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM review_draws WHERE review_id = $1 AND abandoned = 1",
+            )
+            .bind(id.to_owned())
+            .fetch_one(&self.db.pool)
+            .await?;
             let mut registry = self.registry.clone();
             let meeting_date = date_from_stored(&r.deadline).map_err(internal)?;
             let d = registry
@@ -599,6 +602,27 @@ impl SchedulingService {
                 .bind(draw_id.to_owned())
                 .fetch_optional(&mut *tx)
                 .await?;
+        // A panel has one main draw: another, opened by a pass that lost a race, is cancelled
+        // at the registry instead of recorded.
+        let other_main = category.is_empty()
+            && exists.is_none()
+            && sqlx::query(
+                "SELECT 1 FROM review_draws WHERE review_id = $1 AND category = '' AND abandoned = 0",
+            )
+            .bind(r.id.clone())
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if other_main {
+            let cancel = epb::CancelDrawRequest {
+                name: format!("draws/{draw_id}"),
+                reason: "opened twice for one panel".into(),
+                reason_code: epb::DrawCancelReason::Other as i32,
+            };
+            govit_platform::outbox::enqueue(&mut tx, &Outgoing::CancelDraw(cancel)).await?;
+            tx.commit().await?;
+            return Ok(());
+        }
         if exists.is_none() {
             sqlx::query("INSERT INTO review_draws (review_id, draw_id, seq, category, invited) VALUES ($1, $2, $3, $4, 0)")
                 .bind(r.id.clone())
