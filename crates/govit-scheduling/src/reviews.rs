@@ -279,37 +279,28 @@ impl SchedulingService {
         let (deadline, version) = View::default()
             .add_working_days(&self.db, request_date, n)
             .await?;
-        let checked = self
-            .check_with_registry(
-                &req.project,
-                stage,
-                &req.panel,
-                &req.excluded_organizations,
-                deadline,
-                "panel",
-            )
-            .await;
-        let mut refused = None;
-        match checked {
-            // A request is never lost to a registry outage: the review waits for it to draw,
-            // and a panel it would refuse stalls there for office. A check alone cannot wait.
-            Err(ServiceError::Unavailable(why)) if !req.validate_only => {
-                tracing::warn!(project = %project_id, %why, "registry unreachable; the review is created and its panel checked when drawn");
+        // The projects service checked this panel when office accepted the project: whatever
+        // changed since (a category retired, the pool shrunk) is found when the draw is opened,
+        // which stalls the review for office. A check, and anyone else's request, is judged by
+        // the registry now.
+        if req.validate_only || !caller.is(Role::Service) {
+            let checked = self
+                .check_with_registry(
+                    &req.project,
+                    stage,
+                    &req.panel,
+                    &req.excluded_organizations,
+                    deadline,
+                    "panel",
+                )
+                .await;
+            match checked {
+                // A request is never lost to a registry outage: the review waits for it to draw.
+                Err(ServiceError::Unavailable(why)) if !req.validate_only => {
+                    tracing::warn!(project = %project_id, %why, "registry unreachable; the review is created and its panel checked when drawn");
+                }
+                other => other?,
             }
-            // The projects service checked the panel when office accepted the project; what
-            // changed since (a category retired, the pool shrunk) stalls the review for office
-            // to amend or cancel, rather than leaving the project with no review at all.
-            Err(e) if !req.validate_only && caller.is(Role::Service) => {
-                refused = Some(match e {
-                    ServiceError::InvalidArgument(violations) => violations
-                        .iter()
-                        .map(|v| format!("{}: {}", v.field, v.description))
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                    other => other.to_string(),
-                });
-            }
-            other => other?,
         }
         if req.validate_only {
             return Ok(None);
@@ -368,16 +359,7 @@ impl SchedulingService {
         .await?;
         tx.commit().await?;
         tracing::info!(review = %id, project = %project_id, stage = stage.short_name(), %deadline, "review requested");
-        let review = self.review(&id).await?;
-        if let Some(why) = refused {
-            self.stall(
-                &review,
-                &format!("the registry refuses the panel now: {why}"),
-            )
-            .await?;
-            return self.review(&id).await.map(Some);
-        }
-        Ok(Some(review))
+        self.review(&id).await.map(Some)
     }
 
     /// Inside `tx`: whether the review is still in one of `states`, taking its row so that no
