@@ -235,10 +235,7 @@ impl ExpertsService {
         if caller.role != Role::RegistryAdmin {
             return Ok(());
         }
-        for name in names {
-            govit_platform::reads::record(&self.store.db, caller, "ExpertUnmasked", name).await?;
-        }
-        Ok(())
+        govit_platform::reads::record_all(&self.store.db, caller, "ExpertUnmasked", names).await
     }
 
     /// Adds a violation for every category that does not exist or is inactive.

@@ -14,15 +14,34 @@ use crate::{
 
 /// Records that `caller` read `resource`.
 pub async fn record(db: &Db, caller: &Caller, kind: &str, resource: &str) -> ServiceResult<()> {
-    sqlx::query("INSERT INTO read_events (id, read_time, subject, role, kind, resource) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(uuid::Uuid::now_v7().simple().to_string())
-        .bind(to_stored(now()))
-        .bind(caller.subject.clone())
-        .bind(caller.role.as_str())
-        .bind(kind.to_owned())
-        .bind(resource.to_owned())
-        .execute(&db.pool)
-        .await?;
+    record_all(db, caller, kind, &[resource.to_owned()]).await
+}
+
+/// Records that `caller` read each of `resources` (a page of a list): one transaction, so a
+/// page costs one commit, not one per row.
+pub async fn record_all(
+    db: &Db,
+    caller: &Caller,
+    kind: &str,
+    resources: &[String],
+) -> ServiceResult<()> {
+    if resources.is_empty() {
+        return Ok(());
+    }
+    let at = to_stored(now());
+    let mut tx = db.begin_write().await?;
+    for resource in resources {
+        sqlx::query("INSERT INTO read_events (id, read_time, subject, role, kind, resource) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(uuid::Uuid::now_v7().simple().to_string())
+            .bind(at.clone())
+            .bind(caller.subject.clone())
+            .bind(caller.role.as_str())
+            .bind(kind.to_owned())
+            .bind(resource.clone())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 
