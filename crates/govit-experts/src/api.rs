@@ -822,13 +822,7 @@ impl ExpertRegistryService for ExpertsService {
         respond(
             async {
                 let mut v = Violations::new();
-                let project_id = match req.project.strip_prefix("projects/") {
-                    Some(code) if is_code(code) => code.to_owned(),
-                    _ => {
-                        v.add("project", "must be projects/{code}, e.g. projects/2026-0007");
-                        String::new()
-                    }
-                };
+                let project_id = v.resource_id("project", &req.project, "projects", false);
                 let stage = match pb::ReviewStage::try_from(req.stage) {
                     Ok(pb::ReviewStage::Unspecified) | Err(_) => {
                         v.add("stage", "must be PRELIMINARY_REVIEW, IMPLEMENTATION_PLAN_REVIEW, ACCEPTANCE or POST_EVALUATION");
@@ -1082,16 +1076,9 @@ impl ExpertRegistryService for ExpertsService {
         let req = request.into_inner();
         respond(
             async {
-                let project_id = match req.project.strip_prefix("projects/") {
-                    _ if req.project.is_empty() => String::new(),
-                    Some(code) if is_code(code) => code.to_owned(),
-                    _ => {
-                        return Err(ServiceError::field(
-                            "project",
-                            "must be projects/{code}, e.g. projects/2026-0007",
-                        ));
-                    }
-                };
+                let mut v = Violations::new();
+                let project_id = v.resource_id("project", &req.project, "projects", true);
+                v.finish()?;
                 // Supervisors list draws too, to find those waiting for their witness; they see
                 // each draw's commitment and state only, as with GetDraw.
                 caller.require(&DRAW_FINDERS)?;
@@ -1207,13 +1194,7 @@ impl ExpertRegistryService for ExpertsService {
             if id.is_err() {
                 v.add("name", "must be experts/{id}");
             }
-            let review_id = match req.review.strip_prefix("reviews/") {
-                Some(id) if is_code(id) => id.to_owned(),
-                _ => {
-                    v.add("review", "must be reviews/{id}");
-                    String::new()
-                }
-            };
+            let review_id = v.resource_id("review", &req.review, "reviews", false);
             if !(1..=5).contains(&req.rating) {
                 v.add("rating", "must be from 1 to 5");
             }
@@ -1279,24 +1260,18 @@ impl ExpertRegistryService for ExpertsService {
         respond(
             async {
                 let mut v = Violations::new();
-                let parts: Vec<&str> = req.r#override.split('/').collect();
-                let (project, override_id) = match parts.as_slice() {
-                    ["projects", p, "overrides", o] if is_code(p) && is_code(o) => {
-                        (p.to_string(), o.to_string())
-                    }
-                    _ => {
+                let (project, override_id) = match govit_platform::validate::child_ids(
+                    &req.r#override,
+                    "projects",
+                    "overrides",
+                ) {
+                    Some((p, o)) => (p.to_owned(), o.to_owned()),
+                    None => {
                         v.add("override", "must be projects/{code}/overrides/{id}");
                         (String::new(), String::new())
                     }
                 };
-                let review = match req.review.strip_prefix("reviews/") {
-                    _ if req.review.is_empty() => String::new(),
-                    Some(id) if is_code(id) => id.to_owned(),
-                    _ => {
-                        v.add("review", "must be reviews/{id} or empty");
-                        String::new()
-                    }
-                };
+                let review = v.resource_id("review", &req.review, "reviews", true);
                 let stage = pb::ReviewStage::try_from(req.stage)
                     .ok()
                     .filter(|s| *s != pb::ReviewStage::Unspecified);

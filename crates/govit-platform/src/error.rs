@@ -124,7 +124,8 @@ pub fn field_violations(status: &Status) -> Vec<FieldViolation> {
 }
 
 /// Whether a peer's status is worth retrying: the peer or the network was in the way, not the
-/// request. Everything else is the peer's final word on the request.
+/// request. UNKNOWN and CANCELLED are what a broken connection looks like to the client;
+/// govit's own handlers never answer them.
 pub fn is_transient(code: Code) -> bool {
     matches!(
         code,
@@ -134,6 +135,19 @@ pub fn is_transient(code: Code) -> bool {
             | Code::ResourceExhausted
             | Code::Cancelled
             | Code::Unknown
+    )
+}
+
+/// Whether a peer's status is its final word on the request itself: the same request will be
+/// refused again, whenever it is sent.
+pub fn is_final(code: Code) -> bool {
+    matches!(
+        code,
+        Code::InvalidArgument
+            | Code::FailedPrecondition
+            | Code::NotFound
+            | Code::AlreadyExists
+            | Code::OutOfRange
     )
 }
 
@@ -164,11 +178,7 @@ impl ServiceError {
                 "the {peer} cannot be reached ({}); nothing was changed, try again",
                 status.message()
             )),
-            Code::InvalidArgument
-            | Code::FailedPrecondition
-            | Code::NotFound
-            | Code::AlreadyExists
-            | Code::OutOfRange => {
+            code if is_final(code) => {
                 // Code, message and details only: the peer's own headers are not ours to send.
                 ServiceError::Relayed(Status::with_details(
                     status.code(),
@@ -390,6 +400,27 @@ impl Violations {
     pub fn optional_text(&mut self, field: &str, value: &str, max: usize) {
         if let Some(problem) = crate::validate::optional_text_problem(value, max) {
             self.add(field, problem);
+        }
+    }
+
+    /// The id of the resource name `value` (`{collection}/{id}`); "" with a violation when it
+    /// is not one, or when it is empty and not `optional`.
+    pub fn resource_id(
+        &mut self,
+        field: &str,
+        value: &str,
+        collection: &str,
+        optional: bool,
+    ) -> String {
+        if optional && value.is_empty() {
+            return String::new();
+        }
+        match crate::validate::resource_id(value, collection) {
+            Some(id) => id.to_owned(),
+            None => {
+                self.add(field, format!("must be {collection}/{{id}}"));
+                String::new()
+            }
         }
     }
 

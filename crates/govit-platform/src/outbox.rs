@@ -20,8 +20,8 @@ use tonic::Status;
 use tonic::Code;
 
 use crate::{
-    Db, ServiceError, ServiceResult, Tx,
-    error::status_reason,
+    Caller, Db, Role, ServiceError, ServiceResult, Tx,
+    error::{is_final, is_transient, status_reason},
     paging::Page,
     time::{now, stored_to_timestamp, to_stored},
 };
@@ -92,21 +92,12 @@ enum Verdict {
 }
 
 fn verdict(code: Code) -> Verdict {
-    match code {
-        // UNKNOWN and CANCELLED are what a broken connection looks like to the client; govit's
-        // own handlers never answer them.
-        Code::Unavailable
-        | Code::DeadlineExceeded
-        | Code::Aborted
-        | Code::ResourceExhausted
-        | Code::Unknown
-        | Code::Cancelled => Verdict::Transient,
-        Code::InvalidArgument
-        | Code::FailedPrecondition
-        | Code::NotFound
-        | Code::AlreadyExists
-        | Code::OutOfRange => Verdict::Final,
-        _ => Verdict::Unclear,
+    if is_transient(code) {
+        Verdict::Transient
+    } else if is_final(code) {
+        Verdict::Final
+    } else {
+        Verdict::Unclear
     }
 }
 
@@ -337,12 +328,14 @@ fn to_proto(row: &sqlx::any::AnyRow) -> anyhow::Result<cpb::OutboxMessage> {
     })
 }
 
-/// A page of messages, oldest first: pending and parked ones unless `state` names one.
+/// A page of messages, oldest first: pending and parked ones unless `state` names one (office).
 pub async fn list(
     db: &Db,
+    caller: &Caller,
     req: &cpb::ListOutboxMessagesRequest,
 ) -> ServiceResult<cpb::ListOutboxMessagesResponse> {
     use cpb::OutboxMessageState as S;
+    caller.require(&[Role::Office])?;
     let state = S::try_from(req.state)
         .map_err(|_| ServiceError::field("state", "is not an outbox message state"))?;
     let filter = match state {
@@ -373,8 +366,9 @@ pub async fn list(
     })
 }
 
-/// Makes one pending or parked message due now (a parked one is no longer parked).
-pub async fn retry(db: &Db, name: &str) -> ServiceResult<cpb::OutboxMessage> {
+/// Makes one pending or parked message due now (a parked one is no longer parked; office).
+pub async fn retry(db: &Db, caller: &Caller, name: &str) -> ServiceResult<cpb::OutboxMessage> {
+    caller.require(&[Role::Office])?;
     let id = name
         .strip_prefix("outboxMessages/")
         .filter(|id| crate::validate::is_code(id))

@@ -4,6 +4,17 @@
 use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Utc};
 use govit_proto::google::r#type::Date;
 
+/// The city keeps Beijing time: "today", a meeting's day, a payment's day are dates there.
+pub fn beijing() -> chrono::FixedOffset {
+    chrono::FixedOffset::east_opt(8 * 3600)
+        .unwrap_or_else(|| chrono::FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!()))
+}
+
+/// Today's date in Beijing.
+pub fn beijing_today() -> NaiveDate {
+    Utc::now().with_timezone(&beijing()).date_naive()
+}
+
 /// Now, truncated to microseconds: what the database keeps is what the client sees.
 pub fn now() -> DateTime<Utc> {
     let now = Utc::now();

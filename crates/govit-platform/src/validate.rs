@@ -8,6 +8,23 @@ pub fn is_code(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// The id of a resource name `{collection}/{id}`, the id a code.
+pub fn resource_id<'a>(name: &'a str, collection: &str) -> Option<&'a str> {
+    name.strip_prefix(collection)?
+        .strip_prefix('/')
+        .filter(|id| is_code(id))
+}
+
+/// The two ids of `{collection}/{id}/{child}/{child_id}`, both codes.
+pub fn child_ids<'a>(name: &'a str, collection: &str, child: &str) -> Option<(&'a str, &'a str)> {
+    let (parent, rest) = name
+        .strip_prefix(collection)?
+        .strip_prefix('/')?
+        .split_once('/')?;
+    let id = rest.strip_prefix(child)?.strip_prefix('/')?;
+    (is_code(parent) && is_code(id)).then_some((parent, id))
+}
+
 /// Characters that reorder how text is displayed (bidirectional embeddings, overrides and
 /// isolates): `report\u{202e}fdp.exe` shows as `reportexe.pdf`.
 fn is_bidi_control(c: char) -> bool {
@@ -130,6 +147,29 @@ mod tests {
         assert!(text_problem("vt\u{b}", 100).is_some());
         assert!(text_problem("report\u{202e}fdp.exe", 100).is_some());
         assert!(text_problem("   ", 100).is_some());
+    }
+
+    #[test]
+    fn resource_names_give_their_ids() {
+        assert_eq!(
+            resource_id("projects/2026-0007", "projects"),
+            Some("2026-0007")
+        );
+        assert_eq!(resource_id("projects/", "projects"), None);
+        assert_eq!(resource_id("projectsx/1", "projects"), None);
+        assert_eq!(resource_id("projects/a/b", "projects"), None);
+        assert_eq!(
+            child_ids("reviews/rv-1/invitations/e-1", "reviews", "invitations"),
+            Some(("rv-1", "e-1"))
+        );
+        assert_eq!(
+            child_ids("reviews/rv-1/opinions/e-1", "reviews", "invitations"),
+            None
+        );
+        assert_eq!(
+            child_ids("reviews/rv 1/invitations/e-1", "reviews", "invitations"),
+            None
+        );
     }
 
     #[test]

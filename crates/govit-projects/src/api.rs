@@ -1892,13 +1892,7 @@ impl ProjectService for ProjectsService {
         request: Request<govit_proto::common::v1::ListOutboxMessagesRequest>,
     ) -> Result<Response<govit_proto::common::v1::ListOutboxMessagesResponse>, Status> {
         let caller = Caller::from_request(&request)?;
-        respond(
-            async {
-                caller.require(&[Role::Office])?;
-                govit_platform::outbox::list(&self.store.db, request.get_ref()).await
-            }
-            .await,
-        )
+        respond(govit_platform::outbox::list(&self.store.db, &caller, request.get_ref()).await)
     }
 
     async fn retry_outbox_message(
@@ -1907,11 +1901,7 @@ impl ProjectService for ProjectsService {
     ) -> Result<Response<govit_proto::common::v1::OutboxMessage>, Status> {
         let caller = Caller::from_request(&request)?;
         respond(
-            async {
-                caller.require(&[Role::Office])?;
-                govit_platform::outbox::retry(&self.store.db, &request.get_ref().name).await
-            }
-            .await,
+            govit_platform::outbox::retry(&self.store.db, &caller, &request.get_ref().name).await,
         )
     }
 

@@ -101,28 +101,28 @@ impl ProjectsService {
         let unconfigured = |peer: &str| {
             Status::unavailable(format!("no {peer} is configured for this projects service"))
         };
-        if let Outgoing::RecordReviewOverride(r) = call {
-            let mut registry = self
-                .registry
+        let scheduling = || {
+            self.calendar
                 .clone()
-                .ok_or_else(|| unconfigured("registry"))?;
-            return registry.record_review_override(r).await.map(|_| ());
-        }
-        let mut scheduling = self
-            .calendar
-            .clone()
-            .ok_or_else(|| unconfigured("scheduling service"))?;
+                .ok_or_else(|| unconfigured("scheduling service"))
+        };
         match call {
-            Outgoing::RequestReview(r) => scheduling.request_review(r).await.map(|_| ()),
+            Outgoing::RequestReview(r) => scheduling()?.request_review(r).await.map(|_| ()),
             // A review that concluded before the cancellation arrived has nothing left to
             // cancel; its decision reaches the project and is kept without applying.
-            Outgoing::CancelReview(r) => match scheduling.cancel_review(r).await {
+            Outgoing::CancelReview(r) => match scheduling()?.cancel_review(r).await {
                 Err(s) if status_reason(&s).as_deref() == Some("REVIEW_CONCLUDED") => Ok(()),
                 other => other.map(|_| ()),
             },
-            Outgoing::PauseReview(r) => scheduling.pause_review(r).await.map(|_| ()),
-            Outgoing::ResumeReview(r) => scheduling.resume_review(r).await.map(|_| ()),
-            Outgoing::RecordReviewOverride(_) => Ok(()),
+            Outgoing::PauseReview(r) => scheduling()?.pause_review(r).await.map(|_| ()),
+            Outgoing::ResumeReview(r) => scheduling()?.resume_review(r).await.map(|_| ()),
+            Outgoing::RecordReviewOverride(r) => {
+                let mut registry = self
+                    .registry
+                    .clone()
+                    .ok_or_else(|| unconfigured("registry"))?;
+                registry.record_review_override(r).await.map(|_| ())
+            }
         }
     }
 

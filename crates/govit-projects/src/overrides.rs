@@ -5,7 +5,6 @@
 use govit_platform::{
     Caller, Role, ServiceError, ServiceResult, Violations,
     time::{now, stored_to_timestamp, to_stored},
-    validate::is_code,
 };
 use govit_proto::{
     experts::v1 as epb,
@@ -449,14 +448,7 @@ impl ProjectsService {
 }
 
 fn parse_override(name: &str) -> ServiceResult<(String, String)> {
-    let parts: Vec<&str> = name.split('/').collect();
-    match parts.as_slice() {
-        ["projects", code, "overrides", id] if is_code(code) && is_code(id) => {
-            Ok((code.to_string(), id.to_string()))
-        }
-        _ => Err(ServiceError::field(
-            "name",
-            "must be projects/{code}/overrides/{id}",
-        )),
-    }
+    govit_platform::validate::child_ids(name, "projects", "overrides")
+        .map(|(code, id)| (code.to_owned(), id.to_owned()))
+        .ok_or_else(|| ServiceError::field("name", "must be projects/{code}/overrides/{id}"))
 }

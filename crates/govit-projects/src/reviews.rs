@@ -6,7 +6,6 @@
 use govit_platform::{
     Caller, Role, ServiceError, ServiceResult, Violations,
     time::{now, to_timestamp},
-    validate::is_code,
 };
 use govit_proto::{
     projects::v1::{self as pb, ProjectState as S, ReviewDecision, ReviewStage},
@@ -24,16 +23,6 @@ use crate::{
 
 fn internal(e: anyhow::Error) -> ServiceError {
     ServiceError::Internal(e)
-}
-
-fn parse_review(v: &mut Violations, field: &str, name: &str) -> String {
-    match name.strip_prefix("reviews/") {
-        Some(id) if is_code(id) => id.to_owned(),
-        _ => {
-            v.add(field, "must be reviews/{id}");
-            String::new()
-        }
-    }
 }
 
 impl ProjectsService {
@@ -126,7 +115,7 @@ impl ProjectsService {
         req: pb::RecordReviewOutcomeRequest,
     ) -> ServiceResult<pb::Project> {
         let mut v = Violations::new();
-        let review_id = parse_review(&mut v, "review", &req.review);
+        let review_id = v.resource_id("review", &req.review, "reviews", false);
         let stage = check::enum_value::<ReviewStage>(&mut v, "stage", req.stage, false);
         let decision = check::enum_value::<ReviewDecision>(&mut v, "decision", req.decision, false);
         check::optional_text(&mut v, "summary", &req.summary, MAX_TEXT_CHARS);
@@ -268,7 +257,7 @@ impl ProjectsService {
         req: pb::RecordReviewCancellationRequest,
     ) -> ServiceResult<pb::Project> {
         let mut v = Violations::new();
-        let review_id = parse_review(&mut v, "review", &req.review);
+        let review_id = v.resource_id("review", &req.review, "reviews", false);
         check::optional_text(&mut v, "reason", &req.reason, MAX_REASON_CHARS);
         let code = check::parse_project_name("name", &req.name);
         if code.is_err() {

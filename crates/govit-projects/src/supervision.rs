@@ -497,7 +497,7 @@ impl ProjectsService {
         }
         let date =
             date.ok_or_else(|| ServiceError::field("disbursement.payment_date", "is required"))?;
-        let today = beijing_today();
+        let today = govit_platform::time::beijing_today();
         if date > today {
             return Err(ServiceError::field(
                 "disbursement.payment_date",
@@ -2153,17 +2153,9 @@ impl MilestoneRow {
     }
 }
 
-/// Today's date in Beijing time, the city's.
-fn beijing_today() -> NaiveDate {
-    let beijing = chrono::FixedOffset::east_opt(8 * 3600).unwrap_or_else(|| {
-        chrono::FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!("UTC is an offset"))
-    });
-    chrono::Utc::now().with_timezone(&beijing).date_naive()
-}
-
 /// The month just closed, in Beijing time, as YYYY-MM.
 fn previous_month() -> String {
-    let today = beijing_today();
+    let today = govit_platform::time::beijing_today();
     today
         .with_day(1)
         .and_then(|d| d.pred_opt())

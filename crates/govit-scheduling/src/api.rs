@@ -370,14 +370,7 @@ impl ReviewSchedulingService for SchedulingService {
         let req = request.into_inner();
         respond(async {
             let mut v = Violations::new();
-            let project_id = match req.project.strip_prefix("projects/") {
-                _ if req.project.is_empty() => String::new(),
-                Some(code) if govit_platform::validate::is_code(code) => code.to_owned(),
-                _ => {
-                    v.add("project", "must be projects/{code}, e.g. projects/2026-0007");
-                    String::new()
-                }
-            };
+            let project_id = v.resource_id("project", &req.project, "projects", true);
             let stage = match pb::ReviewStage::try_from(req.stage) {
                 Ok(pb::ReviewStage::Unspecified) => None,
                 Ok(s) => Some(s.short_name().to_owned()),
@@ -532,13 +525,7 @@ impl ReviewSchedulingService for SchedulingService {
         request: Request<govit_proto::common::v1::ListOutboxMessagesRequest>,
     ) -> Result<Response<govit_proto::common::v1::ListOutboxMessagesResponse>, Status> {
         let caller = Caller::from_request(&request)?;
-        respond(
-            async {
-                caller.require(&[Role::Office])?;
-                govit_platform::outbox::list(&self.db, request.get_ref()).await
-            }
-            .await,
-        )
+        respond(govit_platform::outbox::list(&self.db, &caller, request.get_ref()).await)
     }
 
     async fn retry_outbox_message(
@@ -546,13 +533,7 @@ impl ReviewSchedulingService for SchedulingService {
         request: Request<govit_proto::common::v1::RetryOutboxMessageRequest>,
     ) -> Result<Response<govit_proto::common::v1::OutboxMessage>, Status> {
         let caller = Caller::from_request(&request)?;
-        respond(
-            async {
-                caller.require(&[Role::Office])?;
-                govit_platform::outbox::retry(&self.db, &request.get_ref().name).await
-            }
-            .await,
-        )
+        respond(govit_platform::outbox::retry(&self.db, &caller, &request.get_ref().name).await)
     }
 
     async fn replace_panel_member(

@@ -15,7 +15,7 @@ use crate::{
     model::{PanelRec, ReviewRow, to_json},
     notify::{self, Channel},
     outbox::Outgoing,
-    reviews::{OPEN_STATES, check_panel_shape, internal, parse_review},
+    reviews::{OPEN_STATES, check_panel_shape, internal, parse_invitation, parse_review},
 };
 
 /// The same bound as the projects service's reasons, which reach it in cancellations.
@@ -275,20 +275,7 @@ impl SchedulingService {
         caller: &Caller,
         req: pb::ReplacePanelMemberRequest,
     ) -> ServiceResult<crate::model::InvitationRow> {
-        let parts: Vec<&str> = req.name.split('/').collect();
-        let (id, expert) = match parts.as_slice() {
-            ["reviews", r, "invitations", e]
-                if govit_platform::validate::is_code(r) && govit_platform::validate::is_code(e) =>
-            {
-                (r.to_string(), e.to_string())
-            }
-            _ => {
-                return Err(ServiceError::field(
-                    "name",
-                    "must be reviews/{review}/invitations/{expert_id}",
-                ));
-            }
-        };
+        let (id, expert) = parse_invitation(&req.name)?;
         let mut v = Violations::new();
         let code = match epb::ReplacementReason::try_from(req.reason) {
             Ok(

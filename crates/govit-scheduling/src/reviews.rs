@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use govit_platform::{
     Caller, Role, ServiceError, ServiceResult, Tx, Violations,
     error::{FieldViolation, field_violations, status_reason},
@@ -29,17 +29,7 @@ pub fn internal(e: impl Into<anyhow::Error>) -> ServiceError {
     ServiceError::Internal(e.into())
 }
 
-/// The city keeps Beijing time: "today" and a meeting's day are dates there.
-pub fn cst() -> FixedOffset {
-    FixedOffset::east_opt(8 * 3600).unwrap_or_else(|| {
-        FixedOffset::east_opt(0)
-            .unwrap_or(FixedOffset::west_opt(0).unwrap_or_else(|| unreachable!()))
-    })
-}
-
-pub fn today() -> NaiveDate {
-    Utc::now().with_timezone(&cst()).date_naive()
-}
+pub use govit_platform::time::{beijing as cst, beijing_today as today};
 
 /// States the worker takes further on its own.
 pub const OPEN_STATES: [&str; 4] = ["DRAWING", "AWAITING_WITNESS", "INVITING", "PANEL_CONFIRMED"];
@@ -210,16 +200,7 @@ impl SchedulingService {
                 "must be 1 to 64 characters of A-Z a-z 0-9 . _ -",
             );
         }
-        let project_id = match req.project.strip_prefix("projects/") {
-            Some(code) if is_code(code) => code.to_owned(),
-            _ => {
-                v.add(
-                    "project",
-                    "must be projects/{code}, e.g. projects/2026-0007",
-                );
-                String::new()
-            }
-        };
+        let project_id = v.resource_id("project", &req.project, "projects", false);
         let stage = match pb::ReviewStage::try_from(req.stage) {
             Ok(pb::ReviewStage::Unspecified) | Err(_) => {
                 v.add("stage", "must be PRELIMINARY_REVIEW, IMPLEMENTATION_PLAN_REVIEW, ACCEPTANCE or POST_EVALUATION");
@@ -851,18 +832,7 @@ impl SchedulingService {
         caller: &Caller,
         req: pb::RespondToInvitationRequest,
     ) -> ServiceResult<InvitationRow> {
-        let parts: Vec<&str> = req.name.split('/').collect();
-        let (review_id, expert) = match parts.as_slice() {
-            ["reviews", r, "invitations", e] if is_code(r) && is_code(e) => {
-                (r.to_string(), e.to_string())
-            }
-            _ => {
-                return Err(ServiceError::field(
-                    "name",
-                    "must be reviews/{review}/invitations/{expert_id}",
-                ));
-            }
-        };
+        let (review_id, expert) = parse_invitation(&req.name)?;
         if !req.accept && req.decline_reason.trim().is_empty() {
             return Err(ServiceError::field(
                 "decline_reason",
@@ -1934,6 +1904,15 @@ pub fn hidden(caller: &Caller) -> ServiceError {
         Role::Applicant => "applicants may only see reviews of their own projects".into(),
         _ => "experts may only see reviews whose panel they are on".into(),
     })
+}
+
+/// `reviews/{review}/invitations/{expert_id}`: the review's id and the expert's.
+pub fn parse_invitation(name: &str) -> ServiceResult<(String, String)> {
+    govit_platform::validate::child_ids(name, "reviews", "invitations")
+        .map(|(r, e)| (r.to_owned(), e.to_owned()))
+        .ok_or_else(|| {
+            ServiceError::field("name", "must be reviews/{review}/invitations/{expert_id}")
+        })
 }
 
 pub fn parse_review(name: &str) -> ServiceResult<String> {

@@ -17,6 +17,13 @@ use crate::{
 /// review resumes first (which makes it due at once).
 const PAUSED_WAIT: chrono::Duration = chrono::Duration::hours(1);
 
+/// What became of one message.
+enum Delivery {
+    Done(Result<(), Status>),
+    /// Its review is paused: it waits, without counting as a failure.
+    Held,
+}
+
 impl SchedulingService {
     /// One pass of everything the worker does. Errors of one item do not stop the others;
     /// they are logged and retried on a later tick.
@@ -25,26 +32,12 @@ impl SchedulingService {
         outbox::resume_if_peer_back(&self.db, &self.peers.projects, PROJECTS_KINDS).await?;
         for message in outbox::claim_due(&self.db, 50).await? {
             match message.decode::<Outgoing>() {
-                Ok(Outgoing::ReplaceExpert(request)) => match self.replace(request).await {
-                    Ok(Replacement::Done) => outbox::settle(&self.db, &message, Ok(())).await?,
-                    Ok(Replacement::Paused) => {
+                Ok(outgoing) => match self.deliver(outgoing).await {
+                    Delivery::Held => {
                         outbox::defer(&self.db, &message, chrono::Utc::now() + PAUSED_WAIT).await?
                     }
-                    Err(e) => {
-                        let status = match e {
-                            ServiceError::Internal(e) => {
-                                tracing::warn!(message = %message.id, error = ?e, "replacement not done; will retry");
-                                Status::internal("the replacement could not be completed")
-                            }
-                            other => Status::from(other),
-                        };
-                        outbox::settle(&self.db, &message, Err(status)).await?
-                    }
+                    Delivery::Done(result) => outbox::settle(&self.db, &message, result).await?,
                 },
-                Ok(outgoing) => {
-                    let result = self.deliver(outgoing).await;
-                    outbox::settle(&self.db, &message, result).await?;
-                }
                 Err(e) => outbox::park_unreadable(&self.db, &message, &e).await?,
             }
         }
@@ -71,10 +64,18 @@ impl SchedulingService {
         Ok(())
     }
 
-    /// Makes one call to another service.
-    async fn deliver(&self, message: Outgoing) -> Result<(), Status> {
-        match message {
-            Outgoing::ReplaceExpert(_) => Ok(()),
+    /// Makes one call to another service (a replacement also invites whoever comes in).
+    async fn deliver(&self, message: Outgoing) -> Delivery {
+        let result = match message {
+            Outgoing::ReplaceExpert(request) => match self.replace(request).await {
+                Ok(Replacement::Done) => Ok(()),
+                Ok(Replacement::Paused) => return Delivery::Held,
+                Err(ServiceError::Internal(e)) => {
+                    tracing::warn!(error = ?e, "replacement not done; will retry");
+                    Err(Status::internal("the replacement could not be completed"))
+                }
+                Err(other) => Err(Status::from(other)),
+            },
             Outgoing::CancelDraw(request) => {
                 match self.registry.clone().cancel_draw(request).await {
                     // Executed or cancelled already: there is nothing left to cancel.
@@ -100,7 +101,8 @@ impl SchedulingService {
                 .record_review_service(request)
                 .await
                 .map(|_| ()),
-        }
+        };
+        Delivery::Done(result)
     }
 
     /// Runs `tick` every `interval` until the process stops.
