@@ -5,7 +5,7 @@
 //! TEXT/BIGINT/INTEGER/BOOLEAN columns, `ON CONFLICT ... DO UPDATE`, `RETURNING`. Instants are
 //! stored as fixed-width RFC 3339 UTC text (see [`crate::time`]), which sorts correctly.
 
-use std::{path::Path, str::FromStr, time::Duration};
+use std::{path::Path, time::Duration};
 
 use anyhow::Context;
 use sqlx::{
@@ -126,16 +126,6 @@ pub fn sqlite_url(path: &Path) -> String {
 /// Whether a sqlx error is a unique-constraint violation (both backends).
 pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
-}
-
-/// Parses a value stored as text by this crate; a failure means the row is corrupt.
-pub fn parse_stored<T: FromStr>(column: &str, value: &str) -> anyhow::Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    value
-        .parse::<T>()
-        .map_err(|e| anyhow::anyhow!("stored {column} {value:?} is unreadable: {e}"))
 }
 
 #[cfg(test)]

@@ -61,3 +61,6 @@ pub mod govit {
 pub use govit::{common, experts, projects, scheduling};
 
 pub mod review_rules;
+pub mod stored;
+
+pub use stored::{CorruptValue, StoredEnum};
