@@ -386,48 +386,39 @@ fn decode32(field: &'static str, hex_text: &str) -> Result<[u8; 32], Mismatch> {
         .map_err(|_| mismatch(field, "is not 32 bytes"))
 }
 
+/// A record's JSON, read field by field with the error an inspector should see.
+struct RecordFields(Value);
+
+impl RecordFields {
+    fn field(&self, name: &'static str) -> Result<&Value, Mismatch> {
+        self.0
+            .get(name)
+            .ok_or_else(|| mismatch("record", format!("has no {name}")))
+    }
+
+    fn text(&self, name: &'static str) -> Result<String, Mismatch> {
+        self.field(name)?
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| mismatch("record", format!("{name} is not a string")))
+    }
+}
+
 /// Verifies a record from its JSON text, as an inspector's tool does: recompute `input_hash`,
 /// check the secret against the commitment, recompute the seed, rerun the selection.
 pub fn verify(record_json: &[u8]) -> Result<Report, Mismatch> {
-    let record: Value =
-        serde_json::from_slice(record_json).map_err(|e| mismatch("json", e.to_string()))?;
+    let record = RecordFields(
+        serde_json::from_slice(record_json).map_err(|e| mismatch("json", e.to_string()))?,
+    );
     if jcs::has_duplicate_keys(record_json) {
         return Err(mismatch(
             "json",
             "a key appears twice in one object; the record is ambiguous",
         ));
     }
-    let field = |name: &'static str| {
-        record
-            .get(name)
-            .ok_or_else(|| mismatch("record", format!("has no {name}")))
-    };
-    let text = |name: &'static str| -> Result<String, Mismatch> {
-        field(name)?
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| mismatch("record", format!("{name} is not a string")))
-    };
-    let input_value = field("input")?;
-    let canonical = jcs::canonical(input_value).map_err(|e| mismatch("input", e.to_string()))?;
-    let input_hash: [u8; 32] = Sha256::digest(&canonical).into();
     let mut checks = Vec::new();
-    if hex::encode(input_hash) != text("input_hash")? {
-        return Err(mismatch(
-            "input_hash",
-            format!(
-                "SHA-256 of the canonical input is {}, the record says {}",
-                hex::encode(input_hash),
-                text("input_hash")?
-            ),
-        ));
-    }
-    checks.push(format!(
-        "input_hash {} is the SHA-256 of the canonical input",
-        hex::encode(input_hash)
-    ));
-
-    let input: DrawInput = serde_json::from_value(input_value.clone())
+    let input_hash = check_input_hash(&record, &mut checks)?;
+    let input: DrawInput = serde_json::from_value(record.field("input")?.clone())
         .map_err(|e| mismatch("input", e.to_string()))?;
     input.validate().map_err(|e| mismatch("input", e))?;
     checks.push(format!(
@@ -436,8 +427,40 @@ pub fn verify(record_json: &[u8]) -> Result<Report, Mismatch> {
         input.candidates.values().map(Vec::len).sum::<usize>(),
         input.exclusions.len()
     ));
+    let seed = check_seed(&record, &input, &input_hash, &mut checks)?;
+    check_outcome(&record, &input, seed, &mut checks)?;
+    Ok(Report { checks })
+}
 
-    let secret = decode32("server_secret", &text("server_secret")?)?;
+fn check_input_hash(record: &RecordFields, checks: &mut Vec<String>) -> Result<[u8; 32], Mismatch> {
+    let canonical =
+        jcs::canonical(record.field("input")?).map_err(|e| mismatch("input", e.to_string()))?;
+    let input_hash: [u8; 32] = Sha256::digest(&canonical).into();
+    let claimed = record.text("input_hash")?;
+    if hex::encode(input_hash) != claimed {
+        return Err(mismatch(
+            "input_hash",
+            format!(
+                "SHA-256 of the canonical input is {}, the record says {claimed}",
+                hex::encode(input_hash),
+            ),
+        ));
+    }
+    checks.push(format!(
+        "input_hash {} is the SHA-256 of the canonical input",
+        hex::encode(input_hash)
+    ));
+    Ok(input_hash)
+}
+
+/// The secret against the commitment, then the seed from hash, secret and witness.
+fn check_seed(
+    record: &RecordFields,
+    input: &DrawInput,
+    input_hash: &[u8; 32],
+    checks: &mut Vec<String>,
+) -> Result<[u8; 32], Mismatch> {
+    let secret = decode32("server_secret", &record.text("server_secret")?)?;
     if commitment(&secret) != input.server_commitment {
         return Err(mismatch(
             "server_secret",
@@ -449,19 +472,18 @@ pub fn verify(record_json: &[u8]) -> Result<Report, Mismatch> {
         ));
     }
     checks.push("server_secret matches the commitment made before the witness".into());
-
-    let witness = text("witness_entropy")?;
+    let witness = record.text("witness_entropy")?;
     if witness.len() > MAX_WITNESS_BYTES {
         return Err(mismatch("witness_entropy", "is longer than 1024 bytes"));
     }
-    let expected_seed = seed(&input_hash, &secret, &witness);
-    if hex::encode(expected_seed) != text("seed")? {
+    let expected_seed = seed(input_hash, &secret, &witness);
+    let claimed = record.text("seed")?;
+    if hex::encode(expected_seed) != claimed {
         return Err(mismatch(
             "seed",
             format!(
-                "recomputed {} from the witness entropy {witness:?}, the record says {}",
+                "recomputed {} from the witness entropy {witness:?}, the record says {claimed}",
                 hex::encode(expected_seed),
-                text("seed")?
             ),
         ));
     }
@@ -469,9 +491,18 @@ pub fn verify(record_json: &[u8]) -> Result<Report, Mismatch> {
         "seed {} recomputed from input_hash, secret and witness entropy {witness:?}",
         hex::encode(expected_seed)
     ));
+    Ok(expected_seed)
+}
 
-    let outcome = select(&input, expected_seed);
-    let status: Status = serde_json::from_value(field("status")?.clone())
+/// Reruns the selection and compares status and result with the record's.
+fn check_outcome(
+    record: &RecordFields,
+    input: &DrawInput,
+    seed: [u8; 32],
+    checks: &mut Vec<String>,
+) -> Result<(), Mismatch> {
+    let outcome = select(input, seed);
+    let status: Status = serde_json::from_value(record.field("status")?.clone())
         .map_err(|e| mismatch("status", e.to_string()))?;
     if status != outcome.status {
         return Err(mismatch(
@@ -482,22 +513,17 @@ pub fn verify(record_json: &[u8]) -> Result<Report, Mismatch> {
             ),
         ));
     }
-    let result: Option<BTreeMap<String, Selection>> = match record.get("result") {
+    let result: Option<BTreeMap<String, Selection>> = match record.0.get("result") {
         None | Some(Value::Null) => None,
         Some(v) => {
             Some(serde_json::from_value(v.clone()).map_err(|e| mismatch("result", e.to_string()))?)
         }
     };
     if result != outcome.result {
-        let detail = match (&result, &outcome.result) {
-            (Some(claimed), Some(actual)) => actual
-                .iter()
-                .find(|(c, sel)| claimed.get(*c) != Some(sel))
-                .map(|(c, sel)| format!("category {c}: rerun gives selected {:?} alternates {:?}, the record says {:?}", sel.selected, sel.alternates, claimed.get(c)))
-                .unwrap_or_else(|| "the record has categories the rerun does not".into()),
-            _ => "the record's result does not match the rerun".into(),
-        };
-        return Err(mismatch("result", detail));
+        return Err(mismatch(
+            "result",
+            result_difference(&result, &outcome.result),
+        ));
     }
     match &outcome.result {
         Some(result) => {
@@ -511,5 +537,26 @@ pub fn verify(record_json: &[u8]) -> Result<Report, Mismatch> {
         }
         None => checks.push("status INSUFFICIENT reproduced".into()),
     }
-    Ok(Report { checks })
+    Ok(())
+}
+
+fn result_difference(
+    claimed: &Option<BTreeMap<String, Selection>>,
+    rerun: &Option<BTreeMap<String, Selection>>,
+) -> String {
+    match (claimed, rerun) {
+        (Some(claimed), Some(actual)) => actual
+            .iter()
+            .find(|(c, sel)| claimed.get(*c) != Some(sel))
+            .map(|(c, sel)| {
+                format!(
+                    "category {c}: rerun gives selected {:?} alternates {:?}, the record says {:?}",
+                    sel.selected,
+                    sel.alternates,
+                    claimed.get(c)
+                )
+            })
+            .unwrap_or_else(|| "the record has categories the rerun does not".into()),
+        _ => "the record's result does not match the rerun".into(),
+    }
 }
