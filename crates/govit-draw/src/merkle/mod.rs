@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+pub mod nodes;
+
 pub type Hash = [u8; 32];
 
 pub const LOG_ID: &str = "govit-registry-log/v1";
