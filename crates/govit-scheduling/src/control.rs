@@ -4,18 +4,22 @@
 //! messages; each leaves no invitation open, no booking held and no draw waiting.
 
 use govit_platform::{
-    Caller, Role, ServiceError, ServiceResult, Tx, Violations,
+    Caller, ServiceError, ServiceResult, StateMachine, Tx, Violations,
     time::{date_from_stored, now, to_stored},
 };
-use govit_proto::{experts::v1 as epb, projects::v1 as ppb, scheduling::v1 as pb};
-use sqlx::Row;
+use govit_proto::{StoredEnum, experts::v1 as epb, projects::v1 as ppb, scheduling::v1 as pb};
+use sqlx::{AssertSqlSafe, Row};
 
 use crate::{
     SchedulingService,
-    model::{PanelRec, ReviewRow, to_json},
+    model::{InvitationRow, PanelRec, ReviewRow},
     notify::{self, Channel},
     outbox::Outgoing,
-    reviews::{OPEN_STATES, check_panel_shape, internal, parse_invitation, parse_review},
+    reviews::{
+        InvitationEvent, MeetingEvent, PANEL_STATES, PAUSABLE_STATES, ReviewEvent,
+        check_panel_shape, internal, lock_review_in, meeting_after, move_invitations, move_review,
+        parse_invitation, parse_review, store_meeting,
+    },
 };
 
 /// The same bound as the projects service's reasons, which reach it in cancellations.
@@ -34,247 +38,89 @@ fn reason(v: &mut Violations, value: &str, required: bool) -> String {
     value.trim().to_owned()
 }
 
-impl SchedulingService {
-    pub(crate) async fn cancel_review(
-        &self,
-        caller: &Caller,
-        req: pb::CancelReviewRequest,
-    ) -> ServiceResult<ReviewRow> {
-        let id = parse_review(&req.name)?;
+/// A review to take off its course (cancel, pause or resume), with the reason given.
+#[derive(Debug, Clone)]
+pub struct ReviewChange {
+    pub id: String,
+    reason: String,
+}
+
+impl ReviewChange {
+    fn parse(name: &str, why: &str, required: bool) -> ServiceResult<Self> {
+        let id = parse_review(name)?;
         let mut v = Violations::new();
-        let why = reason(&mut v, &req.reason, true);
+        let reason = reason(&mut v, why, required);
         v.finish()?;
-        caller.require(&[Role::Office, Role::Service])?;
-        let r = self.review(&id).await?;
-        match r.state.as_str() {
-            "CANCELLED" => return Ok(r),
-            "CONCLUDED" => {
-                return Err(ServiceError::precondition(
-                    "REVIEW_CONCLUDED",
-                    r.name(),
-                    format!("{} is concluded; its decision stands", r.name()),
-                ));
-            }
-            _ => {}
-        }
-        let mut tx = self.begin().await?;
-        let done = sqlx::query("UPDATE reviews SET state = 'CANCELLED', cancel_reason = $1, paused_from = NULL, version = version + 1 \
-             WHERE id = $2 AND state NOT IN ('CANCELLED', 'CONCLUDED')")
-            .bind(why.clone())
-            .bind(id.clone())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(ServiceError::Aborted(format!(
-                "{} changed meanwhile; read it again",
-                r.name()
-            )));
-        }
-        self.withdraw_panel(
-            &mut tx,
-            &r,
-            "the review was cancelled",
-            epb::DrawCancelReason::ReviewCancelled,
-        )
-        .await?;
-        Self::event(&mut tx, &id, &caller.subject, "Cancelled", &why).await?;
-        // The project goes back to be sent again; a project withdrawn already ignores it.
-        let report = ppb::RecordReviewCancellationRequest {
-            name: r.project_name(),
-            review: r.name(),
-            reason: why.clone(),
-        };
-        govit_platform::outbox::enqueue(&mut tx, &Outgoing::RecordReviewCancellation(report))
-            .await?;
-        notify::record(
-            &mut tx,
-            "office",
-            Channel::Email,
-            &format!(
-                "Review {id} of project {} was cancelled: {why}",
-                r.project_id
-            ),
-            &id,
-        )
-        .await?;
-        tx.commit().await?;
-        self.notify.notify_waiters();
-        tracing::info!(review = %id, "review cancelled");
-        self.review(&id).await
+        Ok(ReviewChange { id, reason })
     }
+}
 
-    pub(crate) async fn pause_review(
-        &self,
-        caller: &Caller,
-        req: pb::PauseReviewRequest,
-    ) -> ServiceResult<ReviewRow> {
-        let id = parse_review(&req.name)?;
-        let mut v = Violations::new();
-        let why = reason(&mut v, &req.reason, false);
-        v.finish()?;
-        // Only as its project is suspended: office suspends the project, not the review.
-        caller.require(&[Role::Service])?;
-        let r = self.review(&id).await?;
-        if !OPEN_STATES.contains(&r.state.as_str()) && r.state != "STALLED" {
-            // Paused already, or ended: nothing to pause.
-            return Ok(r);
-        }
-        let mut tx = self.begin().await?;
-        let done = sqlx::query("UPDATE reviews SET paused_from = state, state = 'PAUSED', version = version + 1 WHERE id = $1 AND state = $2")
-            .bind(id.clone())
-            .bind(r.state.clone())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(ServiceError::Aborted(format!(
-                "{} changed meanwhile; read it again",
-                r.name()
-            )));
-        }
-        Self::event(&mut tx, &id, &caller.subject, "Paused", &why).await?;
-        tx.commit().await?;
-        self.review(&id).await
+impl TryFrom<pb::CancelReviewRequest> for ReviewChange {
+    type Error = ServiceError;
+
+    fn try_from(req: pb::CancelReviewRequest) -> ServiceResult<Self> {
+        Self::parse(&req.name, &req.reason, true)
     }
+}
 
-    pub(crate) async fn resume_review(
-        &self,
-        caller: &Caller,
-        req: pb::ResumeReviewRequest,
-    ) -> ServiceResult<ReviewRow> {
-        let id = parse_review(&req.name)?;
-        caller.require(&[Role::Service])?;
-        let r = self.review(&id).await?;
-        if r.state != "PAUSED" {
-            return Ok(r);
-        }
-        let back_to = r
-            .paused_from
-            .clone()
-            .filter(|s| OPEN_STATES.contains(&s.as_str()) || s == "STALLED")
-            .ok_or_else(|| {
-                internal(anyhow::anyhow!(
-                    "{} is PAUSED with no state to resume to ({:?})",
-                    r.name(),
-                    r.paused_from
-                ))
-            })?;
-        let mut tx = self.begin().await?;
-        let done = sqlx::query("UPDATE reviews SET state = $1, paused_from = NULL, version = version + 1 WHERE id = $2 AND state = 'PAUSED'")
-            .bind(back_to.clone())
-            .bind(id.clone())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(ServiceError::Aborted(format!(
-                "{} changed meanwhile; read it again",
-                r.name()
-            )));
-        }
-        // The time paused was not the experts' to answer in.
-        let respond_by = to_stored(now() + chrono::Duration::hours(self.policy.response_hours));
-        sqlx::query("UPDATE invitations SET respond_by = $1, reminded = 0 WHERE review_id = $2 AND state = 'PENDING'")
-            .bind(respond_by)
-            .bind(id.clone())
-            .execute(&mut *tx)
-            .await?;
-        Self::event(
-            &mut tx,
-            &id,
-            &caller.subject,
-            "Resumed",
-            &format!("back to {back_to}"),
-        )
-        .await?;
-        tx.commit().await?;
-        // Replacements held back while paused go now.
-        let draws: Vec<String> =
-            sqlx::query_scalar("SELECT draw_id FROM review_draws WHERE review_id = $1")
-                .bind(id.clone())
-                .fetch_all(&self.db.pool)
-                .await?;
-        for draw in draws {
-            govit_platform::outbox::retry_subject(&self.db, &format!("draws/{draw}"))
-                .await
-                .map_err(internal)?;
-        }
-        self.review(&id).await
+impl TryFrom<pb::PauseReviewRequest> for ReviewChange {
+    type Error = ServiceError;
+
+    fn try_from(req: pb::PauseReviewRequest) -> ServiceResult<Self> {
+        Self::parse(&req.name, &req.reason, false)
     }
+}
 
-    pub(crate) async fn amend_panel(
-        &self,
-        caller: &Caller,
-        req: pb::AmendReviewPanelRequest,
-    ) -> ServiceResult<ReviewRow> {
+impl TryFrom<pb::ResumeReviewRequest> for ReviewChange {
+    type Error = ServiceError;
+
+    fn try_from(req: pb::ResumeReviewRequest) -> ServiceResult<Self> {
+        Ok(ReviewChange {
+            id: parse_review(&req.name)?,
+            reason: String::new(),
+        })
+    }
+}
+
+/// A stalled review's new panel.
+#[derive(Debug, Clone)]
+pub struct PanelAmendment {
+    pub id: String,
+    panel: Vec<pb::PanelRequirement>,
+    reason: String,
+}
+
+impl TryFrom<pb::AmendReviewPanelRequest> for PanelAmendment {
+    type Error = ServiceError;
+
+    fn try_from(req: pb::AmendReviewPanelRequest) -> ServiceResult<Self> {
         let id = parse_review(&req.name)?;
         let mut v = Violations::new();
         check_panel_shape(&mut v, "panel", &req.panel);
-        let why = reason(&mut v, &req.reason, true);
+        let reason = reason(&mut v, &req.reason, true);
         v.finish()?;
-        caller.require(&[Role::Office])?;
-        let r = self.review(&id).await?;
-        if r.state != "STALLED" {
-            return Err(ServiceError::precondition(
-                "STATE_CONFLICT",
-                r.name(),
-                format!(
-                    "{} is {}; only a stalled review's panel is amended",
-                    r.name(),
-                    r.state
-                ),
-            ));
-        }
-        let stage = r.stage().map_err(internal)?;
-        let deadline = date_from_stored(&r.deadline).map_err(internal)?;
-        self.check_with_registry(
-            &r.project_name(),
-            stage,
-            &req.panel,
-            &r.excluded().map_err(internal)?,
-            deadline,
-            "panel",
-        )
-        .await?;
-        let panel: Vec<PanelRec> = req
-            .panel
-            .iter()
-            .map(|p| PanelRec {
-                category: p.category.clone(),
-                count: p.count,
-                alternates: p.alternates,
-            })
-            .collect();
-        let mut tx = self.begin().await?;
-        let done = sqlx::query("UPDATE reviews SET panel = $1, state = 'DRAWING', stall_reason = '', chair_expert_id = NULL, version = version + 1 \
-             WHERE id = $2 AND state = 'STALLED'")
-            .bind(to_json(&panel))
-            .bind(id.clone())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(ServiceError::Aborted(format!(
-                "{} changed meanwhile; read it again",
-                r.name()
-            )));
-        }
-        self.withdraw_panel(
-            &mut tx,
-            &r,
-            "the review's panel was amended",
-            epb::DrawCancelReason::PanelAmended,
-        )
-        .await?;
-        Self::event(&mut tx, &id, &caller.subject, "PanelAmended", &why).await?;
-        tx.commit().await?;
-        tracing::info!(review = %id, "review panel amended; drawing again");
-        self.review(&id).await
+        Ok(PanelAmendment {
+            id,
+            panel: req.panel,
+            reason,
+        })
     }
+}
 
-    /// Office takes an expert off the panel; the next alternate is invited as for a decline.
-    pub(crate) async fn replace_member(
-        &self,
-        caller: &Caller,
-        req: pb::ReplacePanelMemberRequest,
-    ) -> ServiceResult<crate::model::InvitationRow> {
+/// Office's removal of a panel member.
+#[derive(Debug, Clone)]
+pub struct MemberRemoval {
+    name: String,
+    id: String,
+    expert: String,
+    code: epb::ReplacementReason,
+    explanation: String,
+}
+
+impl TryFrom<pb::ReplacePanelMemberRequest> for MemberRemoval {
+    type Error = ServiceError;
+
+    fn try_from(req: pb::ReplacePanelMemberRequest) -> ServiceResult<Self> {
         let (id, expert) = parse_invitation(&req.name)?;
         let mut v = Violations::new();
         let code = match epb::ReplacementReason::try_from(req.reason) {
@@ -296,34 +142,229 @@ impl SchedulingService {
             v.add("explanation", problem);
         }
         v.finish()?;
-        caller.require(&[Role::Office])?;
-        let r = self.review(&id).await?;
-        let invitation = self
-            .invitations(&id)
-            .await?
-            .into_iter()
-            .find(|i| i.expert_id == expert)
-            .ok_or_else(|| ServiceError::not_found("invitation", req.name.clone()))?;
+        Ok(MemberRemoval {
+            name: req.name,
+            id,
+            expert,
+            code,
+            explanation: req.explanation.trim().to_owned(),
+        })
+    }
+}
+
+fn changed_meanwhile(r: &ReviewRow) -> ServiceError {
+    ServiceError::Aborted(format!("{} changed meanwhile; read it again", r.name()))
+}
+
+impl SchedulingService {
+    pub(crate) async fn call_off_review(
+        &self,
+        caller: &Caller,
+        change: ReviewChange,
+    ) -> ServiceResult<ReviewRow> {
+        let (id, why) = (&change.id, &change.reason);
+        let r = self.review(id).await?;
+        match r.state {
+            pb::ReviewState::Cancelled => return Ok(r),
+            pb::ReviewState::Concluded => {
+                return Err(ServiceError::precondition(
+                    "REVIEW_CONCLUDED",
+                    r.name(),
+                    format!("{} is concluded; its decision stands", r.name()),
+                ));
+            }
+            _ => {}
+        }
         let mut tx = self.begin().await?;
-        if !Self::still_in(&mut tx, &id, &["INVITING", "PANEL_CONFIRMED"]).await? {
+        if !move_review(&mut tx, id, ReviewEvent::Cancel, Some(why.clone())).await? {
+            return Err(changed_meanwhile(&r));
+        }
+        self.withdraw_panel(
+            &mut tx,
+            &r,
+            "the review was cancelled",
+            epb::DrawCancelReason::ReviewCancelled,
+        )
+        .await?;
+        Self::event(&mut tx, id, &caller.subject, "Cancelled", why).await?;
+        // The project goes back to be sent again; a project withdrawn already ignores it.
+        let report = ppb::RecordReviewCancellationRequest {
+            name: r.project_name(),
+            review: r.name(),
+            reason: why.clone(),
+        };
+        govit_platform::outbox::enqueue(&mut tx, &Outgoing::RecordReviewCancellation(report))
+            .await?;
+        notify::record(
+            &mut tx,
+            "office",
+            Channel::Email,
+            &format!(
+                "Review {id} of project {} was cancelled: {why}",
+                r.project_id
+            ),
+            id,
+        )
+        .await?;
+        tx.commit().await?;
+        self.notify.notify_waiters();
+        tracing::info!(review = %id, "review cancelled");
+        self.review(id).await
+    }
+
+    pub(crate) async fn pause(
+        &self,
+        caller: &Caller,
+        change: ReviewChange,
+    ) -> ServiceResult<ReviewRow> {
+        let id = &change.id;
+        let r = self.review(id).await?;
+        if !ReviewEvent::Pause.allows(r.state) {
+            // Paused already, or ended: nothing to pause.
+            return Ok(r);
+        }
+        let mut tx = self.begin().await?;
+        if !move_review(&mut tx, id, ReviewEvent::Pause, None).await? {
+            return Err(changed_meanwhile(&r));
+        }
+        Self::event(&mut tx, id, &caller.subject, "Paused", &change.reason).await?;
+        tx.commit().await?;
+        self.review(id).await
+    }
+
+    pub(crate) async fn resume(
+        &self,
+        caller: &Caller,
+        change: ReviewChange,
+    ) -> ServiceResult<ReviewRow> {
+        let id = &change.id;
+        let r = self.review(id).await?;
+        if r.state != pb::ReviewState::Paused {
+            return Ok(r);
+        }
+        let back_to = r
+            .paused_from()
+            .map_err(internal)?
+            .filter(|s| PAUSABLE_STATES.contains(s))
+            .ok_or_else(|| {
+                internal(anyhow::anyhow!(
+                    "{} is PAUSED with no state to resume to ({:?})",
+                    r.name(),
+                    r.paused_from
+                ))
+            })?;
+        let mut tx = self.begin().await?;
+        if !move_review(&mut tx, id, ReviewEvent::Resume(back_to), None).await? {
+            return Err(changed_meanwhile(&r));
+        }
+        // The time paused was not the experts' to answer in.
+        let respond_by = to_stored(now() + chrono::Duration::hours(self.policy.response_hours));
+        sqlx::query("UPDATE invitations SET respond_by = $1, reminded = 0 WHERE review_id = $2 AND state = $3")
+            .bind(respond_by)
+            .bind(id.clone())
+            .bind(pb::InvitationState::Pending.as_stored())
+            .execute(&mut *tx)
+            .await?;
+        let detail = format!("back to {}", back_to.as_stored());
+        Self::event(&mut tx, id, &caller.subject, "Resumed", &detail).await?;
+        tx.commit().await?;
+        // Replacements held back while paused go now.
+        let draws: Vec<String> =
+            sqlx::query_scalar("SELECT draw_id FROM review_draws WHERE review_id = $1")
+                .bind(id.clone())
+                .fetch_all(&self.db.pool)
+                .await?;
+        for draw in draws {
+            govit_platform::outbox::retry_subject(&self.db, &format!("draws/{draw}"))
+                .await
+                .map_err(internal)?;
+        }
+        self.review(id).await
+    }
+
+    pub(crate) async fn amend_panel(
+        &self,
+        caller: &Caller,
+        amendment: PanelAmendment,
+    ) -> ServiceResult<ReviewRow> {
+        let id = &amendment.id;
+        let r = self.review(id).await?;
+        if !ReviewEvent::AmendPanel.allows(r.state) {
             return Err(ServiceError::precondition(
                 "STATE_CONFLICT",
                 r.name(),
-                format!("{} is {}; its panel is not being formed", r.name(), r.state),
+                format!(
+                    "{} is {}; only a stalled review's panel is amended",
+                    r.name(),
+                    r.state.as_stored()
+                ),
             ));
         }
-        let done = sqlx::query("UPDATE invitations SET state = 'CANCELLED' WHERE review_id = $1 AND expert_id = $2 AND state IN ('PENDING', 'CONFIRMED')")
-            .bind(id.clone())
-            .bind(expert.clone())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
+        let deadline = date_from_stored(&r.deadline).map_err(internal)?;
+        self.check_with_registry(
+            &r.project_name(),
+            r.stage,
+            &amendment.panel,
+            &r.excluded().map_err(internal)?,
+            deadline,
+            "panel",
+        )
+        .await?;
+        let panel = crate::model::to_json(&PanelRec::from_requirements(&amendment.panel));
+        let mut tx = self.begin().await?;
+        if !move_review(&mut tx, id, ReviewEvent::AmendPanel, Some(panel)).await? {
+            return Err(changed_meanwhile(&r));
+        }
+        self.withdraw_panel(
+            &mut tx,
+            &r,
+            "the review's panel was amended",
+            epb::DrawCancelReason::PanelAmended,
+        )
+        .await?;
+        Self::event(
+            &mut tx,
+            id,
+            &caller.subject,
+            "PanelAmended",
+            &amendment.reason,
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(review = %id, "review panel amended; drawing again");
+        self.review(id).await
+    }
+
+    /// Office takes an expert off the panel; the next alternate is invited as for a decline.
+    pub(crate) async fn replace_member(
+        &self,
+        caller: &Caller,
+        removal: MemberRemoval,
+    ) -> ServiceResult<InvitationRow> {
+        let (id, expert, name) = (&removal.id, &removal.expert, &removal.name);
+        let r = self.review(id).await?;
+        let invitation = self.invitation(id, expert, name).await?;
+        let mut tx = self.begin().await?;
+        if !lock_review_in(&mut tx, id, &PANEL_STATES).await? {
+            return Err(ServiceError::precondition(
+                "STATE_CONFLICT",
+                r.name(),
+                format!(
+                    "{} is {}; its panel is not being formed",
+                    r.name(),
+                    r.state.as_stored()
+                ),
+            ));
+        }
+        let withdrawn =
+            move_invitations(&mut tx, id, Some(expert), InvitationEvent::Withdraw, None).await?;
+        if withdrawn == 0 {
             return Err(ServiceError::precondition(
                 "NOT_ON_PANEL",
-                req.name.clone(),
+                name.clone(),
                 format!(
-                    "{} is {}; only a pending or confirmed member is replaced",
-                    req.name, invitation.state
+                    "{name} is {}; only a pending or confirmed member is replaced",
+                    invitation.state.as_stored()
                 ),
             ));
         }
@@ -332,37 +373,27 @@ impl SchedulingService {
             .bind(expert.clone())
             .execute(&mut *tx)
             .await?;
-        Self::event(
-            &mut tx,
-            &id,
-            &caller.subject,
-            "MemberReplaced",
-            &format!(
-                "{expert} ({}): {}",
-                code.as_str_name(),
-                req.explanation.trim()
-            ),
-        )
-        .await?;
+        let detail = format!(
+            "{expert} ({}): {}",
+            removal.code.as_str_name(),
+            removal.explanation
+        );
+        Self::event(&mut tx, id, &caller.subject, "MemberReplaced", &detail).await?;
         notify::record(
             &mut tx,
             &format!("experts/{expert}"),
             Channel::Sms,
             &format!(
                 "Your invitation to the {} of project {} is withdrawn by the office. No action is needed.",
-                r.stage.to_lowercase().replace('_', " "),
+                r.stage_words(),
                 r.project_id
             ),
-            &id,
+            id,
         )
         .await?;
-        Self::queue_replacement(&mut tx, &invitation, code).await?;
+        Self::queue_replacement(&mut tx, &invitation, removal.code).await?;
         tx.commit().await?;
-        self.invitations(&id)
-            .await?
-            .into_iter()
-            .find(|i| i.expert_id == expert)
-            .ok_or_else(|| ServiceError::not_found("invitation", req.name.clone()))
+        self.invitation(id, expert, name).await
     }
 
     /// Inside `tx`: every open invitation withdrawn with a message to its expert, the meeting
@@ -376,16 +407,14 @@ impl SchedulingService {
         why: &str,
         code: epb::DrawCancelReason,
     ) -> ServiceResult<()> {
-        let open: Vec<String> = sqlx::query_scalar(
-            "SELECT expert_id FROM invitations WHERE review_id = $1 AND state IN ('PENDING', 'CONFIRMED') ORDER BY seq",
-        )
+        let open: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT expert_id FROM invitations WHERE review_id = $1 AND state IN ({}) ORDER BY seq",
+            InvitationEvent::Withdraw.sources_sql()
+        )))
         .bind(r.id.clone())
         .fetch_all(&mut **tx)
         .await?;
-        sqlx::query("UPDATE invitations SET state = 'CANCELLED' WHERE review_id = $1 AND state IN ('PENDING', 'CONFIRMED')")
-            .bind(r.id.clone())
-            .execute(&mut **tx)
-            .await?;
+        move_invitations(tx, &r.id, None, InvitationEvent::Withdraw, None).await?;
         for expert in &open {
             notify::record(
                 tx,
@@ -393,7 +422,7 @@ impl SchedulingService {
                 Channel::Sms,
                 &format!(
                     "Your invitation to the {} of project {} is withdrawn: {why}. No action is needed.",
-                    r.stage.to_lowercase().replace('_', " "),
+                    r.stage_words(),
                     r.project_id
                 ),
                 &r.id,
@@ -404,38 +433,39 @@ impl SchedulingService {
             .bind(r.id.clone())
             .execute(&mut **tx)
             .await?;
-        if let Some(mut m) = r
-            .meeting()
-            .map_err(internal)?
-            .filter(|m| m.state == "SCHEDULED")
-        {
-            m.state = "CANCELLED".into();
-            m.change_reason = why.to_owned();
-            sqlx::query("UPDATE reviews SET meeting = $1 WHERE id = $2")
-                .bind(to_json(&m))
-                .bind(r.id.clone())
-                .execute(&mut **tx)
-                .await?;
+        if let Some(m) = meeting_after(r.meeting().map_err(internal)?, MeetingEvent::Cancel, why) {
+            store_meeting(tx, &r.id, &m, None).await?;
         }
-        let draws = sqlx::query(
-            "SELECT draw_id FROM review_draws WHERE review_id = $1 AND abandoned = 0 ORDER BY seq",
-        )
-        .bind(r.id.clone())
-        .fetch_all(&mut **tx)
-        .await?;
-        sqlx::query("UPDATE review_draws SET abandoned = 1 WHERE review_id = $1")
-            .bind(r.id.clone())
-            .execute(&mut **tx)
-            .await?;
-        for row in draws {
-            let draw: String = row.try_get(0)?;
-            let cancel = epb::CancelDrawRequest {
-                name: format!("draws/{draw}"),
-                reason: why.to_owned(),
-                reason_code: code as i32,
-            };
-            govit_platform::outbox::enqueue(tx, &Outgoing::CancelDraw(cancel)).await?;
-        }
-        Ok(())
+        abandon_draws(tx, r, why, code).await
     }
+}
+
+/// Inside `tx`: every draw of the review abandoned, and those still current cancelled at the
+/// registry.
+async fn abandon_draws(
+    tx: &mut Tx,
+    r: &ReviewRow,
+    why: &str,
+    code: epb::DrawCancelReason,
+) -> ServiceResult<()> {
+    let draws = sqlx::query(
+        "SELECT draw_id FROM review_draws WHERE review_id = $1 AND abandoned = 0 ORDER BY seq",
+    )
+    .bind(r.id.clone())
+    .fetch_all(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE review_draws SET abandoned = 1 WHERE review_id = $1")
+        .bind(r.id.clone())
+        .execute(&mut **tx)
+        .await?;
+    for row in draws {
+        let draw: String = row.try_get(0)?;
+        let cancel = epb::CancelDrawRequest {
+            name: format!("draws/{draw}"),
+            reason: why.to_owned(),
+            reason_code: code as i32,
+        };
+        govit_platform::outbox::enqueue(tx, &Outgoing::CancelDraw(cancel)).await?;
+    }
+    Ok(())
 }

@@ -10,7 +10,7 @@ use tonic::Status;
 use crate::{
     SchedulingService,
     outbox::{Outgoing, PROJECTS_KINDS, REGISTRY_KINDS},
-    reviews::{OPEN_STATES, Replacement},
+    reviews::{OPEN_STATES, Replacement, sql_states},
 };
 
 /// How long a replacement for a paused review waits before it is looked at again, unless the
@@ -43,11 +43,7 @@ impl SchedulingService {
         }
         let open: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT id FROM reviews WHERE state IN ({}) ORDER BY create_time",
-            OPEN_STATES
-                .iter()
-                .map(|s| format!("'{s}'"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            sql_states(&OPEN_STATES)
         )))
         .fetch_all(&self.db.pool)
         .await?;

@@ -1,6 +1,6 @@
 //! The working-day calendar: Monday to Friday, except the days a year's State Council notice
 //! makes holidays (放假) or make-up workdays (调休上班). A year the calendar does not cover is
-//! refused, never guessed.
+//! refused, never guessed. `years` keeps the years office reads and imports.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,38 +10,26 @@ use govit_platform::{
     Db, ServiceError, ServiceResult,
     time::{now, to_stored},
 };
+use govit_proto::{StoredEnum, scheduling::v1 as pb};
 use sqlx::Row;
+
+mod queries;
+mod years;
+
+pub use queries::{Day, Span, WorkingDaysAfter};
+pub use years::YearImport;
 
 /// The years seeded from the `chinese_holiday` crate at first start; later years are imported
 /// by office (`ImportCalendarYear`, `govit calendar import`) as each notice comes out.
 pub const SEED_YEARS: std::ops::RangeInclusive<i32> = 2024..=2026;
 pub const SEED_SOURCE: &str = "chinese_holiday 2026.0.1, from the State Council notices it cites";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Workday,
-    MakeupWorkday,
-    Holiday,
-}
+/// What a day is: stored, and sent, as the proto's `DayKind`.
+pub type Kind = pb::DayKind;
 
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Workday => "WORKDAY",
-            Kind::MakeupWorkday => "MAKEUP_WORKDAY",
-            Kind::Holiday => "HOLIDAY",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Kind> {
-        [Kind::Workday, Kind::MakeupWorkday, Kind::Holiday]
-            .into_iter()
-            .find(|k| k.as_str() == s)
-    }
-
-    pub fn is_working(self) -> bool {
-        !matches!(self, Kind::Holiday)
-    }
+/// Whether a day of this kind is worked.
+pub fn is_working(kind: Kind) -> bool {
+    kind != Kind::Holiday
 }
 
 pub fn is_weekend(d: NaiveDate) -> bool {
@@ -90,12 +78,13 @@ pub async fn seed(db: &Db) -> anyhow::Result<()> {
     for year in SEED_YEARS {
         let mut tx = db.begin_write().await?;
         let inserted = sqlx::query(
-            "INSERT INTO calendar_years (year, status, version, source, update_time) VALUES ($1, 'OFFICIAL', 1, $2, $3) \
+            "INSERT INTO calendar_years (year, status, version, source, update_time) VALUES ($1, $4, 1, $2, $3) \
              ON CONFLICT (year) DO NOTHING",
         )
         .bind(i64::from(year))
         .bind(SEED_SOURCE)
         .bind(to_stored(now()))
+        .bind(pb::CalendarStatus::Official.as_stored())
         .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() == 1 {
@@ -105,7 +94,7 @@ pub async fn seed(db: &Db) -> anyhow::Result<()> {
                 )
                 .bind(day.to_string())
                 .bind(i64::from(year))
-                .bind(kind.as_str())
+                .bind(kind.as_stored())
                 .bind(name)
                 .execute(&mut *tx)
                 .await?;
@@ -163,13 +152,8 @@ impl View {
             let kind: String = r.try_get(1)?;
             let day =
                 govit_platform::time::date_from_stored(&day).map_err(ServiceError::Internal)?;
-            days.insert(
-                day,
-                (
-                    Kind::parse(&kind).unwrap_or(Kind::Workday),
-                    r.try_get::<String, _>(2)?,
-                ),
-            );
+            let kind = Kind::from_stored(&kind).map_err(|e| ServiceError::Internal(e.into()))?;
+            days.insert(day, (kind, r.try_get::<String, _>(2)?));
         }
         self.years.insert(year, (version, days));
         Ok(())
@@ -221,7 +205,7 @@ impl View {
                 .succ_opt()
                 .ok_or_else(|| ServiceError::field("date", "is out of range"))?;
             years.insert(d.year());
-            if self.kind(db, d).await?.0.is_working() {
+            if is_working(self.kind(db, d).await?.0) {
                 left -= 1;
             }
         }
@@ -242,7 +226,7 @@ impl View {
         while d < end {
             d = d.succ_opt().unwrap_or(end);
             years.insert(d.year());
-            if self.kind(db, d).await?.0.is_working() {
+            if is_working(self.kind(db, d).await?.0) {
                 count += 1;
             }
         }
