@@ -4,8 +4,23 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
 use govit_platform::time::date_from_stored;
+use govit_proto::{StoredEnum, experts::v1::ExpertStatus};
 
-use crate::model::{ConflictRec, ExpertRow, PeriodRec, STATUS_ACTIVE, from_json};
+use crate::model::{ConflictRec, ExpertRow, PeriodRec, from_json};
+
+govit_proto::stored_enum! {
+    /// Why an expert may not be drawn, by the reason code draw-v1 records in the input.
+    pub enum Ineligible("exclusion reason") {
+        Inactive = "INACTIVE",
+        AppointmentExpired = "APPOINTMENT_EXPIRED",
+        Unavailable = "UNAVAILABLE",
+        EmployerConflict = "EMPLOYER_CONFLICT",
+        DeclaredConflict = "DECLARED_CONFLICT",
+        Manual = "MANUAL",
+        AlreadyDrawn = "ALREADY_DRAWN",
+        WorkloadLimit = "WORKLOAD_LIMIT",
+    }
+}
 
 /// What a draw's request and the deployment's policy say about eligibility.
 pub struct Rules<'a> {
@@ -18,19 +33,17 @@ pub struct Rules<'a> {
     pub workload: Option<(&'a BTreeMap<String, i64>, i64)>,
 }
 
-/// The sorted reason codes that exclude `expert`; empty when eligible.
-pub fn exclusion_reasons(
-    expert: &ExpertRow,
-    rules: &Rules<'_>,
-) -> anyhow::Result<Vec<&'static str>> {
+/// The reasons that exclude `expert`, sorted by code as draw-v1 wants them; empty when
+/// eligible.
+pub fn exclusion_reasons(expert: &ExpertRow, rules: &Rules<'_>) -> anyhow::Result<Vec<Ineligible>> {
     let mut reasons = Vec::new();
-    if expert.status != STATUS_ACTIVE {
-        reasons.push("INACTIVE");
+    if expert.status != ExpertStatus::Active {
+        reasons.push(Ineligible::Inactive);
     }
     let start = date_from_stored(&expert.appointment_start)?;
     let end = date_from_stored(&expert.appointment_end)?;
     if rules.meeting_date < start || rules.meeting_date > end {
-        reasons.push("APPOINTMENT_EXPIRED");
+        reasons.push(Ineligible::AppointmentExpired);
     }
     let periods: Vec<PeriodRec> = from_json("unavailable", &expert.unavailable)?;
     let meeting = rules.meeting_date.to_string();
@@ -38,33 +51,33 @@ pub fn exclusion_reasons(
         .iter()
         .any(|p| p.start.as_str() <= meeting.as_str() && meeting.as_str() <= p.end.as_str())
     {
-        reasons.push("UNAVAILABLE");
+        reasons.push(Ineligible::Unavailable);
     }
     if rules
         .excluded_organizations
         .contains(&expert.employer_credit_code)
     {
-        reasons.push("EMPLOYER_CONFLICT");
+        reasons.push(Ineligible::EmployerConflict);
     }
     let conflicts: Vec<ConflictRec> = from_json("conflicts", &expert.conflicts)?;
     if conflicts
         .iter()
         .any(|c| rules.excluded_organizations.contains(&c.credit_code))
     {
-        reasons.push("DECLARED_CONFLICT");
+        reasons.push(Ineligible::DeclaredConflict);
     }
     if rules.manual.contains(&expert.id) {
-        reasons.push("MANUAL");
+        reasons.push(Ineligible::Manual);
     }
     if rules.already_drawn.contains(&expert.id) {
-        reasons.push("ALREADY_DRAWN");
+        reasons.push(Ineligible::AlreadyDrawn);
     }
     if let Some((counts, max)) = rules.workload
         && counts.get(&expert.id).copied().unwrap_or(0) >= max
     {
-        reasons.push("WORKLOAD_LIMIT");
+        reasons.push(Ineligible::WorkloadLimit);
     }
-    reasons.sort_unstable();
+    reasons.sort_unstable_by_key(|r| r.as_stored());
     Ok(reasons)
 }
 
@@ -78,14 +91,14 @@ mod tests {
             display_name: "n".into(),
             employer_credit_code: "EMP".into(),
             employer_name: "e".into(),
-            source: "CITY".into(),
+            source: govit_proto::experts::v1::ExpertSource::City,
             title: String::new(),
             phone: String::new(),
             email: String::new(),
             id_number: String::new(),
             appointment_start: "2026-01-01".into(),
             appointment_end: "2028-12-31".into(),
-            status: "ACTIVE".into(),
+            status: ExpertStatus::Active,
             unavailable: r#"[{"start":"2026-12-01","end":"2026-12-05","reason":"travel"}]"#.into(),
             conflicts: r#"[{"credit_code":"CONF","reason":"former employer"}]"#.into(),
             draws_count: 0,
@@ -114,7 +127,11 @@ mod tests {
             already_drawn: &none,
             workload: workload.map(|max| (&counts, max)),
         };
-        exclusion_reasons(e, &rules).unwrap()
+        exclusion_reasons(e, &rules)
+            .unwrap()
+            .into_iter()
+            .map(StoredEnum::as_stored)
+            .collect()
     }
 
     #[test]
@@ -139,7 +156,7 @@ mod tests {
         );
         assert!(reasons(&expert(), "2026-11-30", &[], Some(3)).is_empty());
         let mut suspended = expert();
-        suspended.status = "SUSPENDED".into();
+        suspended.status = ExpertStatus::Suspended;
         assert_eq!(
             reasons(&suspended, "2026-12-05", &[], None),
             ["INACTIVE", "UNAVAILABLE"]

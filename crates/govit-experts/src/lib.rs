@@ -4,16 +4,20 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod categories;
 mod draws;
 mod eligibility;
+mod experts;
+mod import;
 mod model;
+mod reviews;
 mod roster;
 mod store;
 mod translog;
 mod validation;
 
 use ed25519_dalek::SigningKey;
-use govit_platform::{Authenticator, Db, server::ServerOptions};
+use govit_platform::{Authenticator, Db, ServiceError, server::ServerOptions};
 use govit_proto::experts::v1::expert_registry_service_server::ExpertRegistryServiceServer;
 use sqlx::migrate::Migrator;
 use tonic::service::Routes;
@@ -46,6 +50,11 @@ impl Default for DrawPolicy {
             workload: None,
         }
     }
+}
+
+/// A failure that is the registry's, not the caller's: logged, and opaque to the client.
+fn internal(e: impl Into<anyhow::Error>) -> ServiceError {
+    ServiceError::Internal(e.into())
 }
 
 /// The service, ready to serve. Cheap to clone.

@@ -1,4 +1,4 @@
-//! Rows as stored and their wire forms, with the masking of personal data by role.
+//! Identifiers, rows as stored and their wire forms, with the masking of personal data by role.
 
 use std::collections::BTreeMap;
 
@@ -8,15 +8,60 @@ use govit_platform::{
     Role, resident_id,
     time::{date_from_stored, date_to_proto, stored_to_timestamp},
 };
-use govit_proto::experts::v1 as pb;
+use govit_proto::{StoredEnum, experts::v1 as pb};
 use serde::{Deserialize, Serialize};
 
-fn unreadable(column: &str, value: &str) -> anyhow::Error {
-    anyhow::anyhow!("stored {column} {value:?} is unreadable")
+/// A draw's id (`d-…`), never to be mistaken for a project's, an expert's or a category's.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DrawId(pub String);
+
+impl DrawId {
+    /// The resource name, `draws/{id}`.
+    pub fn name(&self) -> String {
+        format!("draws/{}", self.0)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
-pub fn enum_suffix<'a>(full: &'a str, prefix: &str) -> &'a str {
-    full.strip_prefix(prefix).unwrap_or(full)
+impl From<String> for DrawId {
+    fn from(id: String) -> Self {
+        DrawId(id)
+    }
+}
+
+impl std::fmt::Display for DrawId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An expert's id (`e-001`), never to be mistaken for a draw's or a category's.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ExpertId(pub String);
+
+impl ExpertId {
+    /// The resource name, `experts/{id}`.
+    pub fn name(&self) -> String {
+        format!("experts/{}", self.0)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ExpertId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+govit_proto::stored_enum! {
+    /// How an executed draw placed an expert on a category's panel (`selections.role`).
+    pub enum SelectionRole("selection role") { Selected = "SELECTED", Alternate = "ALTERNATE" }
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -71,14 +116,16 @@ pub struct ExpertRow {
     pub display_name: String,
     pub employer_credit_code: String,
     pub employer_name: String,
-    pub source: String,
+    #[sqlx(try_from = "String")]
+    pub source: pb::ExpertSource,
     pub title: String,
     pub phone: String,
     pub email: String,
     pub id_number: String,
     pub appointment_start: String,
     pub appointment_end: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: pb::ExpertStatus,
     pub unavailable: String,
     pub conflicts: String,
     pub draws_count: i64,
@@ -97,16 +144,10 @@ pub struct ExpertFull {
     pub categories: Vec<String>,
 }
 
-pub const STATUS_ACTIVE: &str = "ACTIVE";
-
 impl ExpertFull {
     /// Registry admins see everything; everyone else sees the ID number and phone masked.
     pub fn to_proto(&self, viewer: Role) -> anyhow::Result<pb::Expert> {
         let r = &self.row;
-        let status = pb::ExpertStatus::from_str_name(&format!("EXPERT_STATUS_{}", r.status))
-            .ok_or_else(|| unreadable("status", &r.status))?;
-        let source = pb::ExpertSource::from_str_name(&format!("EXPERT_SOURCE_{}", r.source))
-            .ok_or_else(|| unreadable("source", &r.source))?;
         let periods: Vec<PeriodRec> = from_json("unavailable", &r.unavailable)?;
         let conflicts: Vec<ConflictRec> = from_json("conflicts", &r.conflicts)?;
         let full = viewer == Role::RegistryAdmin;
@@ -118,7 +159,7 @@ impl ExpertFull {
                 credit_code: r.employer_credit_code.clone(),
                 name: r.employer_name.clone(),
             }),
-            source: source as i32,
+            source: r.source as i32,
             title: r.title.clone(),
             categories: self.categories.clone(),
             phone: if full {
@@ -134,7 +175,7 @@ impl ExpertFull {
             },
             appointment_start_date: Some(date_to_proto(date_from_stored(&r.appointment_start)?)),
             appointment_end_date: Some(date_to_proto(date_from_stored(&r.appointment_end)?)),
-            status: status as i32,
+            status: r.status as i32,
             unavailable_periods: periods
                 .into_iter()
                 .map(|p| -> anyhow::Result<_> {
@@ -185,10 +226,13 @@ pub struct ManualExclusion {
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DrawRow {
-    pub id: String,
+    #[sqlx(try_from = "String")]
+    pub id: DrawId,
     pub project_id: String,
-    pub stage: String,
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub stage: pb::ReviewStage,
+    #[sqlx(try_from = "String")]
+    pub state: pb::DrawState,
     pub meeting_date: String,
     pub request_id: Option<String>,
     pub supplements: Option<String>,
@@ -219,18 +263,35 @@ pub struct ReplacementRow {
     pub category: String,
     pub left_expert: String,
     pub came_in: String,
-    pub reason: String,
+    #[sqlx(try_from = "String")]
+    pub reason: pb::ReplacementReason,
     pub replace_time: String,
 }
 
 impl DrawRow {
     pub fn name(&self) -> String {
-        format!("draws/{}", self.id)
+        self.id.name()
     }
 
-    pub fn state(&self) -> anyhow::Result<pb::DrawState> {
-        pb::DrawState::from_str_name(&format!("DRAW_STATE_{}", self.state))
-            .ok_or_else(|| unreadable("draw state", &self.state))
+    /// How the draw executed; None before it has.
+    pub fn outcome(&self) -> anyhow::Result<Option<pb::DrawOutcome>> {
+        Ok(self
+            .outcome
+            .as_deref()
+            .map(pb::DrawOutcome::from_stored)
+            .transpose()?)
+    }
+
+    /// Whether the draw executed with a full panel: the only draw that can be replaced on or
+    /// supplemented.
+    pub fn has_panel(&self) -> anyhow::Result<bool> {
+        Ok(self.state == pb::DrawState::Executed
+            && self.outcome()? == Some(pb::DrawOutcome::Executed))
+    }
+
+    /// The draw this one supplements, if any.
+    pub fn supplemented(&self) -> Option<DrawId> {
+        self.supplements.clone().map(DrawId)
     }
 
     pub fn panel(&self) -> anyhow::Result<Panel> {
@@ -253,11 +314,8 @@ impl DrawRow {
         confidential: bool,
         witness_required: bool,
     ) -> anyhow::Result<pb::Draw> {
-        let outcome = match self.outcome.as_deref() {
-            None => pb::DrawOutcome::Unspecified,
-            Some(o) => pb::DrawOutcome::from_str_name(&format!("DRAW_OUTCOME_{o}"))
-                .ok_or_else(|| unreadable("outcome", o))?,
-        };
+        // Unspecified on the wire is how a draw that has not executed says so.
+        let outcome = self.outcome()?.unwrap_or(pb::DrawOutcome::Unspecified);
         let panel = if confidential {
             self.panel()?
                 .into_iter()
@@ -279,12 +337,7 @@ impl DrawRow {
                         category: r.category.clone(),
                         left_expert_id: r.left_expert.clone(),
                         replacement_expert_id: r.came_in.clone(),
-                        reason: pb::ReplacementReason::from_str_name(&format!(
-                            "REPLACEMENT_REASON_{}",
-                            r.reason
-                        ))
-                        .ok_or_else(|| unreadable("replacement reason", &r.reason))?
-                            as i32,
+                        reason: r.reason as i32,
                         replace_time: Some(stored_to_timestamp(&r.replace_time)?),
                     })
                 })
@@ -294,12 +347,10 @@ impl DrawRow {
         };
         Ok(pb::Draw {
             name: self.name(),
-            draw_id: self.id.clone(),
+            draw_id: self.id.0.clone(),
             project: format!("projects/{}", self.project_id),
-            stage: pb::ReviewStage::from_short_name(&self.stage)
-                .ok_or_else(|| anyhow::anyhow!("stored stage {:?} is unknown", self.stage))?
-                as i32,
-            state: self.state()? as i32,
+            stage: self.stage as i32,
+            state: self.state as i32,
             meeting_date: Some(date_to_proto(date_from_stored(&self.meeting_date)?)),
             input_json: if confidential {
                 self.input.clone()

@@ -183,6 +183,30 @@ pub fn parse(
             description: "the file is empty".into(),
         }]);
     };
+    let fields = header_fields(&header, letters)?;
+    let rows: Vec<RosterRow> = lines
+        .filter(|(_, cells)| !cells.iter().all(|c| c.trim().is_empty()))
+        .map(|(line, cells)| read_row(line, &cells, &fields, &header, letters))
+        .collect();
+    if rows.is_empty() {
+        return Err(vec![RosterProblem {
+            field: "content".into(),
+            description: "the file has a header but no experts".into(),
+        }]);
+    }
+    Ok(rows)
+}
+
+/// The field of each column of the header row; problems for unknown, repeated and missing
+/// columns.
+fn header_fields(
+    header: &[String],
+    letters: bool,
+) -> Result<Vec<Option<&'static str>>, Vec<RosterProblem>> {
+    let header_problem = |description: String| RosterProblem {
+        field: "content.header".into(),
+        description,
+    };
     let mut problems = Vec::new();
     let mut fields: Vec<Option<&'static str>> = Vec::new();
     for (i, h) in header.iter().enumerate() {
@@ -192,94 +216,91 @@ pub fn parse(
             .find(|(_, names)| names.contains(&wanted.as_str()))
             .map(|(f, _)| *f);
         if found.is_none() && !wanted.is_empty() {
-            problems.push(RosterProblem {
-                field: "content.header".into(),
-                description: format!("line 1, {}: unknown column", column_label(i, h, letters)),
-            });
+            problems.push(header_problem(format!(
+                "line 1, {}: unknown column",
+                column_label(i, h, letters)
+            )));
         }
         if found.is_some() && fields.contains(&found) {
-            problems.push(RosterProblem {
-                field: "content.header".into(),
-                description: format!(
-                    "line 1, {}: column appears twice",
-                    column_label(i, h, letters)
-                ),
-            });
+            problems.push(header_problem(format!(
+                "line 1, {}: column appears twice",
+                column_label(i, h, letters)
+            )));
         }
         fields.push(found);
     }
     for required in REQUIRED {
         if !fields.contains(&Some(required)) {
-            problems.push(RosterProblem {
-                field: "content.header".into(),
-                description: format!("line 1: no column for {required}"),
-            });
+            problems.push(header_problem(format!("line 1: no column for {required}")));
         }
     }
-    if !problems.is_empty() {
-        return Err(problems);
+    if problems.is_empty() {
+        Ok(fields)
+    } else {
+        Err(problems)
     }
-    let mut rows = Vec::new();
-    for (line, cells) in lines {
-        if cells.iter().all(|c| c.trim().is_empty()) {
-            continue;
-        }
-        let mut expert = pb::Expert {
-            employer: Some(pb::Employer::default()),
-            ..Default::default()
-        };
-        let mut columns = BTreeMap::new();
-        for (i, field) in fields.iter().enumerate() {
-            let Some(field) = field else { continue };
-            let value = cells
-                .get(i)
-                .map(|s| s.trim().to_owned())
-                .unwrap_or_default();
-            columns.insert(*field, column_label(i, &header[i], letters));
-            let employer = expert.employer.get_or_insert_with(Default::default);
-            match *field {
-                "expert_id" => expert.expert_id = value,
-                "display_name" => expert.display_name = value,
-                "employer_credit_code" => employer.credit_code = value,
-                "employer_name" => employer.name = value,
-                "source" => expert.source = parse_source(&value),
-                "title" => expert.title = value,
-                "categories" => {
-                    expert.categories = value
-                        .split([';', '；', ',', '，', '、', '|'])
-                        .map(|c| c.trim().to_owned())
-                        .filter(|c| !c.is_empty())
-                        .collect()
-                }
-                "phone" => expert.phone = value,
-                "email" => expert.email = value,
-                "id_number" => expert.id_number = value.to_ascii_uppercase(),
-                "appointment_start_date" => {
-                    expert.appointment_start_date = parse_date(&value).map(date_to_proto)
-                }
-                "appointment_end_date" => {
-                    expert.appointment_end_date = parse_date(&value).map(date_to_proto)
-                }
-                "status" => expert.status = parse_status(&value).map(|s| s as i32).unwrap_or(-1),
-                _ => {}
-            }
-        }
-        if !fields.contains(&Some("status")) {
-            expert.status = pb::ExpertStatus::Active as i32;
-        }
-        rows.push(RosterRow {
-            line,
-            expert,
-            columns,
-        });
+}
+
+/// One data row as the expert it describes.
+fn read_row(
+    line: usize,
+    cells: &[String],
+    fields: &[Option<&'static str>],
+    header: &[String],
+    letters: bool,
+) -> RosterRow {
+    let mut expert = pb::Expert {
+        employer: Some(pb::Employer::default()),
+        ..Default::default()
+    };
+    let mut columns = BTreeMap::new();
+    for (i, field) in fields.iter().enumerate() {
+        let Some(field) = field else { continue };
+        let value = cells
+            .get(i)
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default();
+        columns.insert(*field, column_label(i, &header[i], letters));
+        set_field(&mut expert, field, value);
     }
-    if rows.is_empty() {
-        return Err(vec![RosterProblem {
-            field: "content".into(),
-            description: "the file has a header but no experts".into(),
-        }]);
+    if !fields.contains(&Some("status")) {
+        expert.status = pb::ExpertStatus::Active as i32;
     }
-    Ok(rows)
+    RosterRow {
+        line,
+        expert,
+        columns,
+    }
+}
+
+fn set_field(expert: &mut pb::Expert, field: &str, value: String) {
+    let employer = expert.employer.get_or_insert_with(Default::default);
+    match field {
+        "expert_id" => expert.expert_id = value,
+        "display_name" => expert.display_name = value,
+        "employer_credit_code" => employer.credit_code = value,
+        "employer_name" => employer.name = value,
+        "source" => expert.source = parse_source(&value),
+        "title" => expert.title = value,
+        "categories" => {
+            expert.categories = value
+                .split([';', '；', ',', '，', '、', '|'])
+                .map(|c| c.trim().to_owned())
+                .filter(|c| !c.is_empty())
+                .collect()
+        }
+        "phone" => expert.phone = value,
+        "email" => expert.email = value,
+        "id_number" => expert.id_number = value.to_ascii_uppercase(),
+        "appointment_start_date" => {
+            expert.appointment_start_date = parse_date(&value).map(date_to_proto)
+        }
+        "appointment_end_date" => {
+            expert.appointment_end_date = parse_date(&value).map(date_to_proto)
+        }
+        "status" => expert.status = parse_status(&value).map(|s| s as i32).unwrap_or(-1),
+        _ => {}
+    }
 }
 
 type Table = Vec<(usize, Vec<String>)>;

@@ -2,16 +2,20 @@
 //! hashed as RFC 6962, with tree heads signed by the registry's Ed25519 key.
 //!
 //! Appends take a row lock on `log_state` (PostgreSQL) or the write lock (SQLite), so replicas
-//! sharing one database append one after another and can never fork the log.
+//! sharing one database append one after another and can never fork the log. Inspectors read
+//! it through signed heads, entries and proofs.
 
 use ed25519_dalek::SigningKey;
 use govit_draw::merkle::{self, Hash, TreeHead};
 use govit_platform::{
-    Db, Tx,
+    Db, ServiceError, ServiceResult, Tx, Violations,
     time::{now, to_stored},
 };
+use govit_proto::experts::v1 as pb;
 use serde_json::Value;
 use sqlx::Row;
+
+use crate::{ExpertsService, internal, validation as check};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct EntryRow {
@@ -145,4 +149,120 @@ pub async fn head(db: &Db, key: &SigningKey) -> anyhow::Result<TreeHead> {
         &merkle::root(&leaves),
         &timestamp,
     ))
+}
+
+/// Which log entries a page lists.
+pub struct EntriesQuery {
+    start: u64,
+    limit: u32,
+    draw_id: String,
+}
+
+impl TryFrom<pb::ListLogEntriesRequest> for EntriesQuery {
+    type Error = ServiceError;
+
+    fn try_from(req: pb::ListLogEntriesRequest) -> ServiceResult<Self> {
+        let mut v = Violations::new();
+        if req.limit > 1000 {
+            v.add("limit", "must be at most 1000");
+        }
+        if !req.draw_id.is_empty() {
+            check::code(&mut v, "draw_id", &req.draw_id);
+        }
+        v.finish()?;
+        Ok(EntriesQuery {
+            start: req.start,
+            limit: if req.limit == 0 { 100 } else { req.limit },
+            draw_id: req.draw_id,
+        })
+    }
+}
+
+impl ExpertsService {
+    pub(crate) async fn signed_head(&self) -> ServiceResult<pb::LogHead> {
+        let head = head(&self.store.db, &self.key).await.map_err(internal)?;
+        Ok(pb::LogHead {
+            tree_size: head.tree_size,
+            root_hash: head.root_hash,
+            timestamp: head.timestamp,
+            signature: head.signature,
+            public_key: head.public_key,
+        })
+    }
+
+    pub(crate) async fn entry_page(
+        &self,
+        q: EntriesQuery,
+    ) -> ServiceResult<pb::ListLogEntriesResponse> {
+        let draw = (!q.draw_id.is_empty()).then_some(q.draw_id.as_str());
+        let rows = entries(&self.store.db, q.start, q.limit, draw)
+            .await
+            .map_err(internal)?;
+        Ok(pb::ListLogEntriesResponse {
+            entries: rows
+                .into_iter()
+                .map(|r| pb::LogEntry {
+                    index: r.idx as u64,
+                    entry_json: r.entry,
+                    leaf_hash: r.leaf_hash,
+                })
+                .collect(),
+        })
+    }
+
+    /// The sizes a proof asks about can only be checked against the log as it now is.
+    pub(crate) async fn inclusion(
+        &self,
+        req: pb::GetInclusionProofRequest,
+    ) -> ServiceResult<pb::InclusionProof> {
+        let size = size(&self.store.db).await.map_err(internal)?;
+        let mut v = Violations::new();
+        if req.tree_size == 0 || req.tree_size > size {
+            v.add(
+                "tree_size",
+                format!("must be between 1 and the log's size, {size}"),
+            );
+        }
+        if req.index >= req.tree_size {
+            v.add("index", "must be below tree_size");
+        }
+        v.finish()?;
+        let leaves = leaves(&self.store.db, req.tree_size)
+            .await
+            .map_err(internal)?;
+        let proof = merkle::inclusion_proof(req.index as usize, &leaves);
+        Ok(pb::InclusionProof {
+            index: req.index,
+            tree_size: req.tree_size,
+            leaf_hash: hex::encode(leaves[req.index as usize]),
+            hashes: proof.iter().map(hex::encode).collect(),
+        })
+    }
+
+    pub(crate) async fn consistency(
+        &self,
+        req: pb::GetConsistencyProofRequest,
+    ) -> ServiceResult<pb::ConsistencyProof> {
+        let size = size(&self.store.db).await.map_err(internal)?;
+        let mut v = Violations::new();
+        if req.new_size == 0 || req.new_size > size {
+            v.add(
+                "new_size",
+                format!("must be between 1 and the log's size, {size}"),
+            );
+        }
+        if req.old_size == 0 || req.old_size > req.new_size {
+            v.add("old_size", "must be between 1 and new_size");
+        }
+        v.finish()?;
+        let leaves = leaves(&self.store.db, req.new_size)
+            .await
+            .map_err(internal)?;
+        let proof = merkle::consistency_proof(req.old_size as usize, &leaves);
+        Ok(pb::ConsistencyProof {
+            old_size: req.old_size,
+            new_size: req.new_size,
+            hashes: proof.iter().map(hex::encode).collect(),
+        })
+    }
 }

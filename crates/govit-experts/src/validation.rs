@@ -1,7 +1,7 @@
 //! Field rules for categories and experts, shared by the RPCs and the roster import.
 
 use govit_platform::{
-    Violations, resident_id,
+    ServiceError, ServiceResult, Violations, resident_id,
     time::date_from_proto,
     uscc::CreditCode,
     validate::{is_code, is_email, is_phone, optional_text_problem, text_problem},
@@ -143,4 +143,50 @@ pub fn conflicts(
             reason: c.reason.clone(),
         })
         .collect()
+}
+
+/// The id of the resource name `name` (`{collection}/{id}`), or a violation of `field`.
+pub fn parse_name(field: &str, name: &str, collection: &str) -> ServiceResult<String> {
+    match name
+        .strip_prefix(collection)
+        .and_then(|r| r.strip_prefix('/'))
+    {
+        Some(id) if is_code(id) => Ok(id.to_owned()),
+        _ => Err(ServiceError::field(
+            field,
+            format!("must be {collection}/{{id}}"),
+        )),
+    }
+}
+
+/// The version an etag names; 0 with a violation when it names none.
+pub fn etag(v: &mut Violations, field: &str, etag: &str) -> i64 {
+    match etag.parse::<i64>() {
+        Ok(e) => e,
+        Err(_) => {
+            v.add(
+                field,
+                if etag.is_empty() {
+                    "is required: send the etag as read"
+                } else {
+                    "is not an etag of this service"
+                },
+            );
+            0
+        }
+    }
+}
+
+/// The fields an update mask names; a violation when it names none.
+pub fn mask_paths(v: &mut Violations, mask: Option<prost_types::FieldMask>) -> Vec<String> {
+    let paths = mask.map(|m| m.paths).unwrap_or_default();
+    if paths.is_empty() {
+        v.add("update_mask", "must name the fields to change");
+    }
+    paths
+}
+
+/// The violation of a mask path no field answers to.
+pub fn not_updatable(v: &mut Violations, path: &str) {
+    v.add("update_mask", format!("{path:?} is not an updatable field"));
 }

@@ -1,0 +1,357 @@
+//! The SQL of experts and of the pool a draw reads.
+
+use std::collections::BTreeMap;
+
+use govit_platform::{ServiceError, ServiceResult, StateMachine, Tx, db::is_unique_violation};
+use govit_proto::{StoredEnum, experts::v1 as pb};
+use serde_json::json;
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{Store, internal, placeholders};
+use crate::{
+    experts::ExpertEvent,
+    model::{ExpertFull, ExpertRow, SelectionRole},
+    translog,
+};
+
+const EXPERT_COLUMNS: &str = "id, display_name, employer_credit_code, employer_name, source, title, phone, email, \
+    id_number, appointment_start, appointment_end, status, unavailable, conflicts, draws_count, reviews_count, \
+    version, create_time, update_time, rating_count, rating_sum";
+
+/// The expert columns qualified by the alias `e`, for joins.
+fn aliased_columns() -> String {
+    EXPERT_COLUMNS
+        .split(", ")
+        .map(|c| format!("e.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Whether a logged write brought an expert into the registry or changed one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ExpertChange {
+    Created,
+    Updated,
+}
+
+impl Store {
+    async fn categories_of(&self, ids: &[String]) -> ServiceResult<BTreeMap<String, Vec<String>>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for chunk in ids.chunks(500) {
+            let sql = format!(
+                "SELECT expert_id, category FROM expert_categories WHERE expert_id IN ({}) ORDER BY expert_id, category",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id.clone());
+            }
+            for row in q.fetch_all(&self.db.pool).await? {
+                out.entry(row.try_get(0)?)
+                    .or_default()
+                    .push(row.try_get(1)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Rows with their categories, in the order given.
+    async fn with_categories(&self, rows: Vec<ExpertRow>) -> ServiceResult<Vec<ExpertFull>> {
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let mut categories = self.categories_of(&ids).await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let categories = categories.remove(&row.id).unwrap_or_default();
+                ExpertFull { row, categories }
+            })
+            .collect())
+    }
+
+    pub async fn get_expert(&self, id: &str) -> ServiceResult<Option<ExpertFull>> {
+        let sql = format!("SELECT {EXPERT_COLUMNS} FROM experts WHERE id = $1");
+        let row = sqlx::query_as::<_, ExpertRow>(AssertSqlSafe(sql))
+            .bind(id.to_owned())
+            .fetch_optional(&self.db.pool)
+            .await?;
+        Ok(self.with_categories(row.into_iter().collect()).await?.pop())
+    }
+
+    /// The experts among `ids` that exist, with their categories: a few queries for a whole
+    /// roster rather than two per row.
+    pub async fn experts_by_ids(
+        &self,
+        ids: &[String],
+    ) -> ServiceResult<BTreeMap<String, ExpertFull>> {
+        let mut rows = Vec::new();
+        for chunk in ids.chunks(500) {
+            let sql = format!(
+                "SELECT {EXPERT_COLUMNS} FROM experts WHERE id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query_as::<_, ExpertRow>(AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id.clone());
+            }
+            rows.extend(q.fetch_all(&self.db.pool).await?);
+        }
+        Ok(self
+            .with_categories(rows)
+            .await?
+            .into_iter()
+            .map(|e| (e.row.id.clone(), e))
+            .collect())
+    }
+
+    pub async fn existing_expert_ids(&self, ids: &[String]) -> ServiceResult<Vec<String>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(500) {
+            let sql = format!(
+                "SELECT id FROM experts WHERE id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id.clone());
+            }
+            for row in q.fetch_all(&self.db.pool).await? {
+                out.push(row.try_get(0)?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn list_experts(
+        &self,
+        category: Option<&str>,
+        status: Option<pb::ExpertStatus>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> ServiceResult<Vec<ExpertFull>> {
+        let columns = aliased_columns();
+        let sql = format!(
+            "SELECT {columns} FROM experts e WHERE ($1 = '' OR EXISTS (SELECT 1 FROM expert_categories c \
+             WHERE c.expert_id = e.id AND c.category = $1)) AND ($2 = '' OR e.status = $2) AND e.id > $3 \
+             ORDER BY e.id LIMIT $4"
+        );
+        let rows = sqlx::query_as::<_, ExpertRow>(AssertSqlSafe(sql))
+            .bind(category.unwrap_or("").to_owned())
+            .bind(status.map(StoredEnum::as_stored).unwrap_or(""))
+            .bind(after.unwrap_or("").to_owned())
+            .bind(limit)
+            .fetch_all(&self.db.pool)
+            .await?;
+        self.with_categories(rows).await
+    }
+
+    /// Inserts or replaces an expert (by id) with its categories and log entry, inside `tx`.
+    /// `expected` is the version an update must find; None inserts.
+    pub async fn write_expert(
+        tx: &mut Tx,
+        expert: &ExpertFull,
+        expected: Option<i64>,
+        log_fields: &[String],
+    ) -> ServiceResult<()> {
+        let change = match expected {
+            None => {
+                insert_expert_row(tx, &expert.row).await?;
+                ExpertChange::Created
+            }
+            Some(version) => {
+                update_expert_row(tx, &expert.row, version).await?;
+                sqlx::query("DELETE FROM expert_categories WHERE expert_id = $1")
+                    .bind(expert.row.id.clone())
+                    .execute(&mut **tx)
+                    .await?;
+                ExpertChange::Updated
+            }
+        };
+        for category in &expert.categories {
+            sqlx::query("INSERT INTO expert_categories (category, expert_id) VALUES ($1, $2)")
+                .bind(category.clone())
+                .bind(expert.row.id.clone())
+                .execute(&mut **tx)
+                .await?;
+        }
+        log_expert(tx, expert, change, log_fields).await
+    }
+
+    pub async fn save_expert(
+        &self,
+        expert: &ExpertFull,
+        expected: Option<i64>,
+        log_fields: &[String],
+    ) -> ServiceResult<()> {
+        let mut tx = translog::begin(&self.db).await?;
+        Self::write_expert(&mut tx, expert, expected, log_fields).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The one status transition of experts: `event` moves `expert` (as read, at version
+    /// `expected`) to its target, logged as the update of its status. An expert changed
+    /// meanwhile has another version: a stale etag.
+    pub async fn move_expert(
+        &self,
+        expert: &ExpertFull,
+        event: ExpertEvent,
+        expected: i64,
+    ) -> ServiceResult<()> {
+        let r = &expert.row;
+        let mut tx = translog::begin(&self.db).await?;
+        let sql = format!(
+            "UPDATE experts SET status = $1, version = version + 1, update_time = $2 \
+             WHERE id = $3 AND version = $4 AND status IN ({})",
+            event.sources_sql()
+        );
+        let done = sqlx::query(AssertSqlSafe(sql))
+            .bind(event.target().as_stored())
+            .bind(r.update_time.clone())
+            .bind(r.id.clone())
+            .bind(expected)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(ServiceError::stale_etag(&format!("experts/{}", r.id)));
+        }
+        log_expert(
+            &mut tx,
+            expert,
+            ExpertChange::Updated,
+            &["status".to_owned()],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The pool for a draw: every expert tagged with one of `categories`, with that category.
+    pub async fn pool(&self, categories: &[String]) -> ServiceResult<Vec<(String, ExpertRow)>> {
+        let sql = format!(
+            "SELECT c.category AS pool_category, {} FROM expert_categories c JOIN experts e ON e.id = c.expert_id \
+             WHERE c.category IN ({})",
+            aliased_columns(),
+            placeholders(1, categories.len())
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for c in categories {
+            q = q.bind(c.clone());
+        }
+        let rows = q.fetch_all(&self.db.pool).await?;
+        rows.iter()
+            .map(|row| -> ServiceResult<_> {
+                let category: String = row.try_get("pool_category")?;
+                Ok((category, <ExpertRow as sqlx::FromRow<_>>::from_row(row)?))
+            })
+            .collect()
+    }
+
+    /// How often each expert was selected since `since` (stored instant).
+    pub async fn selection_counts(&self, since: &str) -> ServiceResult<BTreeMap<String, i64>> {
+        let rows = sqlx::query(
+            "SELECT expert_id, COUNT(*) FROM selections WHERE role = $1 AND execute_time >= $2 GROUP BY expert_id",
+        )
+        .bind(SelectionRole::Selected.as_stored())
+        .bind(since.to_owned())
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+}
+
+async fn insert_expert_row(tx: &mut Tx, r: &ExpertRow) -> ServiceResult<()> {
+    let sql = format!(
+        "INSERT INTO experts ({EXPERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+         $15, $16, $17, $18, $19, $20, $21)"
+    );
+    let inserted = sqlx::query(AssertSqlSafe(sql))
+        .bind(r.id.clone())
+        .bind(r.display_name.clone())
+        .bind(r.employer_credit_code.clone())
+        .bind(r.employer_name.clone())
+        .bind(r.source.as_stored())
+        .bind(r.title.clone())
+        .bind(r.phone.clone())
+        .bind(r.email.clone())
+        .bind(r.id_number.clone())
+        .bind(r.appointment_start.clone())
+        .bind(r.appointment_end.clone())
+        .bind(r.status.as_stored())
+        .bind(r.unavailable.clone())
+        .bind(r.conflicts.clone())
+        .bind(r.draws_count)
+        .bind(r.reviews_count)
+        .bind(r.version)
+        .bind(r.create_time.clone())
+        .bind(r.update_time.clone())
+        .bind(r.rating_count)
+        .bind(r.rating_sum)
+        .execute(&mut **tx)
+        .await;
+    match inserted {
+        Err(e) if is_unique_violation(&e) => Err(ServiceError::AlreadyExists {
+            resource_type: "expert",
+            name: format!("experts/{}", r.id),
+        }),
+        other => other.map(drop).map_err(Into::into),
+    }
+}
+
+/// Writes every field an expert's owner edits, if the row is still at `version`.
+async fn update_expert_row(tx: &mut Tx, r: &ExpertRow, version: i64) -> ServiceResult<()> {
+    let done = sqlx::query(
+        "UPDATE experts SET display_name = $1, employer_credit_code = $2, employer_name = $3, source = $4, \
+         title = $5, phone = $6, email = $7, id_number = $8, appointment_start = $9, appointment_end = $10, \
+         status = $11, unavailable = $12, conflicts = $13, version = version + 1, update_time = $14 \
+         WHERE id = $15 AND version = $16",
+    )
+    .bind(r.display_name.clone())
+    .bind(r.employer_credit_code.clone())
+    .bind(r.employer_name.clone())
+    .bind(r.source.as_stored())
+    .bind(r.title.clone())
+    .bind(r.phone.clone())
+    .bind(r.email.clone())
+    .bind(r.id_number.clone())
+    .bind(r.appointment_start.clone())
+    .bind(r.appointment_end.clone())
+    .bind(r.status.as_stored())
+    .bind(r.unavailable.clone())
+    .bind(r.conflicts.clone())
+    .bind(r.update_time.clone())
+    .bind(r.id.clone())
+    .bind(version)
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(ServiceError::stale_etag(&format!("experts/{}", r.id)));
+    }
+    Ok(())
+}
+
+/// Only what shapes the pool goes into the log: never names, phones or ID numbers.
+async fn log_expert(
+    tx: &mut Tx,
+    expert: &ExpertFull,
+    change: ExpertChange,
+    log_fields: &[String],
+) -> ServiceResult<()> {
+    let r = &expert.row;
+    let entry = json!({
+        "type": match change {
+            ExpertChange::Created => "expert_created",
+            ExpertChange::Updated => "expert_updated",
+        },
+        "expert_id": r.id,
+        "fields": log_fields,
+        "categories": expert.categories,
+        "status": r.status.as_stored(),
+        "employer_credit_code": r.employer_credit_code,
+        "appointment_start": r.appointment_start,
+        "appointment_end": r.appointment_end,
+    });
+    translog::append(tx, entry, None).await.map_err(internal)?;
+    Ok(())
+}
