@@ -5,10 +5,13 @@
 
 mod api;
 mod blobs;
+mod documents;
 mod lifecycle;
 mod model;
+mod organizations;
 mod outbox;
 mod overrides;
+mod projects;
 mod reviews;
 mod store;
 mod supervision;

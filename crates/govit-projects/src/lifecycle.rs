@@ -1,9 +1,13 @@
-//! The project lifecycle as data: which action may be taken by whom, from which states, and
-//! where it leads. Handlers check guards that need data (documents, fields); the table here is
-//! the single place that knows the state machine.
+//! The project lifecycle as data: which action may be taken by whom, from which states, where
+//! it leads, and what it carries with it (the etag rule, the message to review scheduling, the
+//! budget baseline). Handlers check guards that need data (documents, fields); the table here
+//! is the single place that knows the state machine.
 
-use govit_platform::Role;
-use govit_proto::projects::v1::{ProjectState as S, ReviewDecision, ReviewStage};
+use govit_platform::{Role, ServiceError};
+use govit_proto::{
+    StoredEnum,
+    projects::v1::{ProjectState as S, ReviewDecision, ReviewStage},
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -168,6 +172,60 @@ impl Action {
         }
     }
 
+    /// Whether the caller must send the etag it read. Peers report outcomes and cancellations
+    /// of a review they run, and an override takes effect when approved, not when read: none
+    /// of them acts on a copy of the project, so an etag is checked only when sent.
+    pub fn etag_required(self) -> bool {
+        !matches!(
+            self,
+            Action::ReviewOutcome(..) | Action::ReviewCancelled | Action::OverrideOutcome(..)
+        )
+    }
+
+    /// Whether the action fixes the approved investment (概算) and writes the project's first
+    /// budget baseline: the preliminary review's approval.
+    pub fn fixes_budget(self) -> bool {
+        matches!(
+            self,
+            Action::ReviewOutcome(ReviewStage::PreliminaryReview, ReviewDecision::Approved)
+                | Action::OverrideOutcome(ReviewStage::PreliminaryReview, ReviewDecision::Approved)
+        )
+    }
+
+    /// Whether the project remembers the state it leaves, to return to it (`suspended_from`).
+    pub fn remembers_source(self) -> bool {
+        matches!(self, Action::Suspend)
+    }
+
+    /// Why the review is cancelled or paused, as review scheduling hears it. A fixed text:
+    /// whoever acted gave their own words to this service's audit trail; the review need only
+    /// know what happened, and cannot refuse it.
+    pub fn review_reason(self, to: S) -> String {
+        match self {
+            Action::OverrideOutcome(..) => "office decided in the panel's stead".to_owned(),
+            _ => format!("the project was {}", to.as_stored().to_lowercase()),
+        }
+    }
+
+    /// The refusal when `from` is not one of the action's sources.
+    pub fn refuse(self, project: &str, from: S) -> ServiceError {
+        let allowed: Vec<_> = self.sources().iter().map(|s| s.as_stored()).collect();
+        ServiceError::precondition(
+            "STATE_CONFLICT",
+            project,
+            format!(
+                "{project} is {}; {} needs it to be {}",
+                from.as_stored(),
+                self.name(),
+                if allowed.is_empty() {
+                    "in no state".into()
+                } else {
+                    allowed.join(" or ")
+                }
+            ),
+        )
+    }
+
     /// Whether the guard of the action reads the project's documents.
     pub fn needs_documents(self) -> bool {
         matches!(
@@ -216,15 +274,6 @@ impl Action {
             Action::Resume => return suspended_from.filter(|_| from == S::Suspended),
         })
     }
-}
-
-/// The short stored name of a state: `DRAFT` for `PROJECT_STATE_DRAFT`.
-pub fn state_name(state: S) -> &'static str {
-    state.as_str_name().trim_start_matches("PROJECT_STATE_")
-}
-
-pub fn state_from_name(name: &str) -> Option<S> {
-    S::from_str_name(&format!("PROJECT_STATE_{name}"))
 }
 
 #[cfg(test)]
@@ -306,15 +355,28 @@ mod tests {
     }
 
     #[test]
-    fn state_names_round_trip() {
-        assert_eq!(
-            state_name(S::UnderPreliminaryReview),
-            "UNDER_PRELIMINARY_REVIEW"
+    fn only_the_preliminary_approval_fixes_the_budget() {
+        for decision in [ReviewDecision::Approved, ReviewDecision::RevisionRequired] {
+            let outcome = Action::ReviewOutcome(ReviewStage::PreliminaryReview, decision);
+            assert_eq!(
+                outcome.fixes_budget(),
+                outcome.target(S::UnderPreliminaryReview, None) == Some(S::Approved)
+            );
+        }
+        let plan_revision = Action::ReviewOutcome(
+            ReviewStage::ImplementationPlanReview,
+            ReviewDecision::RevisionRequired,
         );
         assert_eq!(
-            state_from_name("UNDER_PRELIMINARY_REVIEW"),
-            Some(S::UnderPreliminaryReview)
+            plan_revision.target(S::ImplementationPlanFiled, None),
+            Some(S::Approved)
         );
-        assert_eq!(state_from_name("NOPE"), None);
+        assert!(!plan_revision.fixes_budget());
+    }
+
+    #[test]
+    fn peers_need_no_etag() {
+        assert!(!Action::ReviewCancelled.etag_required());
+        assert!(Action::Submit.etag_required());
     }
 }

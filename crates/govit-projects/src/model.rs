@@ -2,12 +2,13 @@
 //! not prost types, so the stored form does not change when the proto grows.
 
 use govit_platform::time::{date_from_stored, date_to_proto, stored_to_timestamp};
-use govit_proto::projects::v1 as pb;
+use govit_proto::{
+    CorruptValue, StoredEnum,
+    projects::v1::{self as pb, ProjectState as S},
+};
 use serde::{Deserialize, Serialize};
 
 pub use govit_platform::json::{from_json, to_json};
-
-use crate::lifecycle::state_from_name;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ContactRec {
@@ -63,28 +64,71 @@ pub fn project_name(code: &str) -> String {
     format!("projects/{code}")
 }
 
-/// Stored kind names drop the enum prefix: `APPLYING_UNIT`.
-pub fn org_kind_name(kind: pb::OrganizationKind) -> &'static str {
-    kind.as_str_name().trim_start_matches("ORGANIZATION_KIND_")
+/// An enum that may be absent, as the wire carries it: absent is 0, `UNSPECIFIED`.
+fn on_wire<E: Into<i32>>(value: Option<E>) -> i32 {
+    value.map_or(0, Into::into)
 }
 
-pub fn funding_name(f: pb::FundingSource) -> &'static str {
-    f.as_str_name().trim_start_matches("FUNDING_SOURCE_")
+/// A nullable column holding a stored enum: NULL is `None`, anything else must be a known
+/// value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Nullable<T>(pub Option<T>);
+
+impl<T: StoredEnum> TryFrom<Option<String>> for Nullable<T> {
+    type Error = CorruptValue;
+
+    fn try_from(text: Option<String>) -> Result<Self, Self::Error> {
+        text.as_deref()
+            .map(T::from_stored)
+            .transpose()
+            .map(Nullable)
+    }
 }
 
-pub fn document_kind_name(k: pb::DocumentKind) -> &'static str {
-    k.as_str_name().trim_start_matches("DOCUMENT_KIND_")
+impl<T: StoredEnum> Nullable<T> {
+    pub fn as_stored(self) -> Option<&'static str> {
+        self.0.map(T::as_stored)
+    }
 }
 
-fn unreadable(column: &str, value: &str) -> anyhow::Error {
-    anyhow::anyhow!("stored {column} {value:?} is unreadable")
+/// A project's funding source. A draft may have none yet, stored as `UNSPECIFIED` (the one
+/// place that name is stored), so this column does not read through `from_stored`, which
+/// refuses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Funding(pub Option<pb::FundingSource>);
+
+impl Funding {
+    const NONE_YET: &'static str = "UNSPECIFIED";
+
+    pub fn as_stored(self) -> &'static str {
+        self.0.map_or(Self::NONE_YET, StoredEnum::as_stored)
+    }
+}
+
+impl From<pb::FundingSource> for Funding {
+    fn from(source: pb::FundingSource) -> Self {
+        Funding(Some(source).filter(|s| *s != pb::FundingSource::Unspecified))
+    }
+}
+
+impl TryFrom<String> for Funding {
+    type Error = CorruptValue;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        if text == Self::NONE_YET {
+            Ok(Funding(None))
+        } else {
+            pb::FundingSource::from_stored(&text).map(|s| Funding(Some(s)))
+        }
+    }
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OrgRow {
     pub credit_code: String,
     pub display_name: String,
-    pub kind: String,
+    #[sqlx(try_from = "String")]
+    pub kind: pb::OrganizationKind,
     pub contacts: String,
     pub version: i64,
     pub create_time: String,
@@ -92,15 +136,17 @@ pub struct OrgRow {
 }
 
 impl OrgRow {
+    pub fn name(&self) -> String {
+        org_name(&self.credit_code)
+    }
+
     pub fn to_proto(&self) -> anyhow::Result<pb::Organization> {
-        let kind = pb::OrganizationKind::from_str_name(&format!("ORGANIZATION_KIND_{}", self.kind))
-            .ok_or_else(|| unreadable("organization kind", &self.kind))?;
         let contacts: Vec<ContactRec> = from_json("contacts", &self.contacts)?;
         Ok(pb::Organization {
-            name: org_name(&self.credit_code),
+            name: self.name(),
             credit_code: self.credit_code.clone(),
             display_name: self.display_name.clone(),
-            kind: kind as i32,
+            kind: self.kind as i32,
             contacts: contacts.into_iter().map(Into::into).collect(),
             create_time: Some(stored_to_timestamp(&self.create_time)?),
             update_time: Some(stored_to_timestamp(&self.update_time)?),
@@ -121,11 +167,15 @@ pub struct ProjectRow {
     pub planned_start_date: Option<String>,
     pub planned_end_date: Option<String>,
     pub estimated_investment_fen: i64,
-    pub funding_source: String,
+    #[sqlx(try_from = "String")]
+    pub funding_source: Funding,
     pub contacts: String,
     pub feasibility_consultancy: Option<String>,
-    pub state: String,
-    pub suspended_from: Option<String>,
+    #[sqlx(try_from = "String")]
+    pub state: S,
+    /// The state a suspended project returns to.
+    #[sqlx(try_from = "Option<String>")]
+    pub suspended_from: Nullable<S>,
     pub review_panel: String,
     pub return_reasons: String,
     pub implementation_plan: Option<String>,
@@ -152,23 +202,66 @@ pub struct EvaluationRec {
     pub scores: [i32; 3],
     pub weights: [i32; 3],
     pub weighted_score_centi: i32,
+    /// The stored name of the grade (`GOOD`).
     pub grade: String,
     pub benefits: Vec<(String, String, String)>,
     pub report_document: String,
 }
 
+impl EvaluationRec {
+    fn to_proto(&self) -> anyhow::Result<pb::PostEvaluation> {
+        Ok(pb::PostEvaluation {
+            engineering_quality_score: self.scores[0],
+            operating_state_score: self.scores[1],
+            investment_benefit_score: self.scores[2],
+            engineering_quality_weight: self.weights[0],
+            operating_state_weight: self.weights[1],
+            investment_benefit_weight: self.weights[2],
+            weighted_score_centi: self.weighted_score_centi,
+            grade: pb::EvaluationGrade::from_stored(&self.grade)? as i32,
+            benefits: self
+                .benefits
+                .iter()
+                .map(|(benefit, promised, achieved)| pb::BenefitComparison {
+                    benefit: benefit.clone(),
+                    promised: promised.clone(),
+                    achieved: achieved.clone(),
+                })
+                .collect(),
+            report_document: self.report_document.clone(),
+        })
+    }
+}
+
+impl PlanRec {
+    fn to_proto(&self) -> pb::ImplementationPlan {
+        pb::ImplementationPlan {
+            task_plan: self.task_plan.clone(),
+            system_design: self.system_design.clone(),
+            equipment_selection: self.equipment_selection.clone(),
+            schedule: self.schedule.clone(),
+            plan_document: self.plan_document.clone(),
+        }
+    }
+}
+
+impl PanelRec {
+    pub fn to_proto(&self) -> pb::PanelRequirement {
+        pb::PanelRequirement {
+            category: self.category.clone(),
+            count: self.count,
+            alternates: self.alternates,
+        }
+    }
+}
+
+fn stored_date(d: &Option<String>) -> anyhow::Result<Option<govit_proto::google::r#type::Date>> {
+    d.as_deref()
+        .map(|s| date_from_stored(s).map(date_to_proto))
+        .transpose()
+}
+
 impl ProjectRow {
-    pub fn state(&self) -> anyhow::Result<pb::ProjectState> {
-        state_from_name(&self.state).ok_or_else(|| unreadable("state", &self.state))
-    }
-
-    pub fn suspended_from(&self) -> anyhow::Result<Option<pb::ProjectState>> {
-        self.suspended_from
-            .as_deref()
-            .map(|s| state_from_name(s).ok_or_else(|| unreadable("suspended_from", s)))
-            .transpose()
-    }
-
     pub fn name(&self) -> String {
         project_name(&self.code)
     }
@@ -194,31 +287,36 @@ impl ProjectRow {
         flags
     }
 
-    pub fn to_proto(&self) -> anyhow::Result<pb::Project> {
-        let funding =
-            pb::FundingSource::from_str_name(&format!("FUNDING_SOURCE_{}", self.funding_source))
-                .ok_or_else(|| unreadable("funding source", &self.funding_source))?;
-        let contacts: Vec<ContactRec> = from_json("contacts", &self.contacts)?;
-        let reasons: Vec<String> = from_json("return_reasons", &self.return_reasons)?;
+    fn tender_result(&self) -> anyhow::Result<Option<pb::TenderResult>> {
+        let (Some(contractor), Some(firm)) = (&self.contractor, &self.supervision_firm) else {
+            return Ok(None);
+        };
+        Ok(Some(pb::TenderResult {
+            contractor: org_name(contractor),
+            supervision_firm: org_name(firm),
+            contract_amount_fen: self.contract_amount_fen.unwrap_or_default(),
+            contract_date: stored_date(&self.contract_date)?,
+        }))
+    }
+
+    fn implementation_plan(&self) -> anyhow::Result<Option<pb::ImplementationPlan>> {
         let plan: Option<PlanRec> = self
             .implementation_plan
             .as_deref()
             .map(|p| from_json("implementation_plan", p))
             .transpose()?;
-        let date = |d: &Option<String>| -> anyhow::Result<Option<_>> {
-            d.as_deref()
-                .map(|s| date_from_stored(s).map(date_to_proto))
-                .transpose()
-        };
-        let tender_result = match (&self.contractor, &self.supervision_firm) {
-            (Some(contractor), Some(firm)) => Some(pb::TenderResult {
-                contractor: org_name(contractor),
-                supervision_firm: org_name(firm),
-                contract_amount_fen: self.contract_amount_fen.unwrap_or_default(),
-                contract_date: date(&self.contract_date)?,
-            }),
-            _ => None,
-        };
+        Ok(plan.as_ref().map(PlanRec::to_proto))
+    }
+
+    fn post_evaluation(&self) -> anyhow::Result<Option<pb::PostEvaluation>> {
+        self.post_evaluation
+            .as_deref()
+            .map(|e| from_json::<EvaluationRec>("post_evaluation", e)?.to_proto())
+            .transpose()
+    }
+
+    pub fn to_proto(&self) -> anyhow::Result<pb::Project> {
+        let contacts: Vec<ContactRec> = from_json("contacts", &self.contacts)?;
         Ok(pb::Project {
             name: self.name(),
             code: self.code.clone(),
@@ -226,36 +324,22 @@ impl ProjectRow {
             applicant: org_name(&self.applicant),
             category: self.category.clone(),
             description: self.description.clone(),
-            planned_start_date: date(&self.planned_start_date)?,
-            planned_end_date: date(&self.planned_end_date)?,
+            planned_start_date: stored_date(&self.planned_start_date)?,
+            planned_end_date: stored_date(&self.planned_end_date)?,
             estimated_investment_fen: self.estimated_investment_fen,
-            funding_source: funding as i32,
+            funding_source: on_wire(self.funding_source.0),
             contacts: contacts.into_iter().map(Into::into).collect(),
             feasibility_consultancy: self
                 .feasibility_consultancy
                 .as_deref()
                 .map(org_name)
                 .unwrap_or_default(),
-            state: self.state()? as i32,
-            suspended_from: self.suspended_from()?.map(|s| s as i32).unwrap_or_default(),
-            review_panel: self
-                .panel()?
-                .into_iter()
-                .map(|p| pb::PanelRequirement {
-                    category: p.category,
-                    count: p.count,
-                    alternates: p.alternates,
-                })
-                .collect(),
-            return_reasons: reasons,
-            implementation_plan: plan.map(|p| pb::ImplementationPlan {
-                task_plan: p.task_plan,
-                system_design: p.system_design,
-                equipment_selection: p.equipment_selection,
-                schedule: p.schedule,
-                plan_document: p.plan_document,
-            }),
-            tender_result,
+            state: self.state as i32,
+            suspended_from: on_wire(self.suspended_from.0),
+            review_panel: self.panel()?.iter().map(PanelRec::to_proto).collect(),
+            return_reasons: from_json("return_reasons", &self.return_reasons)?,
+            implementation_plan: self.implementation_plan()?,
+            tender_result: self.tender_result()?,
             post_evaluation_summary: self.post_evaluation_summary.clone(),
             approved_budget_fen: self.approved_budget_fen.unwrap_or_default(),
             original_approved_budget_fen: self.original_approved_fen.unwrap_or_default(),
@@ -266,35 +350,7 @@ impl ProjectRow {
                 .map(|id| format!("reviews/{id}"))
                 .unwrap_or_default(),
             flags: self.flags(),
-            post_evaluation: self
-                .post_evaluation
-                .as_deref()
-                .map(|e| from_json::<EvaluationRec>("post_evaluation", e))
-                .transpose()?
-                .map(|e| pb::PostEvaluation {
-                    engineering_quality_score: e.scores[0],
-                    operating_state_score: e.scores[1],
-                    investment_benefit_score: e.scores[2],
-                    engineering_quality_weight: e.weights[0],
-                    operating_state_weight: e.weights[1],
-                    investment_benefit_weight: e.weights[2],
-                    weighted_score_centi: e.weighted_score_centi,
-                    grade: pb::EvaluationGrade::from_str_name(&format!(
-                        "EVALUATION_GRADE_{}",
-                        e.grade
-                    ))
-                    .unwrap_or_default() as i32,
-                    benefits: e
-                        .benefits
-                        .into_iter()
-                        .map(|(benefit, promised, achieved)| pb::BenefitComparison {
-                            benefit,
-                            promised,
-                            achieved,
-                        })
-                        .collect(),
-                    report_document: e.report_document,
-                }),
+            post_evaluation: self.post_evaluation()?,
             create_time: Some(stored_to_timestamp(&self.create_time)?),
             update_time: Some(stored_to_timestamp(&self.update_time)?),
             etag: self.etag(),
@@ -306,7 +362,8 @@ impl ProjectRow {
 pub struct DocumentRow {
     pub id: String,
     pub project_code: String,
-    pub kind: String,
+    #[sqlx(try_from = "String")]
+    pub kind: pb::DocumentKind,
     pub file_name: String,
     pub media_type: String,
     pub size_bytes: i64,
@@ -321,15 +378,10 @@ impl DocumentRow {
         format!("projects/{}/documents/{}", self.project_code, self.id)
     }
 
-    pub fn kind(&self) -> anyhow::Result<pb::DocumentKind> {
-        pb::DocumentKind::from_str_name(&format!("DOCUMENT_KIND_{}", self.kind))
-            .ok_or_else(|| unreadable("document kind", &self.kind))
-    }
-
     pub fn to_proto(&self) -> anyhow::Result<pb::Document> {
         Ok(pb::Document {
             name: self.name(),
-            kind: self.kind()? as i32,
+            kind: self.kind as i32,
             file_name: self.file_name.clone(),
             media_type: self.media_type.clone(),
             size_bytes: self.size_bytes,
@@ -349,8 +401,10 @@ pub struct EventRow {
     pub actor_subject: String,
     pub actor_role: String,
     pub action: String,
-    pub from_state: Option<String>,
-    pub to_state: Option<String>,
+    #[sqlx(try_from = "Option<String>")]
+    pub from_state: Nullable<S>,
+    #[sqlx(try_from = "Option<String>")]
+    pub to_state: Nullable<S>,
     pub changed_fields: String,
     pub reason: String,
     pub document_sha256: String,
@@ -358,12 +412,6 @@ pub struct EventRow {
 
 impl EventRow {
     pub fn to_proto(&self) -> anyhow::Result<pb::ProjectEvent> {
-        let state = |s: &Option<String>| -> anyhow::Result<i32> {
-            Ok(match s.as_deref() {
-                None => 0,
-                Some(s) => state_from_name(s).ok_or_else(|| unreadable("event state", s))? as i32,
-            })
-        };
         Ok(pb::ProjectEvent {
             name: format!("{}/events/{}", self.resource, self.seq),
             sequence: self.seq,
@@ -373,8 +421,8 @@ impl EventRow {
                 role: self.actor_role.clone(),
             }),
             action: self.action.clone(),
-            from_state: state(&self.from_state)?,
-            to_state: state(&self.to_state)?,
+            from_state: on_wire(self.from_state.0),
+            to_state: on_wire(self.to_state.0),
             changed_fields: from_json("changed_fields", &self.changed_fields)?,
             reason: self.reason.clone(),
             document_sha256: from_json("document_sha256", &self.document_sha256)?,

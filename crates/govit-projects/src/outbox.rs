@@ -5,7 +5,7 @@ use govit_platform::{
     error::status_reason,
     outbox::{self, OutboxPayload},
 };
-use govit_proto::{experts::v1 as epb, scheduling::v1 as spb};
+use govit_proto::{StoredEnum, experts::v1 as epb, scheduling::v1 as spb};
 use prost::Message;
 use tonic::Status;
 
@@ -22,24 +22,41 @@ pub enum Outgoing {
     RecordReviewOverride(epb::RecordReviewOverrideRequest),
 }
 
+govit_proto::stored_enum! {
+    /// What a message is, as the outbox stores it: the name of the call.
+    pub enum Kind("outbox message kind") {
+        RequestReview = "RequestReview",
+        CancelReview = "CancelReview",
+        PauseReview = "PauseReview",
+        ResumeReview = "ResumeReview",
+        RecordReviewOverride = "RecordReviewOverride",
+    }
+}
+
 /// The kinds each peer receives, for resuming after that peer's outage.
-const SCHEDULING_KINDS: &[&str] = &[
-    "RequestReview",
-    "CancelReview",
-    "PauseReview",
-    "ResumeReview",
+const SCHEDULING_KINDS: [Kind; 4] = [
+    Kind::RequestReview,
+    Kind::CancelReview,
+    Kind::PauseReview,
+    Kind::ResumeReview,
 ];
-const REGISTRY_KINDS: &[&str] = &["RecordReviewOverride"];
+const REGISTRY_KINDS: [Kind; 1] = [Kind::RecordReviewOverride];
+
+impl Outgoing {
+    fn message_kind(&self) -> Kind {
+        match self {
+            Outgoing::RequestReview(_) => Kind::RequestReview,
+            Outgoing::CancelReview(_) => Kind::CancelReview,
+            Outgoing::PauseReview(_) => Kind::PauseReview,
+            Outgoing::ResumeReview(_) => Kind::ResumeReview,
+            Outgoing::RecordReviewOverride(_) => Kind::RecordReviewOverride,
+        }
+    }
+}
 
 impl OutboxPayload for Outgoing {
     fn kind(&self) -> &'static str {
-        match self {
-            Outgoing::RequestReview(_) => "RequestReview",
-            Outgoing::CancelReview(_) => "CancelReview",
-            Outgoing::PauseReview(_) => "PauseReview",
-            Outgoing::ResumeReview(_) => "ResumeReview",
-            Outgoing::RecordReviewOverride(_) => "RecordReviewOverride",
-        }
+        self.message_kind().as_stored()
     }
 
     /// The review: its request, pause, resumption and cancellation go out in that order.
@@ -64,13 +81,12 @@ impl OutboxPayload for Outgoing {
     }
 
     fn decode(kind: &str, _subject: &str, bytes: &[u8]) -> anyhow::Result<Self> {
-        Ok(match kind {
-            "RequestReview" => Outgoing::RequestReview(Message::decode(bytes)?),
-            "CancelReview" => Outgoing::CancelReview(Message::decode(bytes)?),
-            "PauseReview" => Outgoing::PauseReview(Message::decode(bytes)?),
-            "ResumeReview" => Outgoing::ResumeReview(Message::decode(bytes)?),
-            "RecordReviewOverride" => Outgoing::RecordReviewOverride(Message::decode(bytes)?),
-            other => anyhow::bail!("unknown outbox message kind {other:?}"),
+        Ok(match Kind::from_stored(kind)? {
+            Kind::RequestReview => Outgoing::RequestReview(Message::decode(bytes)?),
+            Kind::CancelReview => Outgoing::CancelReview(Message::decode(bytes)?),
+            Kind::PauseReview => Outgoing::PauseReview(Message::decode(bytes)?),
+            Kind::ResumeReview => Outgoing::ResumeReview(Message::decode(bytes)?),
+            Kind::RecordReviewOverride => Outgoing::RecordReviewOverride(Message::decode(bytes)?),
         })
     }
 }
@@ -138,10 +154,14 @@ impl ProjectsService {
         let service = self.clone();
         tokio::spawn(async move {
             loop {
-                for (peer, kinds) in [(&scheduling, SCHEDULING_KINDS), (&registry, REGISTRY_KINDS)]
-                {
+                let peers: [(_, &[Kind]); 2] = [
+                    (&scheduling, &SCHEDULING_KINDS),
+                    (&registry, &REGISTRY_KINDS),
+                ];
+                for (peer, kinds) in peers {
+                    let kinds: Vec<&str> = kinds.iter().map(|k| k.as_stored()).collect();
                     if let Err(e) =
-                        outbox::resume_if_peer_back(&service.store.db, peer, kinds).await
+                        outbox::resume_if_peer_back(&service.store.db, peer, &kinds).await
                     {
                         tracing::warn!(error = %e, "outbox peer check failed");
                     }

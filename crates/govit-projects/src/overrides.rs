@@ -1,51 +1,34 @@
 //! Office decisions over a review's: asked for with a reason, approved by a second office user
 //! where the deployment requires it, then applied as the project's transition — the open review
-//! cancelled, the act in the audit trail and in the registry's transparency log.
+//! cancelled, the act in the audit trail and in the registry's transparency log. The override's
+//! own machine is [`OverrideEvent`].
 
 use govit_platform::{
-    Caller, Role, ServiceError, ServiceResult, Violations,
+    Caller, Role, ServiceError, ServiceResult, StateMachine, Violations,
     time::{now, stored_to_timestamp, to_stored},
 };
 use govit_proto::{
+    StoredEnum,
     experts::v1 as epb,
-    projects::v1::{self as pb, ReviewDecision, ReviewStage},
+    projects::v1::{self as pb, ReviewDecision, ReviewOverrideState, ReviewStage},
 };
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 
 use crate::{
     ProjectsService,
-    lifecycle::{Action, state_name},
+    lifecycle::Action,
     outbox::Outgoing,
-    store::{Extra, NewEvent, project_event},
+    projects::{Change, Target},
+    store::{Extra, NewEvent, OverrideEvent, OverrideRow, move_override, project_event},
     validation::{self as check},
 };
 
 const MIN_REASON_CHARS: usize = 10;
 const MAX_REASON_CHARS: usize = 2000;
-const PENDING: &str = "PENDING_APPROVAL";
-const APPLIED: &str = "APPLIED";
-const REJECTED: &str = "REJECTED";
-const OVERRIDE_READERS: [Role; 3] = [Role::Office, Role::Supervisor, Role::Inspector];
+pub(crate) const OVERRIDE_READERS: [Role; 3] = [Role::Office, Role::Supervisor, Role::Inspector];
 
 fn internal(e: impl Into<anyhow::Error>) -> ServiceError {
     ServiceError::Internal(e.into())
-}
-
-/// An override as stored.
-struct OverrideRow {
-    id: String,
-    project_code: String,
-    stage: ReviewStage,
-    decision: ReviewDecision,
-    reason: String,
-    review_id: Option<String>,
-    state: String,
-    requested_by: String,
-    approved_by: Option<String>,
-    create_time: String,
-    apply_time: Option<String>,
-    reason_salt: String,
 }
 
 impl OverrideRow {
@@ -53,45 +36,25 @@ impl OverrideRow {
         format!("projects/{}/overrides/{}", self.project_code, self.id)
     }
 
-    fn from_row(row: &sqlx::any::AnyRow) -> anyhow::Result<Self> {
-        let stage: String = row.try_get(2)?;
-        let decision: String = row.try_get(3)?;
-        Ok(OverrideRow {
-            id: row.try_get(0)?,
-            project_code: row.try_get(1)?,
-            stage: ReviewStage::from_short_name(&stage)
-                .ok_or_else(|| anyhow::anyhow!("stored stage {stage:?} is unknown"))?,
-            decision: ReviewDecision::from_short_name(&decision)
-                .ok_or_else(|| anyhow::anyhow!("stored decision {decision:?} is unknown"))?,
-            reason: row.try_get(4)?,
-            review_id: row.try_get(5)?,
-            state: row.try_get(6)?,
-            requested_by: row.try_get(7)?,
-            approved_by: row.try_get(8)?,
-            create_time: row.try_get(9)?,
-            apply_time: row.try_get(10)?,
-            reason_salt: row.try_get(11)?,
-        })
+    fn review_name(&self) -> String {
+        self.review_id
+            .as_ref()
+            .map(|id| format!("reviews/{id}"))
+            .unwrap_or_default()
+    }
+
+    fn action(&self) -> Action {
+        Action::OverrideOutcome(self.stage, self.decision)
     }
 
     fn to_proto(&self) -> anyhow::Result<pb::ReviewOverride> {
-        let state = match self.state.as_str() {
-            PENDING => pb::ReviewOverrideState::PendingApproval,
-            APPLIED => pb::ReviewOverrideState::Applied,
-            REJECTED => pb::ReviewOverrideState::Rejected,
-            other => anyhow::bail!("stored override state {other:?} is unknown"),
-        };
         Ok(pb::ReviewOverride {
             name: self.name(),
             stage: self.stage as i32,
             decision: self.decision as i32,
             reason: self.reason.clone(),
-            review: self
-                .review_id
-                .as_ref()
-                .map(|id| format!("reviews/{id}"))
-                .unwrap_or_default(),
-            state: state as i32,
+            review: self.review_name(),
+            state: self.state as i32,
             requested_by: self.requested_by.clone(),
             approved_by: self.approved_by.clone().unwrap_or_default(),
             create_time: Some(stored_to_timestamp(&self.create_time)?),
@@ -103,16 +66,36 @@ impl OverrideRow {
             reason_salt: self.reason_salt.clone(),
         })
     }
+
+    /// The registry's log entry: the reason only as a salted hash, so the log holds no text.
+    fn log_entry(&self, approvals: i32) -> anyhow::Result<epb::RecordReviewOverrideRequest> {
+        let mut hasher = Sha256::new();
+        hasher.update(hex::decode(&self.reason_salt)?);
+        hasher.update(self.reason.as_bytes());
+        Ok(epb::RecordReviewOverrideRequest {
+            r#override: self.name(),
+            review: self.review_name(),
+            stage: self.stage as i32,
+            decision: self.decision as i32,
+            reason_sha256: hex::encode(hasher.finalize()),
+            approvals,
+        })
+    }
 }
 
-const COLUMNS: &str = "id, project_code, stage, decision, reason, review_id, state, requested_by, approved_by, create_time, apply_time, reason_salt";
+/// An override asked for: the project, its etag as read, and the decision with its reason.
+pub(crate) struct OverrideRequest {
+    code: String,
+    expected: i64,
+    stage: ReviewStage,
+    decision: ReviewDecision,
+    reason: String,
+}
 
-impl ProjectsService {
-    pub(crate) async fn request_override(
-        &self,
-        caller: &Caller,
-        req: pb::OverrideReviewOutcomeRequest,
-    ) -> ServiceResult<pb::ReviewOverride> {
+impl TryFrom<pb::OverrideReviewOutcomeRequest> for OverrideRequest {
+    type Error = ServiceError;
+
+    fn try_from(req: pb::OverrideReviewOutcomeRequest) -> ServiceResult<Self> {
         let mut v = Violations::new();
         let code = check::parse_project_name("name", &req.name);
         if code.is_err() {
@@ -122,23 +105,8 @@ impl ProjectsService {
         if expected.is_err() {
             v.add("etag", "is required: send the etag as read");
         }
-        let stage = check::enum_value::<ReviewStage>(&mut v, "stage", req.stage, false);
-        let decision = check::enum_value::<ReviewDecision>(&mut v, "decision", req.decision, false);
-        match (stage, decision) {
-            (Some(ReviewStage::PostEvaluation), _) => v.add(
-                "stage",
-                "post-evaluation is recorded with RecordPostEvaluation",
-            ),
-            (Some(stage), Some(decision)) if !stage.admits(decision) => v.add(
-                "decision",
-                format!(
-                    "{} does not apply to {}",
-                    decision.as_str_name(),
-                    stage.as_str_name()
-                ),
-            ),
-            _ => {}
-        }
+        let (stage, decision) = check::stage_decision(&mut v, req.stage, req.decision);
+        check::decision_fits(&mut v, stage, decision);
         let reason = req.reason.trim();
         check::text(&mut v, "reason", reason, MAX_REASON_CHARS);
         // The audit trail keeps it for good: no ID or phone numbers in it.
@@ -157,13 +125,53 @@ impl ProjectsService {
         else {
             return Err(ServiceError::field("stage", "is required"));
         };
-        let action = Action::OverrideOutcome(stage, decision);
-        caller.require(action.roles())?;
-        let row = self.visible_project(caller, &code).await?;
-        if expected != row.version {
+        Ok(OverrideRequest {
+            code,
+            expected,
+            stage,
+            decision,
+            reason: reason.to_owned(),
+        })
+    }
+}
+
+impl OverrideRequest {
+    pub fn action(&self) -> Action {
+        Action::OverrideOutcome(self.stage, self.decision)
+    }
+}
+
+/// An override named by a request: `projects/{code}/overrides/{id}`.
+pub(crate) struct OverrideName {
+    name: String,
+    code: String,
+    id: String,
+}
+
+impl TryFrom<String> for OverrideName {
+    type Error = ServiceError;
+
+    fn try_from(name: String) -> ServiceResult<Self> {
+        let (code, id) = govit_platform::validate::child_ids(&name, "projects", "overrides")
+            .map(|(code, id)| (code.to_owned(), id.to_owned()))
+            .ok_or_else(|| ServiceError::field("name", "must be projects/{code}/overrides/{id}"))?;
+        Ok(OverrideName { name, code, id })
+    }
+}
+
+impl ProjectsService {
+    pub(crate) async fn ask_override(
+        &self,
+        caller: &Caller,
+        req: OverrideRequest,
+    ) -> ServiceResult<pb::ReviewOverride> {
+        let action = req.action();
+        let code = &req.code;
+        let row = self.visible_project(caller, code).await?;
+        if req.expected != row.version {
             return Err(ServiceError::stale_etag(&row.name()));
         }
-        let from = row.state().map_err(internal)?;
+        let from = row.state;
         if !action.sources().contains(&from) {
             return Err(ServiceError::precondition(
                 "STATE_CONFLICT",
@@ -171,76 +179,71 @@ impl ProjectsService {
                 format!(
                     "{} is {}; a {} decision cannot be made for it",
                     row.name(),
-                    state_name(from),
-                    stage.short_name()
+                    from.as_stored(),
+                    req.stage.as_stored()
                 ),
             ));
         }
         // A pending override the project has moved past (another state, another review) is
         // overtaken and blocks nothing.
-        self.reject_overtaken(&code, row.review.as_deref(), from, caller)
+        self.reject_overtaken(code, row.review.as_deref(), from, caller)
             .await?;
-        if self.pending_override(&code).await?.is_some() {
+        if self.store.pending_override(code).await?.is_some() {
             return Err(ServiceError::precondition(
                 "STATE_CONFLICT",
                 row.name(),
                 format!("an override of {} waits for approval already", row.name()),
             ));
         }
-        let id = format!("ov-{}", uuid::Uuid::now_v7().simple());
-        let at = to_stored(now());
-        let mut tx = self.store.db.begin_write().await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO review_overrides ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, NULL, $10)"
-        )))
-        .bind(id.clone())
-        .bind(code.clone())
-        .bind(stage.short_name())
-        .bind(decision.short_name())
-        .bind(reason.to_owned())
-        .bind(row.review.clone())
-        .bind(PENDING)
-        .bind(caller.subject.clone())
-        .bind(at.clone())
-        .bind(uuid::Uuid::new_v4().simple().to_string())
-        .execute(&mut *tx)
-        .await?;
-        let name = format!("projects/{code}/overrides/{id}");
-        project_event(
-            &mut tx,
-            &code,
-            &at,
-            caller,
-            &NewEvent {
-                action: "OverrideReviewOutcomeRequested".into(),
-                changed_fields: vec![name.clone(), decision.short_name().into()],
-                reason: reason.to_owned(),
-                ..NewEvent::default()
-            },
-        )
-        .await?;
-        tx.commit().await?;
-        tracing::info!(project = %code, r#override = %id, "review override requested");
-        let ov = self.override_row(&code, &id).await?;
+        let ov = OverrideRow {
+            id: format!("ov-{}", uuid::Uuid::now_v7().simple()),
+            project_code: code.clone(),
+            stage: req.stage,
+            decision: req.decision,
+            reason: req.reason,
+            review_id: row.review.clone(),
+            state: ReviewOverrideState::PendingApproval,
+            requested_by: caller.subject.clone(),
+            approved_by: None,
+            create_time: to_stored(now()),
+            apply_time: None,
+            reason_salt: uuid::Uuid::new_v4().simple().to_string(),
+        };
+        self.insert_override(caller, &ov).await?;
+        tracing::info!(project = %code, r#override = %ov.id, "review override requested");
+        let ov = self.store.get_override(code, &ov.id).await?;
         if self.policy.override_approvers <= 1 {
             return self.apply_override(caller, ov, None).await;
         }
         ov.to_proto().map_err(internal)
     }
 
+    async fn insert_override(&self, caller: &Caller, ov: &OverrideRow) -> ServiceResult<()> {
+        let mut tx = self.store.db.begin_write().await?;
+        self.store.insert_override(&mut tx, ov).await?;
+        let event = NewEvent {
+            action: "OverrideReviewOutcomeRequested".into(),
+            changed_fields: vec![ov.name(), ov.decision.as_stored().into()],
+            reason: ov.reason.clone(),
+            ..NewEvent::default()
+        };
+        project_event(&mut tx, &ov.project_code, &ov.create_time, caller, &event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub(crate) async fn approve_override(
         &self,
         caller: &Caller,
-        req: pb::ApproveReviewOverrideRequest,
+        named: OverrideName,
     ) -> ServiceResult<pb::ReviewOverride> {
-        let (code, id) = parse_override(&req.name)?;
-        caller.require(&[Role::Office])?;
-        let ov = self.override_row(&code, &id).await?;
-        if ov.state != PENDING {
+        let OverrideName { name, code, id } = &named;
+        let ov = self.store.get_override(code, id).await?;
+        if !OverrideEvent::Apply.allows(ov.state) {
             return Err(ServiceError::precondition(
                 "STATE_CONFLICT",
-                req.name.clone(),
-                format!("{} took effect already", req.name),
+                name,
+                format!("{name} took effect already"),
             ));
         }
         if ov.requested_by == caller.subject {
@@ -249,22 +252,17 @@ impl ProjectsService {
             ));
         }
         // What was asked must still be what would happen: the same review, a state it fits.
-        let row = self.visible_project(caller, &code).await?;
-        let from = row.state().map_err(internal)?;
-        if row.review != ov.review_id
-            || !Action::OverrideOutcome(ov.stage, ov.decision)
-                .sources()
-                .contains(&from)
-        {
-            self.reject_overtaken(&code, row.review.as_deref(), from, caller)
+        let row = self.visible_project(caller, code).await?;
+        let from = row.state;
+        if row.review != ov.review_id || !ov.action().sources().contains(&from) {
+            self.reject_overtaken(code, row.review.as_deref(), from, caller)
                 .await?;
             return Err(ServiceError::precondition(
                 "STATE_CONFLICT",
-                req.name.clone(),
+                name,
                 format!(
-                    "{} was overtaken: the project is {} with review {:?} now",
-                    req.name,
-                    state_name(from),
+                    "{name} was overtaken: the project is {} with review {:?} now",
+                    from.as_stored(),
                     row.review
                 ),
             ));
@@ -276,41 +274,36 @@ impl ProjectsService {
     pub(crate) async fn reject_override(
         &self,
         caller: &Caller,
-        req: pb::RejectReviewOverrideRequest,
+        named: OverrideName,
     ) -> ServiceResult<pb::ReviewOverride> {
-        let (code, id) = parse_override(&req.name)?;
-        caller.require(&[Role::Office])?;
-        let ov = self.override_row(&code, &id).await?;
+        let OverrideName { name, code, id } = &named;
+        let ov = self.store.get_override(code, id).await?;
         let mut tx = self.store.db.begin_write().await?;
-        let done = sqlx::query(
-            "UPDATE review_overrides SET state = 'REJECTED', approved_by = $1, apply_time = $2 WHERE id = $3 AND state = 'PENDING_APPROVAL'",
+        let at = to_stored(now());
+        let moved = move_override(
+            &mut *tx,
+            id,
+            OverrideEvent::Reject,
+            Some(caller.subject.clone()),
+            &at,
         )
-        .bind(caller.subject.clone())
-        .bind(to_stored(now()))
-        .bind(id.clone())
-        .execute(&mut *tx)
         .await?;
-        if done.rows_affected() == 0 {
+        if !moved {
             return Err(ServiceError::precondition(
                 "STATE_CONFLICT",
-                req.name.clone(),
-                format!("{} is {} already", req.name, ov.state),
+                name,
+                format!("{name} is {} already", ov.state.as_stored()),
             ));
         }
-        project_event(
-            &mut tx,
-            &code,
-            &to_stored(now()),
-            caller,
-            &NewEvent {
-                action: "RejectReviewOverride".into(),
-                changed_fields: vec![req.name.clone()],
-                ..NewEvent::default()
-            },
-        )
-        .await?;
+        let event = NewEvent {
+            action: "RejectReviewOverride".into(),
+            changed_fields: vec![name.to_owned()],
+            ..NewEvent::default()
+        };
+        project_event(&mut tx, code, &at, caller, &event).await?;
         tx.commit().await?;
-        self.override_row(&code, &id)
+        self.store
+            .get_override(code, id)
             .await?
             .to_proto()
             .map_err(internal)
@@ -324,43 +317,31 @@ impl ProjectsService {
         from: pb::ProjectState,
         caller: &Caller,
     ) -> ServiceResult<()> {
-        let Some(id) = self.pending_override(code).await? else {
+        let Some(id) = self.store.pending_override(code).await? else {
             return Ok(());
         };
-        let ov = self.override_row(code, &id).await?;
-        let fits = ov.review_id.as_deref() == review
-            && Action::OverrideOutcome(ov.stage, ov.decision)
-                .sources()
-                .contains(&from);
-        if fits {
+        let ov = self.store.get_override(code, &id).await?;
+        if ov.review_id.as_deref() == review && ov.action().sources().contains(&from) {
             return Ok(());
         }
-        sqlx::query("UPDATE review_overrides SET state = 'REJECTED', apply_time = $1 WHERE id = $2 AND state = 'PENDING_APPROVAL'")
-            .bind(to_stored(now()))
-            .bind(id.clone())
-            .execute(&self.store.db.pool)
-            .await?;
+        let at = to_stored(now());
+        move_override(&self.store.db.pool, &id, OverrideEvent::Overtake, None, &at).await?;
         tracing::info!(r#override = %id, by = %caller.subject, "pending review override overtaken");
         Ok(())
     }
 
-    pub(crate) async fn list_overrides(
+    pub(crate) async fn project_overrides(
         &self,
         caller: &Caller,
-        req: pb::ListReviewOverridesRequest,
+        code: &str,
     ) -> ServiceResult<pb::ListReviewOverridesResponse> {
-        let code = check::parse_project_name("parent", &req.parent)?;
-        caller.require(&OVERRIDE_READERS)?;
-        self.visible_project(caller, &code).await?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM review_overrides WHERE project_code = $1 ORDER BY create_time, id"
-        )))
-        .bind(code)
-        .fetch_all(&self.store.db.pool)
-        .await?;
-        let overrides = rows
+        self.visible_project(caller, code).await?;
+        let overrides = self
+            .store
+            .list_overrides(code)
+            .await?
             .iter()
-            .map(|r| OverrideRow::from_row(r).and_then(|o| o.to_proto()))
+            .map(OverrideRow::to_proto)
             .collect::<anyhow::Result<_>>()
             .map_err(internal)?;
         Ok(pb::ListReviewOverridesResponse { overrides })
@@ -380,75 +361,31 @@ impl ProjectsService {
             approved_by: approved_by.clone(),
         }];
         if self.registry.is_some() {
+            let approvals = if approved_by.is_some() { 2 } else { 1 };
             extras.push(Extra::Outbox(Outgoing::RecordReviewOverride(
-                epb::RecordReviewOverrideRequest {
-                    r#override: name.clone(),
-                    review: ov
-                        .review_id
-                        .as_ref()
-                        .map(|id| format!("reviews/{id}"))
-                        .unwrap_or_default(),
-                    stage: ov.stage as i32,
-                    decision: ov.decision as i32,
-                    reason_sha256: {
-                        let mut hasher = Sha256::new();
-                        hasher.update(hex::decode(&ov.reason_salt).map_err(internal)?);
-                        hasher.update(ov.reason.as_bytes());
-                        hex::encode(hasher.finalize())
-                    },
-                    approvals: if approved_by.is_some() { 2 } else { 1 },
-                },
+                ov.log_entry(approvals).map_err(internal)?,
             )));
         }
         let reason = format!("decided by office override {name}: {}", ov.reason);
+        let target = Target::without_etag(&ov.project_code);
         let event_name = name.clone();
-        self.transition_with(
+        self.run_transition(
             caller,
-            &format!("projects/{}", ov.project_code),
-            "",
-            Action::OverrideOutcome(ov.stage, ov.decision),
-            Violations::new(),
-            move |_, event, _| {
+            target,
+            ov.action(),
+            Change::new(move |_, event, _| {
                 event.reason = reason;
                 event.changed_fields = vec![event_name];
                 Ok(())
-            },
-            extras,
+            })
+            .with(extras),
         )
         .await?;
         tracing::info!(r#override = %name, "review override applied");
-        self.override_row(&ov.project_code, &ov.id)
+        self.store
+            .get_override(&ov.project_code, &ov.id)
             .await?
             .to_proto()
             .map_err(internal)
     }
-
-    async fn override_row(&self, code: &str, id: &str) -> ServiceResult<OverrideRow> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM review_overrides WHERE project_code = $1 AND id = $2"
-        )))
-        .bind(code.to_owned())
-        .bind(id.to_owned())
-        .fetch_optional(&self.store.db.pool)
-        .await?
-        .ok_or_else(|| {
-            ServiceError::not_found("review override", format!("projects/{code}/overrides/{id}"))
-        })?;
-        OverrideRow::from_row(&row).map_err(internal)
-    }
-
-    async fn pending_override(&self, code: &str) -> ServiceResult<Option<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT id FROM review_overrides WHERE project_code = $1 AND state = 'PENDING_APPROVAL'",
-        )
-        .bind(code.to_owned())
-        .fetch_optional(&self.store.db.pool)
-        .await?)
-    }
-}
-
-fn parse_override(name: &str) -> ServiceResult<(String, String)> {
-    govit_platform::validate::child_ids(name, "projects", "overrides")
-        .map(|(code, id)| (code.to_owned(), id.to_owned()))
-        .ok_or_else(|| ServiceError::field("name", "must be projects/{code}/overrides/{id}"))
 }

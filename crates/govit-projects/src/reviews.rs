@@ -4,19 +4,21 @@
 //! one project whose review it is.
 
 use govit_platform::{
-    Caller, Role, ServiceError, ServiceResult, Violations,
+    Caller, ServiceError, ServiceResult, Violations,
     time::{now, to_timestamp},
 };
 use govit_proto::{
-    projects::v1::{self as pb, ProjectState as S, ReviewDecision, ReviewStage},
+    StoredEnum,
+    projects::v1::{self as pb, ProjectState as S},
     scheduling::v1 as spb,
 };
 
 use crate::{
     ProjectsService,
-    lifecycle::{Action, REVIEW_STATES, ReviewEffect, state_name},
-    model::ProjectRow,
+    lifecycle::{Action, REVIEW_STATES, ReviewEffect},
+    model::{Nullable, PanelRec, ProjectRow},
     outbox::Outgoing,
+    projects::{Change, Target, budget_effect},
     store::{Extra, NewEvent, ReviewOutcomeRecord},
     validation::{self as check, MAX_REASON_CHARS, MAX_TEXT_CHARS},
 };
@@ -52,12 +54,8 @@ impl ProjectsService {
                     panel: row
                         .panel()
                         .map_err(internal)?
-                        .into_iter()
-                        .map(|p| pb::PanelRequirement {
-                            category: p.category,
-                            count: p.count,
-                            alternates: p.alternates,
-                        })
+                        .iter()
+                        .map(PanelRec::to_proto)
                         .collect(),
                     excluded_organizations: [
                         Some(&row.applicant),
@@ -87,12 +85,7 @@ impl ProjectsService {
                 let Some(review) = row.review.as_ref().map(|id| format!("reviews/{id}")) else {
                     return Ok(Vec::new());
                 };
-                // A fixed text: whoever acted gave their own words to this service's audit
-                // trail; the review need only know what happened, and cannot refuse it.
-                let reason = match action {
-                    Action::OverrideOutcome(..) => "office decided in the panel's stead".to_owned(),
-                    _ => format!("the project was {}", state_name(to).to_lowercase()),
-                };
+                let reason = action.review_reason(to);
                 match other {
                     ReviewEffect::Cancel => Outgoing::CancelReview(spb::CancelReviewRequest {
                         name: review,
@@ -109,46 +102,21 @@ impl ProjectsService {
         Ok(vec![Extra::Outbox(call)])
     }
 
-    pub(crate) async fn record_outcome(
+    /// Records a review's decision on its project: applied when the project waits for it,
+    /// kept (and audited) when the project has left the review, and answered with the project
+    /// as it is when redelivered.
+    pub(crate) async fn apply_review_outcome(
         &self,
         caller: &Caller,
-        req: pb::RecordReviewOutcomeRequest,
+        outcome: OutcomeReport,
     ) -> ServiceResult<pb::Project> {
-        let mut v = Violations::new();
-        let review_id = v.resource_id("review", &req.review, "reviews", false);
-        let stage = check::enum_value::<ReviewStage>(&mut v, "stage", req.stage, false);
-        let decision = check::enum_value::<ReviewDecision>(&mut v, "decision", req.decision, false);
-        check::optional_text(&mut v, "summary", &req.summary, MAX_TEXT_CHARS);
-        match (stage, decision) {
-            (Some(ReviewStage::PostEvaluation), _) => v.add(
-                "stage",
-                "post-evaluation is recorded with RecordPostEvaluation",
-            ),
-            (Some(stage), Some(decision)) if !stage.admits(decision) => v.add(
-                "decision",
-                format!(
-                    "{} does not apply to {}",
-                    decision.as_str_name(),
-                    stage.as_str_name()
-                ),
-            ),
-            _ => {}
-        }
-        let code = check::parse_project_name("name", &req.name);
-        if code.is_err() {
-            v.add("name", "must be projects/{code}, e.g. projects/2026-0007");
-        }
-        v.finish()?;
-        let (Some(stage), Some(decision), Ok(code)) = (stage, decision, code) else {
-            return Err(ServiceError::field("stage", "is required"));
-        };
-        let action = Action::ReviewOutcome(stage, decision);
-        caller.require(action.roles())?;
+        let OutcomeReport { req, code, record } = outcome;
+        let action = Action::ReviewOutcome(record.stage, record.decision);
         // A redelivered outcome is answered with the project as it is now.
-        if let Some(previous) = self.store.review_outcome(&review_id).await? {
+        if let Some(previous) = self.store.review_outcome(&record.review_id).await? {
             if previous.project_code != code
-                || previous.stage != stage
-                || previous.decision != decision
+                || previous.stage != record.stage
+                || previous.decision != record.decision
             {
                 return Err(ServiceError::AlreadyExists {
                     resource_type: "review outcome",
@@ -161,10 +129,10 @@ impl ProjectsService {
                 .to_proto()
                 .map_err(internal);
         }
-        let mut row = self.visible_project(caller, &code).await?;
+        let row = self.visible_project(caller, &code).await?;
         // Once the project has a review, only that review decides it.
         if let Some(own) = row.review.as_deref()
-            && own != review_id
+            && own != record.review_id
         {
             return Err(ServiceError::precondition(
                 "REVIEW_MISMATCH",
@@ -176,86 +144,198 @@ impl ProjectsService {
                 ),
             ));
         }
-        let outcome = |applied| ReviewOutcomeRecord {
-            review_id: review_id.clone(),
-            project_code: code.clone(),
-            stage,
-            decision,
-            summary: req.summary.clone(),
-            applied,
-        };
-        let from = row.state().map_err(internal)?;
-        let suspended_from = row.suspended_from().map_err(internal)?;
-        let own_review = row.review.as_deref() == Some(review_id.as_str());
+        let from = row.state;
+        let own_review = row.review.as_deref() == Some(record.review_id.as_str());
         if from == S::Suspended
-            && let Some(left) = suspended_from.filter(|s| action.sources().contains(s))
+            && let Some(left) = row
+                .suspended_from
+                .0
+                .filter(|s| action.sources().contains(s))
         {
-            // The decision was reached before the suspension took hold: it stands, and the
-            // project resumes to where the decision leads.
-            let to = action
-                .target(left, None)
-                .ok_or_else(|| ServiceError::field("decision", "does not apply to this stage"))?;
-            let mut extras = vec![Extra::ReviewOutcome(outcome(true))];
-            extras.extend(approval_effects(&mut row, left, to));
-            row.suspended_from = Some(state_name(to).to_owned());
-            let event = NewEvent {
-                action: action.name().into(),
-                from_state: Some(state_name(from)),
-                to_state: Some(state_name(from)),
-                changed_fields: vec![review_id.clone(), "suspended_from".into()],
-                reason: req.summary.clone(),
-                ..NewEvent::default()
-            };
-            return self.save(row, caller, event, extras).await;
+            return self.decide_while_suspended(caller, row, left, record).await;
         }
         if own_review && !action.sources().contains(&from) {
-            // The review concluded as the project left it (withdrawn, or decided by an office
-            // override): the panel's decision is kept and audited, and changes nothing.
-            let event = NewEvent {
-                action: "ReviewOutcomeNotApplied".into(),
-                from_state: Some(state_name(from)),
-                to_state: Some(state_name(from)),
-                changed_fields: vec![review_id.clone()],
-                reason: format!(
-                    "{} arrived after the project was {}: {}",
-                    decision.short_name(),
-                    state_name(from),
-                    req.summary
-                ),
-                ..NewEvent::default()
-            };
-            return self
-                .save(
-                    row,
-                    caller,
-                    event,
-                    vec![Extra::ReviewOutcome(outcome(false))],
-                )
-                .await;
+            return self.keep_unapplied(caller, row, record).await;
         }
-        let summary = req.summary.clone();
-        let event_review = review_id.clone();
-        self.transition_with(
+        let summary = record.summary.clone();
+        let event_review = record.review_id.clone();
+        let target = Target::parse_alone(&req.name, &req.etag, action)?;
+        let change = Change::new(move |_row, event, _| {
+            event.changed_fields = vec![event_review];
+            event.reason = summary;
+            Ok(())
+        });
+        self.run_transition(
             caller,
-            &req.name,
-            &req.etag,
+            target,
             action,
-            Violations::new(),
-            move |_row, event, _| {
-                event.changed_fields = vec![event_review];
-                event.reason = summary;
-                Ok(())
-            },
-            vec![Extra::ReviewOutcome(outcome(true))],
+            change.with(vec![Extra::ReviewOutcome(record)]),
         )
         .await
     }
 
-    pub(crate) async fn record_cancellation(
+    /// The decision was reached before the suspension took hold: it stands, and the project
+    /// resumes to where the decision leads.
+    async fn decide_while_suspended(
         &self,
         caller: &Caller,
-        req: pb::RecordReviewCancellationRequest,
+        mut row: ProjectRow,
+        left: S,
+        record: ReviewOutcomeRecord,
     ) -> ServiceResult<pb::Project> {
+        let action = Action::ReviewOutcome(record.stage, record.decision);
+        let to = action
+            .target(left, None)
+            .ok_or_else(|| ServiceError::field("decision", "does not apply to this stage"))?;
+        let event = NewEvent {
+            action: action.name().into(),
+            from_state: Some(row.state),
+            to_state: Some(row.state),
+            changed_fields: vec![record.review_id.clone(), "suspended_from".into()],
+            reason: record.summary.clone(),
+            ..NewEvent::default()
+        };
+        let mut extras = vec![Extra::ReviewOutcome(record)];
+        extras.extend(budget_effect(action, &mut row));
+        row.suspended_from = Nullable(Some(to));
+        self.write_as_read(row, caller, event, extras).await
+    }
+
+    /// The review concluded as the project left it (withdrawn, or decided by an office
+    /// override): the panel's decision is kept and audited, and changes nothing.
+    async fn keep_unapplied(
+        &self,
+        caller: &Caller,
+        row: ProjectRow,
+        record: ReviewOutcomeRecord,
+    ) -> ServiceResult<pb::Project> {
+        let event = NewEvent {
+            action: "ReviewOutcomeNotApplied".into(),
+            from_state: Some(row.state),
+            to_state: Some(row.state),
+            changed_fields: vec![record.review_id.clone()],
+            reason: format!(
+                "{} arrived after the project was {}: {}",
+                record.decision.as_stored(),
+                row.state.as_stored(),
+                record.summary
+            ),
+            ..NewEvent::default()
+        };
+        let record = ReviewOutcomeRecord {
+            applied: false,
+            ..record
+        };
+        self.write_as_read(row, caller, event, vec![Extra::ReviewOutcome(record)])
+            .await
+    }
+
+    /// Records that review scheduling cancelled the project's review: the project goes back to
+    /// be sent again (or will, when resumed).
+    pub(crate) async fn apply_review_cancellation(
+        &self,
+        caller: &Caller,
+        cancellation: CancellationReport,
+    ) -> ServiceResult<pb::Project> {
+        let CancellationReport {
+            code,
+            review_id,
+            reason,
+        } = cancellation;
+        let mut row = self.visible_project(caller, &code).await?;
+        let from = row.state;
+        // A report about a review the project has moved past (withdrawn with it, or sent to a
+        // new review since) changes nothing.
+        if row.review.as_deref() != Some(review_id.as_str()) {
+            return row.to_proto().map_err(internal);
+        }
+        if REVIEW_STATES.contains(&from) {
+            let change = Change::new(move |_, event, _| {
+                event.reason = reason;
+                Ok(())
+            });
+            return self
+                .run_transition(
+                    caller,
+                    Target::without_etag(&code),
+                    Action::ReviewCancelled,
+                    change,
+                )
+                .await;
+        }
+        if from == S::Suspended
+            && let Some(left) = row.suspended_from.0.filter(|s| REVIEW_STATES.contains(s))
+            && let Some(to) = Action::ReviewCancelled.target(left, None)
+        {
+            row.suspended_from = Nullable(Some(to));
+            let event = NewEvent {
+                action: Action::ReviewCancelled.name().into(),
+                from_state: Some(from),
+                to_state: Some(from),
+                changed_fields: vec!["suspended_from".into()],
+                reason,
+                ..NewEvent::default()
+            };
+            return self.write_as_read(row, caller, event, Vec::new()).await;
+        }
+        row.to_proto().map_err(internal)
+    }
+}
+
+/// A review's decision as review scheduling reports it.
+pub(crate) struct OutcomeReport {
+    req: pb::RecordReviewOutcomeRequest,
+    code: String,
+    record: ReviewOutcomeRecord,
+}
+
+impl TryFrom<pb::RecordReviewOutcomeRequest> for OutcomeReport {
+    type Error = ServiceError;
+
+    fn try_from(req: pb::RecordReviewOutcomeRequest) -> ServiceResult<Self> {
+        let mut v = Violations::new();
+        let review_id = v.resource_id("review", &req.review, "reviews", false);
+        let (stage, decision) = check::stage_decision(&mut v, req.stage, req.decision);
+        check::optional_text(&mut v, "summary", &req.summary, MAX_TEXT_CHARS);
+        check::decision_fits(&mut v, stage, decision);
+        let code = check::parse_project_name("name", &req.name);
+        if code.is_err() {
+            v.add("name", "must be projects/{code}, e.g. projects/2026-0007");
+        }
+        v.finish()?;
+        let (Some(stage), Some(decision), Ok(code)) = (stage, decision, code) else {
+            return Err(ServiceError::field("stage", "is required"));
+        };
+        let record = ReviewOutcomeRecord {
+            review_id,
+            project_code: code.clone(),
+            stage,
+            decision,
+            summary: req.summary.clone(),
+            applied: true,
+        };
+        Ok(OutcomeReport { req, code, record })
+    }
+}
+
+impl OutcomeReport {
+    pub fn action(&self) -> Action {
+        Action::ReviewOutcome(self.record.stage, self.record.decision)
+    }
+}
+
+/// A review's cancellation as review scheduling reports it.
+pub(crate) struct CancellationReport {
+    code: String,
+    review_id: String,
+    /// For the audit trail: which review, and why.
+    reason: String,
+}
+
+impl TryFrom<pb::RecordReviewCancellationRequest> for CancellationReport {
+    type Error = ServiceError;
+
+    fn try_from(req: pb::RecordReviewCancellationRequest) -> ServiceResult<Self> {
         let mut v = Violations::new();
         let review_id = v.resource_id("review", &req.review, "reviews", false);
         check::optional_text(&mut v, "reason", &req.reason, MAX_REASON_CHARS);
@@ -264,77 +344,10 @@ impl ProjectsService {
             v.add("name", "must be projects/{code}, e.g. projects/2026-0007");
         }
         v.finish()?;
-        let code = code?;
-        caller.require(&[Role::Service])?;
-        let mut row = self.visible_project(caller, &code).await?;
-        let from = row.state().map_err(internal)?;
-        // A report about a review the project has moved past (withdrawn with it, or sent to a
-        // new review since) changes nothing.
-        if row.review.as_deref() != Some(review_id.as_str()) {
-            return row.to_proto().map_err(internal);
-        }
-        let reason = format!("review {} cancelled: {}", req.review, req.reason);
-        if REVIEW_STATES.contains(&from) {
-            return self
-                .transition(
-                    caller,
-                    &req.name,
-                    "",
-                    Action::ReviewCancelled,
-                    Violations::new(),
-                    move |_, event, _| {
-                        event.reason = reason;
-                        Ok(())
-                    },
-                )
-                .await;
-        }
-        if from == S::Suspended
-            && let Some(left) = row
-                .suspended_from()
-                .map_err(internal)?
-                .filter(|s| REVIEW_STATES.contains(s))
-            && let Some(to) = Action::ReviewCancelled.target(left, None)
-        {
-            row.suspended_from = Some(state_name(to).to_owned());
-            let event = NewEvent {
-                action: Action::ReviewCancelled.name().into(),
-                from_state: Some(state_name(from)),
-                to_state: Some(state_name(from)),
-                changed_fields: vec!["suspended_from".into()],
-                reason,
-                ..NewEvent::default()
-            };
-            return self.save(row, caller, event, Vec::new()).await;
-        }
-        row.to_proto().map_err(internal)
-    }
-
-    async fn save(
-        &self,
-        row: ProjectRow,
-        caller: &Caller,
-        event: NewEvent,
-        extras: Vec<Extra>,
-    ) -> ServiceResult<pb::Project> {
-        let version = row.version;
-        self.store
-            .save_project(row, version, caller, event, extras)
-            .await?
-            .to_proto()
-            .map_err(internal)
-    }
-}
-
-/// The approved investment (概算) is fixed when the preliminary review approves.
-pub(crate) fn approval_effects(row: &mut ProjectRow, from: S, to: S) -> Option<Extra> {
-    if to == S::Approved && from == S::UnderPreliminaryReview {
-        row.approved_budget_fen = Some(row.estimated_investment_fen);
-        row.original_approved_fen = Some(row.estimated_investment_fen);
-        Some(Extra::FirstBaseline {
-            budget_fen: row.estimated_investment_fen,
+        Ok(CancellationReport {
+            code: code?,
+            review_id,
+            reason: format!("review {} cancelled: {}", req.review, req.reason),
         })
-    } else {
-        None
     }
 }

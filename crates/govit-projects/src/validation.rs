@@ -235,3 +235,60 @@ pub fn document_of(project: &str, document: &str) -> Option<String> {
     let (code, id) = parse_child_name("document", document, "documents").ok()?;
     (project.strip_prefix("projects/") == Some(code.as_str())).then_some(id)
 }
+
+/// Like [`etag`], adding its problem to `v`.
+pub fn etag_into(v: &mut Violations, field: &str, value: &str) -> Option<i64> {
+    absorb(v, etag(field, value))
+}
+
+/// Like [`parse_project_name`], adding its problem to `v`.
+pub fn project_name_into(v: &mut Violations, field: &str, name: &str) -> Option<String> {
+    absorb(v, parse_project_name(field, name))
+}
+
+fn absorb<T>(v: &mut Violations, result: ServiceResult<T>) -> Option<T> {
+    match result {
+        Ok(value) => Some(value),
+        Err(ServiceError::InvalidArgument(violations)) => {
+            for x in violations {
+                v.add(x.field, x.description);
+            }
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// A review's stage and decision, each a known value.
+pub fn stage_decision(
+    v: &mut Violations,
+    stage: i32,
+    decision: i32,
+) -> (Option<pb::ReviewStage>, Option<pb::ReviewDecision>) {
+    let stage = enum_value::<pb::ReviewStage>(v, "stage", stage, false);
+    let decision = enum_value::<pb::ReviewDecision>(v, "decision", decision, false);
+    (stage, decision)
+}
+
+/// The decision must fit the stage; post-evaluation is not decided by a review.
+pub fn decision_fits(
+    v: &mut Violations,
+    stage: Option<pb::ReviewStage>,
+    decision: Option<pb::ReviewDecision>,
+) {
+    match (stage, decision) {
+        (Some(pb::ReviewStage::PostEvaluation), _) => v.add(
+            "stage",
+            "post-evaluation is recorded with RecordPostEvaluation",
+        ),
+        (Some(stage), Some(decision)) if !stage.admits(decision) => v.add(
+            "decision",
+            format!(
+                "{} does not apply to {}",
+                decision.as_str_name(),
+                stage.as_str_name()
+            ),
+        ),
+        _ => {}
+    }
+}

@@ -1,0 +1,178 @@
+//! The SQL of projects, organisations, documents, review outcomes and overrides, and the audit
+//! trail (supervision keeps its own). Every change and its audit event are written in one
+//! transaction; optimistic concurrency on `version` decides races.
+
+mod documents;
+mod organizations;
+mod overrides;
+mod projects;
+
+use govit_platform::{Caller, Db, ServiceError, ServiceResult, Tx};
+use govit_proto::{StoredEnum, projects::v1::ProjectState};
+use sqlx::{AssertSqlSafe, Row};
+
+use crate::model::{EventRow, to_json};
+
+pub use overrides::{OverrideEvent, OverrideRow, move_override};
+pub use projects::{Extra, ReviewOutcomeRecord};
+
+/// What an audit event says beyond who and when.
+#[derive(Debug, Default, Clone)]
+pub struct NewEvent {
+    pub action: String,
+    pub from_state: Option<ProjectState>,
+    pub to_state: Option<ProjectState>,
+    pub changed_fields: Vec<String>,
+    pub reason: String,
+    pub document_sha256: Vec<String>,
+}
+
+/// A bound value for the statements built from column lists.
+#[derive(Debug, Clone)]
+pub enum Arg {
+    Text(String),
+    Int(i64),
+    OptionalText(Option<String>),
+    OptionalInt(Option<i64>),
+}
+
+impl From<&str> for Arg {
+    fn from(text: &str) -> Self {
+        Arg::Text(text.to_owned())
+    }
+}
+
+const EVENT_COLUMNS: &str = "resource, seq, occur_time, actor_subject, actor_role, action, \
+    from_state, to_state, changed_fields, reason, document_sha256";
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub db: Db,
+}
+
+pub(crate) fn bind_all<'q, O>(
+    mut query: sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments>,
+    args: Vec<Arg>,
+) -> sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments> {
+    for arg in args {
+        query = match arg {
+            Arg::Text(s) => query.bind(s),
+            Arg::Int(i) => query.bind(i),
+            Arg::OptionalText(s) => query.bind(s),
+            Arg::OptionalInt(i) => query.bind(i),
+        };
+    }
+    query
+}
+
+/// `$first, $first+1, …` for `count` values.
+pub(crate) fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub async fn insert_event(
+    tx: &mut Tx,
+    resource: &str,
+    seq: i64,
+    at: &str,
+    actor: &Caller,
+    event: &NewEvent,
+) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES ({})",
+        placeholders(1, 11)
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(resource.to_owned())
+        .bind(seq)
+        .bind(at.to_owned())
+        .bind(actor.subject.clone())
+        .bind(actor.role.as_str())
+        .bind(event.action.clone())
+        .bind(event.from_state.map(StoredEnum::as_stored))
+        .bind(event.to_state.map(StoredEnum::as_stored))
+        .bind(to_json(&event.changed_fields))
+        .bind(event.reason.clone())
+        .bind(to_json(&event.document_sha256))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Writes the next audit event of a project inside `tx`: bumps the project's event counter
+/// (which also locks its row) and records the event under that sequence. The one way events
+/// that do not change the project's own fields are written.
+pub async fn project_event(
+    tx: &mut Tx,
+    code: &str,
+    at: &str,
+    actor: &Caller,
+    event: &NewEvent,
+) -> ServiceResult<i64> {
+    let counted = sqlx::query(
+        "UPDATE projects SET event_count = event_count + 1 WHERE code = $1 RETURNING event_count",
+    )
+    .bind(code.to_owned())
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(counted) = counted else {
+        return Err(ServiceError::not_found(
+            "project",
+            crate::model::project_name(code),
+        ));
+    };
+    let seq: i64 = counted.try_get(0)?;
+    insert_event(tx, &crate::model::project_name(code), seq, at, actor, event).await?;
+    Ok(seq)
+}
+
+#[allow(clippy::too_many_arguments)] // one column each; a struct would only rename them
+pub async fn insert_baseline(
+    tx: &mut Tx,
+    project: &str,
+    seq: i64,
+    budget_fen: i64,
+    source: crate::supervision::BaselineSource,
+    budget_change: Option<&str>,
+    reason: &str,
+    at: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO budget_baselines (project_code, seq, budget_fen, source, budget_change, reason, create_time) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(project.to_owned())
+    .bind(seq)
+    .bind(budget_fen)
+    .bind(source.as_stored())
+    .bind(budget_change.map(str::to_owned))
+    .bind(reason.to_owned())
+    .bind(at.to_owned())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// The audit trail of one resource, after `after_seq`, oldest first.
+    pub async fn list_events(
+        &self,
+        resource: &str,
+        after_seq: Option<i64>,
+        limit: i64,
+    ) -> ServiceResult<Vec<EventRow>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM audit_events WHERE resource = $1 AND seq > $2 \
+             ORDER BY seq LIMIT $3"
+        );
+        Ok(sqlx::query_as::<_, EventRow>(AssertSqlSafe(sql))
+            .bind(resource.to_owned())
+            .bind(after_seq.unwrap_or(0))
+            .bind(limit)
+            .fetch_all(&self.db.pool)
+            .await?)
+    }
+}

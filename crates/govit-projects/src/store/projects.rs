@@ -1,0 +1,393 @@
+//! The SQL of projects and of what a project change writes with it.
+
+use govit_platform::{
+    Caller, ServiceError, ServiceResult, Tx,
+    db::is_unique_violation,
+    time::{now, to_stored},
+};
+use govit_proto::{
+    StoredEnum,
+    projects::v1::{ProjectState, ReviewDecision, ReviewStage},
+};
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{
+    Arg, NewEvent, OverrideEvent, Store, bind_all, insert_baseline, insert_event, placeholders,
+};
+use crate::model::ProjectRow;
+
+const PROJECT_COLUMNS: &str = "code, year, seq, display_name, applicant, category, description, \
+    planned_start_date, planned_end_date, estimated_investment_fen, funding_source, contacts, \
+    feasibility_consultancy, state, suspended_from, review_panel, return_reasons, \
+    implementation_plan, contractor, supervision_firm, contract_amount_fen, contract_date, \
+    post_evaluation_summary, version, event_count, create_time, update_time, approved_budget_fen, \
+    original_approved_fen, disbursed_fen, post_evaluation, review";
+
+/// The columns a project's write sets, each beside its value. `disbursed_fen` is not among
+/// them: only a disbursement moves it, in the statement that checks the budget.
+fn written_columns(row: &ProjectRow) -> Vec<(&'static str, Arg)> {
+    use Arg::{Int, OptionalInt, OptionalText, Text};
+    vec![
+        ("display_name", Text(row.display_name.clone())),
+        ("category", Text(row.category.clone())),
+        ("description", Text(row.description.clone())),
+        (
+            "planned_start_date",
+            OptionalText(row.planned_start_date.clone()),
+        ),
+        (
+            "planned_end_date",
+            OptionalText(row.planned_end_date.clone()),
+        ),
+        (
+            "estimated_investment_fen",
+            Int(row.estimated_investment_fen),
+        ),
+        ("funding_source", row.funding_source.as_stored().into()),
+        ("contacts", Text(row.contacts.clone())),
+        (
+            "feasibility_consultancy",
+            OptionalText(row.feasibility_consultancy.clone()),
+        ),
+        ("state", row.state.as_stored().into()),
+        (
+            "suspended_from",
+            OptionalText(row.suspended_from.as_stored().map(str::to_owned)),
+        ),
+        ("review_panel", Text(row.review_panel.clone())),
+        ("return_reasons", Text(row.return_reasons.clone())),
+        (
+            "implementation_plan",
+            OptionalText(row.implementation_plan.clone()),
+        ),
+        ("contractor", OptionalText(row.contractor.clone())),
+        (
+            "supervision_firm",
+            OptionalText(row.supervision_firm.clone()),
+        ),
+        ("contract_amount_fen", OptionalInt(row.contract_amount_fen)),
+        ("contract_date", OptionalText(row.contract_date.clone())),
+        (
+            "post_evaluation_summary",
+            Text(row.post_evaluation_summary.clone()),
+        ),
+        ("update_time", Text(row.update_time.clone())),
+        ("approved_budget_fen", OptionalInt(row.approved_budget_fen)),
+        (
+            "original_approved_fen",
+            OptionalInt(row.original_approved_fen),
+        ),
+        ("post_evaluation", OptionalText(row.post_evaluation.clone())),
+        ("review", OptionalText(row.review.clone())),
+    ]
+}
+
+/// What else a project change writes in its transaction.
+#[derive(Debug, Clone)]
+pub enum Extra {
+    ReviewOutcome(ReviewOutcomeRecord),
+    /// The approved investment fixed at approval.
+    FirstBaseline {
+        budget_fen: i64,
+    },
+    /// A message to another service, sent by the outbox worker after commit.
+    Outbox(crate::outbox::Outgoing),
+    /// An office override taking effect with the project's transition.
+    ApplyOverride {
+        id: String,
+        approved_by: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReviewOutcomeRecord {
+    pub review_id: String,
+    pub project_code: String,
+    pub stage: ReviewStage,
+    pub decision: ReviewDecision,
+    pub summary: String,
+    /// False for a decision that arrived after the project had moved on (withdrawn): kept,
+    /// never applied.
+    pub applied: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct StoredOutcome {
+    review_id: String,
+    project_code: String,
+    #[sqlx(try_from = "String")]
+    stage: ReviewStage,
+    #[sqlx(try_from = "String")]
+    decision: ReviewDecision,
+    summary: String,
+    applied: i64,
+}
+
+impl Store {
+    pub async fn get_project(&self, code: &str) -> ServiceResult<Option<ProjectRow>> {
+        let sql = format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE code = $1");
+        Ok(sqlx::query_as::<_, ProjectRow>(AssertSqlSafe(sql))
+            .bind(code.to_owned())
+            .fetch_optional(&self.db.pool)
+            .await?)
+    }
+
+    /// Lists projects matching `filters` (column, value) ordered by (year, seq).
+    pub async fn list_projects(
+        &self,
+        filters: Vec<(&'static str, Arg)>,
+        after: Option<(i64, i64)>,
+        descending: bool,
+        limit: i64,
+    ) -> ServiceResult<Vec<ProjectRow>> {
+        let mut sql = format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE 1 = 1");
+        let mut args = Vec::new();
+        for (column, value) in filters {
+            args.push(value);
+            sql.push_str(&format!(" AND {column} = ${}", args.len()));
+        }
+        if let Some((year, seq)) = after {
+            let op = if descending { "<" } else { ">" };
+            args.push(Arg::Int(year));
+            let y = args.len();
+            args.push(Arg::Int(seq));
+            let s = args.len();
+            sql.push_str(&format!(
+                " AND (year {op} ${y} OR (year = ${y} AND seq {op} ${s}))"
+            ));
+        }
+        let dir = if descending { "DESC" } else { "ASC" };
+        args.push(Arg::Int(limit));
+        sql.push_str(&format!(
+            " ORDER BY year {dir}, seq {dir} LIMIT ${}",
+            args.len()
+        ));
+        let query = bind_all(sqlx::query_as::<_, ProjectRow>(AssertSqlSafe(sql)), args);
+        Ok(query.fetch_all(&self.db.pool).await?)
+    }
+
+    /// Inserts a new project, assigning its code from the year's counter.
+    pub async fn create_project(
+        &self,
+        mut row: ProjectRow,
+        actor: &Caller,
+    ) -> ServiceResult<ProjectRow> {
+        let mut tx = self.db.begin_write().await?;
+        let seq: i64 = sqlx::query(
+            "INSERT INTO project_code_counters (year, last_seq) VALUES ($1, 1) \
+             ON CONFLICT (year) DO UPDATE SET last_seq = project_code_counters.last_seq + 1 \
+             RETURNING last_seq",
+        )
+        .bind(row.year)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        row.seq = seq;
+        row.code = format!("{}-{:04}", row.year, seq);
+        row.version = 1;
+        row.event_count = 1;
+        let mut columns = vec![
+            ("code", Arg::Text(row.code.clone())),
+            ("year", Arg::Int(row.year)),
+            ("seq", Arg::Int(row.seq)),
+            ("applicant", Arg::Text(row.applicant.clone())),
+            ("version", Arg::Int(row.version)),
+            ("event_count", Arg::Int(row.event_count)),
+            ("create_time", Arg::Text(row.create_time.clone())),
+        ];
+        columns.extend(written_columns(&row));
+        let (names, args): (Vec<_>, Vec<_>) = columns.into_iter().unzip();
+        let sql = format!(
+            "INSERT INTO projects ({}) VALUES ({}) RETURNING code",
+            names.join(", "),
+            placeholders(1, names.len())
+        );
+        bind_all(sqlx::query_as::<_, (String,)>(AssertSqlSafe(sql)), args)
+            .fetch_one(&mut *tx)
+            .await?;
+        let event = NewEvent {
+            action: "CreateProject".into(),
+            to_state: Some(row.state),
+            changed_fields: [
+                "display_name",
+                "applicant",
+                "category",
+                "description",
+                "planned_start_date",
+                "planned_end_date",
+                "estimated_investment_fen",
+                "funding_source",
+                "contacts",
+            ]
+            .map(String::from)
+            .to_vec(),
+            ..NewEvent::default()
+        };
+        insert_event(&mut tx, &row.name(), 1, &row.create_time, actor, &event).await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    /// Writes a change of `row` that keeps its state (an edit, a decision kept for later):
+    /// every written column if the stored version is still `expected_version`, with `extras`
+    /// and the audit event, in one transaction. Returns the row as stored.
+    pub async fn write_project(
+        &self,
+        row: ProjectRow,
+        expected_version: i64,
+        actor: &Caller,
+        event: NewEvent,
+        extras: Vec<Extra>,
+    ) -> ServiceResult<ProjectRow> {
+        self.write(row, (expected_version, None), actor, event, extras)
+            .await
+    }
+
+    /// The one transition of a project: `row` (in its new state) is written only if the stored
+    /// project is still at `expected_version` and in `from`, with `extras` and the audit event,
+    /// in one transaction.
+    pub async fn move_project(
+        &self,
+        row: ProjectRow,
+        (expected_version, from): (i64, ProjectState),
+        actor: &Caller,
+        event: NewEvent,
+        extras: Vec<Extra>,
+    ) -> ServiceResult<ProjectRow> {
+        self.write(row, (expected_version, Some(from)), actor, event, extras)
+            .await
+    }
+
+    async fn write(
+        &self,
+        mut row: ProjectRow,
+        (expected_version, from): (i64, Option<ProjectState>),
+        actor: &Caller,
+        event: NewEvent,
+        extras: Vec<Extra>,
+    ) -> ServiceResult<ProjectRow> {
+        let at = to_stored(now());
+        row.update_time = at.clone();
+        let mut tx = self.db.begin_write().await?;
+        let (names, mut args): (Vec<_>, Vec<_>) = written_columns(&row).into_iter().unzip();
+        let set: Vec<String> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| format!("{name} = ${}", i + 1))
+            .collect();
+        let mut sql = format!(
+            "UPDATE projects SET {}, version = version + 1, event_count = event_count + 1 \
+             WHERE code = ${} AND version = ${}",
+            set.join(", "),
+            args.len() + 1,
+            args.len() + 2
+        );
+        args.push(Arg::Text(row.code.clone()));
+        args.push(Arg::Int(expected_version));
+        if let Some(from) = from {
+            args.push(from.as_stored().into());
+            sql.push_str(&format!(" AND state = ${}", args.len()));
+        }
+        sql.push_str(" RETURNING version, event_count");
+        let updated = bind_all(sqlx::query_as::<_, (i64, i64)>(AssertSqlSafe(sql)), args)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some((version, event_count)) = updated else {
+            return Err(ServiceError::stale_etag(&row.name()));
+        };
+        row.version = version;
+        row.event_count = event_count;
+        for extra in extras {
+            write_extra(&mut tx, &row.code, &at, extra).await?;
+        }
+        insert_event(&mut tx, &row.name(), row.event_count, &at, actor, &event).await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    pub async fn review_outcome(
+        &self,
+        review_id: &str,
+    ) -> ServiceResult<Option<ReviewOutcomeRecord>> {
+        let stored = sqlx::query_as::<_, StoredOutcome>(
+            "SELECT review_id, project_code, stage, decision, summary, applied FROM review_outcomes \
+             WHERE review_id = $1",
+        )
+        .bind(review_id.to_owned())
+        .fetch_optional(&self.db.pool)
+        .await?;
+        Ok(stored.map(|r| ReviewOutcomeRecord {
+            review_id: r.review_id,
+            project_code: r.project_code,
+            stage: r.stage,
+            decision: r.decision,
+            summary: r.summary,
+            applied: r.applied != 0,
+        }))
+    }
+}
+
+async fn write_extra(tx: &mut Tx, code: &str, at: &str, extra: Extra) -> ServiceResult<()> {
+    match extra {
+        Extra::ReviewOutcome(outcome) => insert_outcome(tx, code, at, outcome).await,
+        Extra::Outbox(message) => {
+            govit_platform::outbox::enqueue(tx, &message).await?;
+            Ok(())
+        }
+        Extra::ApplyOverride { id, approved_by } => {
+            let moved =
+                super::move_override(&mut **tx, &id, OverrideEvent::Apply, approved_by, at).await?;
+            if moved {
+                Ok(())
+            } else {
+                Err(ServiceError::Aborted(format!(
+                    "override {id} was applied concurrently"
+                )))
+            }
+        }
+        Extra::FirstBaseline { budget_fen } => {
+            insert_baseline(
+                tx,
+                code,
+                1,
+                budget_fen,
+                crate::supervision::BaselineSource::Approval,
+                None,
+                "approved at the preliminary review",
+                at,
+            )
+            .await?;
+            Ok(())
+        }
+    }
+}
+
+async fn insert_outcome(
+    tx: &mut Tx,
+    code: &str,
+    at: &str,
+    outcome: ReviewOutcomeRecord,
+) -> ServiceResult<()> {
+    let inserted = sqlx::query(
+        "INSERT INTO review_outcomes (review_id, project_code, stage, decision, summary, \
+         recorded_at, applied) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(outcome.review_id.clone())
+    .bind(code.to_owned())
+    .bind(outcome.stage.as_stored())
+    .bind(outcome.decision.as_stored())
+    .bind(outcome.summary)
+    .bind(at.to_owned())
+    .bind(i64::from(outcome.applied))
+    .execute(&mut **tx)
+    .await;
+    match inserted {
+        Ok(_) => Ok(()),
+        // Another delivery of the same outcome won the race; ours must not apply twice.
+        Err(e) if is_unique_violation(&e) => Err(ServiceError::Aborted(format!(
+            "review {} was recorded concurrently",
+            outcome.review_id
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
