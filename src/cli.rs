@@ -304,23 +304,98 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             experts_url,
             scheduling_url,
         } => {
-            if settings.using_development_key && !dev_key {
-                anyhow::bail!(
-                    "no token key configured: set GOVIT_JWT_HS256_KEY, GOVIT_JWT_ED25519_PUBLIC_KEY \
-                     or GOVIT_JWT_RSA_PUBLIC_KEY (or pass --dev-key to accept development tokens)"
-                );
-            }
             let peers = run::Addresses {
                 projects: projects_url,
                 experts: experts_url,
                 scheduling: scheduling_url,
             };
-            run::serve_one(&settings, service, listen, database_url.as_deref(), &peers).await
+            serve(&settings, service, listen, database_url, dev_key, peers).await
         }
         Command::Migrate {
             service,
             database_url,
         } => run::migrate(&settings, service, database_url.as_deref()).await,
+        Command::Demo {
+            projects_url,
+            experts_url,
+            scheduling_url,
+        } => {
+            let targets = crate::demo::Targets {
+                projects: projects_url,
+                experts: experts_url,
+                scheduling: scheduling_url,
+                key: settings.signing_secret().ok_or_else(|| {
+                    anyhow::anyhow!("the demo mints tokens and needs an HS256 key")
+                })?,
+            };
+            crate::demo::run(&targets, &mut std::io::stdout())
+                .await
+                .map(|_| ())
+        }
+        Command::Token {
+            role,
+            subject,
+            org,
+            expert,
+            hours,
+        } => {
+            let token = mint_token(&settings, role, subject, org, expert, hours)?;
+            println!("{token}");
+            Ok(())
+        }
+        tool => run_tool(&settings, tool).await,
+    }
+}
+
+fn mint_token(
+    settings: &Settings,
+    role: Role,
+    subject: Option<String>,
+    org: Option<String>,
+    expert: Option<String>,
+    hours: u64,
+) -> anyhow::Result<String> {
+    let Some(secret) = settings.signing_secret() else {
+        anyhow::bail!("the configured key is a public key; tokens are minted by its issuer");
+    };
+    if role == Role::Applicant && org.is_none() {
+        anyhow::bail!("an applicant token needs --org CREDIT_CODE");
+    }
+    if role == Role::Expert && expert.is_none() {
+        anyhow::bail!("an expert token needs --expert ID");
+    }
+    let subject = subject.unwrap_or_else(|| format!("dev-{role}"));
+    govit_platform::auth::mint_hs256(
+        &secret,
+        &subject,
+        role,
+        org.as_deref(),
+        expert.as_deref(),
+        Duration::from_secs(hours * 3600),
+    )
+}
+
+async fn serve(
+    settings: &Settings,
+    service: ServiceName,
+    listen: Option<SocketAddr>,
+    database_url: Option<String>,
+    dev_key: bool,
+    peers: run::Addresses,
+) -> anyhow::Result<()> {
+    if settings.using_development_key && !dev_key {
+        anyhow::bail!(
+            "no token key configured: set GOVIT_JWT_HS256_KEY, GOVIT_JWT_ED25519_PUBLIC_KEY \
+             or GOVIT_JWT_RSA_PUBLIC_KEY (or pass --dev-key to accept development tokens)"
+        );
+    }
+    run::serve_one(settings, service, listen, database_url.as_deref(), &peers).await
+}
+
+/// The commands that work against running services or files: roster, draws, calendar,
+/// reports, verification.
+async fn run_tool(settings: &Settings, command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Experts {
             command:
                 ExpertsCommand::Import {
@@ -328,10 +403,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     validate_only,
                     remote,
                 },
-        } => crate::client::import(&settings, &remote, &file, validate_only).await,
+        } => crate::client::import(settings, &remote, &file, validate_only).await,
         Command::Experts {
             command: ExpertsCommand::Export { out, remote },
-        } => crate::client::export(&settings, &remote, out.as_deref()).await,
+        } => crate::client::export(settings, &remote, out.as_deref()).await,
         Command::Draws {
             command:
                 DrawsCommand::Export {
@@ -339,25 +414,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     out,
                     remote,
                 },
-        } => crate::client::export_draw(&settings, &remote, &draw_id, out.as_deref()).await,
-        Command::Demo {
-            projects_url,
-            experts_url,
-            scheduling_url,
-        } => {
-            let key = settings
-                .signing_secret()
-                .ok_or_else(|| anyhow::anyhow!("the demo mints tokens and needs an HS256 key"))?;
-            let targets = crate::demo::Targets {
-                projects: projects_url,
-                experts: experts_url,
-                scheduling: scheduling_url,
-                key,
-            };
-            crate::demo::run(&targets, &mut std::io::stdout())
-                .await
-                .map(|_| ())
-        }
+        } => crate::client::export_draw(settings, &remote, &draw_id, out.as_deref()).await,
         Command::Calendar {
             command:
                 CalendarCommand::Import {
@@ -367,7 +424,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     source,
                     remote,
                 },
-        } => crate::calendar::import(&settings, &remote, &file, year, status, &source).await,
+        } => crate::calendar::import(settings, &remote, &file, year, status, &source).await,
         Command::Report {
             command:
                 ReportCommand::Portfolio {
@@ -380,7 +437,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => {
             crate::report::portfolio(
-                &settings,
+                settings,
                 &remote,
                 year,
                 org,
@@ -395,36 +452,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => crate::inspect::verify_draw(&record),
         Command::Verify {
             command: VerifyCommand::Log(args),
-        } => crate::inspect::verify_log(&settings, &args).await,
-        Command::Token {
-            role,
-            subject,
-            org,
-            expert,
-            hours,
-        } => {
-            let Some(secret) = settings.signing_secret() else {
-                anyhow::bail!(
-                    "the configured key is a public key; tokens are minted by its issuer"
-                );
-            };
-            if role == Role::Applicant && org.is_none() {
-                anyhow::bail!("an applicant token needs --org CREDIT_CODE");
-            }
-            if role == Role::Expert && expert.is_none() {
-                anyhow::bail!("an expert token needs --expert ID");
-            }
-            let subject = subject.unwrap_or_else(|| format!("dev-{role}"));
-            let token = govit_platform::auth::mint_hs256(
-                &secret,
-                &subject,
-                role,
-                org.as_deref(),
-                expert.as_deref(),
-                Duration::from_secs(hours * 3600),
-            )?;
-            println!("{token}");
-            Ok(())
-        }
+        } => crate::inspect::verify_log(settings, &args).await,
+        _ => anyhow::bail!("run handles every other command itself"),
     }
 }

@@ -131,63 +131,13 @@ pub struct Settings {
 
 impl Settings {
     pub fn resolve(args: &GlobalArgs) -> anyhow::Result<Settings> {
-        let file: FileConfig = match &args.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading config file {}", path.display()))?;
-                toml::from_str(&text)
-                    .with_context(|| format!("parsing config file {}", path.display()))?
-            }
-            None => FileConfig::default(),
-        };
+        let file = read_file_config(args)?;
         let data_dir = args
             .data_dir
             .clone()
             .or_else(|| file.data_dir.clone())
             .unwrap_or_else(|| PathBuf::from("govit-data"));
-        let read_key = |path: &PathBuf| {
-            std::fs::read(path).with_context(|| format!("reading key file {}", path.display()))
-        };
-        let ed25519 = args
-            .jwt_ed25519_public_key
-            .clone()
-            .or_else(|| file.jwt_ed25519_public_key.clone());
-        let rsa = args
-            .jwt_rsa_public_key
-            .clone()
-            .or_else(|| file.jwt_rsa_public_key.clone());
-        let hs256 = args
-            .jwt_hs256_key
-            .clone()
-            .or_else(|| file.jwt_hs256_key.clone());
-        let key = match (ed25519, rsa, hs256) {
-            (Some(p), None, None) => Some(VerificationKey::Ed25519Pem(read_key(&p)?)),
-            (None, Some(p), None) => Some(VerificationKey::RsaPem(read_key(&p)?)),
-            (None, None, Some(secret)) => {
-                anyhow::ensure!(
-                    secret.len() >= 32,
-                    "the HS256 key must be at least 32 bytes"
-                );
-                Some(VerificationKey::Hs256(secret.into_bytes()))
-            }
-            (None, None, None) => None,
-            _ => anyhow::bail!("configure exactly one token key: HS256, Ed25519 or RSA"),
-        };
-        let server = ServerOptions {
-            cors_origins: if args.cors_origins.is_empty() {
-                file.cors_origins.clone().unwrap_or_default()
-            } else {
-                args.cors_origins.clone()
-            },
-            max_message_bytes: args
-                .max_message_bytes
-                .or(file.max_message_bytes)
-                .unwrap_or(ServerOptions::default().max_message_bytes),
-            reflection: args
-                .reflection
-                .or(file.reflection)
-                .unwrap_or(ServerOptions::default().reflection),
-        };
+        let key = token_key(args, &file)?;
         let max_document_bytes = args
             .max_document_bytes
             .or(file.max_document_bytes)
@@ -197,67 +147,13 @@ impl Settings {
             .clone()
             .or_else(|| file.blob_dir.clone())
             .unwrap_or_else(|| data_dir.join("blobs"));
-        let defaults = govit_experts::DrawPolicy::default();
-        let workload = match (
-            args.workload_max_selections
-                .or(file.draws.workload_max_selections),
-            args.workload_days.or(file.draws.workload_days),
-        ) {
-            (Some(max_selections), Some(days)) => Some(govit_experts::WorkloadRule {
-                max_selections,
-                days,
-            }),
-            (None, None) => None,
-            _ => anyhow::bail!(
-                "the workload rule needs both a maximum of selections and a number of days"
-            ),
-        };
-        let draw_policy = govit_experts::DrawPolicy {
-            require_witness: args
-                .draw_require_witness
-                .or(file.draws.require_witness)
-                .unwrap_or(defaults.require_witness),
-            max_alternates: args
-                .draw_max_alternates
-                .or(file.draws.max_alternates)
-                .unwrap_or(defaults.max_alternates),
-            workload,
-        };
-        let sup = &file.supervision;
-        let mut supervision = govit_projects::SupervisionPolicy::default();
-        if let Some(p) = args
-            .budget_threshold_percent
-            .or(sup.budget_threshold_percent)
-        {
-            supervision.budget_threshold_bp = basis_points(p)?;
-        }
-        if let Some(p) = sup.green_band_percent {
-            supervision.bands.green_bp = basis_points(p)?;
-        }
-        if let Some(p) = sup.yellow_band_percent {
-            supervision.bands.yellow_bp = basis_points(p)?;
-        }
-        anyhow::ensure!(
-            supervision.bands.green_bp <= supervision.bands.yellow_bp,
-            "the green band must not be wider than the yellow"
-        );
-        if let Some(w) = sup.evaluation_weights {
-            supervision.evaluation_weights = w;
-        }
-        if let Some(d) = sup.review_deadline_working_days {
-            supervision.review_deadline_working_days = d;
-        }
-        if let Some(n) = sup.override_approvers {
-            anyhow::ensure!((1..=2).contains(&n), "override_approvers must be 1 or 2");
-            supervision.override_approvers = n;
-        }
         Ok(Settings {
             data_dir,
-            draw_policy,
-            supervision,
+            draw_policy: draw_policy(args, &file)?,
+            supervision: supervision_policy(args, &file)?,
             using_development_key: key.is_none(),
             key,
-            server,
+            server: server_options(args, &file),
             max_document_bytes,
             blob_dir,
             reflection_configured: args.reflection.is_some() || file.reflection.is_some(),
@@ -307,6 +203,129 @@ impl Settings {
         flag.or(self.service_file(service).listen)
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], service.default_port())))
     }
+}
+
+fn read_file_config(args: &GlobalArgs) -> anyhow::Result<FileConfig> {
+    let Some(path) = &args.config else {
+        return Ok(FileConfig::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+/// The one configured token key, if any: flags win over the file.
+fn token_key(args: &GlobalArgs, file: &FileConfig) -> anyhow::Result<Option<VerificationKey>> {
+    let read_key = |path: &PathBuf| {
+        std::fs::read(path).with_context(|| format!("reading key file {}", path.display()))
+    };
+    let ed25519 = args
+        .jwt_ed25519_public_key
+        .clone()
+        .or_else(|| file.jwt_ed25519_public_key.clone());
+    let rsa = args
+        .jwt_rsa_public_key
+        .clone()
+        .or_else(|| file.jwt_rsa_public_key.clone());
+    let hs256 = args
+        .jwt_hs256_key
+        .clone()
+        .or_else(|| file.jwt_hs256_key.clone());
+    Ok(match (ed25519, rsa, hs256) {
+        (Some(p), None, None) => Some(VerificationKey::Ed25519Pem(read_key(&p)?)),
+        (None, Some(p), None) => Some(VerificationKey::RsaPem(read_key(&p)?)),
+        (None, None, Some(secret)) => {
+            anyhow::ensure!(
+                secret.len() >= 32,
+                "the HS256 key must be at least 32 bytes"
+            );
+            Some(VerificationKey::Hs256(secret.into_bytes()))
+        }
+        (None, None, None) => None,
+        _ => anyhow::bail!("configure exactly one token key: HS256, Ed25519 or RSA"),
+    })
+}
+
+fn server_options(args: &GlobalArgs, file: &FileConfig) -> ServerOptions {
+    ServerOptions {
+        cors_origins: if args.cors_origins.is_empty() {
+            file.cors_origins.clone().unwrap_or_default()
+        } else {
+            args.cors_origins.clone()
+        },
+        max_message_bytes: args
+            .max_message_bytes
+            .or(file.max_message_bytes)
+            .unwrap_or(ServerOptions::default().max_message_bytes),
+        reflection: args
+            .reflection
+            .or(file.reflection)
+            .unwrap_or(ServerOptions::default().reflection),
+    }
+}
+
+fn draw_policy(args: &GlobalArgs, file: &FileConfig) -> anyhow::Result<govit_experts::DrawPolicy> {
+    let defaults = govit_experts::DrawPolicy::default();
+    let workload = match (
+        args.workload_max_selections
+            .or(file.draws.workload_max_selections),
+        args.workload_days.or(file.draws.workload_days),
+    ) {
+        (Some(max_selections), Some(days)) => Some(govit_experts::WorkloadRule {
+            max_selections,
+            days,
+        }),
+        (None, None) => None,
+        _ => anyhow::bail!(
+            "the workload rule needs both a maximum of selections and a number of days"
+        ),
+    };
+    Ok(govit_experts::DrawPolicy {
+        require_witness: args
+            .draw_require_witness
+            .or(file.draws.require_witness)
+            .unwrap_or(defaults.require_witness),
+        max_alternates: args
+            .draw_max_alternates
+            .or(file.draws.max_alternates)
+            .unwrap_or(defaults.max_alternates),
+        workload,
+    })
+}
+
+fn supervision_policy(
+    args: &GlobalArgs,
+    file: &FileConfig,
+) -> anyhow::Result<govit_projects::SupervisionPolicy> {
+    let sup = &file.supervision;
+    let mut supervision = govit_projects::SupervisionPolicy::default();
+    if let Some(p) = args
+        .budget_threshold_percent
+        .or(sup.budget_threshold_percent)
+    {
+        supervision.budget_threshold_bp = basis_points(p)?;
+    }
+    if let Some(p) = sup.green_band_percent {
+        supervision.bands.green_bp = basis_points(p)?;
+    }
+    if let Some(p) = sup.yellow_band_percent {
+        supervision.bands.yellow_bp = basis_points(p)?;
+    }
+    anyhow::ensure!(
+        supervision.bands.green_bp <= supervision.bands.yellow_bp,
+        "the green band must not be wider than the yellow"
+    );
+    if let Some(w) = sup.evaluation_weights {
+        supervision.evaluation_weights = w;
+    }
+    if let Some(d) = sup.review_deadline_working_days {
+        supervision.review_deadline_working_days = d;
+    }
+    if let Some(n) = sup.override_approvers {
+        anyhow::ensure!((1..=2).contains(&n), "override_approvers must be 1 or 2");
+        supervision.override_approvers = n;
+    }
+    Ok(supervision)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use govit_proto::experts::v1 as epb;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    client::{Remote, explain, registry},
+    client::{Registry, Remote, explain, registry},
     config::Settings,
 };
 
@@ -96,6 +96,17 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<T> {
     .with_context(|| format!("parsing {}", path.display()))
 }
 
+/// What `verify log` has established so far: the signed head and, where they are at hand,
+/// the entries and their leaf hashes. Without entries, proofs are asked of the registry.
+struct LogCheck {
+    client: Option<Registry>,
+    head: TreeHead,
+    root: Hash,
+    key: String,
+    entries: Option<Vec<ExportedEntry>>,
+    leaves: Option<Vec<Hash>>,
+}
+
 pub async fn verify_log(settings: &Settings, args: &LogArgs) -> anyhow::Result<()> {
     let offline = args.entries.is_some() && args.head.is_some();
     let mut client = if offline {
@@ -103,25 +114,7 @@ pub async fn verify_log(settings: &Settings, args: &LogArgs) -> anyhow::Result<(
     } else {
         Some(registry(settings, &args.remote, Role::Inspector).await?)
     };
-
-    let head: TreeHead = match (&args.head, client.as_mut()) {
-        (Some(path), _) => read_json(path)?,
-        (None, Some(c)) => {
-            let h = c
-                .get_log_head(epb::GetLogHeadRequest {})
-                .await
-                .map_err(explain)?
-                .into_inner();
-            TreeHead {
-                tree_size: h.tree_size,
-                root_hash: h.root_hash,
-                timestamp: h.timestamp,
-                signature: h.signature,
-                public_key: h.public_key,
-            }
-        }
-        (None, None) => anyhow::bail!("give --head with --entries, or a registry to ask"),
-    };
+    let head = read_head(args, client.as_mut()).await?;
     let key = match &args.public_key {
         Some(k) => k.clone(),
         None => {
@@ -139,18 +132,81 @@ pub async fn verify_log(settings: &Settings, args: &LogArgs) -> anyhow::Result<(
         head.tree_size, head.root_hash, head.timestamp
     ));
     let root = hash(&head.root_hash)?;
-
-    // Leaves, when the entries are at hand (a file, or fetched for --save-entries).
-    let mut entries: Option<Vec<ExportedEntry>> = match &args.entries {
-        Some(path) => Some(read_json(path)?),
-        None => None,
+    let mut check = LogCheck {
+        client,
+        head,
+        root,
+        key,
+        entries: None,
+        leaves: None,
     };
-    if entries.is_none() && args.save_entries.is_some() {
-        let c = client
-            .as_mut()
-            .context("no registry to fetch entries from")?;
+    check.load_entries(args).await?;
+    check.check_entries()?;
+    if let Some(draw_id) = &args.draw {
+        check
+            .check_draw(draw_id.trim_start_matches("draws/"))
+            .await?;
+    }
+    if let Some(path) = &args.since {
+        check.check_since(path).await?;
+    }
+    check.save(args)?;
+    println!("the log checks out");
+    Ok(())
+}
+
+/// The head from its file, or the registry's current one.
+async fn read_head(args: &LogArgs, client: Option<&mut Registry>) -> anyhow::Result<TreeHead> {
+    match (&args.head, client) {
+        (Some(path), _) => read_json(path),
+        (None, Some(c)) => {
+            let h = c
+                .get_log_head(epb::GetLogHeadRequest {})
+                .await
+                .map_err(explain)?
+                .into_inner();
+            Ok(TreeHead {
+                tree_size: h.tree_size,
+                root_hash: h.root_hash,
+                timestamp: h.timestamp,
+                signature: h.signature,
+                public_key: h.public_key,
+            })
+        }
+        (None, None) => anyhow::bail!("give --head with --entries, or a registry to ask"),
+    }
+}
+
+fn parse_hashes(hashes: &[String]) -> anyhow::Result<Vec<Hash>> {
+    hashes.iter().map(|h| hash(h)).collect()
+}
+
+impl LogCheck {
+    fn registry(&mut self) -> anyhow::Result<&mut Registry> {
+        // Offline mode always has entries, so no path that needs the registry reaches here.
+        self.client.as_mut().context("no registry to ask")
+    }
+
+    /// Leaves, when the entries are at hand (a file, or fetched for --save-entries).
+    async fn load_entries(&mut self, args: &LogArgs) -> anyhow::Result<()> {
+        self.entries = match &args.entries {
+            Some(path) => Some(read_json(path)?),
+            None if args.save_entries.is_some() => Some(self.fetch_entries().await?),
+            None => None,
+        };
+        self.leaves = self.entries.as_ref().map(|es| {
+            es.iter()
+                .map(|e| merkle::leaf_hash(e.entry_json.as_bytes()))
+                .collect()
+        });
+        Ok(())
+    }
+
+    async fn fetch_entries(&mut self) -> anyhow::Result<Vec<ExportedEntry>> {
+        let size = self.head.tree_size;
+        let c = self.registry()?;
         let mut all = Vec::new();
-        while (all.len() as u64) < head.tree_size {
+        while (all.len() as u64) < size {
             let page = c
                 .list_log_entries(epb::ListLogEntriesRequest {
                     start: all.len() as u64,
@@ -168,87 +224,83 @@ pub async fn verify_log(settings: &Settings, args: &LogArgs) -> anyhow::Result<(
                 entry_json: e.entry_json,
             }));
         }
-        all.truncate(head.tree_size as usize);
-        entries = Some(all);
+        all.truncate(size as usize);
+        Ok(all)
     }
-    let leaves: Option<Vec<Hash>> = entries.as_ref().map(|es| {
-        es.iter()
-            .map(|e| merkle::leaf_hash(e.entry_json.as_bytes()))
-            .collect()
-    });
-    if let (Some(es), Some(leaves)) = (&entries, &leaves) {
+
+    fn check_entries(&self) -> anyhow::Result<()> {
+        let (Some(es), Some(leaves)) = (&self.entries, &self.leaves) else {
+            return Ok(());
+        };
         if es.iter().enumerate().any(|(i, e)| e.index != i as u64)
-            || leaves.len() as u64 != head.tree_size
+            || leaves.len() as u64 != self.head.tree_size
         {
             return Err(fail(format!(
                 "the entries are not exactly indices 0..{}",
-                head.tree_size
+                self.head.tree_size
             )));
         }
-        if merkle::root(leaves) != root {
+        if merkle::root(leaves) != self.root {
             return Err(fail("the entries do not hash to the head's root".into()));
         }
         ok(format!("{} entries hash to the signed root", leaves.len()));
+        Ok(())
     }
 
-    if let Some(draw_id) = &args.draw {
-        let draw_id = draw_id.trim_start_matches("draws/");
-        let (index, entry_json) = match (&entries, client.as_mut()) {
-            (Some(es), _) => es
+    /// The execution entry of `draw_id`: its index and canonical JSON.
+    async fn execution_entry(&mut self, draw_id: &str) -> anyhow::Result<(u64, String)> {
+        if let Some(es) = &self.entries {
+            return es
                 .iter()
                 .find(|e| {
                     e.entry_json.contains("\"draw_executed\"")
                         && e.entry_json.contains(&format!("\"draw_id\":\"{draw_id}\""))
                 })
                 .map(|e| (e.index, e.entry_json.clone()))
-                .ok_or_else(|| fail(format!("no execution of {draw_id} among the entries")))?,
-            (None, Some(c)) => {
-                let found = c
-                    .list_log_entries(epb::ListLogEntriesRequest {
-                        start: 0,
-                        limit: 1000,
-                        draw_id: draw_id.to_owned(),
+                .ok_or_else(|| fail(format!("no execution of {draw_id} among the entries")));
+        }
+        let size = self.head.tree_size;
+        let found = self
+            .registry()?
+            .list_log_entries(epb::ListLogEntriesRequest {
+                start: 0,
+                limit: 1000,
+                draw_id: draw_id.to_owned(),
+            })
+            .await
+            .map_err(explain)?
+            .into_inner()
+            .entries
+            .into_iter()
+            .find(|e| e.entry_json.contains("\"draw_executed\"") && e.index < size)
+            .ok_or_else(|| {
+                fail(format!(
+                    "the log has no execution of {draw_id} within the head"
+                ))
+            })?;
+        Ok((found.index, found.entry_json))
+    }
+
+    async fn check_draw(&mut self, draw_id: &str) -> anyhow::Result<()> {
+        let (index, entry_json) = self.execution_entry(draw_id).await?;
+        let size = self.head.tree_size;
+        let path: Vec<Hash> = match &self.leaves {
+            Some(leaves) => merkle::inclusion_proof(index as usize, leaves),
+            None => parse_hashes(
+                &self
+                    .registry()?
+                    .get_inclusion_proof(epb::GetInclusionProofRequest {
+                        index,
+                        tree_size: size,
                     })
                     .await
                     .map_err(explain)?
                     .into_inner()
-                    .entries
-                    .into_iter()
-                    .find(|e| {
-                        e.entry_json.contains("\"draw_executed\"") && e.index < head.tree_size
-                    })
-                    .ok_or_else(|| {
-                        fail(format!(
-                            "the log has no execution of {draw_id} within the head"
-                        ))
-                    })?;
-                (found.index, found.entry_json)
-            }
-            (None, None) => unreachable!("offline mode always has entries"),
+                    .hashes,
+            )?,
         };
-        let path: Vec<Hash> = match (&leaves, client.as_mut()) {
-            (Some(leaves), _) => merkle::inclusion_proof(index as usize, leaves),
-            (None, Some(c)) => c
-                .get_inclusion_proof(epb::GetInclusionProofRequest {
-                    index,
-                    tree_size: head.tree_size,
-                })
-                .await
-                .map_err(explain)?
-                .into_inner()
-                .hashes
-                .iter()
-                .map(|h| hash(h))
-                .collect::<anyhow::Result<_>>()?,
-            (None, None) => unreachable!("offline mode always has entries"),
-        };
-        if !merkle::verify_inclusion(
-            index,
-            head.tree_size,
-            &merkle::leaf_hash(entry_json.as_bytes()),
-            &path,
-            &root,
-        ) {
+        let leaf = merkle::leaf_hash(entry_json.as_bytes());
+        if !merkle::verify_inclusion(index, size, &leaf, &path, &self.root) {
             return Err(fail(format!(
                 "the execution of {draw_id} (entry {index}) is not in the signed tree"
             )));
@@ -258,49 +310,52 @@ pub async fn verify_log(settings: &Settings, args: &LogArgs) -> anyhow::Result<(
             "execution of {draw_id} is entry {index}, record hash {}, included in the signed tree",
             entry["record_hash"].as_str().unwrap_or("?")
         ));
+        Ok(())
     }
 
-    if let Some(path) = &args.since {
+    async fn check_since(&mut self, path: &Path) -> anyhow::Result<()> {
         let old: TreeHead = read_json(path)?;
-        old.verify(&key)
+        old.verify(&self.key)
             .map_err(|e| fail(format!("earlier head signature: {e}")))?;
         let old_root = hash(&old.root_hash)?;
-        let proof: Vec<Hash> = match (&leaves, client.as_mut()) {
-            (Some(leaves), _) => merkle::consistency_proof(old.tree_size as usize, leaves),
-            (None, Some(c)) => c
-                .get_consistency_proof(epb::GetConsistencyProofRequest {
-                    old_size: old.tree_size,
-                    new_size: head.tree_size,
-                })
-                .await
-                .map_err(explain)?
-                .into_inner()
-                .hashes
-                .iter()
-                .map(|h| hash(h))
-                .collect::<anyhow::Result<_>>()?,
-            (None, None) => unreachable!("offline mode always has entries"),
+        let size = self.head.tree_size;
+        let proof: Vec<Hash> = match &self.leaves {
+            Some(leaves) => merkle::consistency_proof(old.tree_size as usize, leaves),
+            None => parse_hashes(
+                &self
+                    .registry()?
+                    .get_consistency_proof(epb::GetConsistencyProofRequest {
+                        old_size: old.tree_size,
+                        new_size: size,
+                    })
+                    .await
+                    .map_err(explain)?
+                    .into_inner()
+                    .hashes,
+            )?,
         };
-        if !merkle::verify_consistency(old.tree_size, head.tree_size, &old_root, &root, &proof) {
+        if !merkle::verify_consistency(old.tree_size, size, &old_root, &self.root, &proof) {
             return Err(fail(format!(
-                "the head of size {} is not a prefix of the head of size {}: the log was rewritten",
-                old.tree_size, head.tree_size
+                "the head of size {} is not a prefix of the head of size {size}: the log was rewritten",
+                old.tree_size
             )));
         }
         ok(format!(
             "the earlier head of size {} ({}) is a prefix of this one",
             old.tree_size, old.timestamp
         ));
+        Ok(())
     }
 
-    if let Some(path) = &args.save_head {
-        std::fs::write(path, serde_json::to_string_pretty(&head)? + "\n")?;
-        println!("head saved to {}", path.display());
+    fn save(&self, args: &LogArgs) -> anyhow::Result<()> {
+        if let Some(path) = &args.save_head {
+            std::fs::write(path, serde_json::to_string_pretty(&self.head)? + "\n")?;
+            println!("head saved to {}", path.display());
+        }
+        if let (Some(path), Some(es)) = (&args.save_entries, &self.entries) {
+            std::fs::write(path, serde_json::to_string_pretty(es)? + "\n")?;
+            println!("{} entries saved to {}", es.len(), path.display());
+        }
+        Ok(())
     }
-    if let (Some(path), Some(es)) = (&args.save_entries, &entries) {
-        std::fs::write(path, serde_json::to_string_pretty(es)? + "\n")?;
-        println!("{} entries saved to {}", es.len(), path.display());
-    }
-    println!("the log checks out");
-    Ok(())
 }

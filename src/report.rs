@@ -65,6 +65,20 @@ struct Report {
     projects: Vec<Row>,
 }
 
+/// Which projects a report covers.
+struct Filter {
+    year: i32,
+    organization: String,
+    category: String,
+}
+
+type Projects = ProjectServiceClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        govit_platform::client::BearerToken,
+    >,
+>;
+
 pub async fn portfolio(
     settings: &Settings,
     remote: &ProjectsRemote,
@@ -83,19 +97,46 @@ pub async fn portfolio(
     )
     .await?;
     let mut client = ProjectServiceClient::with_interceptor(channel, bearer);
-    let organization = org
-        .map(|o| format!("organizations/{o}"))
-        .unwrap_or_default();
-    let category = category.unwrap_or_default();
+    let filter = Filter {
+        year,
+        organization: org
+            .map(|o| format!("organizations/{o}"))
+            .unwrap_or_default(),
+        category: category.unwrap_or_default(),
+    };
     let summary = client
         .get_portfolio_summary(pb::GetPortfolioSummaryRequest {
             year,
-            organization: organization.clone(),
-            category: category.clone(),
+            organization: filter.organization.clone(),
+            category: filter.category.clone(),
         })
         .await
         .map_err(explain)?
         .into_inner();
+    let rows = project_rows(&mut client, &filter).await?;
+    let sink: Box<dyn std::io::Write> = match out {
+        Some(path) => Box::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout()),
+    };
+    match format {
+        Format::Json => write_json(sink, year, summary, rows),
+        Format::Csv => write_csv(sink, &summary, &rows),
+    }
+}
+
+/// `UNDER_CONSTRUCTION` for the wire value of `PROJECT_STATE_UNDER_CONSTRUCTION`.
+fn state_name(state: i32) -> String {
+    pb::ProjectState::try_from(state)
+        .unwrap_or_default()
+        .as_str_name()
+        .trim_start_matches("PROJECT_STATE_")
+        .to_owned()
+}
+
+/// Every project the filter covers, with its variance, page by page.
+async fn project_rows(client: &mut Projects, filter: &Filter) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
     let mut token = String::new();
     loop {
@@ -103,9 +144,9 @@ pub async fn portfolio(
             .list_projects(pb::ListProjectsRequest {
                 page_size: 200,
                 page_token: token.clone(),
-                year,
-                organization: organization.clone(),
-                category: category.clone(),
+                year: filter.year,
+                organization: filter.organization.clone(),
+                category: filter.category.clone(),
                 ..Default::default()
             })
             .await
@@ -119,113 +160,109 @@ pub async fn portfolio(
                 .await
                 .map_err(explain)?
                 .into_inner();
-            rows.push(Row {
-                project: p.code.clone(),
-                name: p.display_name.clone(),
-                applicant: p.applicant.trim_start_matches("organizations/").to_owned(),
-                category: p.category.clone(),
-                state: pb::ProjectState::try_from(p.state)
-                    .unwrap_or_default()
-                    .as_str_name()
-                    .trim_start_matches("PROJECT_STATE_")
-                    .to_owned(),
-                approved_budget_fen: p.approved_budget_fen,
-                original_approved_budget_fen: p.original_approved_budget_fen,
-                contract_amount_fen: p
-                    .tender_result
-                    .as_ref()
-                    .map(|t| t.contract_amount_fen)
-                    .unwrap_or_default(),
-                disbursed_fen: p.disbursed_fen,
-                cost_variance_bp: v.cost_variance_bp,
-                schedule_variance_bp: v.schedule_variance_bp,
-                risk_color: pb::RiskColor::try_from(v.color)
-                    .unwrap_or_default()
-                    .as_str_name()
-                    .trim_start_matches("RISK_COLOR_")
-                    .to_owned(),
-            });
+            rows.push(row(p, &v));
         }
         if page.next_page_token.is_empty() {
-            break;
+            return Ok(rows);
         }
         token = page.next_page_token;
     }
-    let sink: Box<dyn std::io::Write> = match out {
-        Some(path) => Box::new(
-            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
-        ),
-        None => Box::new(std::io::stdout()),
-    };
-    match format {
-        Format::Json => {
-            let report = Report {
-                year,
-                project_count: summary.project_count,
-                counts_by_state: summary
-                    .counts
-                    .iter()
-                    .map(|c| {
-                        (
-                            pb::ProjectState::try_from(c.state)
-                                .unwrap_or_default()
-                                .as_str_name()
-                                .trim_start_matches("PROJECT_STATE_")
-                                .to_owned(),
-                            c.count,
-                        )
-                    })
-                    .collect(),
-                total_approved_fen: summary.total_approved_fen,
-                total_contracted_fen: summary.total_contracted_fen,
-                total_disbursed_fen: summary.total_disbursed_fen,
-                beyond_variance_bands: summary.beyond_variance_bands,
-                beyond_budget_threshold: summary.beyond_budget_threshold,
-                overdue_findings: summary.overdue_findings,
-                overdue_reviews: summary.overdue_reviews,
-                projects: rows,
-            };
-            let mut sink = sink;
-            serde_json::to_writer_pretty(&mut sink, &report)?;
-            writeln!(sink)?;
-        }
-        Format::Csv => {
-            let mut writer = csv::Writer::from_writer(sink);
-            for row in &rows {
-                writer.serialize(row)?;
-            }
-            if rows.is_empty() {
-                writer.write_record([
-                    "project",
-                    "name",
-                    "applicant",
-                    "category",
-                    "state",
-                    "approved_budget_fen",
-                    "original_approved_budget_fen",
-                    "contract_amount_fen",
-                    "disbursed_fen",
-                    "cost_variance_bp",
-                    "schedule_variance_bp",
-                    "risk_color",
-                ])?;
-            }
-            writer.write_record([
-                "TOTAL".to_owned(),
-                format!("{} projects", summary.project_count),
-                String::new(),
-                String::new(),
-                String::new(),
-                summary.total_approved_fen.to_string(),
-                String::new(),
-                summary.total_contracted_fen.to_string(),
-                summary.total_disbursed_fen.to_string(),
-                String::new(),
-                String::new(),
-                String::new(),
-            ])?;
-            writer.flush()?;
-        }
+}
+
+fn row(p: pb::Project, v: &pb::ProjectVariance) -> Row {
+    Row {
+        project: p.code,
+        name: p.display_name,
+        applicant: p.applicant.trim_start_matches("organizations/").to_owned(),
+        category: p.category,
+        state: state_name(p.state),
+        approved_budget_fen: p.approved_budget_fen,
+        original_approved_budget_fen: p.original_approved_budget_fen,
+        contract_amount_fen: p
+            .tender_result
+            .as_ref()
+            .map(|t| t.contract_amount_fen)
+            .unwrap_or_default(),
+        disbursed_fen: p.disbursed_fen,
+        cost_variance_bp: v.cost_variance_bp,
+        schedule_variance_bp: v.schedule_variance_bp,
+        risk_color: pb::RiskColor::try_from(v.color)
+            .unwrap_or_default()
+            .as_str_name()
+            .trim_start_matches("RISK_COLOR_")
+            .to_owned(),
     }
+}
+
+fn write_json(
+    mut sink: Box<dyn std::io::Write>,
+    year: i32,
+    summary: pb::PortfolioSummary,
+    rows: Vec<Row>,
+) -> anyhow::Result<()> {
+    let report = Report {
+        year,
+        project_count: summary.project_count,
+        counts_by_state: summary
+            .counts
+            .iter()
+            .map(|c| (state_name(c.state), c.count))
+            .collect(),
+        total_approved_fen: summary.total_approved_fen,
+        total_contracted_fen: summary.total_contracted_fen,
+        total_disbursed_fen: summary.total_disbursed_fen,
+        beyond_variance_bands: summary.beyond_variance_bands,
+        beyond_budget_threshold: summary.beyond_budget_threshold,
+        overdue_findings: summary.overdue_findings,
+        overdue_reviews: summary.overdue_reviews,
+        projects: rows,
+    };
+    serde_json::to_writer_pretty(&mut sink, &report)?;
+    writeln!(sink)?;
+    Ok(())
+}
+
+const CSV_HEADER: [&str; 12] = [
+    "project",
+    "name",
+    "applicant",
+    "category",
+    "state",
+    "approved_budget_fen",
+    "original_approved_budget_fen",
+    "contract_amount_fen",
+    "disbursed_fen",
+    "cost_variance_bp",
+    "schedule_variance_bp",
+    "risk_color",
+];
+
+fn write_csv(
+    sink: Box<dyn std::io::Write>,
+    summary: &pb::PortfolioSummary,
+    rows: &[Row],
+) -> anyhow::Result<()> {
+    let mut writer = csv::Writer::from_writer(sink);
+    for row in rows {
+        writer.serialize(row)?;
+    }
+    if rows.is_empty() {
+        writer.write_record(CSV_HEADER)?;
+    }
+    writer.write_record([
+        "TOTAL".to_owned(),
+        format!("{} projects", summary.project_count),
+        String::new(),
+        String::new(),
+        String::new(),
+        summary.total_approved_fen.to_string(),
+        String::new(),
+        summary.total_contracted_fen.to_string(),
+        summary.total_disbursed_fen.to_string(),
+        String::new(),
+        String::new(),
+        String::new(),
+    ])?;
+    writer.flush()?;
     Ok(())
 }

@@ -19,28 +19,6 @@ impl ReviewStage {
     pub fn admits(self, decision: ReviewDecision) -> bool {
         self.decisions().contains(&decision)
     }
-
-    /// The stored and draw-record name: `PRELIMINARY_REVIEW` for
-    /// `REVIEW_STAGE_PRELIMINARY_REVIEW`.
-    pub fn short_name(self) -> &'static str {
-        self.as_str_name().trim_start_matches("REVIEW_STAGE_")
-    }
-
-    /// The stage of a stored short name; None for anything else (UNSPECIFIED included).
-    pub fn from_short_name(name: &str) -> Option<Self> {
-        Self::from_str_name(&format!("REVIEW_STAGE_{name}")).filter(|s| *s != Self::Unspecified)
-    }
-}
-
-impl ReviewDecision {
-    /// `APPROVED` for `REVIEW_DECISION_APPROVED`.
-    pub fn short_name(self) -> &'static str {
-        self.as_str_name().trim_start_matches("REVIEW_DECISION_")
-    }
-
-    pub fn from_short_name(name: &str) -> Option<Self> {
-        Self::from_str_name(&format!("REVIEW_DECISION_{name}")).filter(|d| *d != Self::Unspecified)
-    }
 }
 
 #[cfg(test)]
@@ -48,7 +26,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_stage_but_unspecified_has_decisions_and_names_round_trip() {
+    fn every_stage_but_unspecified_has_decisions() {
         for stage in [
             ReviewStage::PreliminaryReview,
             ReviewStage::ImplementationPlanReview,
@@ -56,20 +34,10 @@ mod tests {
             ReviewStage::PostEvaluation,
         ] {
             assert!(!stage.decisions().is_empty());
-            assert_eq!(
-                ReviewStage::from_short_name(stage.short_name()),
-                Some(stage)
-            );
         }
         assert!(ReviewStage::Unspecified.decisions().is_empty());
-        assert_eq!(ReviewStage::from_short_name("UNSPECIFIED"), None);
         assert!(!ReviewStage::Acceptance.admits(ReviewDecision::Approved));
         assert!(ReviewStage::PreliminaryReview.admits(ReviewDecision::Rejected));
         assert!(!ReviewStage::ImplementationPlanReview.admits(ReviewDecision::Rejected));
-        assert_eq!(
-            ReviewDecision::from_short_name("PASSED"),
-            Some(ReviewDecision::Passed)
-        );
-        assert_eq!(ReviewDecision::from_short_name("NOPE"), None);
     }
 }
