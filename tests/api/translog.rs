@@ -247,3 +247,91 @@ async fn two_replicas_drawing_at_once_keep_one_linear_consistent_log() {
         &path
     ));
 }
+
+async fn all_leaves(client: &RegistryClient) -> Vec<merkle::Hash> {
+    let entries = client
+        .clone()
+        .list_log_entries(epb::ListLogEntriesRequest {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    entries
+        .iter()
+        .map(|e| merkle::leaf_hash(e.entry_json.as_bytes()))
+        .collect()
+}
+
+/// Heads and proofs come from stored subtrees; they must equal what an inspector computes from
+/// the entries, including for a log written before the subtrees were kept, whose nodes the
+/// registry fills in when it starts.
+#[tokio::test]
+async fn heads_and_proofs_from_stored_subtrees_match_the_entries_even_after_an_upgrade() {
+    let policy = DrawPolicy {
+        require_witness: false,
+        ..DrawPolicy::default()
+    };
+    let r = spawn_registry(policy.clone()).await;
+    setup(&r).await;
+    for i in 0..3 {
+        draw(&r.client(Role::Office), &format!("2026-{:04}", 300 + i)).await;
+    }
+    let inspector = r.client(Role::Inspector);
+    let before = head(&inspector).await;
+    let leaves = all_leaves(&inspector).await;
+    assert_eq!(leaves.len() as u64, before.tree_size);
+    assert_eq!(before.root().unwrap(), merkle::root(&leaves));
+
+    // As a log written before migration 0007 would be: entries without their subtrees.
+    sqlx::query("DELETE FROM log_nodes")
+        .execute(&r.service.db().pool)
+        .await
+        .unwrap();
+    let upgraded = spawn_registry_on(&r.database_url, policy).await;
+    let inspector = upgraded.client(Role::Inspector);
+    let after = head(&inspector).await;
+    assert_eq!(
+        (after.tree_size, after.root().unwrap()),
+        (before.tree_size, merkle::root(&leaves))
+    );
+    for index in [0, 5, leaves.len() as u64 - 1] {
+        let proof = inspector
+            .clone()
+            .get_inclusion_proof(epb::GetInclusionProofRequest {
+                index,
+                tree_size: after.tree_size,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(proof.leaf_hash, hex::encode(leaves[index as usize]));
+        let path: Vec<merkle::Hash> = proof.hashes.iter().map(|h| hash(h)).collect();
+        assert_eq!(
+            path,
+            merkle::inclusion_proof(index as usize, &leaves),
+            "inclusion of {index}"
+        );
+    }
+    // And appending goes on from the completed nodes.
+    draw(&upgraded.client(Role::Office), "2026-0310").await;
+    let grown = head(&inspector).await;
+    let leaves = all_leaves(&inspector).await;
+    assert_eq!(grown.root().unwrap(), merkle::root(&leaves));
+    let consistency = inspector
+        .clone()
+        .get_consistency_proof(epb::GetConsistencyProofRequest {
+            old_size: before.tree_size,
+            new_size: grown.tree_size,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let path: Vec<merkle::Hash> = consistency.hashes.iter().map(|h| hash(h)).collect();
+    assert_eq!(
+        path,
+        merkle::consistency_proof(before.tree_size as usize, &leaves)
+    );
+}

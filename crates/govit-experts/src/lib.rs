@@ -79,6 +79,7 @@ impl ExpertsService {
     pub async fn open(database_url: &str, policy: DrawPolicy) -> anyhow::Result<Self> {
         let db = Db::connect_and_migrate(database_url, &MIGRATOR).await?;
         let key = translog::signing_key(&db).await?;
+        translog::complete_nodes(&db).await?;
         // Public by design: inspectors pin it to check tree heads.
         tracing::info!(public_key = %hex::encode(key.verifying_key().to_bytes()), "transparency log signing key");
         Ok(Self {

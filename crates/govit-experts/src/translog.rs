@@ -4,16 +4,24 @@
 //! Appends take a row lock on `log_state` (PostgreSQL) or the write lock (SQLite), so replicas
 //! sharing one database append one after another and can never fork the log. Inspectors read
 //! it through signed heads, entries and proofs.
+//!
+//! Each append also stores the complete subtrees it finishes (`log_nodes`), so heads and proofs
+//! read O(log n) stored hashes (`merkle::nodes`) however long the log grows.
+
+use std::collections::{BTreeSet, HashMap};
 
 use ed25519_dalek::SigningKey;
-use govit_draw::merkle::{self, Hash, TreeHead};
+use govit_draw::merkle::{
+    self, Hash, TreeHead,
+    nodes::{self, MissingNode, NodeId},
+};
 use govit_platform::{
     Db, ServiceError, ServiceResult, Tx, Violations,
     time::{now, to_stored},
 };
 use govit_proto::experts::v1 as pb;
 use serde_json::Value;
-use sqlx::Row;
+use sqlx::{AssertSqlSafe, Row};
 
 use crate::{ExpertsService, internal, validation as check};
 
@@ -56,7 +64,129 @@ pub async fn append(tx: &mut Tx, mut entry: Value, draw_id: Option<&str>) -> any
         .bind(at)
         .execute(&mut **tx)
         .await?;
+    store_nodes(tx, index as u64, leaf).await?;
     Ok(index)
+}
+
+/// Stores the nodes that appending entry `index` completes; the left siblings they need were
+/// stored by earlier appends in this same serialised order.
+async fn store_nodes(tx: &mut Tx, index: u64, leaf: Hash) -> anyhow::Result<()> {
+    let wanted = nodes::needed(|s| nodes::append(index, leaf, &s));
+    let known = load_nodes(tx, &wanted).await?;
+    let made = nodes::append(index, leaf, &|id| known.get(&id).copied())?;
+    insert_nodes(tx, &made).await
+}
+
+async fn insert_nodes(tx: &mut Tx, made: &[(NodeId, Hash)]) -> anyhow::Result<()> {
+    // Rows of three parameters, in chunks well under either database's parameter limit.
+    for chunk in made.chunks(500) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+            .collect();
+        let sql = format!(
+            "INSERT INTO log_nodes (level, idx, hash) VALUES {}",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for (id, hash) in chunk {
+            query = query
+                .bind(i64::from(id.level))
+                .bind(id.index as i64)
+                .bind(hex::encode(hash));
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// The stored hashes of `ids` (those that exist), in one query per level.
+async fn load_nodes(
+    conn: &mut sqlx::AnyConnection,
+    ids: &BTreeSet<NodeId>,
+) -> anyhow::Result<HashMap<NodeId, Hash>> {
+    let mut found = HashMap::new();
+    let mut by_level: HashMap<u8, Vec<i64>> = HashMap::new();
+    for id in ids {
+        by_level.entry(id.level).or_default().push(id.index as i64);
+    }
+    for (level, indices) in by_level {
+        for chunk in indices.chunks(500) {
+            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT idx, hash FROM log_nodes WHERE level = $1 AND idx IN ({})",
+                list.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(i64::from(level));
+            for index in chunk {
+                query = query.bind(*index);
+            }
+            for row in query.fetch_all(&mut *conn).await? {
+                let index: i64 = row.try_get(0)?;
+                let text: String = row.try_get(1)?;
+                found.insert(
+                    NodeId {
+                        level,
+                        index: index as u64,
+                    },
+                    decode_hash(&text)?,
+                );
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn decode_hash(text: &str) -> anyhow::Result<Hash> {
+    hex::decode(text)?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("stored hash is not 32 bytes"))
+}
+
+/// Runs `compute` over the stored nodes it needs, fetched in one pass.
+async fn from_nodes<T>(
+    db: &Db,
+    compute: impl Fn(&dyn Fn(NodeId) -> Option<Hash>) -> Result<T, MissingNode>,
+) -> anyhow::Result<T> {
+    let wanted = nodes::needed(&compute);
+    let mut conn = db.pool.acquire().await?;
+    let known = load_nodes(&mut conn, &wanted).await?;
+    Ok(compute(&|id| known.get(&id).copied())?)
+}
+
+/// Fills `log_nodes` for a log written before they were kept (or any entries missing them):
+/// every node is recomputed from the leaves once, under the log's lock.
+pub async fn complete_nodes(db: &Db) -> anyhow::Result<()> {
+    let mut tx = begin(db).await?;
+    let size: i64 = sqlx::query("SELECT size FROM log_state WHERE id = 1")
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+    let stored: i64 = sqlx::query("SELECT COUNT(*) FROM log_nodes WHERE level = 0")
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+    if stored == size {
+        return Ok(());
+    }
+    let leaves = leaf_hashes(&mut *tx, size as u64).await?;
+    sqlx::query("DELETE FROM log_nodes")
+        .execute(&mut *tx)
+        .await?;
+    let mut made = HashMap::new();
+    for (index, leaf) in leaves.iter().enumerate() {
+        let appended = nodes::append(index as u64, *leaf, &|id| made.get(&id).copied())?;
+        made.extend(appended);
+    }
+    let mut all: Vec<(NodeId, Hash)> = made.into_iter().collect();
+    all.sort();
+    insert_nodes(&mut tx, &all).await?;
+    tx.commit().await?;
+    tracing::info!(
+        entries = size,
+        nodes = all.len(),
+        "transparency log nodes completed"
+    );
+    Ok(())
 }
 
 pub async fn size(db: &Db) -> anyhow::Result<u64> {
@@ -68,18 +198,16 @@ pub async fn size(db: &Db) -> anyhow::Result<u64> {
 }
 
 /// The leaf hashes of the first `size` entries.
-pub async fn leaves(db: &Db, size: u64) -> anyhow::Result<Vec<Hash>> {
+async fn leaf_hashes<'c, E>(executor: E, size: u64) -> anyhow::Result<Vec<Hash>>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
     let rows = sqlx::query("SELECT leaf_hash FROM log_entries WHERE idx < $1 ORDER BY idx")
         .bind(size as i64)
-        .fetch_all(&db.pool)
+        .fetch_all(executor)
         .await?;
     rows.iter()
-        .map(|r| -> anyhow::Result<Hash> {
-            let text: String = r.try_get(0)?;
-            hex::decode(&text)?
-                .try_into()
-                .map_err(|_| anyhow::anyhow!("stored leaf hash is not 32 bytes"))
-        })
+        .map(|r| decode_hash(&r.try_get::<String, _>(0)?))
         .collect()
 }
 
@@ -141,14 +269,9 @@ pub async fn signing_key(db: &Db) -> anyhow::Result<SigningKey> {
 /// Signs the current head.
 pub async fn head(db: &Db, key: &SigningKey) -> anyhow::Result<TreeHead> {
     let size = size(db).await?;
-    let leaves = leaves(db, size).await?;
+    let root = from_nodes(db, |s| nodes::root(size, &s)).await?;
     let timestamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
-    Ok(TreeHead::sign(
-        key,
-        size,
-        &merkle::root(&leaves),
-        &timestamp,
-    ))
+    Ok(TreeHead::sign(key, size, &root, &timestamp))
 }
 
 /// Which log entries a page lists.
@@ -227,14 +350,18 @@ impl ExpertsService {
             v.add("index", "must be below tree_size");
         }
         v.finish()?;
-        let leaves = leaves(&self.store.db, req.tree_size)
-            .await
-            .map_err(internal)?;
-        let proof = merkle::inclusion_proof(req.index as usize, &leaves);
+        let (index, tree_size) = (req.index, req.tree_size);
+        let leaf = NodeId { level: 0, index };
+        let (leaf_hash, proof) = from_nodes(&self.store.db, |s| {
+            let leaf_hash = s(leaf).ok_or(MissingNode(leaf))?;
+            Ok((leaf_hash, nodes::inclusion_proof(index, tree_size, &s)?))
+        })
+        .await
+        .map_err(internal)?;
         Ok(pb::InclusionProof {
             index: req.index,
             tree_size: req.tree_size,
-            leaf_hash: hex::encode(leaves[req.index as usize]),
+            leaf_hash: hex::encode(leaf_hash),
             hashes: proof.iter().map(hex::encode).collect(),
         })
     }
@@ -255,10 +382,12 @@ impl ExpertsService {
             v.add("old_size", "must be between 1 and new_size");
         }
         v.finish()?;
-        let leaves = leaves(&self.store.db, req.new_size)
-            .await
-            .map_err(internal)?;
-        let proof = merkle::consistency_proof(req.old_size as usize, &leaves);
+        let (old_size, new_size) = (req.old_size, req.new_size);
+        let proof = from_nodes(&self.store.db, |s| {
+            nodes::consistency_proof(old_size, new_size, &s)
+        })
+        .await
+        .map_err(internal)?;
         Ok(pb::ConsistencyProof {
             old_size: req.old_size,
             new_size: req.new_size,
