@@ -6,5 +6,6 @@
 pub mod draw;
 pub mod jcs;
 pub mod merkle;
+pub mod note;
 
 pub use draw::{DrawInput, DrawRecord, Exclusion, Outcome, Requirement, Selection, Status};
