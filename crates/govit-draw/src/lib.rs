@@ -7,5 +7,6 @@ pub mod draw;
 pub mod jcs;
 pub mod merkle;
 pub mod note;
+pub mod tiles;
 
 pub use draw::{DrawInput, DrawRecord, Exclusion, Outcome, Requirement, Selection, Status};
