@@ -16,7 +16,7 @@ use crate::{
     ProjectsService,
     blobs::{PendingBlob, UploadError},
     lifecycle::TERMINAL,
-    model::DocumentRow,
+    model::{DocumentRow, ProjectCode},
     validation as check,
 };
 
@@ -35,7 +35,7 @@ fn internal(e: impl Into<anyhow::Error>) -> ServiceError {
 
 /// An upload's metadata, checked: the first message of the stream.
 pub(crate) struct Upload {
-    code: String,
+    code: ProjectCode,
     kind: pb::DocumentKind,
     file_name: String,
     media_type: String,
@@ -187,7 +187,7 @@ async fn receive_chunks(
 
 /// A page of a project's documents.
 pub(crate) struct DocumentQuery {
-    code: String,
+    code: ProjectCode,
     page: Page,
 }
 
@@ -297,7 +297,7 @@ impl ProjectsService {
     pub(crate) async fn open_document(
         &self,
         caller: &Caller,
-        (code, id): (String, String),
+        (code, id): (ProjectCode, String),
         name: &str,
     ) -> ServiceResult<DownloadStream> {
         self.visible_project(caller, &code).await?;

@@ -8,6 +8,7 @@ mod blobs;
 mod documents;
 mod lifecycle;
 mod model;
+mod money;
 mod organizations;
 mod outbox;
 mod overrides;

@@ -8,6 +8,7 @@ use govit_proto::{
 };
 use serde::{Deserialize, Serialize};
 
+pub use crate::money::Fen;
 pub use govit_platform::json::{from_json, to_json};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -60,8 +61,54 @@ pub fn org_name(credit_code: &str) -> String {
     format!("organizations/{credit_code}")
 }
 
-pub fn project_name(code: &str) -> String {
-    format!("projects/{code}")
+/// A project's code (`2026-0007`), the `{code}` of `projects/{code}`; never to be mistaken
+/// for an organisation's credit code or a child resource's id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct ProjectCode(String);
+
+impl ProjectCode {
+    /// A code as assigned: four-digit year, hyphen, sequence of four to nine digits.
+    pub fn parse(code: &str) -> Option<ProjectCode> {
+        let (year, seq) = code.split_once('-')?;
+        let well_formed = year.len() == 4
+            && (4..=9).contains(&seq.len())
+            && year.bytes().all(|b| b.is_ascii_digit())
+            && seq.bytes().all(|b| b.is_ascii_digit());
+        well_formed.then(|| ProjectCode(code.to_owned()))
+    }
+
+    /// A code as a request or a peer names it where its form has never been checked (an
+    /// override's name, a review's project): a malformed one finds no project, as before,
+    /// rather than failing as a field.
+    pub fn as_named(code: &str) -> ProjectCode {
+        ProjectCode(code.to_owned())
+    }
+
+    /// A new draft's, empty until the store assigns its code on insert.
+    pub fn unassigned() -> ProjectCode {
+        ProjectCode(String::new())
+    }
+
+    /// The code the store assigns a new project: its year and sequence within it.
+    pub fn assigned(year: i64, seq: i64) -> ProjectCode {
+        ProjectCode(format!("{year}-{seq:04}"))
+    }
+
+    /// The resource name, `projects/{code}`.
+    pub fn name(&self) -> String {
+        format!("projects/{}", self.0)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ProjectCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// An enum that may be absent, as the wire carries it: absent is 0, `UNSPECIFIED`.
@@ -157,7 +204,7 @@ impl OrgRow {
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ProjectRow {
-    pub code: String,
+    pub code: ProjectCode,
     pub year: i64,
     pub seq: i64,
     pub display_name: String,
@@ -166,7 +213,7 @@ pub struct ProjectRow {
     pub description: String,
     pub planned_start_date: Option<String>,
     pub planned_end_date: Option<String>,
-    pub estimated_investment_fen: i64,
+    pub estimated_investment_fen: Fen,
     #[sqlx(try_from = "String")]
     pub funding_source: Funding,
     pub contacts: String,
@@ -181,16 +228,16 @@ pub struct ProjectRow {
     pub implementation_plan: Option<String>,
     pub contractor: Option<String>,
     pub supervision_firm: Option<String>,
-    pub contract_amount_fen: Option<i64>,
+    pub contract_amount_fen: Option<Fen>,
     pub contract_date: Option<String>,
     pub post_evaluation_summary: String,
     pub version: i64,
     pub event_count: i64,
     pub create_time: String,
     pub update_time: String,
-    pub approved_budget_fen: Option<i64>,
-    pub original_approved_fen: Option<i64>,
-    pub disbursed_fen: i64,
+    pub approved_budget_fen: Option<Fen>,
+    pub original_approved_fen: Option<Fen>,
+    pub disbursed_fen: Fen,
     pub post_evaluation: Option<String>,
     /// The id of the review the project was last sent to.
     pub review: Option<String>,
@@ -263,7 +310,7 @@ fn stored_date(d: &Option<String>) -> anyhow::Result<Option<govit_proto::google:
 
 impl ProjectRow {
     pub fn name(&self) -> String {
-        project_name(&self.code)
+        self.code.name()
     }
 
     pub fn etag(&self) -> String {
@@ -294,7 +341,7 @@ impl ProjectRow {
         Ok(Some(pb::TenderResult {
             contractor: org_name(contractor),
             supervision_firm: org_name(firm),
-            contract_amount_fen: self.contract_amount_fen.unwrap_or_default(),
+            contract_amount_fen: self.contract_amount_fen.unwrap_or_default().get(),
             contract_date: stored_date(&self.contract_date)?,
         }))
     }
@@ -319,14 +366,14 @@ impl ProjectRow {
         let contacts: Vec<ContactRec> = from_json("contacts", &self.contacts)?;
         Ok(pb::Project {
             name: self.name(),
-            code: self.code.clone(),
+            code: self.code.to_string(),
             display_name: self.display_name.clone(),
             applicant: org_name(&self.applicant),
             category: self.category.clone(),
             description: self.description.clone(),
             planned_start_date: stored_date(&self.planned_start_date)?,
             planned_end_date: stored_date(&self.planned_end_date)?,
-            estimated_investment_fen: self.estimated_investment_fen,
+            estimated_investment_fen: self.estimated_investment_fen.get(),
             funding_source: on_wire(self.funding_source.0),
             contacts: contacts.into_iter().map(Into::into).collect(),
             feasibility_consultancy: self
@@ -341,9 +388,9 @@ impl ProjectRow {
             implementation_plan: self.implementation_plan()?,
             tender_result: self.tender_result()?,
             post_evaluation_summary: self.post_evaluation_summary.clone(),
-            approved_budget_fen: self.approved_budget_fen.unwrap_or_default(),
-            original_approved_budget_fen: self.original_approved_fen.unwrap_or_default(),
-            disbursed_fen: self.disbursed_fen,
+            approved_budget_fen: self.approved_budget_fen.unwrap_or_default().get(),
+            original_approved_budget_fen: self.original_approved_fen.unwrap_or_default().get(),
+            disbursed_fen: self.disbursed_fen.get(),
             review: self
                 .review
                 .as_deref()
@@ -361,7 +408,7 @@ impl ProjectRow {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DocumentRow {
     pub id: String,
-    pub project_code: String,
+    pub project_code: ProjectCode,
     #[sqlx(try_from = "String")]
     pub kind: pb::DocumentKind,
     pub file_name: String,
@@ -427,5 +474,29 @@ impl EventRow {
             reason: self.reason.clone(),
             document_sha256: from_json("document_sha256", &self.document_sha256)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn project_codes_are_year_hyphen_sequence() {
+        let code = ProjectCode::parse("2026-0007").unwrap();
+        assert_eq!(code, ProjectCode::assigned(2026, 7));
+        assert_eq!(code.name(), "projects/2026-0007");
+        assert_eq!(code.to_string(), code.as_str());
+        assert_eq!(ProjectCode::assigned(2026, 123_456).as_str(), "2026-123456");
+        for bad in [
+            "26-0007",
+            "2026-007",
+            "2026-0000000001",
+            "2026_0007",
+            "2026-00a7",
+            "",
+        ] {
+            assert_eq!(ProjectCode::parse(bad), None, "{bad}");
+        }
     }
 }

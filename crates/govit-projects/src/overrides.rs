@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::{
     ProjectsService,
     lifecycle::Action,
+    model::ProjectCode,
     outbox::Outgoing,
     projects::{Change, Target},
     store::{Extra, NewEvent, OverrideEvent, OverrideRow, move_override, project_event},
@@ -85,7 +86,7 @@ impl OverrideRow {
 
 /// An override asked for: the project, its etag as read, and the decision with its reason.
 pub(crate) struct OverrideRequest {
-    code: String,
+    code: ProjectCode,
     expected: i64,
     stage: ReviewStage,
     decision: ReviewDecision,
@@ -144,7 +145,7 @@ impl OverrideRequest {
 /// An override named by a request: `projects/{code}/overrides/{id}`.
 pub(crate) struct OverrideName {
     name: String,
-    code: String,
+    code: ProjectCode,
     id: String,
 }
 
@@ -153,7 +154,7 @@ impl TryFrom<String> for OverrideName {
 
     fn try_from(name: String) -> ServiceResult<Self> {
         let (code, id) = govit_platform::validate::child_ids(&name, "projects", "overrides")
-            .map(|(code, id)| (code.to_owned(), id.to_owned()))
+            .map(|(code, id)| (ProjectCode::as_named(code), id.to_owned()))
             .ok_or_else(|| ServiceError::field("name", "must be projects/{code}/overrides/{id}"))?;
         Ok(OverrideName { name, code, id })
     }
@@ -312,7 +313,7 @@ impl ProjectsService {
     /// Marks the project's pending override rejected when the project has moved past it.
     async fn reject_overtaken(
         &self,
-        code: &str,
+        code: &ProjectCode,
         review: Option<&str>,
         from: pb::ProjectState,
         caller: &Caller,
@@ -333,7 +334,7 @@ impl ProjectsService {
     pub(crate) async fn project_overrides(
         &self,
         caller: &Caller,
-        code: &str,
+        code: &ProjectCode,
     ) -> ServiceResult<pb::ListReviewOverridesResponse> {
         self.visible_project(caller, code).await?;
         let overrides = self

@@ -16,7 +16,7 @@ use govit_proto::{
 use crate::{
     ProjectsService,
     lifecycle::{Action, REVIEW_STATES, ReviewEffect},
-    model::{Nullable, PanelRec, ProjectRow},
+    model::{Nullable, PanelRec, ProjectCode, ProjectRow},
     outbox::Outgoing,
     projects::{Change, Target, budget_effect},
     store::{Extra, NewEvent, ReviewOutcomeRecord},
@@ -285,7 +285,7 @@ impl ProjectsService {
 /// A review's decision as review scheduling reports it.
 pub(crate) struct OutcomeReport {
     req: pb::RecordReviewOutcomeRequest,
-    code: String,
+    code: ProjectCode,
     record: ReviewOutcomeRecord,
 }
 
@@ -326,7 +326,7 @@ impl OutcomeReport {
 
 /// A review's cancellation as review scheduling reports it.
 pub(crate) struct CancellationReport {
-    code: String,
+    code: ProjectCode,
     review_id: String,
     /// For the audit trail: which review, and why.
     reason: String,

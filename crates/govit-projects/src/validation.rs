@@ -9,7 +9,7 @@ use govit_platform::{
 };
 use govit_proto::{google::r#type::Date, projects::v1 as pb};
 
-use crate::model::{ContactRec, PanelRec};
+use crate::model::{ContactRec, PanelRec, ProjectCode};
 
 /// The largest investment or amount accepted: 100 billion yuan, in fen. Anything above is a
 /// typing error, not a city IT project.
@@ -75,25 +75,12 @@ pub fn parse_org_name(field: &str, name: &str) -> ServiceResult<CreditCode> {
     code.ok_or_else(|| ServiceError::field(field, "is not an organisation name"))
 }
 
-/// A project code as assigned: four-digit year, hyphen, sequence of at least four digits.
-pub fn is_project_code(code: &str) -> bool {
-    let Some((year, seq)) = code.split_once('-') else {
-        return false;
-    };
-    year.len() == 4
-        && (4..=9).contains(&seq.len())
-        && year.bytes().all(|b| b.is_ascii_digit())
-        && seq.bytes().all(|b| b.is_ascii_digit())
-}
-
-pub fn parse_project_name(field: &str, name: &str) -> ServiceResult<String> {
-    match name.strip_prefix("projects/") {
-        Some(code) if is_project_code(code) => Ok(code.to_owned()),
-        _ => Err(ServiceError::field(
-            field,
-            "must be projects/{code}, e.g. projects/2026-0007",
-        )),
-    }
+pub fn parse_project_name(field: &str, name: &str) -> ServiceResult<ProjectCode> {
+    name.strip_prefix("projects/")
+        .and_then(ProjectCode::parse)
+        .ok_or_else(|| {
+            ServiceError::field(field, "must be projects/{code}, e.g. projects/2026-0007")
+        })
 }
 
 pub fn date(v: &mut Violations, field: &str, d: Option<&Date>) -> Option<chrono::NaiveDate> {
@@ -210,7 +197,7 @@ pub fn parse_child_name(
     field: &str,
     name: &str,
     collection: &str,
-) -> ServiceResult<(String, String)> {
+) -> ServiceResult<(ProjectCode, String)> {
     let bad = || {
         ServiceError::field(
             field,
@@ -223,10 +210,11 @@ pub fn parse_child_name(
         .strip_prefix(collection)
         .and_then(|t| t.strip_prefix('/'))
         .ok_or_else(bad)?;
-    if !is_project_code(code) || id.is_empty() || id.len() > 64 || id.contains('/') {
+    let code = ProjectCode::parse(code).ok_or_else(bad)?;
+    if id.is_empty() || id.len() > 64 || id.contains('/') {
         return Err(bad());
     }
-    Ok((code.to_owned(), id.to_owned()))
+    Ok((code, id.to_owned()))
 }
 
 /// The id of a document of project `project` (`projects/{code}`) named `document`, if it is
@@ -242,7 +230,7 @@ pub fn etag_into(v: &mut Violations, field: &str, value: &str) -> Option<i64> {
 }
 
 /// Like [`parse_project_name`], adding its problem to `v`.
-pub fn project_name_into(v: &mut Violations, field: &str, name: &str) -> Option<String> {
+pub fn project_name_into(v: &mut Violations, field: &str, name: &str) -> Option<ProjectCode> {
     absorb(v, parse_project_name(field, name))
 }
 

@@ -14,6 +14,8 @@
 
 use chrono::NaiveDate;
 
+use crate::money::Fen;
+
 #[derive(Debug, Clone)]
 pub struct MilestoneFigures {
     pub planned_start: NaiveDate,
@@ -113,7 +115,8 @@ pub fn variance(milestones: &[MilestoneFigures], bands: Bands) -> Variance {
 }
 
 /// Whether `budget` is more than `threshold_bp` above `original`: exactly at the line is not.
-pub fn beyond_threshold(original: i64, budget: i64, threshold_bp: i64) -> bool {
+pub fn beyond_threshold(original: Fen, budget: Fen, threshold_bp: i64) -> bool {
+    let (original, budget) = (original.get(), budget.get());
     i128::from(budget - original) * 10_000 > i128::from(original) * i128::from(threshold_bp)
 }
 
@@ -185,10 +188,12 @@ mod tests {
 
     #[test]
     fn the_ten_percent_line_is_exact_to_the_fen() {
-        assert!(!beyond_threshold(100_000_000, 110_000_000, 1000));
-        assert!(beyond_threshold(100_000_000, 110_000_001, 1000));
-        assert!(!beyond_threshold(333, 366, 1000));
-        assert!(beyond_threshold(333, 367, 1000));
+        let beyond =
+            |original, budget| beyond_threshold(Fen::new(original), Fen::new(budget), 1000);
+        assert!(!beyond(100_000_000, 110_000_000));
+        assert!(beyond(100_000_000, 110_000_001));
+        assert!(!beyond(333, 366));
+        assert!(beyond(333, 367));
     }
 
     #[test]

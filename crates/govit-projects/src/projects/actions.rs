@@ -11,7 +11,7 @@ use super::{Change, Target};
 use crate::{
     ProjectsService,
     lifecycle::Action,
-    model::{DocumentRow, EvaluationRec, Funding, PanelRec, PlanRec, ProjectRow, to_json},
+    model::{DocumentRow, EvaluationRec, Fen, Funding, PanelRec, PlanRec, ProjectRow, to_json},
     store::NewEvent,
     validation::{self as check, MAX_REASON_CHARS, MAX_TEXT_CHARS},
 };
@@ -41,7 +41,7 @@ enum StepData {
     Tender {
         contractor: String,
         supervision_firm: String,
-        contract_amount_fen: i64,
+        contract_amount: Fen,
         contract_date: Option<String>,
     },
     Evaluation {
@@ -271,7 +271,7 @@ impl TryFrom<pb::RecordTenderResultRequest> for Step {
         let data = StepData::Tender {
             contractor: contractor.map(|c| c.to_string()).unwrap_or_default(),
             supervision_firm: firm.map(|f| f.to_string()).unwrap_or_default(),
-            contract_amount_fen: result.contract_amount_fen,
+            contract_amount: Fen::new(result.contract_amount_fen),
             contract_date: date.map(date_to_stored),
         };
         Step::finish(v, &req.name, &req.etag, Action::RecordTenderResult, data)
@@ -384,14 +384,14 @@ impl StepData {
             Self::Tender {
                 contractor,
                 supervision_firm,
-                contract_amount_fen,
+                contract_amount,
                 contract_date,
             } => Change::new(move |row, event, _| {
                 set_tender_result(
                     row,
                     event,
                     [contractor, supervision_firm],
-                    contract_amount_fen,
+                    contract_amount,
                     contract_date,
                 )
             }),
@@ -495,7 +495,7 @@ fn missing_documents<'d>(
 
 fn missing_fields(row: &ProjectRow) -> Vec<Missing> {
     let mut missing = Vec::new();
-    if row.estimated_investment_fen <= 0 {
+    if row.estimated_investment_fen <= Fen::ZERO {
         missing.push((
             "FIELD_MISSING",
             "estimated_investment_fen",
@@ -581,7 +581,7 @@ fn set_tender_result(
     row: &mut ProjectRow,
     event: &mut NewEvent,
     [contractor, firm]: [String; 2],
-    contract_amount_fen: i64,
+    contract_amount: Fen,
     contract_date: Option<String>,
 ) -> ServiceResult<()> {
     // The applying unit cannot contract or supervise its own project: the tender exists to
@@ -599,7 +599,7 @@ fn set_tender_result(
     }
     row.contractor = Some(contractor);
     row.supervision_firm = Some(firm);
-    row.contract_amount_fen = Some(contract_amount_fen);
+    row.contract_amount_fen = Some(contract_amount);
     row.contract_date = contract_date;
     event.changed_fields = vec!["tender_result".into()];
     Ok(())

@@ -4,11 +4,11 @@ use govit_platform::{Caller, ServiceError, ServiceResult, paging::Page};
 use govit_proto::projects::v1 as pb;
 
 use super::internal;
-use crate::{ProjectsService, validation as check};
+use crate::{ProjectsService, model::ProjectCode, validation as check};
 
 /// A page of a project's events.
 pub(crate) struct EventQuery {
-    code: String,
+    code: ProjectCode,
     page: Page,
 }
 

@@ -16,7 +16,7 @@ use govit_proto::{
 use crate::{
     ProjectsService,
     lifecycle::Action,
-    model::{DocumentRow, Nullable, ProjectRow},
+    model::{DocumentRow, Nullable, ProjectCode, ProjectRow},
     store::{Extra, NewEvent},
     validation as check,
 };
@@ -45,7 +45,7 @@ fn internal(e: anyhow::Error) -> ServiceError {
 /// the caller sent one).
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
-    code: String,
+    code: ProjectCode,
     expected: Option<i64>,
 }
 
@@ -74,7 +74,7 @@ impl Target {
     }
 
     /// A project this service moves on its own account, as it is now.
-    pub fn without_etag(code: &str) -> Target {
+    pub fn without_etag(code: &ProjectCode) -> Target {
         Target {
             code: code.to_owned(),
             expected: None,
@@ -121,7 +121,7 @@ pub(crate) fn budget_effect(action: Action, row: &mut ProjectRow) -> Option<Extr
     row.approved_budget_fen = Some(row.estimated_investment_fen);
     row.original_approved_fen = Some(row.estimated_investment_fen);
     Some(Extra::FirstBaseline {
-        budget_fen: row.estimated_investment_fen,
+        budget: row.estimated_investment_fen,
     })
 }
 
@@ -131,7 +131,7 @@ impl ProjectsService {
     pub(crate) async fn visible_project(
         &self,
         caller: &Caller,
-        code: &str,
+        code: &ProjectCode,
     ) -> ServiceResult<ProjectRow> {
         caller.require(&PROJECT_READERS)?;
         let row = self.store.get_project(code).await?;
@@ -145,10 +145,7 @@ impl ProjectsService {
                 "applicants may only see their own organisation's projects".into(),
             )),
             (_, Some(row)) => Ok(row),
-            (_, None) => Err(ServiceError::not_found(
-                "project",
-                crate::model::project_name(code),
-            )),
+            (_, None) => Err(ServiceError::not_found("project", code.name())),
         }
     }
 

@@ -15,7 +15,7 @@ use super::internal;
 use crate::{
     ProjectsService,
     lifecycle::EDITABLE,
-    model::{Funding, Nullable, ProjectRow, to_json},
+    model::{Fen, Funding, Nullable, ProjectCode, ProjectRow, to_json},
     store::{Arg, NewEvent},
     validation::{self as check, MAX_NAME_CHARS, MAX_TEXT_CHARS},
 };
@@ -38,7 +38,7 @@ impl ProjectRow {
     /// A new draft of `year`, before its fields are set and its code is assigned.
     fn draft(year: i64, at: String) -> ProjectRow {
         ProjectRow {
-            code: String::new(),
+            code: ProjectCode::unassigned(),
             year,
             seq: 0,
             display_name: String::new(),
@@ -47,7 +47,7 @@ impl ProjectRow {
             description: String::new(),
             planned_start_date: None,
             planned_end_date: None,
-            estimated_investment_fen: 0,
+            estimated_investment_fen: Fen::ZERO,
             funding_source: Funding(None),
             contacts: "[]".into(),
             feasibility_consultancy: None,
@@ -67,7 +67,7 @@ impl ProjectRow {
             update_time: at,
             approved_budget_fen: None,
             original_approved_fen: None,
-            disbursed_fen: 0,
+            disbursed_fen: Fen::ZERO,
             post_evaluation: None,
             review: None,
         }
@@ -111,7 +111,7 @@ impl ProjectRow {
                 }
                 "estimated_investment_fen" => {
                     check::amount(v, &field, p.estimated_investment_fen, true);
-                    self.estimated_investment_fen = p.estimated_investment_fen;
+                    self.estimated_investment_fen = Fen::new(p.estimated_investment_fen);
                 }
                 "funding_source" => {
                     if let Some(f) =
@@ -181,7 +181,7 @@ impl TryFrom<pb::CreateProjectRequest> for NewProject {
 
 /// An edit of a project's fields: which fields, their new values, and the etag as read.
 pub(crate) struct ProjectEdit {
-    code: String,
+    code: ProjectCode,
     expected: i64,
     paths: Vec<String>,
     project: pb::Project,

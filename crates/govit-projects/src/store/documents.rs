@@ -5,7 +5,7 @@ use govit_proto::StoredEnum;
 use sqlx::AssertSqlSafe;
 
 use super::{Arg, NewEvent, Store, bind_all, placeholders, project_event};
-use crate::model::DocumentRow;
+use crate::model::{DocumentRow, ProjectCode};
 
 const DOCUMENT_COLUMNS: &str = "id, project_code, kind, file_name, media_type, size_bytes, sha256, \
     sealed_copies, uploaded_by, create_time";
@@ -59,7 +59,7 @@ impl Store {
 
     pub async fn get_document(
         &self,
-        project_code: &str,
+        project_code: &ProjectCode,
         id: &str,
     ) -> ServiceResult<Option<DocumentRow>> {
         let sql =
@@ -74,12 +74,12 @@ impl Store {
     /// A page of the project's documents, oldest first, after the (time, id) key `after`.
     pub async fn list_documents(
         &self,
-        project_code: &str,
+        project_code: &ProjectCode,
         after: Option<(String, String)>,
         limit: i64,
     ) -> ServiceResult<Vec<DocumentRow>> {
         let mut sql = format!("SELECT {DOCUMENT_COLUMNS} FROM documents WHERE project_code = $1");
-        let mut args = vec![Arg::from(project_code)];
+        let mut args = vec![Arg::from(project_code.as_str())];
         if let Some((time, id)) = after {
             args.push(Arg::Text(time));
             args.push(Arg::Text(id));
@@ -92,7 +92,10 @@ impl Store {
     }
 
     /// Every document of the project, oldest first: for guards that need several kinds.
-    pub async fn all_documents(&self, project_code: &str) -> ServiceResult<Vec<DocumentRow>> {
+    pub async fn all_documents(
+        &self,
+        project_code: &ProjectCode,
+    ) -> ServiceResult<Vec<DocumentRow>> {
         self.list_documents(project_code, None, i64::MAX / 2).await
     }
 }

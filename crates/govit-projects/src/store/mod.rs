@@ -11,7 +11,7 @@ use govit_platform::{Caller, Db, ServiceError, ServiceResult, Tx};
 use govit_proto::{StoredEnum, projects::v1::ProjectState};
 use sqlx::{AssertSqlSafe, Row};
 
-use crate::model::{EventRow, to_json};
+use crate::model::{EventRow, Fen, ProjectCode, to_json};
 
 pub use overrides::{OverrideEvent, OverrideRow, move_override};
 pub use projects::{Extra, ReviewOutcomeRecord};
@@ -107,7 +107,7 @@ pub async fn insert_event(
 /// that do not change the project's own fields are written.
 pub async fn project_event(
     tx: &mut Tx,
-    code: &str,
+    code: &ProjectCode,
     at: &str,
     actor: &Caller,
     event: &NewEvent,
@@ -119,22 +119,19 @@ pub async fn project_event(
     .fetch_optional(&mut **tx)
     .await?;
     let Some(counted) = counted else {
-        return Err(ServiceError::not_found(
-            "project",
-            crate::model::project_name(code),
-        ));
+        return Err(ServiceError::not_found("project", code.name()));
     };
     let seq: i64 = counted.try_get(0)?;
-    insert_event(tx, &crate::model::project_name(code), seq, at, actor, event).await?;
+    insert_event(tx, &code.name(), seq, at, actor, event).await?;
     Ok(seq)
 }
 
 #[allow(clippy::too_many_arguments)] // one column each; a struct would only rename them
 pub async fn insert_baseline(
     tx: &mut Tx,
-    project: &str,
+    project: &ProjectCode,
     seq: i64,
-    budget_fen: i64,
+    budget: Fen,
     source: crate::supervision::BaselineSource,
     budget_change: Option<&str>,
     reason: &str,
@@ -146,7 +143,7 @@ pub async fn insert_baseline(
     )
     .bind(project.to_owned())
     .bind(seq)
-    .bind(budget_fen)
+    .bind(budget)
     .bind(source.as_stored())
     .bind(budget_change.map(str::to_owned))
     .bind(reason.to_owned())

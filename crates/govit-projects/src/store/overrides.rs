@@ -8,6 +8,7 @@ use govit_proto::{
 use sqlx::AssertSqlSafe;
 
 use super::{Store, placeholders};
+use crate::model::ProjectCode;
 
 /// What happens to an override waiting for approval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +48,7 @@ impl OverrideEvent {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OverrideRow {
     pub id: String,
-    pub project_code: String,
+    pub project_code: ProjectCode,
     #[sqlx(try_from = "String")]
     pub stage: ReviewStage,
     #[sqlx(try_from = "String")]
@@ -119,7 +120,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn get_override(&self, code: &str, id: &str) -> ServiceResult<OverrideRow> {
+    pub async fn get_override(&self, code: &ProjectCode, id: &str) -> ServiceResult<OverrideRow> {
         let sql =
             format!("SELECT {COLUMNS} FROM review_overrides WHERE project_code = $1 AND id = $2");
         sqlx::query_as::<_, OverrideRow>(AssertSqlSafe(sql))
@@ -135,7 +136,7 @@ impl Store {
             })
     }
 
-    pub async fn list_overrides(&self, code: &str) -> ServiceResult<Vec<OverrideRow>> {
+    pub async fn list_overrides(&self, code: &ProjectCode) -> ServiceResult<Vec<OverrideRow>> {
         let sql = format!(
             "SELECT {COLUMNS} FROM review_overrides WHERE project_code = $1 \
              ORDER BY create_time, id"
@@ -147,7 +148,7 @@ impl Store {
     }
 
     /// The project's override waiting for approval, if any.
-    pub async fn pending_override(&self, code: &str) -> ServiceResult<Option<String>> {
+    pub async fn pending_override(&self, code: &ProjectCode) -> ServiceResult<Option<String>> {
         Ok(sqlx::query_scalar(
             "SELECT id FROM review_overrides WHERE project_code = $1 AND state = $2",
         )

@@ -14,7 +14,7 @@ use sqlx::{AssertSqlSafe, Row};
 use super::{
     Arg, NewEvent, OverrideEvent, Store, bind_all, insert_baseline, insert_event, placeholders,
 };
-use crate::model::ProjectRow;
+use crate::model::{Fen, ProjectCode, ProjectRow};
 
 const PROJECT_COLUMNS: &str = "code, year, seq, display_name, applicant, category, description, \
     planned_start_date, planned_end_date, estimated_investment_fen, funding_source, contacts, \
@@ -41,7 +41,7 @@ fn written_columns(row: &ProjectRow) -> Vec<(&'static str, Arg)> {
         ),
         (
             "estimated_investment_fen",
-            Int(row.estimated_investment_fen),
+            Int(row.estimated_investment_fen.get()),
         ),
         ("funding_source", row.funding_source.as_stored().into()),
         ("contacts", Text(row.contacts.clone())),
@@ -65,17 +65,23 @@ fn written_columns(row: &ProjectRow) -> Vec<(&'static str, Arg)> {
             "supervision_firm",
             OptionalText(row.supervision_firm.clone()),
         ),
-        ("contract_amount_fen", OptionalInt(row.contract_amount_fen)),
+        (
+            "contract_amount_fen",
+            OptionalInt(row.contract_amount_fen.map(Fen::get)),
+        ),
         ("contract_date", OptionalText(row.contract_date.clone())),
         (
             "post_evaluation_summary",
             Text(row.post_evaluation_summary.clone()),
         ),
         ("update_time", Text(row.update_time.clone())),
-        ("approved_budget_fen", OptionalInt(row.approved_budget_fen)),
+        (
+            "approved_budget_fen",
+            OptionalInt(row.approved_budget_fen.map(Fen::get)),
+        ),
         (
             "original_approved_fen",
-            OptionalInt(row.original_approved_fen),
+            OptionalInt(row.original_approved_fen.map(Fen::get)),
         ),
         ("post_evaluation", OptionalText(row.post_evaluation.clone())),
         ("review", OptionalText(row.review.clone())),
@@ -88,7 +94,7 @@ pub enum Extra {
     ReviewOutcome(ReviewOutcomeRecord),
     /// The approved investment fixed at approval.
     FirstBaseline {
-        budget_fen: i64,
+        budget: Fen,
     },
     /// A message to another service, sent by the outbox worker after commit.
     Outbox(crate::outbox::Outgoing),
@@ -102,7 +108,7 @@ pub enum Extra {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReviewOutcomeRecord {
     pub review_id: String,
-    pub project_code: String,
+    pub project_code: ProjectCode,
     pub stage: ReviewStage,
     pub decision: ReviewDecision,
     pub summary: String,
@@ -114,7 +120,7 @@ pub struct ReviewOutcomeRecord {
 #[derive(sqlx::FromRow)]
 struct StoredOutcome {
     review_id: String,
-    project_code: String,
+    project_code: ProjectCode,
     #[sqlx(try_from = "String")]
     stage: ReviewStage,
     #[sqlx(try_from = "String")]
@@ -124,7 +130,7 @@ struct StoredOutcome {
 }
 
 impl Store {
-    pub async fn get_project(&self, code: &str) -> ServiceResult<Option<ProjectRow>> {
+    pub async fn get_project(&self, code: &ProjectCode) -> ServiceResult<Option<ProjectRow>> {
         let sql = format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE code = $1");
         Ok(sqlx::query_as::<_, ProjectRow>(AssertSqlSafe(sql))
             .bind(code.to_owned())
@@ -183,11 +189,11 @@ impl Store {
         .await?
         .try_get(0)?;
         row.seq = seq;
-        row.code = format!("{}-{:04}", row.year, seq);
+        row.code = ProjectCode::assigned(row.year, seq);
         row.version = 1;
         row.event_count = 1;
         let mut columns = vec![
-            ("code", Arg::Text(row.code.clone())),
+            ("code", Arg::Text(row.code.to_string())),
             ("year", Arg::Int(row.year)),
             ("seq", Arg::Int(row.seq)),
             ("applicant", Arg::Text(row.applicant.clone())),
@@ -282,7 +288,7 @@ impl Store {
             args.len() + 1,
             args.len() + 2
         );
-        args.push(Arg::Text(row.code.clone()));
+        args.push(Arg::Text(row.code.to_string()));
         args.push(Arg::Int(expected_version));
         if let Some(from) = from {
             args.push(from.as_stored().into());
@@ -327,7 +333,7 @@ impl Store {
     }
 }
 
-async fn write_extra(tx: &mut Tx, code: &str, at: &str, extra: Extra) -> ServiceResult<()> {
+async fn write_extra(tx: &mut Tx, code: &ProjectCode, at: &str, extra: Extra) -> ServiceResult<()> {
     match extra {
         Extra::ReviewOutcome(outcome) => insert_outcome(tx, code, at, outcome).await,
         Extra::Outbox(message) => {
@@ -345,12 +351,12 @@ async fn write_extra(tx: &mut Tx, code: &str, at: &str, extra: Extra) -> Service
                 )))
             }
         }
-        Extra::FirstBaseline { budget_fen } => {
+        Extra::FirstBaseline { budget } => {
             insert_baseline(
                 tx,
                 code,
                 1,
-                budget_fen,
+                budget,
                 crate::supervision::BaselineSource::Approval,
                 None,
                 "approved at the preliminary review",
@@ -364,7 +370,7 @@ async fn write_extra(tx: &mut Tx, code: &str, at: &str, extra: Extra) -> Service
 
 async fn insert_outcome(
     tx: &mut Tx,
-    code: &str,
+    code: &ProjectCode,
     at: &str,
     outcome: ReviewOutcomeRecord,
 ) -> ServiceResult<()> {

@@ -16,7 +16,7 @@ use super::{KEEPERS, date_field, internal, new_id, next_sequence};
 use crate::{
     ProjectsService,
     lifecycle::TERMINAL,
-    model::to_json,
+    model::{Fen, ProjectCode, to_json},
     store::{NewEvent, insert_baseline},
     validation::{self as check, MAX_REASON_CHARS, MAX_TEXT_CHARS},
     variance,
@@ -99,8 +99,8 @@ impl HigherApprovalRec {
 
 /// A request to raise the approved budget, checked.
 pub(crate) struct NewBudgetChange {
-    code: String,
-    requested_budget_fen: i64,
+    code: ProjectCode,
+    requested_budget: Fen,
     reason: String,
     funding: pb::FundingSource,
 }
@@ -130,7 +130,7 @@ impl TryFrom<pb::CreateBudgetChangeRequest> for NewBudgetChange {
         v.finish()?;
         Ok(Self {
             code: check::parse_project_name("parent", &req.parent)?,
-            requested_budget_fen: req.requested_budget_fen,
+            requested_budget: Fen::new(req.requested_budget_fen),
             reason: req.reason,
             funding: funding
                 .ok_or_else(|| ServiceError::field("funding_source", "must be specified"))?,
@@ -141,7 +141,7 @@ impl TryFrom<pb::CreateBudgetChangeRequest> for NewBudgetChange {
 /// Office's decision on a budget change, checked.
 pub(crate) struct BudgetDecision {
     name: String,
-    code: String,
+    code: ProjectCode,
     id: String,
     comment: String,
     event: BudgetChangeEvent,
@@ -211,9 +211,9 @@ impl TryFrom<pb::RefuseBudgetChangeRequest> for BudgetDecision {
 #[derive(Debug, sqlx::FromRow)]
 struct BudgetChangeRow {
     id: String,
-    project_code: String,
-    current_budget_fen: i64,
-    requested_budget_fen: i64,
+    project_code: ProjectCode,
+    current_budget_fen: Fen,
+    requested_budget_fen: Fen,
     reason: String,
     #[sqlx(try_from = "String")]
     funding_source: pb::FundingSource,
@@ -242,8 +242,8 @@ impl BudgetChangeRow {
             .map_err(internal)?;
         Ok(pb::BudgetChange {
             name: format!("projects/{}/budgetChanges/{}", self.project_code, self.id),
-            current_budget_fen: self.current_budget_fen,
-            requested_budget_fen: self.requested_budget_fen,
+            current_budget_fen: self.current_budget_fen.get(),
+            requested_budget_fen: self.requested_budget_fen.get(),
             reason: self.reason.clone(),
             funding_source: self.funding_source as i32,
             state: self.state as i32,
@@ -266,7 +266,7 @@ impl BudgetChangeRow {
 #[derive(Debug, sqlx::FromRow)]
 struct BaselineRow {
     seq: i64,
-    budget_fen: i64,
+    budget_fen: Fen,
     #[sqlx(try_from = "String")]
     source: BaselineSource,
     budget_change: Option<String>,
@@ -277,8 +277,8 @@ struct BaselineRow {
 async fn insert_budget_change(
     tx: &mut Tx,
     id: &str,
-    code: &str,
-    current: i64,
+    code: &ProjectCode,
+    current: Fen,
     change: &NewBudgetChange,
     flagged: bool,
     requested_by: &str,
@@ -291,7 +291,7 @@ async fn insert_budget_change(
     .bind(id.to_owned())
     .bind(code.to_owned())
     .bind(current)
-    .bind(change.requested_budget_fen)
+    .bind(change.requested_budget)
     .bind(change.reason.clone())
     .bind(change.funding.as_stored())
     .bind(BudgetChangeState::Pending.as_stored())
@@ -358,7 +358,13 @@ async fn raise_approved_budget(
         ));
     }
     // A new baseline, never an edit of the old one.
-    let seq = next_sequence(tx, "budget_baselines", "project_code", &decision.code).await?;
+    let seq = next_sequence(
+        tx,
+        "budget_baselines",
+        "project_code",
+        decision.code.as_str(),
+    )
+    .await?;
     insert_baseline(
         tx,
         &decision.code,
@@ -374,7 +380,7 @@ async fn raise_approved_budget(
 }
 
 impl ProjectsService {
-    async fn budget_change(&self, code: &str, id: &str) -> ServiceResult<BudgetChangeRow> {
+    async fn budget_change(&self, code: &ProjectCode, id: &str) -> ServiceResult<BudgetChangeRow> {
         sqlx::query_as::<_, BudgetChangeRow>(
             "SELECT * FROM budget_changes WHERE project_code = $1 AND id = $2",
         )
@@ -418,7 +424,7 @@ impl ProjectsService {
                 ),
             ));
         }
-        if change.requested_budget_fen <= current {
+        if change.requested_budget <= current {
             return Err(ServiceError::field(
                 "requested_budget_fen",
                 format!("must be above the current approved budget, {current} fen"),
@@ -426,7 +432,7 @@ impl ProjectsService {
         }
         let flagged = variance::beyond_threshold(
             original,
-            change.requested_budget_fen,
+            change.requested_budget,
             self.policy.budget_threshold_bp,
         );
         let id = new_id();
@@ -446,7 +452,7 @@ impl ProjectsService {
             changed_fields: vec![format!("budgetChanges/{id}")],
             reason: format!(
                 "{current} → {} fen: {}",
-                change.requested_budget_fen, change.reason
+                change.requested_budget, change.reason
             ),
             ..NewEvent::default()
         };
@@ -507,7 +513,7 @@ impl ProjectsService {
     pub(crate) async fn budget_changes_of(
         &self,
         caller: &Caller,
-        code: &str,
+        code: &ProjectCode,
     ) -> ServiceResult<Vec<pb::BudgetChange>> {
         self.visible_project(caller, code).await?;
         sqlx::query_as::<_, BudgetChangeRow>(
@@ -524,7 +530,7 @@ impl ProjectsService {
     pub(crate) async fn baselines_of(
         &self,
         caller: &Caller,
-        code: &str,
+        code: &ProjectCode,
     ) -> ServiceResult<Vec<pb::BudgetBaseline>> {
         self.visible_project(caller, code).await?;
         let rows = sqlx::query_as::<_, BaselineRow>(
@@ -538,7 +544,7 @@ impl ProjectsService {
             .map(|r| -> ServiceResult<_> {
                 Ok(pb::BudgetBaseline {
                     sequence: r.seq,
-                    budget_fen: r.budget_fen,
+                    budget_fen: r.budget_fen.get(),
                     source: r.source.as_stored().to_owned(),
                     budget_change: r
                         .budget_change
@@ -576,15 +582,23 @@ mod tests {
         let scratch = crate::supervision::testing::scratch_db("budget").await;
         let db = &scratch.db;
         let change = NewBudgetChange {
-            code: crate::supervision::testing::PROJECT.into(),
-            requested_budget_fen: 120,
+            code: ProjectCode::parse(crate::supervision::testing::PROJECT).unwrap(),
+            requested_budget: Fen::new(120),
             reason: "more".into(),
             funding: pb::FundingSource::CityBudget,
         };
         let mut tx = db.begin_write().await.unwrap();
-        insert_budget_change(&mut tx, "c1", &change.code, 100, &change, false, "u")
-            .await
-            .unwrap();
+        insert_budget_change(
+            &mut tx,
+            "c1",
+            &change.code,
+            Fen::new(100),
+            &change,
+            false,
+            "u",
+        )
+        .await
+        .unwrap();
         let decision = BudgetDecision {
             name: "projects/2026-0001/budgetChanges/c1".into(),
             code: change.code.clone(),
@@ -608,6 +622,11 @@ mod tests {
             |sql: &'static str| sqlx::query_as::<_, BudgetChangeRow>(sql).fetch_one(&db.pool);
         let row = read("SELECT * FROM budget_changes").await.unwrap();
         assert_eq!(row.state, BudgetChangeState::Approved);
+        assert_eq!(row.project_code, change.code);
+        assert_eq!(
+            (row.current_budget_fen, row.requested_budget_fen),
+            (Fen::new(100), Fen::new(120))
+        );
         assert_eq!(row.funding_source, pb::FundingSource::CityBudget);
         sqlx::query("UPDATE budget_changes SET state = 'SHELVED'")
             .execute(&db.pool)

@@ -15,21 +15,21 @@ use govit_proto::{
 use super::{KEEPERS, date_field, internal, new_id};
 use crate::{
     ProjectsService,
-    model::ProjectRow,
+    model::{Fen, ProjectCode, ProjectRow},
     store::NewEvent,
     validation::{self as check, MAX_REASON_CHARS},
 };
 
 /// A payment to record, checked.
 pub(crate) struct NewDisbursement {
-    code: String,
-    amount_fen: i64,
+    code: ProjectCode,
+    amount: Fen,
     payment_date: NaiveDate,
     payee: String,
     purpose: String,
     /// The supporting document as named, and its (project code, id).
     supporting_document: String,
-    document: Option<(String, String)>,
+    document: Option<(ProjectCode, String)>,
 }
 
 impl NewDisbursement {
@@ -70,7 +70,7 @@ impl TryFrom<pb::RecordDisbursementRequest> for NewDisbursement {
         v.finish()?;
         Ok(Self {
             code: check::parse_project_name("parent", &req.parent)?,
-            amount_fen: d.amount_fen,
+            amount: Fen::new(d.amount_fen),
             payment_date: date
                 .ok_or_else(|| ServiceError::field("disbursement.payment_date", "is required"))?,
             payee: d.payee.trim().to_owned(),
@@ -123,15 +123,15 @@ fn check_payable(project: &ProjectRow, d: &NewDisbursement) -> ServiceResult<()>
     Ok(())
 }
 
-/// Adds `amount_fen` to the project's total if it stays within the approved budget. The line
+/// Adds `amount` to the project's total if it stays within the approved budget. The line
 /// is checked by the database in the statement that moves the total, so racing disbursements
 /// can never pass it together. False when it would not.
-async fn add_to_disbursed(tx: &mut Tx, code: &str, amount_fen: i64) -> ServiceResult<bool> {
+async fn add_to_disbursed(tx: &mut Tx, code: &ProjectCode, amount: Fen) -> ServiceResult<bool> {
     let moved = sqlx::query(
         "UPDATE projects SET disbursed_fen = disbursed_fen + $1 WHERE code = $2 AND approved_budget_fen IS NOT NULL \
          AND disbursed_fen + $1 <= approved_budget_fen RETURNING disbursed_fen",
     )
-    .bind(amount_fen)
+    .bind(amount)
     .bind(code.to_owned())
     .fetch_optional(&mut **tx)
     .await?;
@@ -141,7 +141,7 @@ async fn add_to_disbursed(tx: &mut Tx, code: &str, amount_fen: i64) -> ServiceRe
 async fn insert_disbursement(
     tx: &mut Tx,
     id: &str,
-    code: &str,
+    code: &ProjectCode,
     d: &NewDisbursement,
     recorded_by: &str,
     at: &str,
@@ -152,7 +152,7 @@ async fn insert_disbursement(
     )
     .bind(id.to_owned())
     .bind(code.to_owned())
-    .bind(d.amount_fen)
+    .bind(d.amount)
     .bind(date_to_stored(d.payment_date))
     .bind(d.payee.clone())
     .bind(d.purpose.clone())
@@ -167,7 +167,7 @@ async fn insert_disbursement(
 #[derive(Debug, sqlx::FromRow)]
 struct DisbursementRow {
     id: String,
-    amount_fen: i64,
+    amount_fen: Fen,
     payment_date: String,
     payee: String,
     purpose: String,
@@ -177,10 +177,10 @@ struct DisbursementRow {
 }
 
 impl DisbursementRow {
-    fn to_proto(&self, code: &str) -> ServiceResult<pb::Disbursement> {
+    fn to_proto(&self, code: &ProjectCode) -> ServiceResult<pb::Disbursement> {
         Ok(pb::Disbursement {
             name: format!("projects/{code}/disbursements/{}", self.id),
-            amount_fen: self.amount_fen,
+            amount_fen: self.amount_fen.get(),
             payment_date: Some(date_to_proto(
                 date_from_stored(&self.payment_date).map_err(internal)?,
             )),
@@ -213,22 +213,22 @@ impl ProjectsService {
         let id = new_id();
         let at = to_stored(now());
         let mut tx = self.store.db.begin_write().await?;
-        if !add_to_disbursed(&mut tx, &project.code, d.amount_fen).await? {
+        if !add_to_disbursed(&mut tx, &project.code, d.amount).await? {
             drop(tx);
-            return Err(self.beyond_budget(&project, d.amount_fen).await);
+            return Err(self.beyond_budget(&project, d.amount).await);
         }
         insert_disbursement(&mut tx, &id, &project.code, &d, &caller.subject, &at).await?;
         let event = NewEvent {
             action: "RecordDisbursement".into(),
             changed_fields: vec![format!("disbursements/{id}"), "disbursed_fen".into()],
-            reason: format!("{} fen to {}", d.amount_fen, d.payee),
+            reason: format!("{} fen to {}", d.amount, d.payee),
             ..NewEvent::default()
         };
         Self::audit(&mut tx, &project.code, caller, event).await?;
         tx.commit().await?;
         Ok(pb::Disbursement {
             name: format!("projects/{}/disbursements/{id}", project.code),
-            amount_fen: d.amount_fen,
+            amount_fen: d.amount.get(),
             payment_date: Some(date_to_proto(d.payment_date)),
             payee: d.payee,
             purpose: d.purpose,
@@ -238,9 +238,9 @@ impl ProjectsService {
         })
     }
 
-    /// The refusal of a payment of `amount_fen` beyond the budget, with the figures as they
+    /// The refusal of a payment of `amount` beyond the budget, with the figures as they
     /// are now (another payment or a budget change may have come in between).
-    async fn beyond_budget(&self, project: &ProjectRow, amount_fen: i64) -> ServiceError {
+    async fn beyond_budget(&self, project: &ProjectRow, amount: Fen) -> ServiceError {
         let now_row = match self.store.get_project(&project.code).await {
             Ok(Some(row)) => row,
             Ok(None) => return ServiceError::not_found("project", project.name()),
@@ -252,15 +252,13 @@ impl ProjectsService {
         let disbursed = now_row.disbursed_fen;
         ServiceError::FailedPrecondition {
             message: format!(
-                "disbursing {amount_fen} fen would take the total to {} fen, above the approved budget of {budget} fen ({disbursed} fen disbursed so far)",
-                disbursed + amount_fen,
+                "disbursing {amount} fen would take the total to {} fen, above the approved budget of {budget} fen ({disbursed} fen disbursed so far)",
+                disbursed + amount,
             ),
             violations: vec![PreconditionViolation::new(
                 "BUDGET_EXCEEDED",
                 project.name(),
-                format!(
-                    "approved {budget} fen, disbursed {disbursed} fen, requested {amount_fen} fen"
-                ),
+                format!("approved {budget} fen, disbursed {disbursed} fen, requested {amount} fen"),
             )],
         }
     }
@@ -268,7 +266,7 @@ impl ProjectsService {
     pub(crate) async fn disbursements_of(
         &self,
         caller: &Caller,
-        code: &str,
+        code: &ProjectCode,
     ) -> ServiceResult<pb::ListDisbursementsResponse> {
         let project = self.visible_project(caller, code).await?;
         let disbursements = sqlx::query_as::<_, DisbursementRow>(
@@ -283,7 +281,7 @@ impl ProjectsService {
         .collect::<ServiceResult<Vec<_>>>()?;
         Ok(pb::ListDisbursementsResponse {
             disbursements,
-            total_fen: project.disbursed_fen,
+            total_fen: project.disbursed_fen.get(),
         })
     }
 }

@@ -15,7 +15,7 @@ use sqlx::AssertSqlSafe;
 use super::{BUREAUS, KEEPERS, date_field, internal, new_id};
 use crate::{
     ProjectsService,
-    model::to_json,
+    model::{ProjectCode, to_json},
     store::NewEvent,
     validation::{self as check, MAX_TEXT_CHARS},
     workdays,
@@ -31,7 +31,7 @@ struct NewFinding {
 
 /// An inspection to record, checked.
 pub(crate) struct NewInspection {
-    code: String,
+    code: ProjectCode,
     inspection_date: NaiveDate,
     scopes: Vec<pb::InspectionScope>,
     participants: Vec<String>,
@@ -135,7 +135,7 @@ impl TryFrom<pb::CreateInspectionRequest> for NewInspection {
 /// A rectification to record against a finding, checked.
 pub(crate) struct Rectification {
     finding: String,
-    code: String,
+    code: ProjectCode,
     inspection_id: String,
     seq: i64,
     rectification: String,
@@ -147,13 +147,13 @@ impl Rectification {
 }
 
 /// `projects/{code}/inspections/{id}/findings/{n}` → (code, id, n).
-fn parse_finding_name(name: &str) -> Option<(String, String, i64)> {
+fn parse_finding_name(name: &str) -> Option<(ProjectCode, String, i64)> {
     let parts: Vec<&str> = name.split('/').collect();
     match parts.as_slice() {
-        ["projects", code, "inspections", id, "findings", n] if check::is_project_code(code) => n
-            .parse::<i64>()
-            .ok()
-            .map(|n| (code.to_string(), id.to_string(), n)),
+        ["projects", code, "inspections", id, "findings", n] => {
+            let code = ProjectCode::parse(code)?;
+            n.parse::<i64>().ok().map(|n| (code, id.to_string(), n))
+        }
         _ => None,
     }
 }
@@ -211,7 +211,7 @@ impl TryFrom<pb::ListOverdueFindingsRequest> for OverdueFindingsQuery {
 struct FindingRow {
     inspection_id: String,
     seq: i64,
-    project_code: String,
+    project_code: ProjectCode,
     description: String,
     #[sqlx(try_from = "String")]
     severity: pb::FindingSeverity,
@@ -404,7 +404,7 @@ impl ProjectsService {
             .await
     }
 
-    async fn inspection(&self, code: &str, id: &str) -> ServiceResult<pb::Inspection> {
+    async fn inspection(&self, code: &ProjectCode, id: &str) -> ServiceResult<pb::Inspection> {
         let name = format!("projects/{code}/inspections/{id}");
         let r = sqlx::query_as::<_, InspectionRow>(
             "SELECT * FROM inspections WHERE project_code = $1 AND id = $2",
@@ -448,7 +448,7 @@ impl ProjectsService {
             let siblings = self
                 .findings_where(
                     "project_code = $1 AND inspection_id = $2",
-                    vec![r.code.clone(), r.inspection_id.clone()],
+                    vec![r.code.to_string(), r.inspection_id.clone()],
                 )
                 .await?;
             return Err(if siblings.iter().any(|f| f.name == r.finding) {
@@ -478,7 +478,7 @@ impl ProjectsService {
     pub(crate) async fn inspections_of(
         &self,
         caller: &Caller,
-        code: &str,
+        code: &ProjectCode,
     ) -> ServiceResult<Vec<pb::Inspection>> {
         self.visible_project(caller, code).await?;
         let ids: Vec<String> = sqlx::query_scalar(
@@ -510,7 +510,7 @@ mod tests {
     fn finding_names_parse() {
         assert_eq!(
             parse_finding_name("projects/2026-0007/inspections/abc/findings/2"),
-            Some(("2026-0007".into(), "abc".into(), 2))
+            Some((ProjectCode::parse("2026-0007").unwrap(), "abc".into(), 2))
         );
         assert_eq!(
             parse_finding_name("projects/2026-0007/inspections/abc/findings/x"),

@@ -9,12 +9,12 @@ use govit_proto::projects::v1 as pb;
 use sqlx::AssertSqlSafe;
 
 use super::{KEEPERS, date_field, internal, new_id};
-use crate::{ProjectsService, store::NewEvent, validation as check};
+use crate::{ProjectsService, model::ProjectCode, store::NewEvent, validation as check};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct MilestoneRow {
     pub id: String,
-    pub project_code: String,
+    pub project_code: ProjectCode,
     pub display_name: String,
     pub planned_start: String,
     pub planned_end: String,
@@ -34,7 +34,7 @@ impl MilestoneRow {
         let at = to_stored(now());
         MilestoneRow {
             id: String::new(),
-            project_code: String::new(),
+            project_code: ProjectCode::unassigned(),
             display_name: String::new(),
             planned_start: String::new(),
             planned_end: String::new(),
@@ -202,7 +202,7 @@ impl MilestoneRow {
 
 /// A milestone to add, checked: its row but for the id and project.
 pub(crate) struct NewMilestone {
-    code: String,
+    code: ProjectCode,
     row: MilestoneRow,
 }
 
@@ -251,7 +251,7 @@ impl TryFrom<pb::CreateMilestoneRequest> for NewMilestone {
 
 /// A change to a milestone, checked as far as it can be without the milestone.
 pub(crate) struct MilestoneUpdate {
-    code: String,
+    code: ProjectCode,
     id: String,
     expected_version: i64,
     paths: Vec<String>,
@@ -290,8 +290,8 @@ impl ProjectsService {
     /// planned start.
     pub(super) async fn milestone_rows(
         &self,
-        codes: &[String],
-    ) -> ServiceResult<Vec<(String, MilestoneRow)>> {
+        codes: &[ProjectCode],
+    ) -> ServiceResult<Vec<(ProjectCode, MilestoneRow)>> {
         if codes.is_empty() {
             return Ok(Vec::new());
         }
@@ -383,7 +383,7 @@ impl ProjectsService {
     pub(crate) async fn milestones_of(
         &self,
         caller: &Caller,
-        code: &str,
+        code: &ProjectCode,
     ) -> ServiceResult<Vec<pb::Milestone>> {
         self.visible_project(caller, code).await?;
         self.milestone_rows(&[code.to_owned()])

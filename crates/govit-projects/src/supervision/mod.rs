@@ -23,7 +23,7 @@ use sqlx::AssertSqlSafe;
 use crate::{
     ProjectsService,
     lifecycle::TERMINAL,
-    model::ProjectRow,
+    model::{ProjectCode, ProjectRow},
     store::{NewEvent, project_event},
     validation as check,
     variance::Color,
@@ -103,7 +103,7 @@ fn new_id() -> String {
 impl ProjectsService {
     /// The project `code` for a new record by `caller`, whose role the handler has checked:
     /// visible to the caller (applicants: their own), and in none of the terminal states.
-    async fn open_project(&self, caller: &Caller, code: &str) -> ServiceResult<ProjectRow> {
+    async fn open_project(&self, caller: &Caller, code: &ProjectCode) -> ServiceResult<ProjectRow> {
         let project = self.visible_project(caller, code).await?;
         if TERMINAL.contains(&project.state) {
             return Err(ServiceError::precondition(
@@ -115,7 +115,12 @@ impl ProjectsService {
         Ok(project)
     }
 
-    async fn audit(tx: &mut Tx, code: &str, caller: &Caller, event: NewEvent) -> ServiceResult<()> {
+    async fn audit(
+        tx: &mut Tx,
+        code: &ProjectCode,
+        caller: &Caller,
+        event: NewEvent,
+    ) -> ServiceResult<()> {
         project_event(tx, code, &to_stored(now()), caller, &event)
             .await
             .map(|_| ())
@@ -174,6 +179,7 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Fen;
     use crate::store::insert_baseline;
 
     #[tokio::test]
@@ -192,9 +198,9 @@ mod tests {
         assert_eq!(first, 1);
         insert_baseline(
             &mut tx,
-            testing::PROJECT,
+            &ProjectCode::parse(testing::PROJECT).unwrap(),
             first,
-            10,
+            Fen::new(10),
             BaselineSource::Approval,
             None,
             "r",

@@ -12,7 +12,7 @@ use govit_proto::{StoredEnum, projects::v1 as pb};
 use super::{internal, new_id};
 use crate::{
     ProjectsService,
-    model::{org_name, project_name, to_json},
+    model::{ProjectCode, org_name, to_json},
     store::{NewEvent, insert_event},
     validation::{self as check, MAX_TEXT_CHARS},
 };
@@ -23,7 +23,7 @@ pub(crate) struct NewNotice {
     kind: pb::NoticeKind,
     /// The projects as named, and their codes.
     projects: Vec<String>,
-    codes: Vec<String>,
+    codes: Vec<ProjectCode>,
     grounds: String,
     handling: String,
     notice_date: Option<NaiveDate>,
@@ -163,7 +163,7 @@ impl ProjectsService {
                 .store
                 .get_project(c)
                 .await?
-                .ok_or_else(|| ServiceError::not_found("project", project_name(c)))?;
+                .ok_or_else(|| ServiceError::not_found("project", c.name()))?;
             let involved = [
                 Some(&p.applicant),
                 p.contractor.as_ref(),
@@ -173,7 +173,7 @@ impl ProjectsService {
             if !involved.iter().flatten().any(|o| o.as_str() == org) {
                 return Err(ServiceError::field(
                     "notice.projects",
-                    format!("{} has no part in {}", org_name(org), project_name(c)),
+                    format!("{} has no part in {}", org_name(org), c.name()),
                 ));
             }
         }
@@ -232,7 +232,7 @@ impl ProjectsService {
             .await?
             .ok_or_else(|| ServiceError::not_found("organization", name.to_owned()))?;
         let own_only = i64::from(caller.is(Role::Applicant));
-        let codes: Vec<String> = sqlx::query_scalar(
+        let codes: Vec<ProjectCode> = sqlx::query_scalar(
             "SELECT code FROM projects WHERE (applicant = $1 OR ($2 = 0 AND (contractor = $1 OR supervision_firm = $1 \
              OR feasibility_consultancy = $1))) ORDER BY year, seq",
         )
@@ -243,14 +243,14 @@ impl ProjectsService {
         let mut findings = Vec::new();
         for c in &codes {
             findings.extend(
-                self.findings_where("project_code = $1", vec![c.clone()])
+                self.findings_where("project_code = $1", vec![c.to_string()])
                     .await?,
             );
         }
         let (commendations, violations) = self.notices_of(name, code).await?;
         Ok(pb::OrganizationRecord {
             organization: Some(org.to_proto().map_err(internal)?),
-            projects: codes.iter().map(|c| project_name(c)).collect(),
+            projects: codes.iter().map(ProjectCode::name).collect(),
             findings,
             commendations,
             violations,

@@ -11,7 +11,7 @@ use super::{BUREAUS, MilestoneRow, internal, risk::figures};
 use crate::{
     ProjectsService,
     lifecycle::Action,
-    model::ProjectRow,
+    model::{Fen, ProjectCode, ProjectRow},
     store::Arg,
     validation as check,
     variance::{self, Color},
@@ -64,9 +64,9 @@ impl TryFrom<pb::GetPortfolioSummaryRequest> for PortfolioQuery {
 /// When reviews are overdue: as the scheduling service reports them, or, alone, estimated
 /// from when each project was accepted for review.
 enum OverdueReviews {
-    Reported(BTreeSet<String>),
+    Reported(BTreeSet<ProjectCode>),
     Estimated {
-        accepted: BTreeMap<String, NaiveDate>,
+        accepted: BTreeMap<ProjectCode, NaiveDate>,
         today: NaiveDate,
         deadline_working_days: u32,
     },
@@ -99,7 +99,7 @@ impl ProjectsService {
             .store
             .list_projects(query.filters, None, false, i64::MAX / 2)
             .await?;
-        let codes: Vec<String> = projects.iter().map(|p| p.code.clone()).collect();
+        let codes: Vec<ProjectCode> = projects.iter().map(|p| p.code.clone()).collect();
         let milestones = self.milestone_rows(&codes).await?;
         let today = chrono::Utc::now().date_naive();
         let overdue = self.overdue_reviews(today).await?;
@@ -112,6 +112,9 @@ impl ProjectsService {
             *counts.entry(p.state as i32).or_default() += 1;
             self.tally(&mut summary, p, &milestones, &overdue)?;
         }
+        summary.total_approved_fen = total(&projects, |p| p.approved_budget_fen);
+        summary.total_contracted_fen = total(&projects, |p| p.contract_amount_fen);
+        summary.total_disbursed_fen = total(&projects, |p| Some(p.disbursed_fen));
         summary.counts = counts
             .into_iter()
             .map(|(state, count)| pb::StateCount { state, count })
@@ -134,12 +137,9 @@ impl ProjectsService {
         &self,
         summary: &mut pb::PortfolioSummary,
         p: &ProjectRow,
-        milestones: &[(String, MilestoneRow)],
+        milestones: &[(ProjectCode, MilestoneRow)],
         overdue: &OverdueReviews,
     ) -> ServiceResult<()> {
-        summary.total_approved_fen += p.approved_budget_fen.unwrap_or_default();
-        summary.total_contracted_fen += p.contract_amount_fen.unwrap_or_default();
-        summary.total_disbursed_fen += p.disbursed_fen;
         let ms: Vec<&MilestoneRow> = milestones
             .iter()
             .filter(|(c, _)| c == &p.code)
@@ -175,7 +175,7 @@ impl ProjectsService {
 
     /// Projects whose preliminary review is past its deadline, as the scheduling service
     /// reports them; None when it is not configured.
-    async fn overdue_review_projects(&self) -> ServiceResult<Option<BTreeSet<String>>> {
+    async fn overdue_review_projects(&self) -> ServiceResult<Option<BTreeSet<ProjectCode>>> {
         use govit_proto::scheduling::v1 as spb;
         let Some(calendar) = &self.calendar else {
             return Ok(None);
@@ -194,11 +194,11 @@ impl ProjectsService {
                 .await
                 .map_err(|s| ServiceError::from_peer("review scheduling service", s))?
                 .into_inner();
-            out.extend(
-                page.reviews
-                    .into_iter()
-                    .filter_map(|r| r.project.strip_prefix("projects/").map(str::to_owned)),
-            );
+            out.extend(page.reviews.into_iter().filter_map(|r| {
+                r.project
+                    .strip_prefix("projects/")
+                    .map(ProjectCode::as_named)
+            }));
             if page.next_page_token.is_empty() {
                 return Ok(Some(out));
             }
@@ -207,7 +207,7 @@ impl ProjectsService {
     }
 
     /// When each project was last accepted for review (UTC date of the event).
-    async fn review_starts(&self) -> ServiceResult<BTreeMap<String, NaiveDate>> {
+    async fn review_starts(&self) -> ServiceResult<BTreeMap<ProjectCode, NaiveDate>> {
         let rows: Vec<(String, String)> = sqlx::query_as(
             "SELECT resource, occur_time FROM audit_events WHERE action = $1 ORDER BY occur_time",
         )
@@ -217,8 +217,17 @@ impl ProjectsService {
         let mut out = BTreeMap::new();
         for (resource, at) in rows {
             let day = from_stored(&at).map_err(internal)?.date_naive();
-            out.insert(resource.trim_start_matches("projects/").to_owned(), day);
+            out.insert(
+                ProjectCode::as_named(resource.trim_start_matches("projects/")),
+                day,
+            );
         }
         Ok(out)
     }
+}
+
+/// The sum of one figure over the projects, as the wire carries it; a project without the
+/// figure adds nothing.
+fn total(projects: &[ProjectRow], figure: impl Fn(&ProjectRow) -> Option<Fen>) -> i64 {
+    projects.iter().filter_map(figure).sum::<Fen>().get()
 }

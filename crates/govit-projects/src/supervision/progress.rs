@@ -15,6 +15,7 @@ use sqlx::AssertSqlSafe;
 use super::{date_field, internal, new_id};
 use crate::{
     ProjectsService,
+    model::ProjectCode,
     store::NewEvent,
     validation::{self as check, MAX_REASON_CHARS, MAX_TEXT_CHARS},
 };
@@ -55,7 +56,7 @@ impl ProgressReportEvent {
 
 /// A progress report to file, checked.
 pub(crate) struct NewProgressReport {
-    code: String,
+    code: ProjectCode,
     report_date: Option<NaiveDate>,
     percent_complete: i32,
     narrative: String,
@@ -88,7 +89,7 @@ impl TryFrom<pb::FileProgressReportRequest> for NewProgressReport {
 /// Office's review of a report, checked.
 pub(crate) struct ProgressReview {
     name: String,
-    code: String,
+    code: ProjectCode,
     id: String,
     comment: String,
     event: ProgressReportEvent,
@@ -119,7 +120,7 @@ impl TryFrom<pb::ReviewProgressReportRequest> for ProgressReview {
 #[derive(Debug, sqlx::FromRow)]
 struct ProgressReportRow {
     id: String,
-    project_code: String,
+    project_code: ProjectCode,
     report_date: String,
     percent_complete: i64,
     narrative: String,
@@ -152,7 +153,7 @@ impl ProgressReportRow {
 async fn insert_progress_report(
     tx: &mut Tx,
     id: &str,
-    code: &str,
+    code: &ProjectCode,
     report: &NewProgressReport,
     filed_by: &str,
 ) -> ServiceResult<()> {
@@ -215,7 +216,11 @@ impl ProjectsService {
         self.progress_report(&project.code, &id).await?.to_proto()
     }
 
-    async fn progress_report(&self, code: &str, id: &str) -> ServiceResult<ProgressReportRow> {
+    async fn progress_report(
+        &self,
+        code: &ProjectCode,
+        id: &str,
+    ) -> ServiceResult<ProgressReportRow> {
         sqlx::query_as::<_, ProgressReportRow>(
             "SELECT * FROM progress_reports WHERE project_code = $1 AND id = $2",
         )
@@ -264,7 +269,7 @@ impl ProjectsService {
     pub(crate) async fn progress_reports_of(
         &self,
         caller: &Caller,
-        code: &str,
+        code: &ProjectCode,
     ) -> ServiceResult<Vec<pb::ProgressReport>> {
         self.visible_project(caller, code).await?;
         sqlx::query_as::<_, ProgressReportRow>(

@@ -11,7 +11,7 @@ use govit_proto::{StoredEnum, projects::v1 as pb};
 use super::{MilestoneRow, color_proto, date_field, internal, new_id};
 use crate::{
     ProjectsService,
-    model::project_name,
+    model::ProjectCode,
     store::NewEvent,
     validation::{self as check, MAX_REASON_CHARS},
     variance::{self, MilestoneFigures},
@@ -37,7 +37,7 @@ pub(super) fn figures(ms: &[&MilestoneRow]) -> ServiceResult<Vec<MilestoneFigure
 
 /// Office's rating of a project's risk, checked.
 pub(crate) struct NewRiskRating {
-    code: String,
+    code: ProjectCode,
     rating: pb::RiskColor,
     comment: String,
     rating_date: NaiveDate,
@@ -89,7 +89,7 @@ impl RatingRow {
 }
 
 impl ProjectsService {
-    async fn latest_rating(&self, code: &str) -> ServiceResult<Option<pb::RiskRating>> {
+    async fn latest_rating(&self, code: &ProjectCode) -> ServiceResult<Option<pb::RiskRating>> {
         sqlx::query_as::<_, RatingRow>(
             "SELECT rating, comment, rating_date, rated_by FROM risk_ratings WHERE project_code = $1 \
              ORDER BY rating_date DESC, create_time DESC LIMIT 1",
@@ -105,14 +105,14 @@ impl ProjectsService {
     pub(crate) async fn variance_of(
         &self,
         caller: &Caller,
-        code: &str,
+        code: &ProjectCode,
     ) -> ServiceResult<pb::ProjectVariance> {
         self.visible_project(caller, code).await?;
         let ms = self.milestone_rows(&[code.to_owned()]).await?;
         let refs: Vec<&MilestoneRow> = ms.iter().map(|(_, m)| m).collect();
         let v = variance::variance(&figures(&refs)?, self.policy.bands);
         Ok(pb::ProjectVariance {
-            project: project_name(code),
+            project: code.name(),
             planned_cost_fen: v.planned_cost_fen,
             projected_cost_fen: v.projected_cost_fen,
             cost_variance_fen: v.cost_variance_fen,
@@ -169,7 +169,7 @@ impl ProjectsService {
     pub(crate) async fn ratings_of(
         &self,
         caller: &Caller,
-        code: &str,
+        code: &ProjectCode,
     ) -> ServiceResult<Vec<pb::RiskRating>> {
         self.visible_project(caller, code).await?;
         sqlx::query_as::<_, RatingRow>(

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::{MilestoneRow, color_proto, internal, risk::figures};
 use crate::{
     ProjectsService,
-    model::{ProjectRow, project_name, to_json},
+    model::{ProjectCode, ProjectRow, to_json},
     validation as check, variance,
 };
 
@@ -91,7 +91,8 @@ impl TryFrom<pb::CreateMonthlySnapshotRequest> for SnapshotMonth {
 /// Which snapshots to list, checked: a month, a project, both or neither (empty).
 pub(crate) struct SnapshotQuery {
     month: String,
-    code: String,
+    /// The project asked about; None for every project.
+    code: Option<ProjectCode>,
 }
 
 impl SnapshotQuery {
@@ -108,9 +109,9 @@ impl TryFrom<pb::ListSnapshotsRequest> for SnapshotQuery {
 
     fn try_from(req: pb::ListSnapshotsRequest) -> ServiceResult<Self> {
         let code = if req.project.is_empty() {
-            String::new()
+            None
         } else {
-            check::parse_project_name("project", &req.project)?
+            Some(check::parse_project_name("project", &req.project)?)
         };
         if !req.month.is_empty() && req.month.len() != 7 {
             return Err(ServiceError::field("month", "must be YYYY-MM"));
@@ -125,7 +126,7 @@ impl TryFrom<pb::ListSnapshotsRequest> for SnapshotQuery {
 #[derive(Debug, sqlx::FromRow)]
 struct SnapshotRow {
     month: String,
-    project_code: String,
+    project_code: ProjectCode,
     figures: String,
     create_time: String,
 }
@@ -135,7 +136,7 @@ impl SnapshotRow {
         let f: SnapshotFigures = serde_json::from_str(&self.figures).map_err(internal)?;
         Ok(pb::ProjectSnapshot {
             month: self.month.clone(),
-            project: project_name(&self.project_code),
+            project: self.project_code.name(),
             state: S::from_stored(&f.state).map_err(internal)? as i32,
             approved_budget_fen: f.approved_budget_fen,
             contract_amount_fen: f.contract_amount_fen,
@@ -154,7 +155,7 @@ impl SnapshotRow {
 async fn insert_snapshot(
     tx: &mut Tx,
     month: &str,
-    code: &str,
+    code: &ProjectCode,
     figures: &SnapshotFigures,
     at: &str,
 ) -> ServiceResult<()> {
@@ -205,8 +206,8 @@ impl ProjectsService {
     }
 
     /// Each project's latest reported percentage complete.
-    async fn latest_percent(&self) -> ServiceResult<BTreeMap<String, i64>> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
+    async fn latest_percent(&self) -> ServiceResult<BTreeMap<ProjectCode, i64>> {
+        let rows: Vec<(ProjectCode, i64)> = sqlx::query_as(
             "SELECT project_code, percent_complete FROM progress_reports ORDER BY report_date, create_time",
         )
         .fetch_all(&self.store.db.pool)
@@ -217,8 +218,8 @@ impl ProjectsService {
     fn snapshot_figures(
         &self,
         project: &ProjectRow,
-        milestones: &[(String, MilestoneRow)],
-        percent: &BTreeMap<String, i64>,
+        milestones: &[(ProjectCode, MilestoneRow)],
+        percent: &BTreeMap<ProjectCode, i64>,
     ) -> ServiceResult<SnapshotFigures> {
         let ms: Vec<&MilestoneRow> = milestones
             .iter()
@@ -228,9 +229,9 @@ impl ProjectsService {
         let v = variance::variance(&figures(&ms)?, self.policy.bands);
         Ok(SnapshotFigures {
             state: project.state.as_stored().to_owned(),
-            approved_budget_fen: project.approved_budget_fen.unwrap_or_default(),
-            contract_amount_fen: project.contract_amount_fen.unwrap_or_default(),
-            disbursed_fen: project.disbursed_fen,
+            approved_budget_fen: project.approved_budget_fen.unwrap_or_default().get(),
+            contract_amount_fen: project.contract_amount_fen.unwrap_or_default().get(),
+            disbursed_fen: project.disbursed_fen.get(),
             cost_variance_bp: v.cost_variance_bp,
             schedule_variance_bp: v.schedule_variance_bp,
             color: color_proto(v.color).as_stored().to_owned(),
@@ -250,7 +251,7 @@ impl ProjectsService {
             .iter()
             .filter(|p| !UNSUPERVISED.contains(&p.state))
             .collect();
-        let codes: Vec<String> = active.iter().map(|p| p.code.clone()).collect();
+        let codes: Vec<ProjectCode> = active.iter().map(|p| p.code.clone()).collect();
         let milestones = self.milestone_rows(&codes).await?;
         let percent = self.latest_percent().await?;
         let at = to_stored(now());
@@ -273,7 +274,7 @@ impl ProjectsService {
              ORDER BY month, project_code",
         )
         .bind(query.month)
-        .bind(query.code)
+        .bind(query.code.as_ref().map_or("", ProjectCode::as_str).to_owned())
         .fetch_all(&self.store.db.pool)
         .await?
         .iter()
