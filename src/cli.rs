@@ -73,6 +73,23 @@ pub struct GlobalArgs {
     /// The most alternates one category of a draw may ask for (default 10).
     #[arg(long, global = true, env = "GOVIT_DRAW_MAX_ALTERNATES")]
     pub draw_max_alternates: Option<u32>,
+    /// The name of the registry's transparency log in its checkpoints, a schema-less URL such
+    /// as `govit.example.gov/experts-log` (default `govit.local/experts-log`).
+    #[arg(long, global = true, env = "GOVIT_LOG_ORIGIN")]
+    pub log_origin: Option<String>,
+    /// The log's Ed25519 signing key as a PKCS#8 PEM file; without it the key kept in the
+    /// registry's database signs.
+    #[arg(long, global = true, env = "GOVIT_LOG_KEY")]
+    pub log_key: Option<PathBuf>,
+    /// A witness asked to cosign each checkpoint, as `URL=VERIFIER_KEY` (repeat for each;
+    /// the bureaus' witnesses, `govit witness`).
+    #[arg(
+        long = "witness-peer",
+        global = true,
+        env = "GOVIT_WITNESS_PEERS",
+        value_delimiter = ','
+    )]
+    pub witness_peers: Vec<String>,
     /// Workload rule: an expert selected this many times within --workload-days is not drawn.
     /// Off unless both are set.
     #[arg(long, global = true, env = "GOVIT_WORKLOAD_MAX_SELECTIONS")]
@@ -175,11 +192,18 @@ pub enum Command {
         )]
         scheduling_url: String,
     },
+    /// The registry's transparency log as C2SP tiles.
+    Log {
+        #[command(subcommand)]
+        command: LogCommand,
+    },
     /// The inspector's tools.
     Verify {
         #[command(subcommand)]
         command: VerifyCommand,
     },
+    /// Runs a transparency-log witness (c2sp.org/tlog-witness) for a supervising bureau.
+    Witness(Box<crate::witness::WitnessArgs>),
     /// Mints a token with the configured HS256 key (the development key if none is set).
     Token {
         #[arg(long)]
@@ -228,6 +252,22 @@ pub enum DrawsCommand {
         out: Option<PathBuf>,
         #[command(flatten)]
         remote: crate::client::Remote,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogCommand {
+    /// Writes the newest checkpoint and every tile of its tree to DIR, laid out for any
+    /// static web server (c2sp.org/tlog-tiles); reads the registry's database directly.
+    Export {
+        dir: PathBuf,
+        /// Also write the entry bundles. They name who was drawn: serve that directory only
+        /// to the roles that may read the log.
+        #[arg(long)]
+        entries: bool,
+        /// The registry's database (default: the configured one).
+        #[arg(long, env = "GOVIT_EXPERTS_DATABASE_URL")]
+        database_url: Option<String>,
     },
 }
 
@@ -453,6 +493,15 @@ async fn run_tool(settings: &Settings, command: Command) -> anyhow::Result<()> {
         Command::Verify {
             command: VerifyCommand::Log(args),
         } => crate::inspect::verify_log(settings, &args).await,
+        Command::Witness(args) => crate::witness::run(&args, &settings.data_dir).await,
+        Command::Log {
+            command:
+                LogCommand::Export {
+                    dir,
+                    entries,
+                    database_url,
+                },
+        } => crate::run::export_log(settings, &dir, entries, database_url.as_deref()).await,
         _ => anyhow::bail!("run handles every other command itself"),
     }
 }

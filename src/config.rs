@@ -30,6 +30,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub supervision: SupervisionFileConfig,
     #[serde(default)]
+    pub log: LogFileConfig,
+    #[serde(default)]
     pub projects: ServiceFileConfig,
     #[serde(default)]
     pub experts: ServiceFileConfig,
@@ -51,6 +53,24 @@ pub struct DrawsFileConfig {
     pub max_alternates: Option<u32>,
     pub workload_max_selections: Option<u32>,
     pub workload_days: Option<u32>,
+}
+
+/// The registry's transparency log: its name, key and witnesses.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFileConfig {
+    pub origin: Option<String>,
+    pub key_file: Option<PathBuf>,
+    /// `URL=VERIFIER_KEY` of each witness.
+    pub witnesses: Option<Vec<String>>,
+}
+
+/// How the registry names, signs and has its log cosigned.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub origin: String,
+    pub key_file: Option<PathBuf>,
+    pub witnesses: Vec<govit_experts::WitnessPeer>,
 }
 
 /// Supervision rules; percentages may have two decimals (10.5).
@@ -123,6 +143,7 @@ pub struct Settings {
     pub max_document_bytes: u64,
     pub blob_dir: PathBuf,
     pub draw_policy: govit_experts::DrawPolicy,
+    pub log: LogSettings,
     pub supervision: govit_projects::SupervisionPolicy,
     /// Whether reflection was set by flag, variable or file (else each command has its default).
     pub reflection_configured: bool,
@@ -150,6 +171,7 @@ impl Settings {
         Ok(Settings {
             data_dir,
             draw_policy: draw_policy(args, &file)?,
+            log: log_settings(args, &file)?,
             supervision: supervision_policy(args, &file)?,
             using_development_key: key.is_none(),
             key,
@@ -243,6 +265,26 @@ fn token_key(args: &GlobalArgs, file: &FileConfig) -> anyhow::Result<Option<Veri
         }
         (None, None, None) => None,
         _ => anyhow::bail!("configure exactly one token key: HS256, Ed25519 or RSA"),
+    })
+}
+
+fn log_settings(args: &GlobalArgs, file: &FileConfig) -> anyhow::Result<LogSettings> {
+    let peers = if args.witness_peers.is_empty() {
+        file.log.witnesses.clone().unwrap_or_default()
+    } else {
+        args.witness_peers.clone()
+    };
+    Ok(LogSettings {
+        origin: args
+            .log_origin
+            .clone()
+            .or_else(|| file.log.origin.clone())
+            .unwrap_or_else(|| govit_experts::DEFAULT_ORIGIN.to_owned()),
+        key_file: args.log_key.clone().or_else(|| file.log.key_file.clone()),
+        witnesses: peers
+            .iter()
+            .map(|p| govit_experts::WitnessPeer::parse(p))
+            .collect::<anyhow::Result<_>>()?,
     })
 }
 

@@ -72,13 +72,27 @@ pub struct LogArgs {
     /// Write every entry up to the head, for offline checks.
     #[arg(long)]
     pub save_entries: Option<PathBuf>,
+    /// Check the registry's C2SP checkpoint instead, signed by this log verifier key
+    /// (`<origin>+<key id>+<key>`, as the registry logs at start).
+    #[arg(long)]
+    pub log_vkey: Option<String>,
+    /// A witness whose cosignature counts, by its verifier key; repeat for each.
+    #[arg(long = "witness")]
+    pub witnesses: Vec<String>,
+    /// How many of the given witnesses must have cosigned (default: all of them).
+    #[arg(long)]
+    pub threshold: Option<usize>,
+    /// Check a static copy, as `govit log export` writes it, instead of asking the registry:
+    /// the checkpoint, and the tree recomputed from its tiles.
+    #[arg(long = "static")]
+    pub static_dir: Option<PathBuf>,
 }
 
-fn ok(line: impl AsRef<str>) {
+pub(crate) fn ok(line: impl AsRef<str>) {
     println!("ok    {}", line.as_ref());
 }
 
-fn fail(line: String) -> anyhow::Error {
+pub(crate) fn fail(line: String) -> anyhow::Error {
     println!("FAIL  {line}");
     anyhow::anyhow!(line)
 }
@@ -108,6 +122,9 @@ struct LogCheck {
 }
 
 pub async fn verify_log(settings: &Settings, args: &LogArgs) -> anyhow::Result<()> {
+    if let Some(vkey) = &args.log_vkey {
+        return crate::inspect_checkpoint::verify_checkpoint(args, vkey).await;
+    }
     let offline = args.entries.is_some() && args.head.is_some();
     let mut client = if offline {
         None

@@ -10,5 +10,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod inspect;
+mod inspect_checkpoint;
 pub mod report;
 pub mod run;
+pub mod witness;

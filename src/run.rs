@@ -32,6 +32,9 @@ pub fn service_token(settings: &Settings) -> anyhow::Result<BearerToken> {
     BearerToken::minting(secret, "govit-services")
 }
 
+/// How often the registry publishes a checkpoint when its log grew.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Opens a service's database (migrating it), builds its routes and starts its worker.
 pub async fn start_service(
     settings: &Settings,
@@ -66,7 +69,10 @@ pub async fn start_service(
             projects.routes(auth, options).await
         }
         ServiceName::Experts => {
-            govit_experts::ExpertsService::open(database_url, settings.draw_policy.clone()).await?.routes(auth, options).await
+            let registry = open_registry(settings, database_url).await?;
+            tracing::info!(vkey = %registry.log_vkey(), "transparency log verifier key");
+            registry.spawn_checkpoint_worker(CHECKPOINT_INTERVAL);
+            registry.routes(auth, options).await
         }
         ServiceName::Scheduling => {
             let peers = govit_scheduling::Peers {
@@ -200,6 +206,44 @@ pub async fn serve_one(
         govit_platform::server::shutdown_signal(),
     )
     .await
+}
+
+/// `govit log export`: the registry opened on its own database, as its replicas would be.
+pub async fn export_log(
+    settings: &Settings,
+    dir: &std::path::Path,
+    entries: bool,
+    database_url: Option<&str>,
+) -> anyhow::Result<()> {
+    let url = settings.database_url(ServiceName::Experts, database_url);
+    let registry = open_registry(settings, &url).await?;
+    let (size, files) = registry.export_static(dir, entries).await?;
+    println!(
+        "checkpoint of size {size} and {files} files written to {}",
+        dir.display()
+    );
+    Ok(())
+}
+
+/// The registry with its log's name, key and witnesses from the settings.
+async fn open_registry(
+    settings: &Settings,
+    database_url: &str,
+) -> anyhow::Result<govit_experts::ExpertsService> {
+    let key = match &settings.log.key_file {
+        Some(path) => {
+            let pem = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the log key {}", path.display()))?;
+            Some(govit_draw::note::signing_key_from_pem(&pem)?)
+        }
+        None => None,
+    };
+    Ok(
+        govit_experts::ExpertsService::open(database_url, settings.draw_policy.clone())
+            .await?
+            .with_log(&settings.log.origin, key)?
+            .with_witnesses(settings.log.witnesses.clone()),
+    )
 }
 
 pub async fn migrate(

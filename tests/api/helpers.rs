@@ -490,6 +490,11 @@ pub async fn spawn_registry_on(database_url: &str, policy: DrawPolicy) -> Regist
     let service = ExpertsService::open(database_url, policy)
         .await
         .expect("open registry");
+    serve_registry(service, database_url).await
+}
+
+/// Serves a registry opened (and configured) by the caller.
+pub async fn serve_registry(service: ExpertsService, database_url: &str) -> Registry {
     let auth = Authenticator::new(&VerificationKey::Hs256(KEY.to_vec())).unwrap();
     let routes = service
         .clone()

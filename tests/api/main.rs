@@ -3,6 +3,7 @@
 
 mod authorization;
 mod boundaries;
+mod checkpoints;
 mod cli;
 mod concurrency;
 mod documents;
@@ -21,3 +22,4 @@ mod supervision;
 mod system;
 mod translog;
 mod validation;
+mod witness;

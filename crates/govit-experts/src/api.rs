@@ -42,7 +42,7 @@ const DRAW_FINDERS: [Role; 5] = [
 ];
 const WITNESSES: [Role; 2] = [Role::Supervisor, Role::Inspector];
 // The log names who was drawn and who the pool holds: confidential like the draws.
-const LOG_READERS: [Role; 4] = [
+pub(crate) const LOG_READERS: [Role; 4] = [
     Role::Office,
     Role::RegistryAdmin,
     Role::Inspector,

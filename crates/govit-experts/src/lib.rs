@@ -5,6 +5,7 @@
 
 mod api;
 mod categories;
+mod checkpoints;
 mod draws;
 mod eligibility;
 mod experts;
@@ -16,11 +17,15 @@ mod store;
 mod translog;
 mod validation;
 
+use std::{sync::Arc, time::Duration};
+
 use ed25519_dalek::SigningKey;
 use govit_platform::{Authenticator, Db, ServiceError, server::ServerOptions};
 use govit_proto::experts::v1::expert_registry_service_server::ExpertRegistryServiceServer;
 use sqlx::migrate::Migrator;
 use tonic::service::Routes;
+
+pub use checkpoints::{DEFAULT_ORIGIN, WitnessPeer};
 
 /// The expert registry's own migration stream.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/experts");
@@ -63,6 +68,10 @@ pub struct ExpertsService {
     store: store::Store,
     key: SigningKey,
     policy: DrawPolicy,
+    /// The origin and key its checkpoints are signed with.
+    log: checkpoints::LogIdentity,
+    /// The witnesses asked to cosign each checkpoint.
+    witnesses: Arc<[WitnessPeer]>,
 }
 
 impl std::fmt::Debug for ExpertsService {
@@ -84,9 +93,65 @@ impl ExpertsService {
         tracing::info!(public_key = %hex::encode(key.verifying_key().to_bytes()), "transparency log signing key");
         Ok(Self {
             store: store::Store { db },
+            log: checkpoints::LogIdentity {
+                origin: DEFAULT_ORIGIN.to_owned(),
+                key: key.clone(),
+            },
             key,
             policy,
+            witnesses: Arc::from(Vec::new()),
         })
+    }
+
+    /// Names the log `origin` in its checkpoints and, given a key (from a PKCS#8 PEM file),
+    /// signs heads and checkpoints with it instead of the key kept in the database.
+    pub fn with_log(mut self, origin: &str, key: Option<SigningKey>) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            govit_draw::note::valid_name(origin),
+            "the log origin {origin:?} must be non-empty, without spaces or '+'"
+        );
+        if let Some(key) = key {
+            self.key = key;
+        }
+        self.log = checkpoints::LogIdentity {
+            origin: origin.to_owned(),
+            key: self.key.clone(),
+        };
+        Ok(self)
+    }
+
+    /// The witnesses to ask for cosignatures.
+    pub fn with_witnesses(mut self, witnesses: Vec<WitnessPeer>) -> Self {
+        self.witnesses = Arc::from(witnesses);
+        self
+    }
+
+    /// Publishes a checkpoint every `interval` while the log grew or a witness has not yet
+    /// cosigned its newest size.
+    pub fn spawn_checkpoint_worker(&self, interval: Duration) {
+        let service = self.clone();
+        tokio::spawn(async move {
+            let mut published: Option<(u64, usize)> = None;
+            loop {
+                tokio::time::sleep(interval).await;
+                let Ok(size) = translog::size(&service.store.db).await else {
+                    continue;
+                };
+                let wanted = service.witnesses.len();
+                if published.is_some_and(|(s, cosigned)| s == size && cosigned == wanted) {
+                    continue;
+                }
+                match service.publish_checkpoint().await {
+                    Ok(note) => {
+                        let cosigned = note.lines().filter(|l| l.starts_with('\u{2014}')).count();
+                        published = Some((size, cosigned.saturating_sub(1)));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "publishing a checkpoint failed")
+                    }
+                }
+            }
+        });
     }
 
     pub fn db(&self) -> &Db {
@@ -108,13 +173,13 @@ impl ExpertsService {
             ExpertRegistryServiceServer<ExpertsService>,
         >(options)
         .await?;
+        let http = self.http_routes(auth.clone());
         let service = ExpertRegistryServiceServer::new(self)
             .max_decoding_message_size(options.max_message_bytes)
             .max_encoding_message_size(options.max_message_bytes);
-        Ok(
-            routes.add_service(tonic::service::interceptor::InterceptedService::new(
-                service, auth,
-            )),
-        )
+        let routes = routes.add_service(tonic::service::interceptor::InterceptedService::new(
+            service, auth,
+        ));
+        Ok(Routes::from(routes.into_axum_router().merge(http)))
     }
 }

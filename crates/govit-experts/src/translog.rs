@@ -136,14 +136,14 @@ async fn load_nodes(
     Ok(found)
 }
 
-fn decode_hash(text: &str) -> anyhow::Result<Hash> {
+pub(crate) fn decode_hash(text: &str) -> anyhow::Result<Hash> {
     hex::decode(text)?
         .try_into()
         .map_err(|_| anyhow::anyhow!("stored hash is not 32 bytes"))
 }
 
 /// Runs `compute` over the stored nodes it needs, fetched in one pass.
-async fn from_nodes<T>(
+pub(crate) async fn from_nodes<T>(
     db: &Db,
     compute: impl Fn(&dyn Fn(NodeId) -> Option<Hash>) -> Result<T, MissingNode>,
 ) -> anyhow::Result<T> {

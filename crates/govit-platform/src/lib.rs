@@ -6,6 +6,7 @@ pub mod auth;
 pub mod client;
 pub mod db;
 pub mod error;
+pub mod http;
 pub mod idempotency;
 pub mod json;
 pub mod machine;

@@ -140,7 +140,7 @@ pub async fn serve(
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(cors(options))
-        .layer(tonic_web::GrpcWebLayer::new())
+        .layer(GrpcWebOrPlainLayer)
         .layer(CodecStatusLayer);
     Server::builder()
         .accept_http1(true)
@@ -155,6 +155,78 @@ pub async fn serve(
         )
         .await?;
     Ok(())
+}
+
+/// gRPC-Web translation for gRPC-Web requests; everything else that is not HTTP/2 (a plain
+/// `GET /checkpoint` from curl or a static-file tool) goes to the routes untranslated, where
+/// tonic-web alone would answer HTTP/1.1 requests 400.
+#[derive(Debug, Clone, Copy)]
+struct GrpcWebOrPlainLayer;
+
+impl<S: Clone> tower::Layer<S> for GrpcWebOrPlainLayer {
+    type Service = GrpcWebOrPlain<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        GrpcWebOrPlain {
+            web: tower::Layer::layer(&tonic_web::GrpcWebLayer::new(), inner.clone()),
+            plain: inner,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct GrpcWebOrPlain<S> {
+    web: tonic_web::GrpcWebService<S>,
+    plain: S,
+}
+
+impl<S, ReqBody> tower::Service<Request<ReqBody>> for GrpcWebOrPlain<S>
+where
+    S: tower::Service<Request<tonic::body::Body>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send,
+    ReqBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    ReqBody::Error: Into<Box<dyn std::error::Error + Send + Sync>> + std::fmt::Display,
+    tonic_web::GrpcWebService<S>: tower::Service<
+            Request<ReqBody>,
+            Response = http::Response<tonic::body::Body>,
+            Error = S::Error,
+        >,
+    <tonic_web::GrpcWebService<S> as tower::Service<Request<ReqBody>>>::Future: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        <tonic_web::GrpcWebService<S> as tower::Service<Request<ReqBody>>>::poll_ready(
+            &mut self.web,
+            cx,
+        )
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let grpc = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("application/grpc"));
+        if grpc || request.version() == http::Version::HTTP_2 {
+            let future = self.web.call(request);
+            Box::pin(future)
+        } else {
+            // The ready service is the gRPC-Web one; a clone of the routes takes this call.
+            let plain = self.plain.clone();
+            let request = request.map(tonic::body::Body::new);
+            Box::pin(tower::ServiceExt::oneshot(plain, request))
+        }
+    }
 }
 
 /// Rewrites the status of a request tonic refused before any handler saw it

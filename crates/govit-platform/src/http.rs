@@ -1,0 +1,59 @@
+//! Plain HTTP requests, for the few places govit speaks HTTP rather than gRPC: a registry
+//! asking witnesses to cosign (c2sp.org/tlog-witness) and an inspector fetching a checkpoint.
+
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+
+/// What came back: the status, the content type and the body.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+/// A reply bigger than this is not one govit's peers send.
+const MAX_REPLY_BYTES: usize = 16 << 20;
+
+/// Sends one request over plain HTTP/1.1 and reads the whole reply, within `timeout`.
+pub async fn request(
+    method: http::Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+    timeout: Duration,
+) -> anyhow::Result<Reply> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
+    let mut builder = http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = builder.body(Full::new(bytes::Bytes::from(body)))?;
+    let exchange = async {
+        let response = client.request(request).await?;
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let limited = http_body_util::Limited::new(response.into_body(), MAX_REPLY_BYTES);
+        let body = limited
+            .collect()
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the reply from {url}: {e}"))?
+            .to_bytes()
+            .to_vec();
+        anyhow::Ok(Reply {
+            status,
+            content_type,
+            body,
+        })
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| anyhow::anyhow!("{url} did not answer within {timeout:?}"))?
+}
