@@ -4,6 +4,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use govit_platform::{Role, client::BearerToken};
+use govit_proto::StoredEnum;
 use govit_proto::experts::v1::{
     self as epb, expert_registry_service_client::ExpertRegistryServiceClient,
 };
@@ -201,7 +202,7 @@ pub async fn export(
                 &e.display_name,
                 &employer.credit_code,
                 &employer.name,
-                source.as_str_name().trim_start_matches("EXPERT_SOURCE_"),
+                source.as_stored(),
                 &e.title,
                 &e.categories.join(";"),
                 &e.phone,
@@ -209,7 +210,7 @@ pub async fn export(
                 &e.id_number,
                 &date(&e.appointment_start_date),
                 &date(&e.appointment_end_date),
-                status.as_str_name().trim_start_matches("EXPERT_STATUS_"),
+                status.as_stored(),
             ])?;
             count += 1;
         }

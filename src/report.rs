@@ -5,6 +5,7 @@ use std::{io::Write, path::Path};
 
 use anyhow::Context;
 use govit_platform::Role;
+use govit_proto::StoredEnum;
 use govit_proto::projects::v1::{self as pb, project_service_client::ProjectServiceClient};
 use serde::Serialize;
 
@@ -130,8 +131,7 @@ pub async fn portfolio(
 fn state_name(state: i32) -> String {
     pb::ProjectState::try_from(state)
         .unwrap_or_default()
-        .as_str_name()
-        .trim_start_matches("PROJECT_STATE_")
+        .as_stored()
         .to_owned()
 }
 
@@ -188,8 +188,7 @@ fn row(p: pb::Project, v: &pb::ProjectVariance) -> Row {
         schedule_variance_bp: v.schedule_variance_bp,
         risk_color: pb::RiskColor::try_from(v.color)
             .unwrap_or_default()
-            .as_str_name()
-            .trim_start_matches("RISK_COLOR_")
+            .as_stored()
             .to_owned(),
     }
 }

@@ -219,8 +219,9 @@ pub async fn export_log(
     let registry = open_registry(settings, &url).await?;
     let (size, files) = registry.export_static(dir, entries).await?;
     println!(
-        "checkpoint of size {size} and {files} files written to {}",
-        dir.display()
+        "checkpoint of size {size} and {files} files written to {}; check them with --log-vkey {}",
+        dir.display(),
+        registry.log_vkey()
     );
     Ok(())
 }

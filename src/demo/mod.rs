@@ -13,6 +13,7 @@ use govit_platform::{
     client::{BearerToken, lazy_channel},
     uscc,
 };
+use govit_proto::StoredEnum;
 use govit_proto::{
     experts::v1::expert_registry_service_client::ExpertRegistryServiceClient,
     google::r#type::Date,
@@ -498,7 +499,7 @@ impl<W: Write> Demo<'_, W> {
             let actor = e.actor.clone().unwrap_or_default();
             let to = match pb::ProjectState::try_from(e.to_state) {
                 Ok(pb::ProjectState::Unspecified) | Err(_) => "",
-                Ok(s) => s.as_str_name().trim_start_matches("PROJECT_STATE_"),
+                Ok(s) => s.as_stored(),
             };
             self.detail(format!(
                 "{:>2} {:<26} by {:<12} {}",
@@ -511,6 +512,6 @@ impl<W: Write> Demo<'_, W> {
 
 fn state(p: &pb::Project) -> &'static str {
     pb::ProjectState::try_from(p.state)
-        .map(|s| s.as_str_name().trim_start_matches("PROJECT_STATE_"))
+        .map(|s| s.as_stored())
         .unwrap_or("?")
 }

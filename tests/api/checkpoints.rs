@@ -451,3 +451,36 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// The published vectors pass the verifier as the docs tell an implementer to run it.
+#[test]
+fn the_published_tlog_vectors_verify_from_files_alone() {
+    let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/tlog");
+    let read = |f: &str| {
+        std::fs::read_to_string(vectors.join(f))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let out = govit_command()
+        .args(["verify", "log", "--static"])
+        .arg(&vectors)
+        .args([
+            "--log-vkey",
+            &read("log.vkey"),
+            "--witness",
+            &read("witness.vkey"),
+        ])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{printed}\n{out:?}");
+    assert!(
+        printed.contains("300 leaf hashes in the tiles hash to the checkpoint's root"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("2 entry bundles hash to their leaves"),
+        "{printed}"
+    );
+}

@@ -224,7 +224,11 @@ impl SchedulingService {
             return Ok(r);
         }
         let mut tx = self.begin().await?;
-        if !move_review(&mut tx, id, ReviewEvent::Pause, None).await? {
+        // From the state read, not any pausable one: a review that moved on meanwhile is the
+        // caller's to look at again, as before.
+        if !lock_review_in(&mut tx, id, &[r.state]).await?
+            || !move_review(&mut tx, id, ReviewEvent::Pause, None).await?
+        {
             return Err(changed_meanwhile(&r));
         }
         Self::event(&mut tx, id, &caller.subject, "Paused", &change.reason).await?;
@@ -433,8 +437,10 @@ impl SchedulingService {
             .bind(r.id.clone())
             .execute(&mut **tx)
             .await?;
-        if let Some(m) = meeting_after(r.meeting().map_err(internal)?, MeetingEvent::Cancel, why) {
-            store_meeting(tx, &r.id, &m, None).await?;
+        if let Some(m) = meeting_after(r.meeting().map_err(internal)?, MeetingEvent::Cancel, why)
+            && !store_meeting(tx, &r.id, &m, r.meeting.as_deref()).await?
+        {
+            return Err(changed_meanwhile(r));
         }
         abandon_draws(tx, r, why, code).await
     }

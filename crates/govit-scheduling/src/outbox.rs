@@ -4,7 +4,7 @@
 //! another's messages, and messages about one resource go out in order.
 
 use govit_platform::outbox::OutboxPayload;
-use govit_proto::{experts::v1 as epb, projects::v1 as ppb};
+use govit_proto::{StoredEnum, experts::v1 as epb, projects::v1 as ppb};
 use prost::Message;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -19,19 +19,45 @@ pub enum Outgoing {
     RecordReviewService(epb::RecordReviewServiceRequest),
 }
 
+govit_proto::stored_enum! {
+    /// What a message is, as the outbox stores it: the name of the call.
+    pub enum Kind("outbox message kind") {
+        ReplaceExpert = "ReplaceExpert",
+        CancelDraw = "CancelDraw",
+        RecordReviewOutcome = "RecordReviewOutcome",
+        RecordReviewCancellation = "RecordReviewCancellation",
+        RecordReviewService = "RecordReviewService",
+    }
+}
+
 /// The kinds each peer receives, for resuming after that peer's outage.
-pub const REGISTRY_KINDS: &[&str] = &["ReplaceExpert", "CancelDraw", "RecordReviewService"];
-pub const PROJECTS_KINDS: &[&str] = &["RecordReviewOutcome", "RecordReviewCancellation"];
+pub const REGISTRY_KINDS: [Kind; 3] = [
+    Kind::ReplaceExpert,
+    Kind::CancelDraw,
+    Kind::RecordReviewService,
+];
+pub const PROJECTS_KINDS: [Kind; 2] = [Kind::RecordReviewOutcome, Kind::RecordReviewCancellation];
+
+/// The stored names of `kinds`, as the outbox queries take them.
+pub fn stored_kinds(kinds: &[Kind]) -> Vec<&'static str> {
+    kinds.iter().map(|k| k.as_stored()).collect()
+}
+
+impl Outgoing {
+    fn message_kind(&self) -> Kind {
+        match self {
+            Outgoing::ReplaceExpert(_) => Kind::ReplaceExpert,
+            Outgoing::CancelDraw(_) => Kind::CancelDraw,
+            Outgoing::RecordReviewOutcome(_) => Kind::RecordReviewOutcome,
+            Outgoing::RecordReviewCancellation(_) => Kind::RecordReviewCancellation,
+            Outgoing::RecordReviewService(_) => Kind::RecordReviewService,
+        }
+    }
+}
 
 impl OutboxPayload for Outgoing {
     fn kind(&self) -> &'static str {
-        match self {
-            Outgoing::ReplaceExpert(_) => "ReplaceExpert",
-            Outgoing::CancelDraw(_) => "CancelDraw",
-            Outgoing::RecordReviewOutcome(_) => "RecordReviewOutcome",
-            Outgoing::RecordReviewCancellation(_) => "RecordReviewCancellation",
-            Outgoing::RecordReviewService(_) => "RecordReviewService",
-        }
+        self.message_kind().as_stored()
     }
 
     fn subject(&self) -> String {
@@ -55,15 +81,14 @@ impl OutboxPayload for Outgoing {
     }
 
     fn decode(kind: &str, _subject: &str, bytes: &[u8]) -> anyhow::Result<Self> {
-        Ok(match kind {
-            "ReplaceExpert" => Outgoing::ReplaceExpert(Message::decode(bytes)?),
-            "CancelDraw" => Outgoing::CancelDraw(Message::decode(bytes)?),
-            "RecordReviewOutcome" => Outgoing::RecordReviewOutcome(Message::decode(bytes)?),
-            "RecordReviewCancellation" => {
+        Ok(match Kind::from_stored(kind)? {
+            Kind::ReplaceExpert => Outgoing::ReplaceExpert(Message::decode(bytes)?),
+            Kind::CancelDraw => Outgoing::CancelDraw(Message::decode(bytes)?),
+            Kind::RecordReviewOutcome => Outgoing::RecordReviewOutcome(Message::decode(bytes)?),
+            Kind::RecordReviewCancellation => {
                 Outgoing::RecordReviewCancellation(Message::decode(bytes)?)
             }
-            "RecordReviewService" => Outgoing::RecordReviewService(Message::decode(bytes)?),
-            other => anyhow::bail!("unknown outbox message kind {other:?}"),
+            Kind::RecordReviewService => Outgoing::RecordReviewService(Message::decode(bytes)?),
         })
     }
 }

@@ -9,7 +9,7 @@ use tonic::Status;
 
 use crate::{
     SchedulingService,
-    outbox::{Outgoing, PROJECTS_KINDS, REGISTRY_KINDS},
+    outbox::{Outgoing, PROJECTS_KINDS, REGISTRY_KINDS, stored_kinds},
     reviews::{OPEN_STATES, Replacement, sql_states},
 };
 
@@ -28,8 +28,10 @@ impl SchedulingService {
     /// One pass of everything the worker does. Errors of one item do not stop the others;
     /// they are logged and retried on a later tick.
     pub async fn tick(&self) -> anyhow::Result<()> {
-        outbox::resume_if_peer_back(&self.db, &self.peers.registry, REGISTRY_KINDS).await?;
-        outbox::resume_if_peer_back(&self.db, &self.peers.projects, PROJECTS_KINDS).await?;
+        let registry_kinds = stored_kinds(&REGISTRY_KINDS);
+        let projects_kinds = stored_kinds(&PROJECTS_KINDS);
+        outbox::resume_if_peer_back(&self.db, &self.peers.registry, &registry_kinds).await?;
+        outbox::resume_if_peer_back(&self.db, &self.peers.projects, &projects_kinds).await?;
         for message in outbox::claim_due(&self.db, 50).await? {
             match message.decode::<Outgoing>() {
                 Ok(outgoing) => match self.deliver(outgoing).await {
@@ -52,8 +54,11 @@ impl SchedulingService {
                 tracing::warn!(review = %id, error = ?e, "review not advanced; will retry");
             }
         }
-        // Reminders first: an invitation due to lapse on this pass still gets its reminder.
-        self.remind().await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        // Reminders first: an invitation due to lapse on this pass still gets its reminder. Each
+        // step stands alone, so one unreadable row cannot stop invitations lapsing everywhere.
+        if let Err(e) = self.remind().await {
+            tracing::error!(error = ?e, "reminders not sent on this pass");
+        }
         self.lapse_overdue()
             .await
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;

@@ -242,7 +242,9 @@ impl SchedulingService {
             ));
         }
         reserve(&mut tx, &r.id, &experts, m).await?;
-        store_meeting(&mut tx, &r.id, m, None).await?;
+        if !store_meeting(&mut tx, &r.id, m, r.meeting.as_deref()).await? {
+            return Err(meeting_changed(&r.name()));
+        }
         let action = if checked.moves_scheduled {
             "MeetingRescheduled"
         } else {
@@ -316,7 +318,9 @@ impl SchedulingService {
             .bind(id.clone())
             .execute(&mut *tx)
             .await?;
-        store_meeting(&mut tx, id, &m, None).await?;
+        if !store_meeting(&mut tx, id, &m, r.meeting.as_deref()).await? {
+            return Err(meeting_changed(&r.name()));
+        }
         Self::event(
             &mut tx,
             id,
@@ -460,4 +464,11 @@ async fn announce(
         .await?;
     }
     Ok(())
+}
+
+/// Another change to the meeting won since it was read.
+fn meeting_changed(review: &str) -> ServiceError {
+    ServiceError::Aborted(format!(
+        "the meeting of {review} changed meanwhile; read it again"
+    ))
 }

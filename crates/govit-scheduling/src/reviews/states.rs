@@ -287,8 +287,9 @@ pub fn meeting_after(
     Some(m)
 }
 
-/// Inside `tx`: writes the review's meeting; with `expected`, only over that stored text (so a
-/// concurrent change wins and this write is dropped). Whether it was written.
+/// Inside `tx`: writes the review's meeting over the stored text it was read as (`None`: no
+/// meeting yet), so that of two changes racing from one reading only the first is written.
+/// Whether it was written.
 pub async fn store_meeting(
     tx: &mut Tx,
     review_id: &str,
@@ -297,7 +298,7 @@ pub async fn store_meeting(
 ) -> ServiceResult<bool> {
     let done = match expected {
         None => {
-            sqlx::query("UPDATE reviews SET meeting = $1 WHERE id = $2")
+            sqlx::query("UPDATE reviews SET meeting = $1 WHERE id = $2 AND meeting IS NULL")
                 .bind(to_json(meeting))
                 .bind(review_id.to_owned())
                 .execute(&mut **tx)
