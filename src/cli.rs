@@ -77,6 +77,13 @@ pub struct GlobalArgs {
     /// as `govit.example.gov/experts-log` (default `govit.local/experts-log`).
     #[arg(long, global = true, env = "GOVIT_LOG_ORIGIN")]
     pub log_origin: Option<String>,
+    /// `text` (default; coloured only on a terminal) or `json`, one object per line.
+    #[arg(long, global = true, env = "GOVIT_LOG_FORMAT", default_value = "text")]
+    pub log_format: govit_platform::telemetry::LogFormat,
+    /// On SIGTERM, how many seconds calls in flight get to finish before the process exits
+    /// (default 10); streams end at once and their clients reconnect.
+    #[arg(long, global = true, env = "GOVIT_DRAIN_SECONDS")]
+    pub drain_seconds: Option<u64>,
     /// The log's Ed25519 signing key as a PKCS#8 PEM file; without it the key kept in the
     /// registry's database signs.
     #[arg(long, global = true, env = "GOVIT_LOG_KEY")]

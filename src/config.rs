@@ -23,6 +23,8 @@ pub struct FileConfig {
     pub cors_origins: Option<Vec<String>>,
     pub max_message_bytes: Option<usize>,
     pub reflection: Option<bool>,
+    /// Seconds calls in flight get to finish on SIGTERM.
+    pub drain_seconds: Option<u64>,
     pub max_document_bytes: Option<u64>,
     pub blob_dir: Option<PathBuf>,
     #[serde(default)]
@@ -303,6 +305,12 @@ fn server_options(args: &GlobalArgs, file: &FileConfig) -> ServerOptions {
             .reflection
             .or(file.reflection)
             .unwrap_or(ServerOptions::default().reflection),
+        drain_timeout: args
+            .drain_seconds
+            .or(file.drain_seconds)
+            .map(std::time::Duration::from_secs)
+            .unwrap_or(ServerOptions::default().drain_timeout),
+        ..ServerOptions::default()
     }
 }
 

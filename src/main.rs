@@ -6,8 +6,8 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    govit_platform::telemetry::init();
     let cli = govit::cli::Cli::parse();
+    govit_platform::telemetry::init(cli.global.log_format);
     match govit::cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {

@@ -19,6 +19,42 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A notification gateway holding a stream open, as one does all day.
+async fn open_notification_stream(
+    port: u16,
+) -> tonic::Streaming<govit_proto::scheduling::v1::Notification> {
+    use govit_proto::scheduling::v1::{
+        StreamNotificationsRequest, review_scheduling_service_client::ReviewSchedulingServiceClient,
+    };
+    let token = govit_platform::auth::mint_hs256(
+        govit_platform::auth::DEVELOPMENT_KEY.as_bytes(),
+        "gateway",
+        govit_platform::Role::Service,
+        None,
+        None,
+        Duration::from_secs(600),
+    )
+    .unwrap();
+    let channel = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
+    let mut client = ReviewSchedulingServiceClient::with_interceptor(
+        channel,
+        move |mut r: tonic::Request<()>| {
+            r.metadata_mut().insert("authorization", bearer.clone());
+            Ok(r)
+        },
+    );
+    client
+        .stream_notifications(StreamNotificationsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 #[tokio::test]
 async fn govit_up_serves_all_three_services_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -65,6 +101,9 @@ async fn govit_up_serves_all_three_services_and_stops_on_sigterm() {
     for db in ["projects.db", "experts.db", "scheduling.db"] {
         assert!(dir.path().join(db).exists(), "{db}");
     }
+    // An open stream must not hold the process up: it ends, and the process exits well within
+    // the drain.
+    let mut stream = open_notification_stream(ports[2]).await;
 
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -76,13 +115,19 @@ async fn govit_up_serves_all_three_services_and_stops_on_sigterm() {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(waited < 100, "govit did not stop within 10 s of SIGTERM");
+        // Well inside the 10 s drain: nothing in flight, and the stream ends at once.
+        assert!(waited < 50, "govit did not stop within 5 s of SIGTERM");
         waited += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(status.success(), "{status:?}");
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l == "govit stopped"), "{rest:?}");
+    let ended = tokio::time::timeout(Duration::from_secs(5), stream.message()).await;
+    assert!(
+        matches!(ended, Ok(Ok(None)) | Ok(Err(_))),
+        "the stream is still open: {ended:?}"
+    );
 }
 
 #[test]
@@ -158,4 +203,83 @@ fn govit_up_refuses_the_development_key_off_loopback_and_long_tokens() {
         .output()
         .unwrap();
     assert!(!long.status.success());
+}
+
+/// A full run — `govit up` and `govit demo`, which registers experts with ID numbers and phone
+/// numbers and sends tokens on every call — leaves none of them in either process's log, at
+/// the most talkative level, in either log format.
+#[tokio::test]
+async fn a_full_run_logs_no_personal_data_and_no_token() {
+    for format in ["text", "json"] {
+        let dir = tempfile::tempdir().unwrap();
+        let ports = [free_port(), free_port(), free_port()];
+        let up_log = std::fs::File::create(dir.path().join("up.log")).unwrap();
+        let mut up = Command::new(env!("CARGO_BIN_EXE_govit"))
+            .args([
+                "--data-dir",
+                dir.path().to_str().unwrap(),
+                "--log-format",
+                format,
+                "up",
+            ])
+            .args(["--projects-listen", &format!("127.0.0.1:{}", ports[0])])
+            .args(["--experts-listen", &format!("127.0.0.1:{}", ports[1])])
+            .args(["--scheduling-listen", &format!("127.0.0.1:{}", ports[2])])
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(up_log)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(up.stdout.take().unwrap()).lines();
+        assert!(lines.next().unwrap().unwrap().starts_with("govit is up"));
+        let demo = Command::new(env!("CARGO_BIN_EXE_govit"))
+            .args(["--log-format", format, "demo"])
+            .args(["--projects-url", &format!("http://127.0.0.1:{}", ports[0])])
+            .args(["--experts-url", &format!("http://127.0.0.1:{}", ports[1])])
+            .args([
+                "--scheduling-url",
+                &format!("http://127.0.0.1:{}", ports[2]),
+            ])
+            .env("RUST_LOG", "debug")
+            .output()
+            .unwrap();
+        Command::new("kill")
+            .args(["-TERM", &up.id().to_string()])
+            .status()
+            .unwrap();
+        up.wait().unwrap();
+        assert!(
+            demo.status.success(),
+            "{}",
+            String::from_utf8_lossy(&demo.stderr)
+        );
+        let logs = format!(
+            "{}\n{}",
+            std::fs::read_to_string(dir.path().join("up.log")).unwrap(),
+            String::from_utf8_lossy(&demo.stderr)
+        );
+        assert!(
+            logs.lines().count() > 20,
+            "{format}: the run logged almost nothing"
+        );
+        // The demo's experts: phones 1390000xxxx, ID numbers 65010219750101xxx.
+        for secret in ["1390000", "65010219750101", "Bearer ", "eyJ"] {
+            let leaked: Vec<&str> = logs
+                .lines()
+                .filter(|l| l.contains(secret))
+                .take(3)
+                .collect();
+            assert!(
+                leaked.is_empty(),
+                "{format}: {secret:?} in the logs: {leaked:#?}"
+            );
+        }
+        if format == "json" {
+            let first = logs.lines().next().unwrap();
+            serde_json::from_str::<serde_json::Value>(first)
+                .unwrap_or_else(|e| panic!("not JSON: {first}: {e}"));
+        } else {
+            assert!(!logs.contains('\u{1b}'), "colour codes in a log file");
+        }
+    }
 }

@@ -23,7 +23,7 @@ pub const KEY: &[u8] = b"integration-test-key-0123456789abcdef";
 
 static TRACING: LazyLock<()> = LazyLock::new(|| {
     if std::env::var_os("TEST_LOG").is_some() {
-        govit_platform::telemetry::init();
+        govit_platform::telemetry::init(Default::default());
     }
 });
 
@@ -163,17 +163,16 @@ async fn open(database_url: &str, blob_dir: &std::path::Path, max: u64) -> Proje
 impl TestApp {
     async fn start(&mut self) {
         let auth = Authenticator::new(&VerificationKey::Hs256(KEY.to_vec())).unwrap();
-        let routes = self
-            .service
-            .clone()
-            .routes(auth, &self.options)
-            .await
-            .unwrap();
+        // A drain is the end of one server; a restarted one starts undrained.
+        let options = ServerOptions {
+            drain: Default::default(),
+            ..self.options.clone()
+        };
+        let routes = self.service.clone().routes(auth, &options).await.unwrap();
         // Bound before serving: the client can connect at once, no sleeping.
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let options = self.options.clone();
         self.handle = Some(tokio::spawn(async move {
             govit_platform::server::serve(listener, routes, &options, async {
                 let _ = rx.await;

@@ -402,3 +402,53 @@ async fn reflection_can_be_turned_off_for_production() {
         .await
         .unwrap();
 }
+
+/// On shutdown a load balancer must see the replica leave before its calls are cut: health
+/// turns NOT_SERVING as the drain starts, and a call still open is cut at the drain's end.
+#[tokio::test]
+async fn a_drain_turns_health_not_serving_at_once_and_ends_within_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(dir.path(), "experts").await;
+    let registry = govit_experts::ExpertsService::open(&url, govit_experts::DrawPolicy::default())
+        .await
+        .unwrap();
+    let options = ServerOptions {
+        drain_timeout: std::time::Duration::from_millis(500),
+        ..ServerOptions::default()
+    };
+    let auth = Authenticator::new(&VerificationKey::Hs256(KEY.to_vec())).unwrap();
+    let routes = registry.routes(auth, &options).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serving_options = options.clone();
+    let server = tokio::spawn(async move {
+        govit_platform::server::serve(listener, routes, &serving_options, std::future::pending())
+            .await
+    });
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    // A health watch never ends by itself: it is the call the drain has to cut.
+    let mut watch = HealthClient::new(channel)
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = watch.message().await.unwrap().unwrap();
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+
+    let started = std::time::Instant::now();
+    options.drain.start();
+    let next = watch.message().await.unwrap().unwrap();
+    assert_eq!(next.status, ServingStatus::NotServing as i32);
+    tokio::time::timeout(std::time::Duration::from_secs(5), server)
+        .await
+        .expect("the server stops once the drain times out")
+        .unwrap()
+        .unwrap();
+    assert!(started.elapsed() >= std::time::Duration::from_millis(500));
+}

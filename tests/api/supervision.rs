@@ -1084,3 +1084,33 @@ async fn a_payment_not_yet_made_is_refused_and_a_token_contract_is_flagged_for_o
     assert_eq!(token.flags.len(), 1, "{:?}", token.flags);
     assert!(token.flags[0].contains("under 1% of the approved budget"));
 }
+
+/// With no project under supervision the month is still taken once: an idle system must not
+/// take (and log) an empty snapshot on every pass of the worker.
+#[tokio::test]
+async fn an_empty_month_is_taken_once_too() {
+    let app = spawn_app().await;
+    let previous = previous_month();
+    assert_eq!(
+        app.service
+            .snapshot_previous_month_if_due()
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(previous.as_str())
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            app.service.snapshot_previous_month_if_due().await.unwrap(),
+            None
+        );
+    }
+    let again = app
+        .client(Role::Office)
+        .create_monthly_snapshot(pb::CreateMonthlySnapshotRequest {
+            month: previous.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::AlreadyExists);
+}

@@ -26,6 +26,10 @@ pub struct ServerOptions {
     pub max_message_bytes: usize,
     /// Whether server reflection is served (it lists every method to anyone who asks).
     pub reflection: bool,
+    /// The process's shutdown as every service of it sees it; clones share it.
+    pub drain: Drain,
+    /// How long calls in flight may take to finish once the drain started.
+    pub drain_timeout: Duration,
 }
 
 impl Default for ServerOptions {
@@ -34,7 +38,37 @@ impl Default for ServerOptions {
             cors_origins: Vec::new(),
             max_message_bytes: 4 * 1024 * 1024,
             reflection: true,
+            drain: Drain::default(),
+            drain_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+/// A shutdown in progress. When it starts, health turns NOT_SERVING, long streams end (their
+/// clients reconnect elsewhere and resume), the listener stops taking calls, and the calls in
+/// flight get `drain_timeout` to finish.
+#[derive(Debug, Clone)]
+pub struct Drain(std::sync::Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for Drain {
+    fn default() -> Self {
+        Self(std::sync::Arc::new(tokio::sync::watch::channel(false).0))
+    }
+}
+
+impl Drain {
+    pub fn start(&self) {
+        self.0.send_replace(true);
+    }
+
+    pub fn is_started(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves once the drain has started.
+    pub async fn started(&self) {
+        let mut watching = self.0.subscribe();
+        let _ = watching.wait_for(|started| *started).await;
     }
 }
 
@@ -52,6 +86,15 @@ pub async fn base_routes<S: NamedService>(
     reporter
         .set_service_status("", ServingStatus::Serving)
         .await;
+    let (drain, draining) = (options.drain.clone(), reporter.clone());
+    tokio::spawn(async move {
+        drain.started().await;
+        for name in [S::NAME, ""] {
+            draining
+                .set_service_status(name, ServingStatus::NotServing)
+                .await;
+        }
+    });
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(govit_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -142,7 +185,22 @@ pub async fn serve(
         .layer(cors(options))
         .layer(GrpcWebOrPlainLayer)
         .layer(CodecStatusLayer);
-    Server::builder()
+    let drain = options.drain.clone();
+    let graceful = {
+        let drain = drain.clone();
+        async move {
+            tokio::select! {
+                _ = shutdown => drain.start(),
+                _ = drain.started() => {}
+            }
+        }
+    };
+    let timeout = options.drain_timeout;
+    let deadline = async move {
+        drain.started().await;
+        tokio::time::sleep(timeout).await;
+    };
+    let serving = Server::builder()
         .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .layer(layers)
@@ -151,9 +209,15 @@ pub async fn serve(
         // ACK: about 40 ms per call, measured in benches/draw.rs.
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await?;
+            graceful,
+        );
+    tokio::select! {
+        served = serving => served?,
+        _ = deadline => tracing::warn!(
+            seconds = timeout.as_secs(),
+            "calls still in flight when the drain ended; stopping anyway"
+        ),
+    }
     Ok(())
 }
 

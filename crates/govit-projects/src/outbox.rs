@@ -169,9 +169,9 @@ impl ProjectsService {
                 if let Err(e) = service.deliver_outbox().await {
                     tracing::warn!(error = %e, "outbox delivery failed");
                 }
+                // Taking the snapshot logs it; nothing is logged while nothing happens.
                 match service.snapshot_previous_month_if_due().await {
-                    Ok(Some(month)) => tracing::info!(month, "monthly snapshot taken"),
-                    Ok(None) => {}
+                    Ok(_) => {}
                     Err(e) => tracing::warn!(error = ?e, "monthly snapshot not taken; will retry"),
                 }
                 tokio::time::sleep(interval).await;

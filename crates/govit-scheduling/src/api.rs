@@ -388,6 +388,7 @@ impl ReviewSchedulingService for SchedulingService {
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let db = self.db.clone();
         let notify = self.notify.clone();
+        let drain = self.drain.clone();
         tokio::spawn(async move {
             let mut last = 0i64;
             loop {
@@ -409,10 +410,13 @@ impl ReviewSchedulingService for SchedulingService {
                 if rows.is_empty() {
                     // New notifications wake the stream at once; other replicas' are found by
                     // the periodic look.
+                    // On shutdown the stream ends cleanly: the client reconnects (to another
+                    // replica) and is sent again what it did not acknowledge.
                     tokio::select! {
                         _ = notify.notified() => {}
                         _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
                         _ = tx.closed() => return,
+                        _ = drain.started() => return,
                     }
                 }
             }

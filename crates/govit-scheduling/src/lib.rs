@@ -99,6 +99,8 @@ pub struct SchedulingService {
     projects: ProjectsClient,
     peers: PeerChannels,
     notify: Arc<tokio::sync::Notify>,
+    /// Ends notification streams when the process shuts down.
+    drain: govit_platform::server::Drain,
 }
 
 impl std::fmt::Debug for SchedulingService {
@@ -134,6 +136,7 @@ impl SchedulingService {
             projects,
             peers: channels,
             notify: Arc::new(tokio::sync::Notify::new()),
+            drain: govit_platform::server::Drain::default(),
         })
     }
 
@@ -162,9 +165,12 @@ impl SchedulingService {
             ReviewSchedulingServiceServer<SchedulingService>,
         >(options)
         .await?;
-        let service = ReviewSchedulingServiceServer::new(self)
-            .max_decoding_message_size(options.max_message_bytes)
-            .max_encoding_message_size(options.max_message_bytes);
+        let service = ReviewSchedulingServiceServer::new(Self {
+            drain: options.drain.clone(),
+            ..self
+        })
+        .max_decoding_message_size(options.max_message_bytes)
+        .max_encoding_message_size(options.max_message_bytes);
         Ok(routes.add_service(InterceptedService::new(service, auth)))
     }
 }

@@ -198,7 +198,7 @@ impl ProjectsService {
     }
 
     async fn snapshot_exists(&self, month: &str) -> ServiceResult<bool> {
-        let exists = sqlx::query("SELECT 1 FROM snapshots WHERE month = $1 LIMIT 1")
+        let exists = sqlx::query("SELECT 1 FROM snapshot_months WHERE month = $1")
             .bind(month.to_owned())
             .fetch_optional(&self.store.db.pool)
             .await?;
@@ -256,6 +256,19 @@ impl ProjectsService {
         let percent = self.latest_percent().await?;
         let at = to_stored(now());
         let mut tx = self.store.db.begin_write().await?;
+        // The month's marker first: of two replicas taking it at once, the second stops here.
+        let marked = sqlx::query(
+            "INSERT INTO snapshot_months (month, projects, create_time) VALUES ($1, $2, $3) \
+             ON CONFLICT (month) DO NOTHING",
+        )
+        .bind(month.to_owned())
+        .bind(active.len() as i64)
+        .bind(at.clone())
+        .execute(&mut *tx)
+        .await?;
+        if marked.rows_affected() == 0 {
+            return Err(already_taken(month));
+        }
         for p in &active {
             let figures = self.snapshot_figures(p, &milestones, &percent)?;
             insert_snapshot(&mut tx, month, &p.code, &figures, &at).await?;
