@@ -77,6 +77,10 @@ pub struct GlobalArgs {
     /// as `govit.example.gov/experts-log` (default `govit.local/experts-log`).
     #[arg(long, global = true, env = "GOVIT_LOG_ORIGIN")]
     pub log_origin: Option<String>,
+    /// How the embedded SQLite databases sync commits: `full` (default; an acknowledged write
+    /// survives a power cut) or `normal` (faster; a power cut can lose the last commits).
+    #[arg(long, global = true, env = "GOVIT_SQLITE_SYNCHRONOUS", value_parser = ["full", "normal"])]
+    pub sqlite_synchronous: Option<String>,
     /// `text` (default; coloured only on a terminal) or `json`, one object per line.
     #[arg(long, global = true, env = "GOVIT_LOG_FORMAT", default_value = "text")]
     pub log_format: govit_platform::telemetry::LogFormat,
@@ -198,6 +202,16 @@ pub enum Command {
             default_value = "http://127.0.0.1:50053"
         )]
         scheduling_url: String,
+    },
+    /// Copies the embedded databases (online, consistently) and the document blobs into a new
+    /// directory.
+    Backup { dir: PathBuf },
+    /// Puts a backup back where the configuration says the data lives; stop the services first.
+    Restore {
+        dir: PathBuf,
+        /// Replace existing databases.
+        #[arg(long)]
+        force: bool,
     },
     /// The registry's transparency log as C2SP tiles.
     Log {
@@ -501,6 +515,8 @@ async fn run_tool(settings: &Settings, command: Command) -> anyhow::Result<()> {
             command: VerifyCommand::Log(args),
         } => crate::inspect::verify_log(settings, &args).await,
         Command::Witness(args) => crate::witness::run(&args, &settings.data_dir).await,
+        Command::Backup { dir } => crate::backup::backup(settings, &dir).await,
+        Command::Restore { dir, force } => crate::backup::restore(settings, &dir, force),
         Command::Log {
             command:
                 LogCommand::Export {

@@ -25,6 +25,8 @@ pub struct FileConfig {
     pub reflection: Option<bool>,
     /// Seconds calls in flight get to finish on SIGTERM.
     pub drain_seconds: Option<u64>,
+    /// `full` (default) or `normal` for the embedded SQLite databases.
+    pub sqlite_synchronous: Option<String>,
     pub max_document_bytes: Option<u64>,
     pub blob_dir: Option<PathBuf>,
     #[serde(default)]
@@ -146,6 +148,8 @@ pub struct Settings {
     pub blob_dir: PathBuf,
     pub draw_policy: govit_experts::DrawPolicy,
     pub log: LogSettings,
+    /// `full` or `normal` for the embedded databases (default full).
+    pub sqlite_synchronous: Option<String>,
     pub supervision: govit_projects::SupervisionPolicy,
     /// Whether reflection was set by flag, variable or file (else each command has its default).
     pub reflection_configured: bool,
@@ -174,6 +178,10 @@ impl Settings {
             data_dir,
             draw_policy: draw_policy(args, &file)?,
             log: log_settings(args, &file)?,
+            sqlite_synchronous: args
+                .sqlite_synchronous
+                .clone()
+                .or_else(|| file.sqlite_synchronous.clone()),
             supervision: supervision_policy(args, &file)?,
             using_development_key: key.is_none(),
             key,
@@ -217,9 +225,13 @@ impl Settings {
         flag.map(str::to_owned)
             .or_else(|| self.service_file(service).database_url.clone())
             .unwrap_or_else(|| {
-                govit_platform::db::sqlite_url(
+                let url = govit_platform::db::sqlite_url(
                     &self.data_dir.join(format!("{}.db", service.as_str())),
-                )
+                );
+                match self.sqlite_synchronous.as_deref() {
+                    Some(mode) => format!("{url}?synchronous={mode}"),
+                    None => url,
+                }
             })
     }
 

@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod calendar;
 pub mod cli;
 pub mod client;

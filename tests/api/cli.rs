@@ -283,3 +283,124 @@ async fn a_full_run_logs_no_personal_data_and_no_token() {
         }
     }
 }
+
+/// `govit up` on `data_dir`, and the registry's port. Its stdout stays open for its last line.
+async fn up_on(data_dir: &std::path::Path) -> (Running, u16) {
+    let ports = [free_port(), free_port(), free_port()];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_govit"))
+        .args(["--data-dir", data_dir.to_str().unwrap(), "up"])
+        .args(["--projects-listen", &format!("127.0.0.1:{}", ports[0])])
+        .args(["--experts-listen", &format!("127.0.0.1:{}", ports[1])])
+        .args(["--scheduling-listen", &format!("127.0.0.1:{}", ports[2])])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(lines.next().unwrap().unwrap().starts_with("govit is up"));
+    (Running(child, lines), ports[1])
+}
+
+struct Running(
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+);
+
+async fn registry_admin(
+    port: u16,
+) -> govit_proto::experts::v1::expert_registry_service_client::ExpertRegistryServiceClient<
+    tonic::service::interceptor::InterceptedService<Channel, impl tonic::service::Interceptor>,
+> {
+    let token = govit_platform::auth::mint_hs256(
+        govit_platform::auth::DEVELOPMENT_KEY.as_bytes(),
+        "admin",
+        govit_platform::Role::RegistryAdmin,
+        None,
+        None,
+        Duration::from_secs(600),
+    )
+    .unwrap();
+    let channel = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
+    govit_proto::experts::v1::expert_registry_service_client::ExpertRegistryServiceClient::with_interceptor(
+        channel,
+        move |mut r: tonic::Request<()>| {
+            r.metadata_mut().insert("authorization", bearer.clone());
+            Ok(r)
+        },
+    )
+}
+
+fn stop(Running(mut child, lines): Running) {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(child.wait().unwrap().success(), "{rest:?}");
+}
+
+/// A backup taken while the services run, restored into another data directory, serves the
+/// same data; a restore never silently overwrites a database.
+#[tokio::test]
+async fn a_backup_taken_online_restores_into_a_new_data_directory() {
+    use govit_proto::experts::v1 as epb;
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new, copy) = (
+        dir.path().join("old"),
+        dir.path().join("new"),
+        dir.path().join("copy"),
+    );
+    let (running, port) = up_on(&old).await;
+    registry_admin(port)
+        .await
+        .create_category(epb::CreateCategoryRequest {
+            category: Some(epb::Category {
+                code: "software".into(),
+                display_name: "Application software".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    std::fs::create_dir_all(old.join("blobs/ab")).unwrap();
+    std::fs::write(old.join("blobs/ab/abcdef"), b"a sealed application form").unwrap();
+    let govit = |data: &std::path::Path, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_govit"))
+            .args(["--data-dir", data.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let backup = govit(&old, &["backup", copy.to_str().unwrap()]);
+    assert!(backup.status.success(), "{backup:?}");
+    stop(running);
+
+    let restored = govit(&new, &["restore", copy.to_str().unwrap()]);
+    assert!(restored.status.success(), "{restored:?}");
+    let again = govit(&new, &["restore", copy.to_str().unwrap()]);
+    assert!(
+        !again.status.success(),
+        "a second restore must not overwrite silently"
+    );
+    assert_eq!(
+        std::fs::read(new.join("blobs/ab/abcdef")).unwrap(),
+        b"a sealed application form"
+    );
+    let (running, port) = up_on(&new).await;
+    let category = registry_admin(port)
+        .await
+        .get_category(epb::GetCategoryRequest {
+            name: "categories/software".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(category.display_name, "Application software");
+    stop(running);
+}

@@ -53,9 +53,17 @@ impl Db {
         Ok(db)
     }
 
+    /// Connects. A SQLite URL may carry `synchronous=full` (the default: an acknowledged commit
+    /// survives a power cut) or `synchronous=normal` (faster; in WAL mode a power cut can lose
+    /// the last commits, never corrupt the file). docs/BENCHMARKS.md shows the cost.
     pub async fn connect(url: &str) -> anyhow::Result<Db> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of_url(url)?;
+        let (url, synchronous) = match backend {
+            Backend::Sqlite => split_synchronous(url)?,
+            Backend::Postgres => (url.to_owned(), Synchronous::Full),
+        };
+        let url = url.as_str();
         let sqlite_dir = sqlite_file_path(url)
             .filter(|_| backend == Backend::Sqlite)
             .and_then(|path| Path::new(&path).parent().map(Path::to_path_buf))
@@ -82,7 +90,7 @@ impl Db {
                         conn.execute("PRAGMA journal_mode = WAL").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
                         conn.execute("PRAGMA busy_timeout = 30000").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute(synchronous.pragma()).await?;
                     }
                     Ok(())
                 })
@@ -103,6 +111,49 @@ impl Db {
             Backend::Postgres => self.pool.begin().await,
         }
     }
+}
+
+/// How SQLite syncs a commit to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Synchronous {
+    Full,
+    Normal,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Full => "PRAGMA synchronous = FULL",
+            Synchronous::Normal => "PRAGMA synchronous = NORMAL",
+        }
+    }
+}
+
+/// Takes govit's own `synchronous=` option out of a SQLite URL (sqlx does not know it).
+fn split_synchronous(url: &str) -> anyhow::Result<(String, Synchronous)> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_owned(), Synchronous::Full));
+    };
+    let mut synchronous = Synchronous::Full;
+    let mut rest = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("synchronous", value)) => {
+                synchronous = match value.to_ascii_lowercase().as_str() {
+                    "full" => Synchronous::Full,
+                    "normal" => Synchronous::Normal,
+                    other => anyhow::bail!("synchronous={other} is neither full nor normal"),
+                }
+            }
+            _ => rest.push(pair),
+        }
+    }
+    let url = if rest.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    Ok((url, synchronous))
 }
 
 /// The file behind a `sqlite://path?options` URL, or None for an in-memory database.
@@ -139,6 +190,15 @@ mod tests {
             Some("govit-data/p.db")
         );
         assert_eq!(sqlite_file_path("sqlite::memory:"), None);
+        assert_eq!(
+            split_synchronous("sqlite://a.db?mode=rwc&synchronous=normal").unwrap(),
+            ("sqlite://a.db?mode=rwc".to_owned(), Synchronous::Normal)
+        );
+        assert_eq!(
+            split_synchronous("sqlite://a.db").unwrap(),
+            ("sqlite://a.db".to_owned(), Synchronous::Full)
+        );
+        assert!(split_synchronous("sqlite://a.db?synchronous=off").is_err());
         assert!(Backend::of_url("mysql://x").is_err());
     }
 }

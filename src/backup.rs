@@ -1,0 +1,122 @@
+//! `govit backup` and `govit restore` for the embedded databases and the document blobs.
+//!
+//! A backup is taken online: each SQLite database is copied with `VACUUM INTO`, a consistent
+//! snapshot taken inside one read transaction while the services keep writing. Blobs are copied
+//! after the databases, so every blob a copied database names is in the copy (a blob is written
+//! before the transaction that names it commits). A PostgreSQL database is backed up with its own
+//! tools (`pg_dump`); docs/operations.md says how.
+
+use std::path::Path;
+
+use anyhow::Context;
+use govit_platform::db::{Backend, Db};
+
+use crate::config::{ServiceName, Settings};
+
+fn sqlite_path(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+/// Copies every embedded database and the blob directory into `dir`, which must not exist.
+pub async fn backup(settings: &Settings, dir: &Path) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !dir.exists(),
+        "{} exists; a backup goes into a new directory",
+        dir.display()
+    );
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for service in ServiceName::ALL {
+        let url = settings.database_url(service, None);
+        if Backend::of_url(&url)? == Backend::Postgres {
+            println!(
+                "{}: on PostgreSQL; back it up with pg_dump (docs/operations.md)",
+                service.as_str()
+            );
+            continue;
+        }
+        let target = dir.join(format!("{}.db", service.as_str()));
+        let db = Db::connect(&url).await?;
+        let quoted = target.display().to_string().replace('\'', "''");
+        sqlx::query(sqlx::AssertSqlSafe(format!("VACUUM INTO '{quoted}'")))
+            .execute(&db.pool)
+            .await
+            .with_context(|| format!("copying the {} database", service.as_str()))?;
+        db.pool.close().await;
+        println!("{}: {}", service.as_str(), target.display());
+    }
+    let blobs = copy_tree(&settings.blob_dir, &dir.join("blobs"))?;
+    println!("blobs: {blobs} files");
+    Ok(())
+}
+
+/// Puts a backup's databases and blobs where the settings say they live. The services must be
+/// stopped; existing databases are replaced only with `force`.
+pub fn restore(settings: &Settings, dir: &Path, force: bool) -> anyhow::Result<()> {
+    let mut plan = Vec::new();
+    for service in ServiceName::ALL {
+        let source = dir.join(format!("{}.db", service.as_str()));
+        if !source.exists() {
+            continue;
+        }
+        let url = settings.database_url(service, None);
+        let target = sqlite_path(&url).with_context(|| {
+            format!(
+                "{} is configured on {url}; restore a PostgreSQL database with pg_restore",
+                service.as_str()
+            )
+        })?;
+        anyhow::ensure!(
+            force || !Path::new(target).exists(),
+            "{target} exists; stop the services and pass --force to replace it"
+        );
+        plan.push((source, Path::new(target).to_path_buf()));
+    }
+    anyhow::ensure!(!plan.is_empty(), "{} holds no database", dir.display());
+    for (source, target) in plan {
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        // The old write-ahead log belongs to the old database; left beside the restored file
+        // it would be replayed into it.
+        for suffix in ["-wal", "-shm"] {
+            let side = format!("{}{suffix}", target.display());
+            if Path::new(&side).exists() {
+                std::fs::remove_file(&side)?;
+            }
+        }
+        std::fs::copy(&source, &target)
+            .with_context(|| format!("restoring {}", target.display()))?;
+        println!("restored {}", target.display());
+    }
+    let blobs = copy_tree(&dir.join("blobs"), &settings.blob_dir)?;
+    println!(
+        "restored {blobs} blobs into {}",
+        settings.blob_dir.display()
+    );
+    Ok(())
+}
+
+/// Copies the files under `from` into `to`, keeping the layout; a missing `from` is empty.
+fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<usize> {
+    if !from.exists() {
+        return Ok(0);
+    }
+    std::fs::create_dir_all(to)?;
+    let mut copied = 0;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copied += copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .with_context(|| format!("copying {}", entry.path().display()))?;
+            copied += 1;
+        }
+    }
+    Ok(copied)
+}
