@@ -81,6 +81,10 @@ pub struct GlobalArgs {
     /// survives a power cut) or `normal` (faster; a power cut can lose the last commits).
     #[arg(long, global = true, env = "GOVIT_SQLITE_SYNCHRONOUS", value_parser = ["full", "normal"])]
     pub sqlite_synchronous: Option<String>,
+    /// Calls a second one token subject may make, in bursts of twice that (default 50; 0 turns
+    /// it off). Services' own tokens are not limited.
+    #[arg(long, global = true, env = "GOVIT_RATE_LIMIT")]
+    pub rate_limit: Option<f64>,
     /// `text` (default; coloured only on a terminal) or `json`, one object per line.
     #[arg(long, global = true, env = "GOVIT_LOG_FORMAT", default_value = "text")]
     pub log_format: govit_platform::telemetry::LogFormat,

@@ -27,6 +27,8 @@ pub struct FileConfig {
     pub drain_seconds: Option<u64>,
     /// `full` (default) or `normal` for the embedded SQLite databases.
     pub sqlite_synchronous: Option<String>,
+    /// Calls a second one token subject may make (default 50, bursts twice that; 0: off).
+    pub rate_limit_per_second: Option<f64>,
     pub max_document_bytes: Option<u64>,
     pub blob_dir: Option<PathBuf>,
     #[serde(default)]
@@ -150,6 +152,8 @@ pub struct Settings {
     pub log: LogSettings,
     /// `full` or `normal` for the embedded databases (default full).
     pub sqlite_synchronous: Option<String>,
+    /// Calls a second per token subject (service tokens exempt); None when off.
+    pub rate_limit: Option<govit_platform::auth::RateLimit>,
     pub supervision: govit_projects::SupervisionPolicy,
     /// Whether reflection was set by flag, variable or file (else each command has its default).
     pub reflection_configured: bool,
@@ -182,6 +186,7 @@ impl Settings {
                 .sqlite_synchronous
                 .clone()
                 .or_else(|| file.sqlite_synchronous.clone()),
+            rate_limit: rate_limit(args, &file)?,
             supervision: supervision_policy(args, &file)?,
             using_development_key: key.is_none(),
             key,
@@ -201,7 +206,11 @@ impl Settings {
     }
 
     pub fn authenticator(&self) -> anyhow::Result<Authenticator> {
-        Authenticator::new(&self.verification_key())
+        let auth = Authenticator::new(&self.verification_key())?;
+        Ok(match self.rate_limit {
+            Some(limit) => auth.with_rate_limit(limit),
+            None => auth,
+        })
     }
 
     /// The HS256 secret tokens can be minted with, if the configuration has one.
@@ -280,6 +289,28 @@ fn token_key(args: &GlobalArgs, file: &FileConfig) -> anyhow::Result<Option<Veri
         (None, None, None) => None,
         _ => anyhow::bail!("configure exactly one token key: HS256, Ed25519 or RSA"),
     })
+}
+
+/// 50 calls a second per caller, in bursts of 100, unless configured; 0 turns it off.
+fn rate_limit(
+    args: &GlobalArgs,
+    file: &FileConfig,
+) -> anyhow::Result<Option<govit_platform::auth::RateLimit>> {
+    let per_second = args
+        .rate_limit
+        .or(file.rate_limit_per_second)
+        .unwrap_or(50.0);
+    anyhow::ensure!(
+        per_second.is_finite() && per_second >= 0.0,
+        "the rate limit must be a number of calls a second, 0 for none"
+    );
+    if per_second == 0.0 {
+        return Ok(None);
+    }
+    Ok(Some(govit_platform::auth::RateLimit {
+        per_second,
+        burst: (per_second * 2.0).max(1.0),
+    }))
 }
 
 fn log_settings(args: &GlobalArgs, file: &FileConfig) -> anyhow::Result<LogSettings> {

@@ -452,3 +452,70 @@ async fn a_drain_turns_health_not_serving_at_once_and_ends_within_its_timeout() 
         .unwrap();
     assert!(started.elapsed() >= std::time::Duration::from_millis(500));
 }
+
+/// One caller hammering the registry is held to its rate; another caller, and the services'
+/// own traffic, are not held up by it.
+#[tokio::test]
+async fn a_caller_over_its_rate_is_refused_with_a_retry_time_and_others_are_not() {
+    use govit_proto::experts::v1::{
+        self as epb, expert_registry_service_client::ExpertRegistryServiceClient,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(dir.path(), "experts").await;
+    let registry = govit_experts::ExpertsService::open(&url, govit_experts::DrawPolicy::default())
+        .await
+        .unwrap();
+    let options = ServerOptions::default();
+    let auth = Authenticator::new(&VerificationKey::Hs256(KEY.to_vec()))
+        .unwrap()
+        .with_rate_limit(govit_platform::auth::RateLimit {
+            per_second: 0.5,
+            burst: 3.0,
+        });
+    let routes = registry.routes(auth, &options).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        govit_platform::server::serve(listener, routes, &options, std::future::pending()).await
+    });
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let client = |role: Role| {
+        let bearer: tonic::metadata::MetadataValue<_> =
+            format!("Bearer {}", token(role, None, None))
+                .parse()
+                .unwrap();
+        ExpertRegistryServiceClient::with_interceptor(
+            channel.clone(),
+            move |mut r: tonic::Request<()>| {
+                r.metadata_mut().insert("authorization", bearer.clone());
+                Ok(r)
+            },
+        )
+    };
+    let head = |role: Role| {
+        let mut c = client(role);
+        async move { c.get_log_head(epb::GetLogHeadRequest {}).await }
+    };
+    for _ in 0..3 {
+        head(Role::Inspector).await.unwrap();
+    }
+    let refused = head(Role::Inspector).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+    assert_eq!(error_reason(&refused), "RATE_LIMITED");
+    use tonic_types::StatusExt;
+    let retry = refused.get_details_retry_info().expect("RetryInfo");
+    assert!(retry.retry_delay.unwrap() > std::time::Duration::ZERO);
+    // Another subject has its own bucket; the services' own token is not limited at all.
+    head(Role::Office).await.unwrap();
+    for _ in 0..10 {
+        let answer = head(Role::Service).await;
+        assert_ne!(
+            answer.err().map(|s| s.code()),
+            Some(tonic::Code::ResourceExhausted)
+        );
+    }
+}

@@ -180,10 +180,54 @@ impl fmt::Debug for VerificationKey {
     }
 }
 
-/// Verifies bearer tokens. Cheap to clone.
+/// Verifies bearer tokens, and holds each caller to its rate. Cheap to clone; clones share the
+/// rates, so one process's services count a caller's calls together.
 #[derive(Clone)]
 pub struct Authenticator {
     inner: Arc<(DecodingKey, Validation, TokenBinding)>,
+    limiter: Option<Arc<RateLimiter>>,
+}
+
+/// Calls per second a token subject may make, with bursts up to `burst`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: f64,
+}
+
+/// A token bucket per subject. Buckets idle long enough to be full again are forgotten, so the
+/// table stays as small as the set of recent callers.
+#[derive(Debug)]
+struct RateLimiter {
+    limit: RateLimit,
+    buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
+}
+
+impl RateLimiter {
+    /// Takes one call from `subject`'s bucket, or says how long until one is there.
+    fn admit(&self, subject: &str) -> Result<(), std::time::Duration> {
+        let now = std::time::Instant::now();
+        let RateLimit { per_second, burst } = self.limit;
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if buckets.len() > 10_000 {
+            let refill = std::time::Duration::from_secs_f64(burst / per_second);
+            buckets.retain(|_, (_, at)| now.duration_since(*at) < refill);
+        }
+        let (tokens, at) = buckets.entry(subject.to_owned()).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * per_second).min(burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(std::time::Duration::from_secs_f64(
+                (1.0 - *tokens) / per_second,
+            ))
+        }
+    }
 }
 
 impl fmt::Debug for Authenticator {
@@ -211,7 +255,18 @@ impl Authenticator {
         validation.leeway = LEEWAY_SECS;
         Ok(Self {
             inner: Arc::new((decoding, validation, binding)),
+            limiter: None,
         })
+    }
+
+    /// Holds every token subject to `limit`; a call over it is refused `RESOURCE_EXHAUSTED`
+    /// (reason `RATE_LIMITED`, with `RetryInfo`).
+    pub fn with_rate_limit(mut self, limit: RateLimit) -> Self {
+        self.limiter = Some(Arc::new(RateLimiter {
+            limit,
+            buckets: Default::default(),
+        }));
+        self
     }
 
     pub fn verify(&self, token: &str) -> Result<Caller, ServiceError> {
@@ -278,6 +333,23 @@ impl Interceptor for Authenticator {
                 ))
             })?;
         let caller = self.verify(token.trim()).map_err(Status::from)?;
+        // Services' own tokens carry the system's work (outbox, workers), not a person's.
+        if let Some(limiter) = self
+            .limiter
+            .as_ref()
+            .filter(|_| caller.role != Role::Service)
+            && let Err(retry_after) = limiter.admit(&caller.subject)
+        {
+            return Err(Status::from(ServiceError::RateLimited {
+                message: format!(
+                    "too many calls from {}: at most {} a second; retry after {} ms",
+                    caller.subject,
+                    limiter.limit.per_second,
+                    retry_after.as_millis().max(1)
+                ),
+                retry_after,
+            }));
+        }
         request.extensions_mut().insert(caller);
         Ok(request)
     }

@@ -23,6 +23,7 @@ pub mod reason {
     pub const PERMISSION_DENIED: &str = "PERMISSION_DENIED";
     pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
     pub const PEER_UNAVAILABLE: &str = "PEER_UNAVAILABLE";
+    pub const RATE_LIMITED: &str = "RATE_LIMITED";
     pub const INTERNAL: &str = "INTERNAL";
 }
 
@@ -65,6 +66,12 @@ pub enum ServiceError {
     /// A service this one depends on cannot be reached; the client may retry.
     #[error("{0}")]
     Unavailable(String),
+    /// The caller sent more calls than its rate allows; it may retry after `retry_after`.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     /// A bug or an outage. Logged with context; the client sees only an opaque message.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -331,6 +338,14 @@ impl From<ServiceError> for Status {
             }
             ServiceError::Unavailable(message) => {
                 with_info(Code::Unavailable, message, reason::PEER_UNAVAILABLE, &[])
+            }
+            ServiceError::RateLimited {
+                message,
+                retry_after,
+            } => {
+                let mut details = info(reason::RATE_LIMITED, &[]);
+                details.set_retry_info(Some(retry_after));
+                Status::with_error_details(Code::ResourceExhausted, message, details)
             }
             ServiceError::Internal(err) => {
                 tracing::error!(error = ?err, "internal error");
