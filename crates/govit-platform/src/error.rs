@@ -440,6 +440,43 @@ impl Violations {
     }
 
     /// Records a violation unless `ok`.
+    /// The shape of a review panel, the same rule wherever one is named (the projects service
+    /// accepting a project, review scheduling amending a stalled panel): one to twenty
+    /// categories, each once, 1 to 50 members and 0 to 50 alternates. The registry judges the
+    /// categories and the pool.
+    pub fn panel_shape(
+        &mut self,
+        field: &str,
+        panel: &[govit_proto::common::v1::PanelRequirement],
+    ) {
+        if panel.is_empty() {
+            self.add(field, "must name at least one category");
+        }
+        if panel.len() > 20 {
+            self.add(field, "at most 20 categories");
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, p) in panel.iter().enumerate() {
+            if !crate::validate::is_code(&p.category) {
+                self.add(
+                    format!("{field}[{i}].category"),
+                    "must be 1 to 64 characters of A-Z a-z 0-9 . _ -",
+                );
+            } else if !seen.insert(p.category.as_str()) {
+                self.add(format!("{field}[{i}].category"), "appears twice");
+            }
+            if !(1..=50).contains(&p.count) {
+                self.add(format!("{field}[{i}].count"), "must be between 1 and 50");
+            }
+            if !(0..=50).contains(&p.alternates) {
+                self.add(
+                    format!("{field}[{i}].alternates"),
+                    "must be between 0 and 50",
+                );
+            }
+        }
+    }
+
     pub fn check(&mut self, ok: bool, field: &str, description: impl Into<String>) {
         if !ok {
             self.add(field, description);

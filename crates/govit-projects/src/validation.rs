@@ -5,7 +5,7 @@ use govit_platform::{
     ServiceError, ServiceResult, Violations,
     time::date_from_proto,
     uscc::CreditCode,
-    validate::{is_code, is_email, is_phone, optional_text_problem, text_problem},
+    validate::{is_email, is_phone, optional_text_problem, text_problem},
 };
 use govit_proto::{google::r#type::Date, projects::v1 as pb};
 
@@ -131,32 +131,7 @@ pub fn enum_value<E: TryFrom<i32>>(
 }
 
 pub fn panel(v: &mut Violations, field: &str, panel: &[pb::PanelRequirement]) -> Vec<PanelRec> {
-    if panel.is_empty() {
-        v.add(field, "must name at least one category");
-    }
-    if panel.len() > 20 {
-        v.add(field, "at most 20 categories");
-    }
-    let mut seen = std::collections::HashSet::new();
-    for (i, p) in panel.iter().enumerate() {
-        if !is_code(&p.category) {
-            v.add(
-                format!("{field}[{i}].category"),
-                "must be 1 to 64 characters of A-Z a-z 0-9 . _ -",
-            );
-        } else if !seen.insert(p.category.as_str()) {
-            v.add(format!("{field}[{i}].category"), "appears twice");
-        }
-        if !(1..=50).contains(&p.count) {
-            v.add(format!("{field}[{i}].count"), "must be between 1 and 50");
-        }
-        if !(0..=50).contains(&p.alternates) {
-            v.add(
-                format!("{field}[{i}].alternates"),
-                "must be between 0 and 50",
-            );
-        }
-    }
+    v.panel_shape(field, panel);
     // Kept in office's order, so that a violation the registry reports by index names the
     // entry office wrote.
     panel

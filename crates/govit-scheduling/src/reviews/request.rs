@@ -2,8 +2,6 @@
 //! deadline counted in working days from office's acceptance, and the review created once per
 //! id and request.
 
-use std::collections::BTreeSet;
-
 use chrono::{DateTime, NaiveDate, Utc};
 use govit_platform::{
     Caller, Role, ServiceError, ServiceResult, Violations,
@@ -328,29 +326,7 @@ fn panel_violations(status: &tonic::Status, field: &str) -> Vec<FieldViolation> 
 
 /// The shape of a panel, before the registry judges its categories and pool.
 pub fn check_panel_shape(v: &mut Violations, field: &str, panel: &[pb::PanelRequirement]) {
-    if panel.is_empty() {
-        v.add(field, "must name at least one category");
-    }
-    let mut seen = BTreeSet::new();
-    for (i, p) in panel.iter().enumerate() {
-        if !is_code(&p.category) {
-            v.add(
-                format!("{field}[{i}].category"),
-                "must be 1 to 64 characters of A-Z a-z 0-9 . _ -",
-            );
-        } else if !seen.insert(p.category.clone()) {
-            v.add(format!("{field}[{i}].category"), "appears twice");
-        }
-        if !(1..=50).contains(&p.count) {
-            v.add(format!("{field}[{i}].count"), "must be between 1 and 50");
-        }
-        if !(0..=50).contains(&p.alternates) {
-            v.add(
-                format!("{field}[{i}].alternates"),
-                "must be between 0 and 50",
-            );
-        }
-    }
+    v.panel_shape(field, panel);
 }
 
 /// What a review request asked for, as a hash: its id is bound to it.
