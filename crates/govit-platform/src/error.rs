@@ -254,24 +254,43 @@ fn with_info(code: Code, message: String, reason: &str, metadata: &[(&str, &str)
     Status::with_error_details(code, message, info(reason, metadata))
 }
 
+fn invalid_argument(violations: Vec<FieldViolation>) -> Status {
+    let violations = bounded(violations);
+    let summary = violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut details = info(reason::INVALID_ARGUMENT, &[]);
+    details.set_bad_request(violations);
+    Status::with_error_details(
+        Code::InvalidArgument,
+        format!("invalid request: {summary}"),
+        details,
+    )
+}
+
+/// The first violation's type is the reason, and its subject the ErrorInfo's.
+fn failed_precondition(message: &str, violations: Vec<PreconditionViolation>) -> Status {
+    let violations: Vec<PreconditionViolation> = violations
+        .into_iter()
+        .take(MAX_VIOLATIONS)
+        .map(|v| PreconditionViolation::new(v.r#type, clip(&v.subject), clip(&v.description)))
+        .collect();
+    let first = violations.first();
+    let reason = first
+        .map(|v| v.r#type.clone())
+        .unwrap_or_else(|| reason::STATE_CONFLICT.to_owned());
+    let subject = first.map(|v| v.subject.clone()).unwrap_or_default();
+    let mut details = info(&reason, &[("subject", &subject)]);
+    details.set_precondition_failure(violations);
+    Status::with_error_details(Code::FailedPrecondition, clip(message), details)
+}
+
 impl From<ServiceError> for Status {
     fn from(err: ServiceError) -> Status {
         match err {
-            ServiceError::InvalidArgument(violations) => {
-                let violations = bounded(violations);
-                let summary = violations
-                    .iter()
-                    .map(|v| format!("{}: {}", v.field, v.description))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                let mut details = info(reason::INVALID_ARGUMENT, &[]);
-                details.set_bad_request(violations);
-                Status::with_error_details(
-                    Code::InvalidArgument,
-                    format!("invalid request: {summary}"),
-                    details,
-                )
-            }
+            ServiceError::InvalidArgument(violations) => invalid_argument(violations),
             ServiceError::NotFound {
                 resource_type,
                 name,
@@ -305,24 +324,7 @@ impl From<ServiceError> for Status {
             ServiceError::FailedPrecondition {
                 message,
                 violations,
-            } => {
-                let violations: Vec<PreconditionViolation> = violations
-                    .into_iter()
-                    .take(MAX_VIOLATIONS)
-                    .map(|v| {
-                        PreconditionViolation::new(v.r#type, clip(&v.subject), clip(&v.description))
-                    })
-                    .collect();
-                let message = clip(&message);
-                let first = violations.first();
-                let reason = first
-                    .map(|v| v.r#type.clone())
-                    .unwrap_or_else(|| reason::STATE_CONFLICT.to_owned());
-                let subject = first.map(|v| v.subject.clone()).unwrap_or_default();
-                let mut details = info(&reason, &[("subject", &subject)]);
-                details.set_precondition_failure(violations);
-                Status::with_error_details(Code::FailedPrecondition, message, details)
-            }
+            } => failed_precondition(&message, violations),
             ServiceError::Relayed(status) => status,
             ServiceError::Aborted(message) => {
                 with_info(Code::Aborted, message, reason::CONCURRENT_MODIFICATION, &[])
