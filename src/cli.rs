@@ -81,6 +81,10 @@ pub struct GlobalArgs {
     /// survives a power cut) or `normal` (faster; a power cut can lose the last commits).
     #[arg(long, global = true, env = "GOVIT_SQLITE_SYNCHRONOUS", value_parser = ["full", "normal"])]
     pub sqlite_synchronous: Option<String>,
+    /// The deadline, in seconds, of a gRPC call that sends none (default 30; 0: none). Refused
+    /// DEADLINE_EXCEEDED; a client needing longer sends its own.
+    #[arg(long, global = true, env = "GOVIT_DEFAULT_DEADLINE_SECONDS")]
+    pub default_deadline_seconds: Option<u64>,
     /// Calls a second one token subject may make, in bursts of twice that (default 50; 0 turns
     /// it off). Services' own tokens are not limited.
     #[arg(long, global = true, env = "GOVIT_RATE_LIMIT")]

@@ -25,6 +25,8 @@ pub struct FileConfig {
     pub reflection: Option<bool>,
     /// Seconds calls in flight get to finish on SIGTERM.
     pub drain_seconds: Option<u64>,
+    /// The deadline, in seconds, of a call that sends none (default 30; 0: none).
+    pub default_deadline_seconds: Option<u64>,
     /// `full` (default) or `normal` for the embedded SQLite databases.
     pub sqlite_synchronous: Option<String>,
     /// Calls a second one token subject may make (default 50, bursts twice that; 0: off).
@@ -353,6 +355,14 @@ fn server_options(args: &GlobalArgs, file: &FileConfig) -> ServerOptions {
             .or(file.drain_seconds)
             .map(std::time::Duration::from_secs)
             .unwrap_or(ServerOptions::default().drain_timeout),
+        default_deadline: match args
+            .default_deadline_seconds
+            .or(file.default_deadline_seconds)
+        {
+            Some(0) => None,
+            Some(seconds) => Some(std::time::Duration::from_secs(seconds)),
+            None => ServerOptions::default().default_deadline,
+        },
         ..ServerOptions::default()
     }
 }

@@ -24,6 +24,7 @@ pub mod reason {
     pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
     pub const PEER_UNAVAILABLE: &str = "PEER_UNAVAILABLE";
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
+    pub const DEADLINE_EXCEEDED: &str = "DEADLINE_EXCEEDED";
     pub const INTERNAL: &str = "INTERNAL";
 }
 
@@ -247,6 +248,20 @@ fn info(reason: &str, metadata: &[(&str, &str)]) -> ErrorDetails {
             .filter(|(_, v)| !v.is_empty())
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect::<HashMap<_, _>>(),
+    )
+}
+
+/// A call that sent no deadline and outlasted the server's default one.
+pub fn default_deadline_exceeded(deadline: std::time::Duration) -> Status {
+    with_info(
+        Code::DeadlineExceeded,
+        format!(
+            "the call took longer than the server's default deadline of {} ms; a client that \
+             needs longer sends its own deadline (grpc-timeout)",
+            deadline.as_millis()
+        ),
+        reason::DEADLINE_EXCEEDED,
+        &[],
     )
 }
 

@@ -30,6 +30,8 @@ pub struct ServerOptions {
     pub drain: Drain,
     /// How long calls in flight may take to finish once the drain started.
     pub drain_timeout: Duration,
+    /// The deadline of a call that sends none (no `grpc-timeout`); None for no limit.
+    pub default_deadline: Option<Duration>,
 }
 
 impl Default for ServerOptions {
@@ -40,6 +42,7 @@ impl Default for ServerOptions {
             reflection: true,
             drain: Drain::default(),
             drain_timeout: Duration::from_secs(10),
+            default_deadline: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -184,7 +187,8 @@ pub async fn serve(
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(cors(options))
         .layer(GrpcWebOrPlainLayer)
-        .layer(CodecStatusLayer);
+        .layer(CodecStatusLayer)
+        .option_layer(options.default_deadline.map(DefaultDeadlineLayer));
     let drain = options.drain.clone();
     let graceful = {
         let drain = drain.clone();
@@ -293,6 +297,68 @@ where
     }
 }
 
+/// Gives a gRPC call that sent no deadline the server's default one: a client that forgot to set
+/// one cannot hold a handler (and a database connection) forever. The deadline covers the
+/// handler up to its response, so a server stream, once started, is not cut; a client-streaming
+/// upload longer than the default sends its own `grpc-timeout`.
+#[derive(Debug, Clone, Copy)]
+struct DefaultDeadlineLayer(Duration);
+
+impl<S> tower::Layer<S> for DefaultDeadlineLayer {
+    type Service = DefaultDeadline<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        DefaultDeadline {
+            inner,
+            deadline: self.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct DefaultDeadline<S> {
+    inner: S,
+    deadline: Duration,
+}
+
+impl<S, ReqBody> tower::Service<Request<ReqBody>> for DefaultDeadline<S>
+where
+    S: tower::Service<Request<ReqBody>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let grpc = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("application/grpc"));
+        let applies = grpc && !request.headers().contains_key("grpc-timeout");
+        let future = self.inner.call(request);
+        if !applies {
+            return Box::pin(future);
+        }
+        let deadline = self.deadline;
+        Box::pin(async move {
+            match tokio::time::timeout(deadline, future).await {
+                Ok(answered) => answered,
+                // Dropping the handler's future rolls back whatever transaction it had open.
+                Err(_) => Ok(crate::error::default_deadline_exceeded(deadline).into_http()),
+            }
+        })
+    }
+}
+
 /// Rewrites the status of a request tonic refused before any handler saw it
 /// ([`crate::error::codec_status`]). Such answers are trailers-only, so the status is in the
 /// response headers.
@@ -370,4 +436,65 @@ pub async fn shutdown_signal() {
         _ = terminate => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::{Layer, Service, ServiceExt};
+
+    fn slow(
+        delay: Duration,
+    ) -> impl Service<
+        Request<()>,
+        Response = http::Response<tonic::body::Body>,
+        Error = std::convert::Infallible,
+        Future = impl Future<
+            Output = Result<http::Response<tonic::body::Body>, std::convert::Infallible>,
+        > + Send
+                 + 'static,
+    > + Clone {
+        tower::service_fn(move |_: Request<()>| async move {
+            tokio::time::sleep(delay).await;
+            Ok(http::Response::new(tonic::body::Body::empty()))
+        })
+    }
+
+    fn grpc_request(timeout: Option<&str>) -> Request<()> {
+        let mut builder = Request::builder().header("content-type", "application/grpc");
+        if let Some(t) = timeout {
+            builder = builder.header("grpc-timeout", t);
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_call_without_a_deadline_gets_the_default_one_and_one_with_its_own_does_not() {
+        let layer = DefaultDeadlineLayer(Duration::from_millis(50));
+        let answer = layer
+            .layer(slow(Duration::from_millis(400)))
+            .oneshot(grpc_request(None))
+            .await
+            .unwrap();
+        let status = tonic::Status::from_header_map(answer.headers()).expect("a gRPC status");
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+        assert_eq!(
+            crate::error::status_reason(&status).as_deref(),
+            Some("DEADLINE_EXCEEDED")
+        );
+        let answer = layer
+            .layer(slow(Duration::from_millis(400)))
+            .oneshot(grpc_request(Some("10S")))
+            .await
+            .unwrap();
+        assert!(tonic::Status::from_header_map(answer.headers()).is_none());
+        // Plain HTTP (a checkpoint, a tile) is not a gRPC call.
+        let plain = Request::builder().body(()).unwrap();
+        let answer = layer
+            .layer(slow(Duration::from_millis(400)))
+            .oneshot(plain)
+            .await
+            .unwrap();
+        assert!(tonic::Status::from_header_map(answer.headers()).is_none());
+    }
 }
