@@ -9,17 +9,9 @@
 use std::path::Path;
 
 use anyhow::Context;
-use govit_platform::db::{Backend, Db};
+use govit_platform::db::{Backend, Db, sqlite_file_path};
 
 use crate::config::{ServiceName, Settings};
-
-fn sqlite_path(url: &str) -> Option<&str> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next()?;
-    (!path.is_empty() && path != ":memory:").then_some(path)
-}
 
 /// Copies every embedded database and the blob directory into `dir`, which must not exist.
 pub async fn backup(settings: &Settings, dir: &Path) -> anyhow::Result<()> {
@@ -63,17 +55,17 @@ pub fn restore(settings: &Settings, dir: &Path, force: bool) -> anyhow::Result<(
             continue;
         }
         let url = settings.database_url(service, None);
-        let target = sqlite_path(&url).with_context(|| {
+        let target = sqlite_file_path(&url).with_context(|| {
             format!(
                 "{} is configured on {url}; restore a PostgreSQL database with pg_restore",
                 service.as_str()
             )
         })?;
         anyhow::ensure!(
-            force || !Path::new(target).exists(),
+            force || !Path::new(&target).exists(),
             "{target} exists; stop the services and pass --force to replace it"
         );
-        plan.push((source, Path::new(target).to_path_buf()));
+        plan.push((source, std::path::PathBuf::from(target)));
     }
     anyhow::ensure!(!plan.is_empty(), "{} holds no database", dir.display());
     for (source, target) in plan {

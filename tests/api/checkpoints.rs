@@ -225,7 +225,7 @@ async fn two_witnesses_cosign_and_a_rewritten_history_is_refused_by_them_and_the
     let peers = vec![finance.clone(), audit.clone()];
     let r = registry_with_draws(&url, peers.clone(), 1).await;
 
-    let note = Note::parse(&r.service.publish_checkpoint().await.unwrap()).unwrap();
+    let note = Note::parse(&r.service.publish_checkpoint().await.unwrap().note).unwrap();
     for w in [&finance, &audit] {
         assert_eq!(
             note.verify(&w.verifier).unwrap().len(),
@@ -237,7 +237,7 @@ async fn two_witnesses_cosign_and_a_rewritten_history_is_refused_by_them_and_the
     let honest = Checkpoint::parse(&note.text).unwrap();
     // The log grows; the witnesses follow it with consistency proofs from what they saw.
     let r = registry_with_draws(&url, peers.clone(), 1).await;
-    let grown = Note::parse(&r.service.publish_checkpoint().await.unwrap()).unwrap();
+    let grown = Note::parse(&r.service.publish_checkpoint().await.unwrap().note).unwrap();
     assert_eq!(grown.verify(&audit.verifier).unwrap().len(), 1);
     let grown_size = Checkpoint::parse(&grown.text).unwrap().size;
     assert!(grown_size > honest.size);
@@ -268,7 +268,7 @@ async fn two_witnesses_cosign_and_a_rewritten_history_is_refused_by_them_and_the
         .await
         .unwrap();
     let forked = registry_with_draws(&url, peers.clone(), 1).await;
-    let note = Note::parse(&forked.service.publish_checkpoint().await.unwrap()).unwrap();
+    let note = Note::parse(&forked.service.publish_checkpoint().await.unwrap().note).unwrap();
     let checkpoint = Checkpoint::parse(&note.text).unwrap();
     assert!(checkpoint.size > grown_size);
     // Its own consistency proof from the cosigned head cannot hold: that is what the
@@ -382,13 +382,13 @@ async fn a_head_cosigned_by_two_witness_processes_verifies_from_a_static_export(
     }
     let r = registry_with_draws(&url, peers.clone(), 2).await;
     // The witnesses start in their own time; the registry asks again until both answered.
-    let mut note = Note::parse(&r.service.publish_checkpoint().await.unwrap()).unwrap();
+    let mut note = Note::parse(&r.service.publish_checkpoint().await.unwrap().note).unwrap();
     for _ in 0..100 {
         if peers.iter().all(|p| note.verify(&p.verifier).is_ok()) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        note = Note::parse(&r.service.publish_checkpoint().await.unwrap()).unwrap();
+        note = Note::parse(&r.service.publish_checkpoint().await.unwrap().note).unwrap();
     }
 
     let export = dir.path().join("static");

@@ -19,36 +19,98 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A notification gateway holding a stream open, as one does all day.
-async fn open_notification_stream(
-    port: u16,
-) -> tonic::Streaming<govit_proto::scheduling::v1::Notification> {
-    use govit_proto::scheduling::v1::{
-        StreamNotificationsRequest, review_scheduling_service_client::ReviewSchedulingServiceClient,
-    };
+/// A running `govit up`: its stdout stays open, so its last line ("govit stopped") can be read
+/// and printing it never fails on a closed pipe.
+struct Up {
+    child: std::process::Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    /// projects, experts, scheduling.
+    ports: [u16; 3],
+}
+
+impl Up {
+    /// Starts `govit [global] up` on `data_dir` on free ports and waits for its banner, which
+    /// is printed once every listener is bound and serving.
+    fn start(data_dir: &std::path::Path, global: &[&str], rust_log: &str, stderr: Stdio) -> Up {
+        let ports = [free_port(), free_port(), free_port()];
+        let mut child = Command::new(env!("CARGO_BIN_EXE_govit"))
+            .args(["--data-dir", data_dir.to_str().unwrap()])
+            .args(global)
+            .arg("up")
+            .args(["--projects-listen", &format!("127.0.0.1:{}", ports[0])])
+            .args(["--experts-listen", &format!("127.0.0.1:{}", ports[1])])
+            .args(["--scheduling-listen", &format!("127.0.0.1:{}", ports[2])])
+            .env("RUST_LOG", rust_log)
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let banner = lines.next().unwrap().unwrap();
+        assert!(banner.starts_with("govit is up"), "{banner}");
+        Up {
+            child,
+            lines,
+            ports,
+        }
+    }
+
+    fn url(&self, service: usize) -> String {
+        format!("http://127.0.0.1:{}", self.ports[service])
+    }
+
+    fn terminate(&self) {
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+    }
+
+    /// SIGTERM, then the exit, which must be a success; returns what it printed last.
+    fn stop(mut self) -> Vec<String> {
+        self.terminate();
+        let rest: Vec<String> = self.lines.map_while(Result::ok).collect();
+        assert!(self.child.wait().unwrap().success(), "{rest:?}");
+        rest
+    }
+}
+
+/// A channel to a `govit up` service with a token of `role` minted with the development key.
+async fn dev_client(
+    url: String,
+    role: govit_platform::Role,
+) -> (
+    Channel,
+    impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone,
+) {
     let token = govit_platform::auth::mint_hs256(
         govit_platform::auth::DEVELOPMENT_KEY.as_bytes(),
-        "gateway",
-        govit_platform::Role::Service,
+        &format!("cli-test-{role}"),
+        role,
         None,
         None,
         Duration::from_secs(600),
     )
     .unwrap();
-    let channel = Channel::from_shared(format!("http://127.0.0.1:{port}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = Channel::from_shared(url).unwrap().connect().await.unwrap();
     let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
-    let mut client = ReviewSchedulingServiceClient::with_interceptor(
-        channel,
-        move |mut r: tonic::Request<()>| {
-            r.metadata_mut().insert("authorization", bearer.clone());
-            Ok(r)
-        },
-    );
-    client
+    let interceptor = move |mut r: tonic::Request<()>| {
+        r.metadata_mut().insert("authorization", bearer.clone());
+        Ok(r)
+    };
+    (channel, interceptor)
+}
+
+/// A notification gateway holding a stream open, as one does all day.
+async fn open_notification_stream(
+    url: String,
+) -> tonic::Streaming<govit_proto::scheduling::v1::Notification> {
+    use govit_proto::scheduling::v1::{
+        StreamNotificationsRequest, review_scheduling_service_client::ReviewSchedulingServiceClient,
+    };
+    let (channel, bearer) = dev_client(url, govit_platform::Role::Service).await;
+    ReviewSchedulingServiceClient::with_interceptor(channel, bearer)
         .stream_notifications(StreamNotificationsRequest {})
         .await
         .unwrap()
@@ -58,24 +120,11 @@ async fn open_notification_stream(
 #[tokio::test]
 async fn govit_up_serves_all_three_services_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let ports = [free_port(), free_port(), free_port()];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_govit"))
-        .args(["--data-dir", dir.path().to_str().unwrap(), "up"])
-        .args(["--projects-listen", &format!("127.0.0.1:{}", ports[0])])
-        .args(["--experts-listen", &format!("127.0.0.1:{}", ports[1])])
-        .args(["--scheduling-listen", &format!("127.0.0.1:{}", ports[2])])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    // The banner is printed once every listener is bound and serving.
-    let banner = lines.next().unwrap().unwrap();
-    assert!(banner.starts_with("govit is up"), "{banner}");
+    let mut up = Up::start(dir.path(), &[], "warn", Stdio::null());
+    let ports = up.ports;
     let mut printed = String::new();
     for _ in 0..3 {
-        printed.push_str(&lines.next().unwrap().unwrap());
+        printed.push_str(&up.lines.next().unwrap().unwrap());
     }
     for (port, name) in ports.iter().zip([
         "govit.projects.v1.ProjectService",
@@ -103,16 +152,12 @@ async fn govit_up_serves_all_three_services_and_stops_on_sigterm() {
     }
     // An open stream must not hold the process up: it ends, and the process exits well within
     // the drain.
-    let mut stream = open_notification_stream(ports[2]).await;
+    let mut stream = open_notification_stream(up.url(2)).await;
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    up.terminate();
     let mut waited = 0;
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = up.child.try_wait().unwrap() {
             break status;
         }
         // Well inside the 10 s drain: nothing in flight, and the stream ends at once.
@@ -121,7 +166,7 @@ async fn govit_up_serves_all_three_services_and_stops_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(status.success(), "{status:?}");
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let rest: Vec<String> = up.lines.map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l == "govit stopped"), "{rest:?}");
     let ended = tokio::time::timeout(Duration::from_secs(5), stream.message()).await;
     assert!(
@@ -212,42 +257,22 @@ fn govit_up_refuses_the_development_key_off_loopback_and_long_tokens() {
 async fn a_full_run_logs_no_personal_data_and_no_token() {
     for format in ["text", "json"] {
         let dir = tempfile::tempdir().unwrap();
-        let ports = [free_port(), free_port(), free_port()];
         let up_log = std::fs::File::create(dir.path().join("up.log")).unwrap();
-        let mut up = Command::new(env!("CARGO_BIN_EXE_govit"))
-            .args([
-                "--data-dir",
-                dir.path().to_str().unwrap(),
-                "--log-format",
-                format,
-                "up",
-            ])
-            .args(["--projects-listen", &format!("127.0.0.1:{}", ports[0])])
-            .args(["--experts-listen", &format!("127.0.0.1:{}", ports[1])])
-            .args(["--scheduling-listen", &format!("127.0.0.1:{}", ports[2])])
-            .env("RUST_LOG", "debug")
-            .stdout(Stdio::piped())
-            .stderr(up_log)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(up.stdout.take().unwrap()).lines();
-        assert!(lines.next().unwrap().unwrap().starts_with("govit is up"));
+        let up = Up::start(
+            dir.path(),
+            &["--log-format", format],
+            "debug",
+            up_log.into(),
+        );
         let demo = Command::new(env!("CARGO_BIN_EXE_govit"))
             .args(["--log-format", format, "demo"])
-            .args(["--projects-url", &format!("http://127.0.0.1:{}", ports[0])])
-            .args(["--experts-url", &format!("http://127.0.0.1:{}", ports[1])])
-            .args([
-                "--scheduling-url",
-                &format!("http://127.0.0.1:{}", ports[2]),
-            ])
+            .args(["--projects-url", &up.url(0)])
+            .args(["--experts-url", &up.url(1)])
+            .args(["--scheduling-url", &up.url(2)])
             .env("RUST_LOG", "debug")
             .output()
             .unwrap();
-        Command::new("kill")
-            .args(["-TERM", &up.id().to_string()])
-            .status()
-            .unwrap();
-        up.wait().unwrap();
+        up.stop();
         assert!(
             demo.status.success(),
             "{}",
@@ -284,65 +309,13 @@ async fn a_full_run_logs_no_personal_data_and_no_token() {
     }
 }
 
-/// `govit up` on `data_dir`, and the registry's port. Its stdout stays open for its last line.
-async fn up_on(data_dir: &std::path::Path) -> (Running, u16) {
-    let ports = [free_port(), free_port(), free_port()];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_govit"))
-        .args(["--data-dir", data_dir.to_str().unwrap(), "up"])
-        .args(["--projects-listen", &format!("127.0.0.1:{}", ports[0])])
-        .args(["--experts-listen", &format!("127.0.0.1:{}", ports[1])])
-        .args(["--scheduling-listen", &format!("127.0.0.1:{}", ports[2])])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    assert!(lines.next().unwrap().unwrap().starts_with("govit is up"));
-    (Running(child, lines), ports[1])
-}
-
-struct Running(
-    std::process::Child,
-    std::io::Lines<BufReader<std::process::ChildStdout>>,
-);
-
 async fn registry_admin(
-    port: u16,
+    url: String,
 ) -> govit_proto::experts::v1::expert_registry_service_client::ExpertRegistryServiceClient<
     tonic::service::interceptor::InterceptedService<Channel, impl tonic::service::Interceptor>,
 > {
-    let token = govit_platform::auth::mint_hs256(
-        govit_platform::auth::DEVELOPMENT_KEY.as_bytes(),
-        "admin",
-        govit_platform::Role::RegistryAdmin,
-        None,
-        None,
-        Duration::from_secs(600),
-    )
-    .unwrap();
-    let channel = Channel::from_shared(format!("http://127.0.0.1:{port}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
-    govit_proto::experts::v1::expert_registry_service_client::ExpertRegistryServiceClient::with_interceptor(
-        channel,
-        move |mut r: tonic::Request<()>| {
-            r.metadata_mut().insert("authorization", bearer.clone());
-            Ok(r)
-        },
-    )
-}
-
-fn stop(Running(mut child, lines): Running) {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    assert!(child.wait().unwrap().success(), "{rest:?}");
+    let (channel, bearer) = dev_client(url, govit_platform::Role::RegistryAdmin).await;
+    govit_proto::experts::v1::expert_registry_service_client::ExpertRegistryServiceClient::with_interceptor(channel, bearer)
 }
 
 /// A backup taken while the services run, restored into another data directory, serves the
@@ -356,8 +329,8 @@ async fn a_backup_taken_online_restores_into_a_new_data_directory() {
         dir.path().join("new"),
         dir.path().join("copy"),
     );
-    let (running, port) = up_on(&old).await;
-    registry_admin(port)
+    let running = Up::start(&old, &[], "warn", Stdio::null());
+    registry_admin(running.url(1))
         .await
         .create_category(epb::CreateCategoryRequest {
             category: Some(epb::Category {
@@ -379,7 +352,7 @@ async fn a_backup_taken_online_restores_into_a_new_data_directory() {
     };
     let backup = govit(&old, &["backup", copy.to_str().unwrap()]);
     assert!(backup.status.success(), "{backup:?}");
-    stop(running);
+    running.stop();
 
     let restored = govit(&new, &["restore", copy.to_str().unwrap()]);
     assert!(restored.status.success(), "{restored:?}");
@@ -392,8 +365,8 @@ async fn a_backup_taken_online_restores_into_a_new_data_directory() {
         std::fs::read(new.join("blobs/ab/abcdef")).unwrap(),
         b"a sealed application form"
     );
-    let (running, port) = up_on(&new).await;
-    let category = registry_admin(port)
+    let running = Up::start(&new, &[], "warn", Stdio::null());
+    let category = registry_admin(running.url(1))
         .await
         .get_category(epb::GetCategoryRequest {
             name: "categories/software".into(),
@@ -402,5 +375,5 @@ async fn a_backup_taken_online_restores_into_a_new_data_directory() {
         .unwrap()
         .into_inner();
     assert_eq!(category.display_name, "Application software");
-    stop(running);
+    running.stop();
 }

@@ -78,6 +78,14 @@ impl LogIdentity {
     }
 }
 
+/// A checkpoint as published: its size, the note, and how many witnesses cosigned it.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub size: u64,
+    pub note: String,
+    pub cosigners: usize,
+}
+
 impl ExpertsService {
     /// The log's verifier key, `<origin>+<key id>+<key>`: what inspectors and witnesses pin.
     pub fn log_vkey(&self) -> String {
@@ -87,7 +95,7 @@ impl ExpertsService {
     /// Signs a checkpoint of the log as it is, asks every configured witness to cosign it,
     /// stores the note with the cosignatures that came back and returns it. A witness that
     /// refuses or cannot be reached is logged and left out; the checkpoint still stands.
-    pub async fn publish_checkpoint(&self) -> anyhow::Result<String> {
+    pub async fn publish_checkpoint(&self) -> anyhow::Result<Published> {
         let db = &self.store.db;
         let size = translog::size(db).await?;
         let root = translog::from_nodes(db, |s| nodes::root(size, &s)).await?;
@@ -98,7 +106,7 @@ impl ExpertsService {
         };
         let mut note = Note::new(&checkpoint.text())?;
         note.sign(&self.log.origin, &self.log.key);
-        let mut cosigners = 0i64;
+        let mut cosigners = 0usize;
         for witness in self.witnesses.iter() {
             match self.cosign_with(witness, &note, size).await {
                 Ok(lines) => {
@@ -121,11 +129,15 @@ impl ExpertsService {
         )
         .bind(size as i64)
         .bind(encoded.clone())
-        .bind(cosigners)
+        .bind(cosigners as i64)
         .bind(to_stored(now()))
         .execute(&db.pool)
         .await?;
-        Ok(encoded)
+        Ok(Published {
+            size,
+            note: encoded,
+            cosigners,
+        })
     }
 
     /// One witness's cosignature lines for `note`, from the size it last cosigned: once more

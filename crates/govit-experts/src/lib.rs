@@ -25,7 +25,7 @@ use govit_proto::experts::v1::expert_registry_service_server::ExpertRegistryServ
 use sqlx::migrate::Migrator;
 use tonic::service::Routes;
 
-pub use checkpoints::{DEFAULT_ORIGIN, WitnessPeer};
+pub use checkpoints::{DEFAULT_ORIGIN, Published, WitnessPeer};
 
 /// The expert registry's own migration stream.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/experts");
@@ -131,21 +131,20 @@ impl ExpertsService {
     pub fn spawn_checkpoint_worker(&self, interval: Duration) {
         let service = self.clone();
         tokio::spawn(async move {
-            let mut published: Option<(u64, usize)> = None;
+            let mut published: Option<checkpoints::Published> = None;
             loop {
                 tokio::time::sleep(interval).await;
                 let Ok(size) = translog::size(&service.store.db).await else {
                     continue;
                 };
-                let wanted = service.witnesses.len();
-                if published.is_some_and(|(s, cosigned)| s == size && cosigned == wanted) {
+                let complete = |p: &checkpoints::Published| {
+                    p.size == size && p.cosigners == service.witnesses.len()
+                };
+                if published.as_ref().is_some_and(complete) {
                     continue;
                 }
                 match service.publish_checkpoint().await {
-                    Ok(note) => {
-                        let cosigned = note.lines().filter(|l| l.starts_with('\u{2014}')).count();
-                        published = Some((size, cosigned.saturating_sub(1)));
-                    }
+                    Ok(checkpoint) => published = Some(checkpoint),
                     Err(e) => {
                         tracing::warn!(error = %format!("{e:#}"), "publishing a checkpoint failed")
                     }

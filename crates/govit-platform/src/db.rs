@@ -157,7 +157,7 @@ fn split_synchronous(url: &str) -> anyhow::Result<(String, Synchronous)> {
 }
 
 /// The file behind a `sqlite://path?options` URL, or None for an in-memory database.
-fn sqlite_file_path(url: &str) -> Option<String> {
+pub fn sqlite_file_path(url: &str) -> Option<String> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;
