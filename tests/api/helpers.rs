@@ -978,9 +978,14 @@ impl System {
         )
     }
 
-    /// One pass of the scheduling worker, backoff skipped as after an operator's retry.
+    /// One pass of the scheduling worker, backoff skipped as after an operator's retry, and
+    /// every review waiting on a witness looked at again at once.
     pub async fn tick(&self) {
         govit_platform::outbox::retry_now(self.scheduling.db())
+            .await
+            .unwrap();
+        sqlx::query("UPDATE reviews SET wake_at = '' WHERE wake_at IS NOT NULL")
+            .execute(&self.scheduling.db().pool)
             .await
             .unwrap();
         self.scheduling.tick().await.unwrap();

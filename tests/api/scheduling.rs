@@ -992,3 +992,116 @@ async fn a_panel_the_registry_would_refuse_is_refused_before_any_review_exists()
         .into_inner();
     assert!(listed.reviews.is_empty(), "nothing was created");
 }
+
+/// The meeting reminders the gateway has been sent so far.
+async fn meeting_reminders(system: &System) -> Vec<String> {
+    let mut stream = system
+        .scheduling_client(Role::Service)
+        .stream_notifications(spb::StreamNotificationsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let mut reminders = Vec::new();
+    while let Ok(Some(Ok(n))) =
+        tokio::time::timeout(std::time::Duration::from_millis(300), stream.next()).await
+    {
+        if n.text.starts_with("Reminder: the review meeting") {
+            assert_eq!(n.channel, spb::Channel::Sms as i32);
+            reminders.push(n.recipient);
+        }
+    }
+    reminders.sort();
+    reminders
+}
+
+/// Brings the review's meeting within a day, as the clock would.
+async fn meeting_starts_soon(system: &System, review: &str) {
+    let soon = govit_platform::time::to_stored(chrono::Utc::now() + chrono::Duration::hours(2));
+    sqlx::query("UPDATE reviews SET meeting_start = $1 WHERE id = $2")
+        .bind(soon)
+        .bind(review.trim_start_matches("reviews/").to_owned())
+        .execute(&system.scheduling.db().pool)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn experts_are_reminded_of_their_meeting_once_and_again_when_it_moves() {
+    let system = spawn_system(DrawPolicy {
+        require_witness: false,
+        ..DrawPolicy::default()
+    })
+    .await;
+    seed_pool(&system).await;
+    let (_, r) = confirmed_review(&system).await;
+    let panel: Vec<String> = {
+        let mut p: Vec<String> = r
+            .invitations
+            .iter()
+            .filter(|i| i.state == spb::InvitationState::Confirmed as i32)
+            .map(|i| format!("experts/{}", i.expert_id))
+            .collect();
+        p.sort();
+        p
+    };
+    assert_eq!(panel.len(), 2);
+    let office = system.scheduling_client(Role::Office);
+    let (start, end) = slot(&system, 0).await;
+    office
+        .clone()
+        .schedule_meeting(spb::ScheduleMeetingRequest {
+            name: r.name.clone(),
+            start_time: Some(start),
+            end_time: Some(end),
+            venue: "room 3".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // A meeting more than a day away is not reminded of yet.
+    if start.seconds > (chrono::Utc::now() + chrono::Duration::hours(25)).timestamp() {
+        system.tick().await;
+        assert_eq!(meeting_reminders(&system).await, Vec::<String>::new());
+    }
+
+    meeting_starts_soon(&system, &r.name).await;
+    system.tick().await;
+    system.tick().await;
+    assert_eq!(meeting_reminders(&system).await, panel, "once per expert");
+    let seen = office
+        .clone()
+        .get_review(spb::GetReviewRequest {
+            name: r.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        seen.meeting.unwrap().change_reason,
+        "",
+        "the reminder is not part of the meeting"
+    );
+
+    // Moved, the meeting is reminded of afresh.
+    let (start2, end2) = slot(&system, 3).await;
+    office
+        .clone()
+        .schedule_meeting(spb::ScheduleMeetingRequest {
+            name: r.name.clone(),
+            start_time: Some(start2),
+            end_time: Some(end2),
+            venue: "room 5".into(),
+            reason: "room 3 flooded".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    meeting_starts_soon(&system, &r.name).await;
+    system.tick().await;
+    let both: Vec<String> = {
+        let mut b = [panel.clone(), panel.clone()].concat();
+        b.sort();
+        b
+    };
+    assert_eq!(meeting_reminders(&system).await, both);
+}

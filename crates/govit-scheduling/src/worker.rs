@@ -4,18 +4,27 @@
 
 use std::time::Duration;
 
-use govit_platform::{ServiceError, error::status_reason, outbox};
+use govit_platform::{
+    ServiceError,
+    error::status_reason,
+    outbox,
+    time::{now, to_stored},
+};
 use tonic::Status;
 
 use crate::{
     SchedulingService,
     outbox::{Outgoing, PROJECTS_KINDS, REGISTRY_KINDS, stored_kinds},
-    reviews::{OPEN_STATES, Replacement, sql_states},
+    reviews::{Replacement, next_wake},
 };
 
 /// How long a replacement for a paused review waits before it is looked at again, unless the
 /// review resumes first (which makes it due at once).
 const PAUSED_WAIT: chrono::Duration = chrono::Duration::hours(1);
+
+/// How soon a review with a draw not yet executed is looked at again: the draw waits for its
+/// witness's entropy, which reaches the registry, not this service; or the registry failed.
+const ADVANCE_RETRY: chrono::Duration = chrono::Duration::seconds(2);
 
 /// What became of one message.
 enum Delivery {
@@ -43,17 +52,7 @@ impl SchedulingService {
                 Err(e) => outbox::park_unreadable(&self.db, &message, &e).await?,
             }
         }
-        let open: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT id FROM reviews WHERE state IN ({}) ORDER BY create_time",
-            sql_states(&OPEN_STATES)
-        )))
-        .fetch_all(&self.db.pool)
-        .await?;
-        for id in open {
-            if let Err(e) = self.advance(&id).await {
-                tracing::warn!(review = %id, error = ?e, "review not advanced; will retry");
-            }
-        }
+        self.advance_due().await?;
         // Reminders first: an invitation due to lapse on this pass still gets its reminder. Each
         // step stands alone, so one unreadable row cannot stop invitations lapsing everywhere.
         if let Err(e) = self.remind().await {
@@ -63,6 +62,33 @@ impl SchedulingService {
             .await
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         Ok(())
+    }
+
+    /// Takes further the reviews due (`reviews.wake_at`), a batch at a time, and sets when each
+    /// is due next. An idle system reads one index entry per pass, however many reviews are
+    /// open.
+    async fn advance_due(&self) -> anyhow::Result<()> {
+        let started = now();
+        loop {
+            let due: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM reviews WHERE wake_at <= $1 ORDER BY wake_at, id LIMIT 100",
+            )
+            .bind(to_stored(started))
+            .fetch_all(&self.db.pool)
+            .await?;
+            for id in &due {
+                let advanced = self.advance(id).await;
+                if let Err(e) = &advanced {
+                    tracing::warn!(review = %id, error = ?e, "review not advanced; will retry");
+                }
+                // The retry is after the pass started, so one pass never takes a review twice.
+                let retry = to_stored(now().max(started) + ADVANCE_RETRY);
+                next_wake(&self.db, id, &retry).await?;
+            }
+            if due.len() < 100 {
+                return Ok(());
+            }
+        }
     }
 
     /// Makes one call to another service (a replacement also invites whoever comes in).

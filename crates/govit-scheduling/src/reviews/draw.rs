@@ -10,6 +10,7 @@ use sqlx::Row;
 
 use super::{
     OPEN_STATES, ReviewEvent, derived_key, internal, lock_review_in, move_review, next_seq,
+    wake_review,
 };
 use crate::{
     SchedulingService,
@@ -220,6 +221,7 @@ impl SchedulingService {
                 format!("supplementary draw {draw_id} opened for {category}")
             };
             Self::event(&mut tx, &r.id, "scheduling", "DrawOpened", &what).await?;
+            wake_review(&mut tx, &r.id).await?;
         }
         tx.commit().await?;
         Ok(())

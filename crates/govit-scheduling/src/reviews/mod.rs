@@ -38,8 +38,8 @@ pub use read::ReviewFilter;
 pub use request::{NewReview, check_panel_shape};
 pub use states::{
     ENDED_STATES, InvitationEvent, MeetingEvent, OPEN_STATES, PANEL_STATES, PAUSABLE_STATES,
-    ReviewEvent, lock_review_in, meeting_after, move_invitations, move_review, sql_states,
-    store_meeting,
+    ReviewEvent, lock_review_in, meeting_after, move_invitations, move_review, next_wake,
+    sql_states, store_meeting, wake_review,
 };
 
 pub fn internal(e: impl Into<anyhow::Error>) -> ServiceError {

@@ -10,7 +10,6 @@ use sqlx::AssertSqlSafe;
 
 use super::{
     InvitationEvent, PANEL_STATES, internal, lock_review_in, move_invitations, sql_states,
-    store_meeting,
 };
 use crate::{
     SchedulingService,
@@ -107,23 +106,29 @@ impl SchedulingService {
     }
 
     async fn remind_of_meetings(&self) -> ServiceResult<()> {
+        let within_a_day = to_stored(now() + chrono::Duration::hours(24));
         let reviews = sqlx::query_as::<_, ReviewRow>(AssertSqlSafe(format!(
-            "SELECT * FROM reviews WHERE state IN ({}) AND meeting IS NOT NULL",
+            "SELECT * FROM reviews WHERE meeting_reminded = 0 AND meeting_start <> '' \
+             AND meeting_start <= $1 AND state IN ({})",
             sql_states(&PANEL_STATES)
         )))
+        .bind(within_a_day)
         .fetch_all(&self.db.pool)
         .await?;
-        let within_a_day = to_stored(now() + chrono::Duration::hours(24));
         for r in reviews {
-            let Some(mut m) = r.scheduled_meeting().map_err(internal)? else {
+            let Some(m) = r.scheduled_meeting().map_err(internal)? else {
                 continue;
             };
-            if m.start > within_a_day || m.change_reason.ends_with("[reminded]") {
-                continue;
-            }
-            m.change_reason = format!("{} [reminded]", m.change_reason).trim().to_owned();
             let mut tx = self.begin().await?;
-            if store_meeting(&mut tx, &r.id, &m, r.meeting.as_deref()).await? {
+            // Only the meeting as read: one moved since is reminded of on its own terms.
+            let marked = sqlx::query(
+                "UPDATE reviews SET meeting_reminded = 1 WHERE id = $1 AND meeting = $2 AND meeting_reminded = 0",
+            )
+            .bind(r.id.clone())
+            .bind(r.meeting.clone().unwrap_or_default())
+            .execute(&mut *tx)
+            .await?;
+            if marked.rows_affected() == 1 {
                 for i in self
                     .invitations(&r.id)
                     .await?

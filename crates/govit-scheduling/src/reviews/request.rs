@@ -230,8 +230,8 @@ impl SchedulingService {
         let inserted = sqlx::query(
             "INSERT INTO reviews (id, request_key, project_id, stage, state, panel, excluded_organizations, request_date, deadline, \
              calendar_version, chair_expert_id, meeting, conclusion, stall_reason, version, event_count, create_time, applicant, \
-             requester, request_hash, accept_time, paused_from, cancel_reason) \
-             VALUES ($1, $1, $2, $3, $14, $4, $5, $6, $7, $8, NULL, NULL, NULL, '', 1, 0, $9, $10, $11, $12, $13, NULL, '') \
+             requester, request_hash, accept_time, paused_from, cancel_reason, wake_at) \
+             VALUES ($1, $1, $2, $3, $14, $4, $5, $6, $7, $8, NULL, NULL, NULL, '', 1, 0, $9, $10, $11, $12, $13, NULL, '', '') \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(id.clone())

@@ -137,8 +137,15 @@ pub async fn move_review(
 ) -> ServiceResult<bool> {
     let also = event.also_sets();
     debug_assert_eq!(also.contains("$3"), value.is_some(), "{event:?}");
+    // Into a state the worker takes further: it looks at the review on its next pass, and
+    // then sets the review's next wake itself (`next_wake`).
+    let wake = if OPEN_STATES.contains(&event.target()) {
+        WAKE_AT_ONCE_SQL
+    } else {
+        ", wake_at = NULL"
+    };
     let sql = format!(
-        "UPDATE reviews SET state = $1{also} WHERE id = $2 AND state IN ({})",
+        "UPDATE reviews SET state = $1{also}{wake} WHERE id = $2 AND state IN ({})",
         event.sources_sql()
     );
     let mut query = sqlx::query(AssertSqlSafe(sql))
@@ -148,6 +155,42 @@ pub async fn move_review(
         query = query.bind(value);
     }
     Ok(query.execute(&mut **tx).await?.rows_affected() > 0)
+}
+
+/// `wake_at` of a review the worker should look at on its next pass: '' sorts before every
+/// stored instant.
+const WAKE_AT_ONCE_SQL: &str = ", wake_at = ''";
+
+/// Inside `tx`: has the worker look at the review on its next pass (a draw was added to it).
+pub async fn wake_review(tx: &mut Tx, id: &str) -> ServiceResult<()> {
+    sqlx::query("UPDATE reviews SET wake_at = '' WHERE id = $1")
+        .bind(id.to_owned())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// After the worker took the review as far as it could: when it should look again, as the
+/// review's rows now say. Nothing pending (no draw left to execute, or the review left the open
+/// states): never, until an event wakes it. A draw not yet executed (it waits for its witness's
+/// entropy, or failed): at `retry`. Being derived from the rows, not from what the pass saw, a
+/// change that raced the pass is never slept through.
+pub async fn next_wake(db: &govit_platform::Db, id: &str, retry: &str) -> ServiceResult<()> {
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE reviews SET wake_at = CASE \
+           WHEN state NOT IN ({open}) THEN NULL \
+           WHEN NOT EXISTS (SELECT 1 FROM review_draws d WHERE d.review_id = reviews.id AND d.abandoned = 0) \
+             OR EXISTS (SELECT 1 FROM review_draws d WHERE d.review_id = reviews.id AND d.abandoned = 0 AND d.invited = 0) \
+             THEN $2 \
+           ELSE NULL END \
+         WHERE id = $1",
+        open = sql_states(&OPEN_STATES)
+    )))
+    .bind(id.to_owned())
+    .bind(retry.to_owned())
+    .execute(&db.pool)
+    .await?;
+    Ok(())
 }
 
 /// Inside `tx`: whether the review is still in one of `states`, taking its row so that no
@@ -296,17 +339,27 @@ pub async fn store_meeting(
     meeting: &MeetingRec,
     expected: Option<&str>,
 ) -> ServiceResult<bool> {
+    // A meeting set, moved or called off is reminded of afresh.
+    let start = if meeting.is_scheduled() {
+        meeting.start.clone()
+    } else {
+        String::new()
+    };
+    let set =
+        "UPDATE reviews SET meeting = $1, meeting_start = $2, meeting_reminded = 0 WHERE id = $3";
     let done = match expected {
         None => {
-            sqlx::query("UPDATE reviews SET meeting = $1 WHERE id = $2 AND meeting IS NULL")
+            sqlx::query(AssertSqlSafe(format!("{set} AND meeting IS NULL")))
                 .bind(to_json(meeting))
+                .bind(start)
                 .bind(review_id.to_owned())
                 .execute(&mut **tx)
                 .await?
         }
         Some(old) => {
-            sqlx::query("UPDATE reviews SET meeting = $1 WHERE id = $2 AND meeting = $3")
+            sqlx::query(AssertSqlSafe(format!("{set} AND meeting = $4")))
                 .bind(to_json(meeting))
+                .bind(start)
                 .bind(review_id.to_owned())
                 .bind(old.to_owned())
                 .execute(&mut **tx)
