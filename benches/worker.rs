@@ -37,6 +37,7 @@ async fn open(url: &str) -> anyhow::Result<SchedulingService> {
         experts_url: "http://127.0.0.1:9".into(),
         projects_url: "http://127.0.0.1:9".into(),
         service_token: BearerToken::new("bench")?,
+        tls: None,
     };
     SchedulingService::open(url, SchedulingPolicy::default(), &peers).await
 }

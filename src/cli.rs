@@ -96,6 +96,30 @@ pub struct GlobalArgs {
     /// (default 10); streams end at once and their clients reconnect.
     #[arg(long, global = true, env = "GOVIT_DRAIN_SECONDS")]
     pub drain_seconds: Option<u64>,
+    /// Serve TLS with this certificate chain (PEM, leaf first); needs --tls-key.
+    #[arg(long, global = true, env = "GOVIT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, global = true, env = "GOVIT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require every client to present a certificate issued by this CA (mutual TLS).
+    #[arg(
+        long,
+        global = true,
+        env = "GOVIT_TLS_CLIENT_CA",
+        requires = "tls_cert"
+    )]
+    pub tls_client_ca: Option<PathBuf>,
+    /// The CA that issued the services' certificates, for calls to `https://` services (the
+    /// system's roots when unset).
+    #[arg(long, global = true, env = "GOVIT_PEER_CA")]
+    pub peer_ca: Option<PathBuf>,
+    /// The client certificate (PEM) presented to services that require mutual TLS.
+    #[arg(long, global = true, env = "GOVIT_PEER_CERT", requires = "peer_key")]
+    pub peer_cert: Option<PathBuf>,
+    /// The private key of --peer-cert (PEM).
+    #[arg(long, global = true, env = "GOVIT_PEER_KEY", requires = "peer_cert")]
+    pub peer_key: Option<PathBuf>,
     /// The log's Ed25519 signing key as a PKCS#8 PEM file; without it the key kept in the
     /// registry's database signs.
     #[arg(long, global = true, env = "GOVIT_LOG_KEY")]
@@ -396,6 +420,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 key: settings.signing_secret().ok_or_else(|| {
                     anyhow::anyhow!("the demo mints tokens and needs an HS256 key")
                 })?,
+                tls: settings.peer_tls.clone(),
             };
             crate::demo::run(&targets, &mut std::io::stdout())
                 .await

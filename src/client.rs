@@ -54,7 +54,7 @@ pub async fn connect(
             )?
         }
     };
-    let channel = Channel::from_shared(server.to_owned())?
+    let channel = govit_platform::client::endpoint(server, settings.peer_tls.as_ref())?
         .connect()
         .await
         .with_context(|| format!("connecting to the {what} at {server}"))?;

@@ -40,11 +40,25 @@ pub struct FileConfig {
     #[serde(default)]
     pub log: LogFileConfig,
     #[serde(default)]
+    pub tls: TlsFileConfig,
+    #[serde(default)]
     pub projects: ServiceFileConfig,
     #[serde(default)]
     pub experts: ServiceFileConfig,
     #[serde(default)]
     pub scheduling: ServiceFileConfig,
+}
+
+/// `[tls]`: the listeners' certificate, and how this process calls the others.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFileConfig {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub client_ca: Option<PathBuf>,
+    pub peer_ca: Option<PathBuf>,
+    pub peer_cert: Option<PathBuf>,
+    pub peer_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -159,6 +173,9 @@ pub struct Settings {
     pub supervision: govit_projects::SupervisionPolicy,
     /// Whether reflection was set by flag, variable or file (else each command has its default).
     pub reflection_configured: bool,
+    /// How this process calls `https://` services; None: the system's roots, no client
+    /// certificate.
+    pub peer_tls: Option<tonic::transport::ClientTlsConfig>,
     file: FileConfig,
 }
 
@@ -192,12 +209,25 @@ impl Settings {
             supervision: supervision_policy(args, &file)?,
             using_development_key: key.is_none(),
             key,
-            server: server_options(args, &file),
+            server: ServerOptions {
+                tls: server_tls(args, &file)?,
+                ..server_options(args, &file)
+            },
+            peer_tls: peer_tls(args, &file)?,
             max_document_bytes,
             blob_dir,
             reflection_configured: args.reflection.is_some() || file.reflection.is_some(),
             file,
         })
+    }
+
+    /// `https` when the listeners serve TLS.
+    pub fn scheme(&self) -> &'static str {
+        if self.server.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// The key that verifies tokens: the configured one, or the development key.
@@ -333,6 +363,50 @@ fn log_settings(args: &GlobalArgs, file: &FileConfig) -> anyhow::Result<LogSetti
             .map(|p| govit_experts::WitnessPeer::parse(p))
             .collect::<anyhow::Result<_>>()?,
     })
+}
+
+fn server_tls(
+    args: &GlobalArgs,
+    file: &FileConfig,
+) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+    let pick = |flag: &Option<PathBuf>, key: &Option<PathBuf>| flag.clone().or_else(|| key.clone());
+    let cert = pick(&args.tls_cert, &file.tls.cert);
+    let key = pick(&args.tls_key, &file.tls.key);
+    let client_ca = pick(&args.tls_client_ca, &file.tls.client_ca);
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(
+            govit_platform::tls::ServerTlsFiles {
+                cert,
+                key,
+                client_ca,
+            }
+            .load()?,
+        )),
+        (None, None) if client_ca.is_none() => Ok(None),
+        _ => anyhow::bail!("TLS needs both a certificate and its key (tls_cert and tls_key)"),
+    }
+}
+
+fn peer_tls(
+    args: &GlobalArgs,
+    file: &FileConfig,
+) -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
+    let pick = |flag: &Option<PathBuf>, key: &Option<PathBuf>| flag.clone().or_else(|| key.clone());
+    let ca = pick(&args.peer_ca, &file.tls.peer_ca);
+    let identity = match (
+        pick(&args.peer_cert, &file.tls.peer_cert),
+        pick(&args.peer_key, &file.tls.peer_key),
+    ) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => anyhow::bail!("a client certificate needs its key (peer_cert and peer_key)"),
+    };
+    if ca.is_none() && identity.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(
+        govit_platform::tls::ClientTlsFiles { ca, identity }.load()?,
+    ))
 }
 
 fn server_options(args: &GlobalArgs, file: &FileConfig) -> ServerOptions {

@@ -54,8 +54,9 @@ pub async fn start_service(
             };
             let projects = govit_projects::ProjectsService::open(&config).await?;
             let token = service_token(settings)?;
-            let scheduling = govit_platform::client::lazy_channel(&peers.scheduling)?;
-            let registry = govit_platform::client::lazy_channel(&peers.experts)?;
+            let tls = settings.peer_tls.as_ref();
+            let scheduling = govit_platform::client::lazy_channel(&peers.scheduling, tls)?;
+            let registry = govit_platform::client::lazy_channel(&peers.experts, tls)?;
             let projects = projects
                 .with_calendar(govit_proto::scheduling::v1::review_scheduling_service_client::ReviewSchedulingServiceClient::with_interceptor(
                     scheduling.clone(),
@@ -79,6 +80,7 @@ pub async fn start_service(
                 experts_url: peers.experts.clone(),
                 projects_url: peers.projects.clone(),
                 service_token: service_token(settings)?,
+                tls: settings.peer_tls.clone(),
             };
             let scheduling = govit_scheduling::SchedulingService::open(database_url, Default::default(), &peers).await?;
             scheduling.spawn_worker(WORKER_INTERVAL);
@@ -133,8 +135,9 @@ pub async fn up(settings: &Settings, listen: [Option<SocketAddr>; 3]) -> anyhow:
             bind(service, settings.listen(service, flag)).await?,
         ));
     }
+    let scheme = settings.scheme();
     let url = |i: usize| -> anyhow::Result<String> {
-        Ok(format!("http://{}", listeners[i].1.local_addr()?))
+        Ok(format!("{scheme}://{}", listeners[i].1.local_addr()?))
     };
     let peers = Addresses {
         projects: url(0)?,
@@ -157,15 +160,20 @@ pub async fn up(settings: &Settings, listen: [Option<SocketAddr>; 3]) -> anyhow:
     println!("govit is up (data in {}):", settings.data_dir.display());
     for (service, addr) in &endpoints {
         println!(
-            "  {:<11} {:<45} http://{addr}",
+            "  {:<11} {:<45} {scheme}://{addr}",
             service.as_str(),
             service.grpc_name()
         );
     }
     println!();
     println!("Get a token:   cargo run --release -- token --role office");
+    let transport = if scheme == "https" {
+        "-cacert CA.pem"
+    } else {
+        "-plaintext"
+    };
     println!(
-        "Call it:       grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" {} list",
+        "Call it:       grpcurl {transport} -H \"authorization: Bearer $TOKEN\" {} list",
         endpoints[0].1
     );
     println!("See it work:   cargo run --release -- demo");

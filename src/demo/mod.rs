@@ -35,6 +35,8 @@ pub struct Targets {
     pub experts: String,
     pub scheduling: String,
     pub key: Vec<u8>,
+    /// How `https://` services are called.
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 /// What the walk ended with, for the integration test to check.
@@ -104,14 +106,14 @@ impl<W: Write> Demo<'_, W> {
     fn projects(&self, role: Role) -> anyhow::Result<Projects> {
         let org = (role == Role::Applicant).then_some(self.applicant_org.as_str());
         Ok(ProjectServiceClient::with_interceptor(
-            lazy_channel(&self.t.projects)?,
+            lazy_channel(&self.t.projects, self.t.tls.as_ref())?,
             token(&self.t.key, role, org, None, &format!("demo-{role}"))?,
         ))
     }
 
     fn registry(&self, role: Role) -> anyhow::Result<Registry> {
         Ok(ExpertRegistryServiceClient::with_interceptor(
-            lazy_channel(&self.t.experts)?,
+            lazy_channel(&self.t.experts, self.t.tls.as_ref())?,
             token(&self.t.key, role, None, None, &format!("demo-{role}"))?,
         ))
     }
@@ -121,7 +123,7 @@ impl<W: Write> Demo<'_, W> {
             .map(|e| format!("expert-{e}"))
             .unwrap_or_else(|| format!("demo-{role}"));
         Ok(ReviewSchedulingServiceClient::with_interceptor(
-            lazy_channel(&self.t.scheduling)?,
+            lazy_channel(&self.t.scheduling, self.t.tls.as_ref())?,
             token(&self.t.key, role, None, expert, &subject)?,
         ))
     }

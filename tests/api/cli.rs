@@ -377,3 +377,124 @@ async fn a_backup_taken_online_restores_into_a_new_data_directory() {
     assert_eq!(category.display_name, "Application software");
     running.stop();
 }
+
+/// A CA, a server certificate for 127.0.0.1 and localhost, and a client certificate, written as
+/// PEM files into `dir`: ca.pem, server.pem, server.key, client.pem, client.key.
+fn make_certificates(dir: &std::path::Path) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa,
+        KeyPair,
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    for (name, sans, usage) in [
+        (
+            "server",
+            vec!["127.0.0.1".to_string(), "localhost".to_string()],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        ),
+        (
+            "client",
+            vec!["govit-services".to_string()],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ),
+    ] {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(sans).unwrap();
+        params.extended_key_usages = vec![usage];
+        let cert = params.signed_by(&key, &ca).unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    }
+}
+
+/// Whether a health check over `endpoint` answers SERVING.
+async fn serving(endpoint: tonic::transport::Endpoint) -> Result<(), String> {
+    let channel = endpoint.connect().await.map_err(|e| format!("{e:?}"))?;
+    let status = HealthClient::new(channel)
+        .check(HealthCheckRequest::default())
+        .await
+        .map_err(|e| format!("{e:?}"))?
+        .into_inner()
+        .status;
+    if status == ServingStatus::Serving as i32 {
+        Ok(())
+    } else {
+        Err(format!("status {status}"))
+    }
+}
+
+#[tokio::test]
+async fn govit_up_serves_mutual_tls_and_its_services_call_each_other_over_it() {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    make_certificates(&certs);
+    let file = |name: &str| certs.join(name).to_str().unwrap().to_owned();
+    let tls_flags = [
+        "--tls-cert".to_string(),
+        file("server.pem"),
+        "--tls-key".into(),
+        file("server.key"),
+        "--tls-client-ca".into(),
+        file("ca.pem"),
+        "--peer-ca".into(),
+        file("ca.pem"),
+        "--peer-cert".into(),
+        file("client.pem"),
+        "--peer-key".into(),
+        file("client.key"),
+    ];
+    let flags: Vec<&str> = tls_flags.iter().map(String::as_str).collect();
+    let up = Up::start(&dir.path().join("data"), &flags, "warn", Stdio::null());
+    let https = |service: usize| format!("https://127.0.0.1:{}", up.ports[service]);
+    let ca = Certificate::from_pem(std::fs::read(certs.join("ca.pem")).unwrap());
+    let identity = Identity::from_pem(
+        std::fs::read(certs.join("client.pem")).unwrap(),
+        std::fs::read(certs.join("client.key")).unwrap(),
+    );
+
+    for service in 0..3 {
+        // Plaintext is not served.
+        let plain = Endpoint::from_shared(up.url(service)).unwrap();
+        assert!(serving(plain).await.is_err(), "plaintext answered");
+        // TLS without a client certificate is refused: the listener requires one.
+        let anonymous = Endpoint::from_shared(https(service))
+            .unwrap()
+            .tls_config(ClientTlsConfig::new().ca_certificate(ca.clone()))
+            .unwrap();
+        assert!(serving(anonymous).await.is_err(), "no client certificate");
+        // With the CA's client certificate, it serves.
+        let mutual = Endpoint::from_shared(https(service))
+            .unwrap()
+            .tls_config(
+                ClientTlsConfig::new()
+                    .ca_certificate(ca.clone())
+                    .identity(identity.clone()),
+            )
+            .unwrap();
+        serving(mutual).await.unwrap();
+    }
+
+    // The demo walks a project through all three services, which call each other (acceptance
+    // asks scheduling, scheduling asks the registry, outcomes come back) over mutual TLS.
+    let demo = Command::new(env!("CARGO_BIN_EXE_govit"))
+        .args(&flags[6..])
+        .arg("demo")
+        .args(["--projects-url", &https(0)])
+        .args(["--experts-url", &https(1)])
+        .args(["--scheduling-url", &https(2)])
+        .output()
+        .unwrap();
+    up.stop();
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    let printed = String::from_utf8_lossy(&demo.stdout);
+    assert!(printed.contains("went from DRAFT to ACCEPTED"), "{printed}");
+}

@@ -798,14 +798,14 @@ async fn listener_at(addr: Option<SocketAddr>) -> TcpListener {
 
 fn calendar_client(url: &str) -> govit_projects::SchedulingClient {
     ReviewSchedulingServiceClient::with_interceptor(
-        govit_platform::client::lazy_channel(url).unwrap(),
+        govit_platform::client::lazy_channel(url, None).unwrap(),
         govit_platform::client::BearerToken::new(&token(Role::Service, None, None)).unwrap(),
     )
 }
 
 fn registry_service_client(url: &str) -> govit_projects::RegistryClient {
     ExpertRegistryServiceClient::with_interceptor(
-        govit_platform::client::lazy_channel(url).unwrap(),
+        govit_platform::client::lazy_channel(url, None).unwrap(),
         govit_platform::client::BearerToken::new(&token(Role::Service, None, None)).unwrap(),
     )
 }
@@ -852,6 +852,7 @@ pub async fn spawn_system_with(policy: DrawPolicy, scheduling_policy: Scheduling
         projects_url: urls[0].clone(),
         service_token: govit_platform::client::BearerToken::new(&token(Role::Service, None, None))
             .unwrap(),
+        tls: None,
     };
     let scheduling = SchedulingService::open(&database_urls[2], scheduling_policy, &peers)
         .await
@@ -908,7 +909,7 @@ pub async fn spawn_system_with(policy: DrawPolicy, scheduling_policy: Scheduling
 
 impl System {
     fn channel(url: &str) -> Channel {
-        govit_platform::client::lazy_channel(url).unwrap()
+        govit_platform::client::lazy_channel(url, None).unwrap()
     }
 
     fn bearer(role: Role, org: Option<&str>, expert: Option<&str>) -> Bearer {
@@ -1019,6 +1020,7 @@ impl System {
                 None,
             ))
             .unwrap(),
+            tls: None,
         };
         self.scheduling =
             SchedulingService::open(&self.database_urls[2], SchedulingPolicy::default(), &peers)

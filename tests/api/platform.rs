@@ -86,6 +86,7 @@ async fn all_three_services_report_serving_and_list_themselves_without_a_token()
                 None,
             ))
             .unwrap(),
+            tls: None,
         },
     )
     .await

@@ -628,7 +628,7 @@ async fn invitations_opinions_and_conclusions_keep_their_rules() {
     }
     // Another organisation's applicant does not see the review at all.
     let stranger = ReviewSchedulingServiceClient::with_interceptor(
-        govit_platform::client::lazy_channel(&system.urls()[2]).unwrap(),
+        govit_platform::client::lazy_channel(&system.urls()[2], None).unwrap(),
         govit_platform::client::BearerToken::new(&token(
             Role::Applicant,
             Some(&credit_code(77)),

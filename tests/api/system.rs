@@ -234,6 +234,7 @@ async fn the_demo_walks_a_project_through_all_three_services() {
         experts: system.urls()[1].clone(),
         scheduling: system.urls()[2].clone(),
         key: KEY.to_vec(),
+        tls: None,
     };
     let mut printed = Vec::new();
     let outcome = govit::demo::run(&targets, &mut printed)

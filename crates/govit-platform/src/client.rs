@@ -9,7 +9,7 @@ use tonic::{
     Request, Status,
     metadata::{Ascii, MetadataValue},
     service::Interceptor,
-    transport::{Channel, Endpoint},
+    transport::{Channel, ClientTlsConfig, Endpoint},
 };
 
 /// Puts `authorization: Bearer <token>` on every call.
@@ -101,12 +101,25 @@ impl Interceptor for BearerToken {
 
 /// A channel that connects on first use and reconnects after the peer restarts, so a service
 /// can start before the services it calls.
-pub fn lazy_channel(url: &str) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(url.to_owned())?
+pub fn lazy_channel(url: &str, tls: Option<&ClientTlsConfig>) -> anyhow::Result<Channel> {
+    Ok(endpoint(url, tls)?
         .connect_timeout(std::time::Duration::from_secs(5))
         .timeout(std::time::Duration::from_secs(30))
         .tcp_nodelay(true)
         .connect_lazy())
+}
+
+/// The endpoint of `url`: over TLS for `https://` (with `tls`, or the system's roots), in
+/// plaintext for `http://`.
+pub fn endpoint(url: &str, tls: Option<&ClientTlsConfig>) -> anyhow::Result<Endpoint> {
+    let endpoint = Endpoint::from_shared(url.to_owned())?;
+    if !url.starts_with("https://") {
+        return Ok(endpoint);
+    }
+    let tls = tls
+        .cloned()
+        .unwrap_or_else(|| ClientTlsConfig::new().with_native_roots());
+    Ok(endpoint.tls_config(tls)?)
 }
 
 /// Whether the peer behind `channel` answers its health check with SERVING (within 2 s).

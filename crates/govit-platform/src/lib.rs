@@ -17,6 +17,7 @@ pub mod resident_id;
 pub mod server;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
 pub mod uscc;
 pub mod validate;
 

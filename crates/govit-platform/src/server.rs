@@ -32,6 +32,8 @@ pub struct ServerOptions {
     pub drain_timeout: Duration,
     /// The deadline of a call that sends none (no `grpc-timeout`); None for no limit.
     pub default_deadline: Option<Duration>,
+    /// TLS (and, with a client CA, mutual TLS) for the listener; None serves plaintext.
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 impl Default for ServerOptions {
@@ -43,6 +45,7 @@ impl Default for ServerOptions {
             drain: Drain::default(),
             drain_timeout: Duration::from_secs(10),
             default_deadline: Some(Duration::from_secs(30)),
+            tls: None,
         }
     }
 }
@@ -204,7 +207,11 @@ pub async fn serve(
         drain.started().await;
         tokio::time::sleep(timeout).await;
     };
-    let serving = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = options.tls.clone() {
+        builder = builder.tls_config(tls)?;
+    }
+    let serving = builder
         .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .layer(layers)

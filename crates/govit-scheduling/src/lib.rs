@@ -82,6 +82,8 @@ pub struct Peers {
     pub experts_url: String,
     pub projects_url: String,
     pub service_token: BearerToken,
+    /// How `https://` peers are called.
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 /// The raw channels to the other services, for their health.
@@ -123,8 +125,11 @@ impl SchedulingService {
         calendar::seed(&db).await?;
         let token = peers.service_token.clone();
         let channels = PeerChannels {
-            registry: govit_platform::client::lazy_channel(&peers.experts_url)?,
-            projects: govit_platform::client::lazy_channel(&peers.projects_url)?,
+            registry: govit_platform::client::lazy_channel(&peers.experts_url, peers.tls.as_ref())?,
+            projects: govit_platform::client::lazy_channel(
+                &peers.projects_url,
+                peers.tls.as_ref(),
+            )?,
         };
         let registry =
             ExpertRegistryServiceClient::with_interceptor(channels.registry.clone(), token.clone());
