@@ -96,6 +96,10 @@ pub struct GlobalArgs {
     /// (default 10); streams end at once and their clients reconnect.
     #[arg(long, global = true, env = "GOVIT_DRAIN_SECONDS")]
     pub drain_seconds: Option<u64>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (off unless set; keep it off the
+    /// public network).
+    #[arg(long, global = true, env = "GOVIT_ADMIN_LISTEN")]
+    pub admin_listen: Option<std::net::SocketAddr>,
     /// Serve TLS with this certificate chain (PEM, leaf first); needs --tls-key.
     #[arg(long, global = true, env = "GOVIT_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,

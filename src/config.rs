@@ -33,6 +33,8 @@ pub struct FileConfig {
     pub rate_limit_per_second: Option<f64>,
     pub max_document_bytes: Option<u64>,
     pub blob_dir: Option<PathBuf>,
+    /// Where Prometheus metrics are served (`/metrics`); off unless set.
+    pub admin_listen: Option<SocketAddr>,
     #[serde(default)]
     pub draws: DrawsFileConfig,
     #[serde(default)]
@@ -176,6 +178,8 @@ pub struct Settings {
     /// How this process calls `https://` services; None: the system's roots, no client
     /// certificate.
     pub peer_tls: Option<tonic::transport::ClientTlsConfig>,
+    /// Where Prometheus metrics are served; None: nowhere.
+    pub admin_listen: Option<SocketAddr>,
     file: FileConfig,
 }
 
@@ -214,6 +218,7 @@ impl Settings {
                 ..server_options(args, &file)
             },
             peer_tls: peer_tls(args, &file)?,
+            admin_listen: args.admin_listen.or(file.admin_listen),
             max_document_bytes,
             blob_dir,
             reflection_configured: args.reflection.is_some() || file.reflection.is_some(),

@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod backup;
 pub mod calendar;
 pub mod cli;

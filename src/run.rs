@@ -1,9 +1,9 @@
 //! Starting and stopping services.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use govit_platform::{Authenticator, client::BearerToken, server::ServerOptions};
+use govit_platform::{Authenticator, client::BearerToken, metrics::Gauges, server::ServerOptions};
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 use tonic::service::Routes;
 
@@ -35,16 +35,17 @@ pub fn service_token(settings: &Settings) -> anyhow::Result<BearerToken> {
 /// How often the registry publishes a checkpoint when its log grew.
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Opens a service's database (migrating it), builds its routes and starts its worker.
+/// Opens a service's database (migrating it), builds its routes and starts its worker; the
+/// gauges are what the admin listener reads of it.
 pub async fn start_service(
     settings: &Settings,
     service: ServiceName,
     database_url: &str,
     auth: Authenticator,
     peers: &Addresses,
-) -> anyhow::Result<Routes> {
+) -> anyhow::Result<(Routes, Arc<dyn Gauges>)> {
     let options = &settings.server;
-    match service {
+    let started: anyhow::Result<(Routes, Arc<dyn Gauges>)> = async { match service {
         ServiceName::Projects => {
             let config = govit_projects::ProjectsConfig {
                 database_url: database_url.to_owned(),
@@ -67,13 +68,15 @@ pub async fn start_service(
                     token,
                 ));
             projects.spawn_outbox_worker(scheduling, registry, WORKER_INTERVAL);
-            projects.routes(auth, options).await
+            let gauges: Arc<dyn Gauges> = Arc::new(projects.clone());
+            Ok((projects.routes(auth, options).await?, gauges))
         }
         ServiceName::Experts => {
             let registry = open_registry(settings, database_url).await?;
             tracing::info!(vkey = %registry.log_vkey(), "transparency log verifier key");
             registry.spawn_checkpoint_worker(CHECKPOINT_INTERVAL);
-            registry.routes(auth, options).await
+            let gauges: Arc<dyn Gauges> = Arc::new(registry.clone());
+            Ok((registry.routes(auth, options).await?, gauges))
         }
         ServiceName::Scheduling => {
             let peers = govit_scheduling::Peers {
@@ -84,10 +87,12 @@ pub async fn start_service(
             };
             let scheduling = govit_scheduling::SchedulingService::open(database_url, Default::default(), &peers).await?;
             scheduling.spawn_worker(WORKER_INTERVAL);
-            scheduling.routes(auth, options).await
+            let gauges: Arc<dyn Gauges> = Arc::new(scheduling.clone());
+            Ok((scheduling.routes(auth, options).await?, gauges))
         }
-    }
-    .with_context(|| format!("starting the {} service", service.as_str()))
+    } }
+    .await;
+    started.with_context(|| format!("starting the {} service", service.as_str()))
 }
 
 async fn bind(service: ServiceName, addr: SocketAddr) -> anyhow::Result<TcpListener> {
@@ -145,10 +150,13 @@ pub async fn up(settings: &Settings, listen: [Option<SocketAddr>; 3]) -> anyhow:
         scheduling: url(2)?,
     };
     let mut endpoints = Vec::new();
+    let mut gauges = Vec::new();
     for (service, listener) in listeners {
         let addr = listener.local_addr()?;
         let database_url = settings.database_url(service, None);
-        let routes = start_service(settings, service, &database_url, auth.clone(), &peers).await?;
+        let (routes, service_gauges) =
+            start_service(settings, service, &database_url, auth.clone(), &peers).await?;
+        gauges.push(service_gauges);
         tasks.spawn(serve_until(
             listener,
             routes,
@@ -156,6 +164,9 @@ pub async fn up(settings: &Settings, listen: [Option<SocketAddr>; 3]) -> anyhow:
             stop_rx.clone(),
         ));
         endpoints.push((service, addr));
+    }
+    if let Some(addr) = settings.admin_listen {
+        crate::admin::serve(addr, gauges, settings.server.drain.clone()).await?;
     }
     println!("govit is up (data in {}):", settings.data_dir.display());
     for (service, addr) in &endpoints {
@@ -205,7 +216,10 @@ pub async fn serve_one(
     let auth = settings.authenticator()?;
     let url = settings.database_url(service, database_url);
     let listener = bind(service, settings.listen(service, listen)).await?;
-    let routes = start_service(settings, service, &url, auth, peers).await?;
+    let (routes, gauges) = start_service(settings, service, &url, auth, peers).await?;
+    if let Some(addr) = settings.admin_listen {
+        crate::admin::serve(addr, vec![gauges], settings.server.drain.clone()).await?;
+    }
     tracing::info!(service = service.as_str(), addr = %listener.local_addr()?, "serving");
     govit_platform::server::serve(
         listener,

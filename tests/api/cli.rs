@@ -498,3 +498,114 @@ async fn govit_up_serves_mutual_tls_and_its_services_call_each_other_over_it() {
     let printed = String::from_utf8_lossy(&demo.stdout);
     assert!(printed.contains("went from DRAFT to ACCEPTED"), "{printed}");
 }
+
+/// The body of `GET http://{addr}{path}`.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_owned()
+}
+
+/// The value of the sample `name{labels}` in a Prometheus text page.
+fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn the_admin_listener_serves_call_outbox_pool_log_and_draw_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = format!("127.0.0.1:{}", free_port());
+    let up = Up::start(
+        dir.path(),
+        &["--admin-listen", &admin],
+        "warn",
+        Stdio::null(),
+    );
+    // One refused call, and a project walked through every service by the demo.
+    let (channel, bearer) = dev_client(up.url(0), govit_platform::Role::Office).await;
+    let missing = govit_proto::projects::v1::project_service_client::ProjectServiceClient::with_interceptor(channel, bearer)
+        .get_project(govit_proto::projects::v1::GetProjectRequest {
+            name: "projects/2026-9999".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    let demo = Command::new(env!("CARGO_BIN_EXE_govit"))
+        .arg("demo")
+        .args(["--projects-url", &up.url(0)])
+        .args(["--experts-url", &up.url(1)])
+        .args(["--scheduling-url", &up.url(2)])
+        .output()
+        .unwrap();
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    let page = http_get(&admin, "/metrics");
+    up.stop();
+
+    let projects = r#"grpc_service="govit.projects.v1.ProjectService""#;
+    assert_eq!(
+        sample(
+            &page,
+            &format!(r#"grpc_server_handled_total{{{projects},grpc_method="GetProject",grpc_code="NOT_FOUND"}}"#)
+        ),
+        Some(1.0),
+        "{page}"
+    );
+    let created = sample(
+        &page,
+        &format!(r#"grpc_server_handled_total{{{projects},grpc_method="CreateProject",grpc_code="OK"}}"#),
+    );
+    assert!(created >= Some(1.0), "{page}");
+    assert!(
+        sample(
+            &page,
+            &format!(r#"grpc_server_handling_seconds_count{{{projects},grpc_method="CreateProject"}}"#)
+        ) >= created,
+        "{page}"
+    );
+    assert!(page.contains("grpc_server_handling_seconds_bucket{"), "histograms have buckets");
+    // The demo's two panels were drawn and its log holds their entries.
+    assert!(
+        sample(&page, r#"govit_draw_duration_seconds_count{outcome="ok"}"#) >= Some(2.0),
+        "{page}"
+    );
+    assert!(sample(&page, "govit_log_entries") >= Some(2.0), "{page}");
+    for service in ["projects", "scheduling"] {
+        for gauge in ["govit_outbox_pending", "govit_outbox_oldest_age_seconds", "govit_outbox_parked"] {
+            let value = sample(&page, &format!(r#"{gauge}{{service="{service}"}}"#));
+            assert!(value.is_some_and(|v| v >= 0.0), "{gauge} of {service}: {page}");
+        }
+        assert_eq!(
+            sample(&page, &format!(r#"govit_outbox_parked{{service="{service}"}}"#)),
+            Some(0.0)
+        );
+    }
+    for service in ["projects", "experts", "scheduling"] {
+        assert!(
+            sample(&page, &format!(r#"govit_db_pool_max{{service="{service}"}}"#)) >= Some(1.0),
+            "{page}"
+        );
+        assert!(
+            sample(
+                &page,
+                &format!(r#"govit_db_pool_connections{{service="{service}",state="idle"}}"#)
+            )
+            .is_some(),
+            "{page}"
+        );
+    }
+}

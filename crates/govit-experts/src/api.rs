@@ -258,8 +258,12 @@ impl ExpertRegistryService for ExpertsService {
             async {
                 let id = draw_id(&request.get_ref().name)?;
                 caller.require(&DRAW_RUNNERS)?;
-                let d = self.run_draw(&id).await?;
-                self.draw_view(&caller, d).await
+                let started = std::time::Instant::now();
+                let run = self.run_draw(&id).await;
+                let outcome = if run.is_ok() { "ok" } else { "refused" };
+                metrics::histogram!(crate::DRAW_SECONDS, "outcome" => outcome)
+                    .record(started.elapsed().as_secs_f64());
+                self.draw_view(&caller, run?).await
             }
             .await,
         )

@@ -182,3 +182,19 @@ impl ExpertsService {
         Ok(Routes::from(routes.into_axum_router().merge(http)))
     }
 }
+
+/// Entries in the transparency log.
+pub const LOG_ENTRIES: &str = "govit_log_entries";
+/// Seconds an ExecuteDraw takes, by `outcome` (`ok`, `refused`).
+pub const DRAW_SECONDS: &str = "govit_draw_duration_seconds";
+
+impl govit_platform::metrics::Gauges for ExpertsService {
+    fn record(&self) -> std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + '_>> {
+        Box::pin(async move {
+            govit_platform::metrics::record_pool("experts", self.db());
+            let size = translog::size(self.db()).await?;
+            metrics::gauge!(LOG_ENTRIES).set(size as f64);
+            Ok(())
+        })
+    }
+}

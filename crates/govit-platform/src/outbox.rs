@@ -23,7 +23,7 @@ use crate::{
     Caller, Db, Role, ServiceError, ServiceResult, Tx,
     error::{is_final, is_transient, status_reason},
     paging::Page,
-    time::{now, stored_to_timestamp, to_stored},
+    time::{from_stored, now, stored_to_timestamp, to_stored},
 };
 
 /// One service's messages to the others: every kind it may send, each a typed request.
@@ -251,6 +251,18 @@ pub async fn pending(db: &Db) -> anyhow::Result<i64> {
     )
     .fetch_one(&db.pool)
     .await?)
+}
+
+/// Messages not yet delivered nor parked, and when the oldest of them was queued.
+pub async fn pending_and_oldest(
+    db: &Db,
+) -> anyhow::Result<(i64, Option<chrono::DateTime<chrono::Utc>>)> {
+    let (count, oldest): (i64, Option<String>) = sqlx::query_as(
+        "SELECT COUNT(*), MIN(create_time) FROM outbox WHERE delivered_at IS NULL AND parked_at IS NULL",
+    )
+    .fetch_one(&db.pool)
+    .await?;
+    Ok((count, oldest.as_deref().map(from_stored).transpose()?))
 }
 
 /// Messages parked after a final refusal.

@@ -190,6 +190,7 @@ pub async fn serve(
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(cors(options))
         .layer(GrpcWebOrPlainLayer)
+        .layer(crate::metrics::MetricsLayer)
         .layer(CodecStatusLayer)
         .option_layer(options.default_deadline.map(DefaultDeadlineLayer));
     let drain = options.drain.clone();
@@ -383,7 +384,7 @@ impl<S> tower::Layer<S> for CodecStatusLayer {
 #[derive(Debug, Clone)]
 struct CodecStatus<S>(S);
 
-type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
+pub(crate) type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
 
 impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for CodecStatus<S>
 where

@@ -186,3 +186,13 @@ impl ProjectsService {
         )
     }
 }
+
+impl govit_platform::metrics::Gauges for ProjectsService {
+    fn record(&self) -> std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + '_>> {
+        Box::pin(async move {
+            govit_platform::metrics::record_pool("projects", self.db());
+            govit_platform::metrics::record_outbox("projects", self.db()).await?;
+            Ok(())
+        })
+    }
+}

@@ -179,3 +179,13 @@ impl SchedulingService {
         Ok(routes.add_service(InterceptedService::new(service, auth)))
     }
 }
+
+impl govit_platform::metrics::Gauges for SchedulingService {
+    fn record(&self) -> std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + '_>> {
+        Box::pin(async move {
+            govit_platform::metrics::record_pool("scheduling", &self.db);
+            govit_platform::metrics::record_outbox("scheduling", &self.db).await?;
+            Ok(())
+        })
+    }
+}
