@@ -46,6 +46,14 @@ pub struct GlobalArgs {
     /// PEM file of the RSA public key that verifies RS256 tokens.
     #[arg(long, global = true, env = "GOVIT_JWT_RSA_PUBLIC_KEY")]
     pub jwt_rsa_public_key: Option<PathBuf>,
+    /// An OIDC provider's published token keys (JWKS), such as Keycloak's
+    /// .../protocol/openid-connect/certs: tokens name their key (kid); the set is refreshed
+    /// every --jwks-refresh-seconds and when a token names a key not yet seen.
+    #[arg(long, global = true, env = "GOVIT_JWKS_URL")]
+    pub jwks_url: Option<String>,
+    /// How often the JWKS is fetched again (default 300).
+    #[arg(long, global = true, env = "GOVIT_JWKS_REFRESH_SECONDS")]
+    pub jwks_refresh_seconds: Option<u64>,
     /// Browser origins allowed to call over gRPC-Web (repeat, or comma-separate); "*" for any.
     #[arg(
         long = "cors-origin",

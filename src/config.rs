@@ -20,6 +20,8 @@ pub struct FileConfig {
     pub jwt_hs256_key: Option<String>,
     pub jwt_ed25519_public_key: Option<PathBuf>,
     pub jwt_rsa_public_key: Option<PathBuf>,
+    pub jwks_url: Option<String>,
+    pub jwks_refresh_seconds: Option<u64>,
     pub cors_origins: Option<Vec<String>>,
     pub max_message_bytes: Option<usize>,
     pub reflection: Option<bool>,
@@ -313,6 +315,26 @@ fn token_key(args: &GlobalArgs, file: &FileConfig) -> anyhow::Result<Option<Veri
         .jwt_hs256_key
         .clone()
         .or_else(|| file.jwt_hs256_key.clone());
+    let jwks = args.jwks_url.clone().or_else(|| file.jwks_url.clone());
+    if let Some(url) = jwks {
+        anyhow::ensure!(
+            ed25519.is_none() && rsa.is_none() && hs256.is_none(),
+            "configure exactly one token key: HS256, Ed25519, RSA or a JWKS URL"
+        );
+        anyhow::ensure!(
+            url.starts_with("https://") || url.starts_with("http://"),
+            "the JWKS URL must be http(s)://…"
+        );
+        let refresh = args
+            .jwks_refresh_seconds
+            .or(file.jwks_refresh_seconds)
+            .unwrap_or(300)
+            .max(5);
+        return Ok(Some(VerificationKey::Jwks {
+            url,
+            refresh: std::time::Duration::from_secs(refresh),
+        }));
+    }
     Ok(match (ed25519, rsa, hs256) {
         (Some(p), None, None) => Some(VerificationKey::Ed25519Pem(read_key(&p)?)),
         (None, Some(p), None) => Some(VerificationKey::RsaPem(read_key(&p)?)),
@@ -324,7 +346,7 @@ fn token_key(args: &GlobalArgs, file: &FileConfig) -> anyhow::Result<Option<Veri
             Some(VerificationKey::Hs256(secret.into_bytes()))
         }
         (None, None, None) => None,
-        _ => anyhow::bail!("configure exactly one token key: HS256, Ed25519 or RSA"),
+        _ => anyhow::bail!("configure exactly one token key: HS256, Ed25519, RSA or a JWKS URL"),
     })
 }
 

@@ -534,7 +534,10 @@ async fn the_admin_listener_serves_call_outbox_pool_log_and_draw_metrics() {
     );
     // One refused call, and a project walked through every service by the demo.
     let (channel, bearer) = dev_client(up.url(0), govit_platform::Role::Office).await;
-    let missing = govit_proto::projects::v1::project_service_client::ProjectServiceClient::with_interceptor(channel, bearer)
+    let missing =
+        govit_proto::projects::v1::project_service_client::ProjectServiceClient::with_interceptor(
+            channel, bearer,
+        )
         .get_project(govit_proto::projects::v1::GetProjectRequest {
             name: "projects/2026-9999".into(),
         })
@@ -560,24 +563,33 @@ async fn the_admin_listener_serves_call_outbox_pool_log_and_draw_metrics() {
     assert_eq!(
         sample(
             &page,
-            &format!(r#"grpc_server_handled_total{{{projects},grpc_method="GetProject",grpc_code="NOT_FOUND"}}"#)
+            &format!(
+                r#"grpc_server_handled_total{{{projects},grpc_method="GetProject",grpc_code="NOT_FOUND"}}"#
+            )
         ),
         Some(1.0),
         "{page}"
     );
     let created = sample(
         &page,
-        &format!(r#"grpc_server_handled_total{{{projects},grpc_method="CreateProject",grpc_code="OK"}}"#),
+        &format!(
+            r#"grpc_server_handled_total{{{projects},grpc_method="CreateProject",grpc_code="OK"}}"#
+        ),
     );
     assert!(created >= Some(1.0), "{page}");
     assert!(
         sample(
             &page,
-            &format!(r#"grpc_server_handling_seconds_count{{{projects},grpc_method="CreateProject"}}"#)
+            &format!(
+                r#"grpc_server_handling_seconds_count{{{projects},grpc_method="CreateProject"}}"#
+            )
         ) >= created,
         "{page}"
     );
-    assert!(page.contains("grpc_server_handling_seconds_bucket{"), "histograms have buckets");
+    assert!(
+        page.contains("grpc_server_handling_seconds_bucket{"),
+        "histograms have buckets"
+    );
     // The demo's two panels were drawn and its log holds their entries.
     assert!(
         sample(&page, r#"govit_draw_duration_seconds_count{outcome="ok"}"#) >= Some(2.0),
@@ -585,18 +597,31 @@ async fn the_admin_listener_serves_call_outbox_pool_log_and_draw_metrics() {
     );
     assert!(sample(&page, "govit_log_entries") >= Some(2.0), "{page}");
     for service in ["projects", "scheduling"] {
-        for gauge in ["govit_outbox_pending", "govit_outbox_oldest_age_seconds", "govit_outbox_parked"] {
+        for gauge in [
+            "govit_outbox_pending",
+            "govit_outbox_oldest_age_seconds",
+            "govit_outbox_parked",
+        ] {
             let value = sample(&page, &format!(r#"{gauge}{{service="{service}"}}"#));
-            assert!(value.is_some_and(|v| v >= 0.0), "{gauge} of {service}: {page}");
+            assert!(
+                value.is_some_and(|v| v >= 0.0),
+                "{gauge} of {service}: {page}"
+            );
         }
         assert_eq!(
-            sample(&page, &format!(r#"govit_outbox_parked{{service="{service}"}}"#)),
+            sample(
+                &page,
+                &format!(r#"govit_outbox_parked{{service="{service}"}}"#)
+            ),
             Some(0.0)
         );
     }
     for service in ["projects", "experts", "scheduling"] {
         assert!(
-            sample(&page, &format!(r#"govit_db_pool_max{{service="{service}"}}"#)) >= Some(1.0),
+            sample(
+                &page,
+                &format!(r#"govit_db_pool_max{{service="{service}"}}"#)
+            ) >= Some(1.0),
             "{page}"
         );
         assert!(

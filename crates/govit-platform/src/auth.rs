@@ -167,6 +167,12 @@ pub enum VerificationKey {
     Ed25519Pem(Vec<u8>),
     /// An RSA public key in PEM (RS256).
     RsaPem(Vec<u8>),
+    /// The keys an OIDC provider publishes at this URL (a JWKS), refreshed this often and
+    /// when a token names a key not yet seen: the provider may rotate them at will.
+    Jwks {
+        url: String,
+        refresh: std::time::Duration,
+    },
 }
 
 impl fmt::Debug for VerificationKey {
@@ -176,6 +182,7 @@ impl fmt::Debug for VerificationKey {
             VerificationKey::Hs256(_) => "Hs256(..)",
             VerificationKey::Ed25519Pem(_) => "Ed25519Pem(..)",
             VerificationKey::RsaPem(_) => "RsaPem(..)",
+            VerificationKey::Jwks { .. } => "Jwks(..)",
         })
     }
 }
@@ -184,8 +191,16 @@ impl fmt::Debug for VerificationKey {
 /// rates, so one process's services count a caller's calls together.
 #[derive(Clone)]
 pub struct Authenticator {
-    inner: Arc<(DecodingKey, Validation, TokenBinding)>,
+    inner: Arc<(Keys, Validation, TokenBinding)>,
     limiter: Option<Arc<RateLimiter>>,
+}
+
+/// Where the verifying key of a token comes from.
+enum Keys {
+    /// One key, configured.
+    Fixed(DecodingKey),
+    /// The provider's published set, by the token's key id.
+    Published(crate::jwks::Jwks),
 }
 
 /// Calls per second a token subject may make, with bursts up to `burst`.
@@ -242,10 +257,22 @@ impl Authenticator {
     }
 
     pub fn with_binding(key: &VerificationKey, binding: TokenBinding) -> anyhow::Result<Self> {
-        let (decoding, algorithm) = match key {
-            VerificationKey::Hs256(secret) => (DecodingKey::from_secret(secret), Algorithm::HS256),
-            VerificationKey::Ed25519Pem(pem) => (DecodingKey::from_ed_pem(pem)?, Algorithm::EdDSA),
-            VerificationKey::RsaPem(pem) => (DecodingKey::from_rsa_pem(pem)?, Algorithm::RS256),
+        let fixed = |key| Keys::Fixed(key);
+        let (keys, algorithm) = match key {
+            VerificationKey::Hs256(secret) => {
+                (fixed(DecodingKey::from_secret(secret)), Algorithm::HS256)
+            }
+            VerificationKey::Ed25519Pem(pem) => {
+                (fixed(DecodingKey::from_ed_pem(pem)?), Algorithm::EdDSA)
+            }
+            VerificationKey::RsaPem(pem) => {
+                (fixed(DecodingKey::from_rsa_pem(pem)?), Algorithm::RS256)
+            }
+            // Each key of the set verifies the one algorithm it names (set per token below).
+            VerificationKey::Jwks { url, refresh } => (
+                Keys::Published(crate::jwks::Jwks::spawn(url, *refresh)),
+                Algorithm::RS256,
+            ),
         };
         let mut validation = Validation::new(algorithm);
         validation.set_required_spec_claims(&["exp", "sub", "iat", "iss", "aud"]);
@@ -254,7 +281,7 @@ impl Authenticator {
         validation.validate_nbf = true;
         validation.leeway = LEEWAY_SECS;
         Ok(Self {
-            inner: Arc::new((decoding, validation, binding)),
+            inner: Arc::new((keys, validation, binding)),
             limiter: None,
         })
     }
@@ -270,9 +297,37 @@ impl Authenticator {
     }
 
     pub fn verify(&self, token: &str) -> Result<Caller, ServiceError> {
-        let (key, validation, binding) = &*self.inner;
-        let data = jsonwebtoken::decode::<Claims>(token, key, validation)
-            .map_err(|e| ServiceError::Unauthenticated(token_problem(e.kind()).into()))?;
+        let (keys, validation, binding) = &*self.inner;
+        let unreadable = |e: jsonwebtoken::errors::Error| {
+            ServiceError::Unauthenticated(token_problem(e.kind()).into())
+        };
+        let data = match keys {
+            Keys::Fixed(key) => jsonwebtoken::decode::<Claims>(token, key, validation),
+            Keys::Published(jwks) => {
+                let header = jsonwebtoken::decode_header(token).map_err(unreadable)?;
+                let kid = header.kid.ok_or_else(|| {
+                    ServiceError::Unauthenticated("the token names no key (kid)".into())
+                })?;
+                // Only to tell a key rotated in since the last fetch (retry) from one the
+                // provider does not publish (refused); the signature is checked below.
+                let issued = jsonwebtoken::dangerous::insecure_decode_claims::<Claims>(token)
+                    .map(|c| c.iat)
+                    .map_err(unreadable)?;
+                let key = jwks.key(&kid, issued).map_err(|missing| match missing {
+                    crate::jwks::Missing::NotYetSeen => ServiceError::Unavailable(
+                        "the token's key is not among the issuer's published keys yet; retry shortly"
+                            .into(),
+                    ),
+                    crate::jwks::Missing::NotPublished => ServiceError::Unauthenticated(
+                        "the token's key is not one the issuer publishes".into(),
+                    ),
+                })?;
+                let mut validation = validation.clone();
+                validation.algorithms = vec![key.algorithm];
+                jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation)
+            }
+        }
+        .map_err(unreadable)?;
         let claims = data.claims;
         let now = jsonwebtoken::get_current_timestamp();
         if claims.iat > now + LEEWAY_SECS {

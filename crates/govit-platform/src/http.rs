@@ -1,5 +1,6 @@
-//! Plain HTTP requests, for the few places govit speaks HTTP rather than gRPC: a registry
-//! asking witnesses to cosign (c2sp.org/tlog-witness) and an inspector fetching a checkpoint.
+//! HTTP requests, for the few places govit speaks HTTP rather than gRPC: a registry asking
+//! witnesses to cosign (c2sp.org/tlog-witness), an inspector fetching a checkpoint, the token
+//! issuer's published keys (JWKS).
 
 use std::time::Duration;
 
@@ -17,7 +18,8 @@ pub struct Reply {
 /// A reply bigger than this is not one govit's peers send.
 const MAX_REPLY_BYTES: usize = 16 << 20;
 
-/// Sends one request over plain HTTP/1.1 and reads the whole reply, within `timeout`.
+/// Sends one request over HTTP/1.1 (`https://` with the system's roots) and reads the whole
+/// reply, within `timeout`.
 pub async fn request(
     method: http::Method,
     url: &str,
@@ -25,7 +27,12 @@ pub async fn request(
     body: Vec<u8>,
     timeout: Duration,
 ) -> anyhow::Result<Reply> {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client = Client::builder(TokioExecutor::new()).build::<_, Full<bytes::Bytes>>(connector);
     let mut builder = http::Request::builder().method(method).uri(url);
     for (name, value) in headers {
         builder = builder.header(*name, *value);

@@ -9,6 +9,7 @@ pub mod error;
 pub mod http;
 pub mod idempotency;
 pub mod json;
+pub mod jwks;
 pub mod machine;
 pub mod metrics;
 pub mod outbox;
