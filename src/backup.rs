@@ -42,6 +42,10 @@ pub async fn backup(settings: &Settings, dir: &Path) -> anyhow::Result<()> {
     }
     let blobs = copy_tree(&settings.blob_dir, &dir.join("blobs"))?;
     println!("blobs: {blobs} files");
+    // The log's signing key: a restore without it would sign as a different log. The backup
+    // holds a secret from here on; keep it as guarded as the key file.
+    let keys = copy_tree(&settings.data_dir.join("keys"), &dir.join("keys"))?;
+    println!("keys: {keys} files");
     Ok(())
 }
 
@@ -89,6 +93,8 @@ pub fn restore(settings: &Settings, dir: &Path, force: bool) -> anyhow::Result<(
         "restored {blobs} blobs into {}",
         settings.blob_dir.display()
     );
+    let keys = copy_tree(&dir.join("keys"), &settings.data_dir.join("keys"))?;
+    println!("restored {keys} key files");
     Ok(())
 }
 

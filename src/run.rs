@@ -253,20 +253,24 @@ async fn open_registry(
     settings: &Settings,
     database_url: &str,
 ) -> anyhow::Result<govit_experts::ExpertsService> {
-    let key = match &settings.log.key_file {
-        Some(path) => {
-            let pem = std::fs::read_to_string(path)
-                .with_context(|| format!("reading the log key {}", path.display()))?;
-            Some(govit_draw::note::signing_key_from_pem(&pem)?)
-        }
-        None => None,
+    // A configured key must be there (a wrong path must not silently start a new log
+    // identity); the default one, in the data directory, is made on first start.
+    let (key_file, create) = match &settings.log.key_file {
+        Some(path) => (path.clone(), false),
+        None => (
+            settings.data_dir.join("keys").join("log-signing-key.pem"),
+            true,
+        ),
     };
-    Ok(
-        govit_experts::ExpertsService::open(database_url, settings.draw_policy.clone())
-            .await?
-            .with_log(&settings.log.origin, key)?
-            .with_witnesses(settings.log.witnesses.clone()),
+    Ok(govit_experts::ExpertsService::open_with_key_file(
+        database_url,
+        settings.draw_policy.clone(),
+        &key_file,
+        create,
     )
+    .await?
+    .with_log(&settings.log.origin, None)?
+    .with_witnesses(settings.log.witnesses.clone()))
 }
 
 pub async fn migrate(

@@ -343,6 +343,27 @@ async fn a_backup_taken_online_restores_into_a_new_data_directory() {
         .unwrap();
     std::fs::create_dir_all(old.join("blobs/ab")).unwrap();
     std::fs::write(old.join("blobs/ab/abcdef"), b"a sealed application form").unwrap();
+    let head = |url: String| async move {
+        registry_admin(url)
+            .await
+            .get_log_head(epb::GetLogHeadRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    let signed_by = head(running.url(1)).await;
+    assert_eq!(signed_by.key_id.len(), 8, "{signed_by:?}");
+    // The log's key is a file only its owner reads, not a row of the database.
+    let key_file = old.join("keys/log-signing-key.pem");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o077, 0, "{mode:o}");
+    assert!(
+        std::fs::read_to_string(&key_file)
+            .unwrap()
+            .starts_with("-----BEGIN PRIVATE KEY-----")
+    );
     let govit = |data: &std::path::Path, args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_govit"))
             .args(["--data-dir", data.to_str().unwrap()])
@@ -375,6 +396,12 @@ async fn a_backup_taken_online_restores_into_a_new_data_directory() {
         .unwrap()
         .into_inner();
     assert_eq!(category.display_name, "Application software");
+    // The restored log signs as the same log.
+    let restored_head = head(running.url(1)).await;
+    assert_eq!(
+        (restored_head.public_key, restored_head.key_id),
+        (signed_by.public_key, signed_by.key_id)
+    );
     running.stop();
 }
 

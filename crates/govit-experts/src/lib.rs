@@ -83,11 +83,53 @@ impl std::fmt::Debug for ExpertsService {
 }
 
 impl ExpertsService {
-    /// Connects (creating the database if needed), migrates, and loads or makes the log's
-    /// signing key.
+    /// Connects (creating the database if needed), migrates, and loads or makes a log signing
+    /// key kept in the database. For tests and tools: `govit` itself signs with a key file
+    /// (`open_with_key_file`), so that the database never holds the secret.
     pub async fn open(database_url: &str, policy: DrawPolicy) -> anyhow::Result<Self> {
         let db = Db::connect_and_migrate(database_url, &MIGRATOR).await?;
         let key = translog::signing_key(&db).await?;
+        Self::assemble(db, key, policy).await
+    }
+
+    /// Connects, migrates, and signs with the PKCS#8 PEM key in `key_file`. A missing file is
+    /// an error unless `create`: then it is written first (owner-only), from the key an earlier
+    /// version kept in the database, so that the log keeps its identity, or else a fresh key.
+    pub async fn open_with_key_file(
+        database_url: &str,
+        policy: DrawPolicy,
+        key_file: &std::path::Path,
+        create: bool,
+    ) -> anyhow::Result<Self> {
+        let db = Db::connect_and_migrate(database_url, &MIGRATOR).await?;
+        let key = match std::fs::read_to_string(key_file) {
+            Ok(pem) => govit_draw::note::signing_key_from_pem(&pem)
+                .map_err(|e| anyhow::anyhow!("the log key {}: {e}", key_file.display()))?,
+            Err(e) if create && e.kind() == std::io::ErrorKind::NotFound => {
+                let key = match translog::stored_signing_key(&db).await? {
+                    Some(stored) => stored,
+                    None => {
+                        let mut secret = [0u8; 32];
+                        getrandom::fill(&mut secret)
+                            .map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
+                        SigningKey::from_bytes(&secret)
+                    }
+                };
+                write_key_file(key_file, &key)?;
+                tracing::info!(path = %key_file.display(), "wrote the log signing key");
+                key
+            }
+            Err(e) => {
+                return Err(anyhow::anyhow!(
+                    "reading the log key {}: {e}",
+                    key_file.display()
+                ));
+            }
+        };
+        Self::assemble(db, key, policy).await
+    }
+
+    async fn assemble(db: Db, key: SigningKey, policy: DrawPolicy) -> anyhow::Result<Self> {
         translog::complete_nodes(&db).await?;
         // Public by design: inspectors pin it to check tree heads.
         tracing::info!(public_key = %hex::encode(key.verifying_key().to_bytes()), "transparency log signing key");
@@ -197,4 +239,23 @@ impl govit_platform::metrics::Gauges for ExpertsService {
             Ok(())
         })
     }
+}
+
+/// Writes `key` as PKCS#8 PEM to a new file only its owner may read.
+fn write_key_file(path: &std::path::Path, key: &SigningKey) -> anyhow::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let pem = govit_draw::note::signing_key_to_pem(key).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("writing the log key {}: {e}", path.display()))?;
+    file.write_all(pem.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
 }

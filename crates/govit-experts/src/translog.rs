@@ -266,6 +266,22 @@ pub async fn signing_key(db: &Db) -> anyhow::Result<SigningKey> {
     Ok(SigningKey::from_bytes(&bytes))
 }
 
+/// The signing key an earlier version kept in the database, if this one has it: a key file
+/// written from it keeps the log's identity.
+pub async fn stored_signing_key(db: &Db) -> anyhow::Result<Option<SigningKey>> {
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT secret_key FROM signing_keys WHERE id = 1")
+            .fetch_optional(&db.pool)
+            .await?;
+    let Some(stored) = stored else {
+        return Ok(None);
+    };
+    let bytes: [u8; 32] = hex::decode(stored)?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("stored signing key is not 32 bytes"))?;
+    Ok(Some(SigningKey::from_bytes(&bytes)))
+}
+
 /// Signs the current head.
 pub async fn head(db: &Db, key: &SigningKey) -> anyhow::Result<TreeHead> {
     let size = size(db).await?;
@@ -310,6 +326,7 @@ impl ExpertsService {
             timestamp: head.timestamp,
             signature: head.signature,
             public_key: head.public_key,
+            key_id: hex::encode(self.log.verifier().id()),
         })
     }
 
