@@ -322,6 +322,10 @@ pub enum DrawsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum LogCommand {
+    /// Writes a new Ed25519 signing key for the log to FILE (PKCS#8 PEM, owner-only; never
+    /// over an existing file) and prints its verifier key, for a new deployment's secret or a
+    /// key rotation (docs/transparency-log.md).
+    Keygen { file: PathBuf },
     /// Writes the newest checkpoint and every tile of its tree to DIR, laid out for any
     /// static web server (c2sp.org/tlog-tiles); reads the registry's database directly.
     Export {
@@ -570,6 +574,13 @@ async fn run_tool(settings: &Settings, command: Command) -> anyhow::Result<()> {
                     database_url,
                 },
         } => crate::run::export_log(settings, &dir, entries, database_url.as_deref()).await,
+        Command::Log {
+            command: LogCommand::Keygen { file },
+        } => {
+            let vkey = govit_experts::generate_log_key(&file, &settings.log.origin)?;
+            println!("wrote {}; its verifier key:\n{vkey}", file.display());
+            Ok(())
+        }
         _ => anyhow::bail!("run handles every other command itself"),
     }
 }

@@ -6,6 +6,7 @@ mod boundaries;
 mod checkpoints;
 mod cli;
 mod concurrency;
+mod deploy;
 mod documents;
 mod draws;
 mod helpers;

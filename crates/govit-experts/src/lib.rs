@@ -107,15 +107,17 @@ impl ExpertsService {
                 .map_err(|e| anyhow::anyhow!("the log key {}: {e}", key_file.display()))?,
             Err(e) if create && e.kind() == std::io::ErrorKind::NotFound => {
                 let key = match translog::stored_signing_key(&db).await? {
-                    Some(stored) => stored,
+                    Some(stored) => {
+                        write_key_file(key_file, &stored)?;
+                        stored
+                    }
                     None => {
-                        let mut secret = [0u8; 32];
-                        getrandom::fill(&mut secret)
-                            .map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
-                        SigningKey::from_bytes(&secret)
+                        generate_log_key(key_file, DEFAULT_ORIGIN)?;
+                        let pem = std::fs::read_to_string(key_file)?;
+                        govit_draw::note::signing_key_from_pem(&pem)
+                            .map_err(|e| anyhow::anyhow!("{e}"))?
                     }
                 };
-                write_key_file(key_file, &key)?;
                 tracing::info!(path = %key_file.display(), "wrote the log signing key");
                 key
             }
@@ -239,6 +241,21 @@ impl govit_platform::metrics::Gauges for ExpertsService {
             Ok(())
         })
     }
+}
+
+/// Writes a fresh signing key to a new file `path` only its owner may read; returns the
+/// verifier key (`origin+keyid+key`) inspectors and witnesses pin.
+pub fn generate_log_key(path: &std::path::Path, origin: &str) -> anyhow::Result<String> {
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
+    let key = SigningKey::from_bytes(&secret);
+    write_key_file(path, &key)?;
+    Ok(checkpoints::LogIdentity {
+        origin: origin.to_owned(),
+        key,
+    }
+    .verifier()
+    .vkey())
 }
 
 /// Writes `key` as PKCS#8 PEM to a new file only its owner may read.

@@ -170,7 +170,9 @@ pub async fn serve(
     options: &ServerOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    let in_flight = InFlight::default();
     let layers = tower::ServiceBuilder::new()
+        .layer(InFlightLayer(in_flight.clone()))
         // A panic is a bug; it must cost one call, not the connection or the process.
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
@@ -223,14 +225,141 @@ pub async fn serve(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             graceful,
         );
+    // Once draining, the server stops when its last call ends: an idle connection a client
+    // keeps open (as gateways and load balancers do) must not hold the process for the whole
+    // drain.
+    let calls_done = async {
+        options.drain.started().await;
+        in_flight.none().await;
+    };
     tokio::select! {
         served = serving => served?,
+        _ = calls_done => tracing::info!("no call in flight; stopped"),
         _ = deadline => tracing::warn!(
             seconds = timeout.as_secs(),
             "calls still in flight when the drain ended; stopping anyway"
         ),
     }
     Ok(())
+}
+
+/// The calls being served, from their arrival to the end of their response body (a stream is
+/// in flight until it ends).
+#[derive(Debug, Clone, Default)]
+struct InFlight(std::sync::Arc<InFlightState>);
+
+#[derive(Debug, Default)]
+struct InFlightState {
+    calls: std::sync::atomic::AtomicUsize,
+    changed: tokio::sync::Notify,
+}
+
+impl InFlight {
+    fn enter(&self) -> CallGuard {
+        self.0
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        CallGuard(self.0.clone())
+    }
+
+    /// Resolves when no call is in flight.
+    async fn none(&self) {
+        loop {
+            let changed = self.0.changed.notified();
+            if self.0.calls.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+/// One call in flight; dropped with its response body (or its failure).
+struct CallGuard(std::sync::Arc<InFlightState>);
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        self.0
+            .calls
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.changed.notify_waiters();
+    }
+}
+
+#[derive(Debug, Clone)]
+struct InFlightLayer(InFlight);
+
+impl<S> tower::Layer<S> for InFlightLayer {
+    type Service = Counted<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Counted {
+            inner,
+            in_flight: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Counted<S> {
+    inner: S,
+    in_flight: InFlight,
+}
+
+impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for Counted<S>
+where
+    S: tower::Service<Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+    ResBody: http_body::Body + Send + 'static,
+{
+    type Response = http::Response<GuardedBody<ResBody>>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let guard = self.in_flight.enter();
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let response = future.await?;
+            Ok(response.map(|inner| GuardedBody {
+                inner,
+                _guard: guard,
+            }))
+        })
+    }
+}
+
+/// A response body that keeps its call counted until it is dropped.
+struct GuardedBody<B> {
+    inner: B,
+    _guard: CallGuard,
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for GuardedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// gRPC-Web translation for gRPC-Web requests; everything else that is not HTTP/2 (a plain
