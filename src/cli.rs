@@ -104,6 +104,10 @@ pub struct GlobalArgs {
     /// (default 10); streams end at once and their clients reconnect.
     #[arg(long, global = true, env = "GOVIT_DRAIN_SECONDS")]
     pub drain_seconds: Option<u64>,
+    /// Export every call's span over OTLP/gRPC to this collector (e.g. http://collector:4317);
+    /// the service name is OTEL_SERVICE_NAME (default govit). Off unless set.
+    #[arg(long, global = true, env = "GOVIT_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// Serve Prometheus metrics at http://ADDR/metrics (off unless set; keep it off the
     /// public network).
     #[arg(long, global = true, env = "GOVIT_ADMIN_LISTEN")]

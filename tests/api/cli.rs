@@ -32,6 +32,21 @@ impl Up {
     /// Starts `govit [global] up` on `data_dir` on free ports and waits for its banner, which
     /// is printed once every listener is bound and serving.
     fn start(data_dir: &std::path::Path, global: &[&str], rust_log: &str, stderr: Stdio) -> Up {
+        Self::start_in(data_dir, global, rust_log, stderr, &[])
+    }
+
+    /// `start`, quiet, with extra variables in the process's environment.
+    fn start_with_env(data_dir: &std::path::Path, global: &[&str], env: &[(&str, &str)]) -> Up {
+        Self::start_in(data_dir, global, "warn", Stdio::null(), env)
+    }
+
+    fn start_in(
+        data_dir: &std::path::Path,
+        global: &[&str],
+        rust_log: &str,
+        stderr: Stdio,
+        env: &[(&str, &str)],
+    ) -> Up {
         let ports = [free_port(), free_port(), free_port()];
         let mut child = Command::new(env!("CARGO_BIN_EXE_govit"))
             .args(["--data-dir", data_dir.to_str().unwrap()])
@@ -41,6 +56,7 @@ impl Up {
             .args(["--experts-listen", &format!("127.0.0.1:{}", ports[1])])
             .args(["--scheduling-listen", &format!("127.0.0.1:{}", ports[2])])
             .env("RUST_LOG", rust_log)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -660,4 +676,117 @@ async fn the_admin_listener_serves_call_outbox_pool_log_and_draw_metrics() {
             "{page}"
         );
     }
+}
+
+/// A stand-in OpenTelemetry collector: keeps every span it is sent.
+#[derive(Default, Clone)]
+struct Collector(
+    std::sync::Arc<std::sync::Mutex<Vec<opentelemetry_proto::tonic::trace::v1::Span>>>,
+);
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService
+    for Collector
+{
+    async fn export(
+        &self,
+        request: tonic::Request<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+        >,
+    ) -> Result<
+        tonic::Response<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse,
+        >,
+        tonic::Status,
+    > {
+        let mut spans = self.0.lock().unwrap();
+        for resource in request.into_inner().resource_spans {
+            for scope in resource.scope_spans {
+                spans.extend(scope.spans);
+            }
+        }
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+/// The value of a span's string attribute.
+fn attribute<'a>(
+    span: &'a opentelemetry_proto::tonic::trace::v1::Span,
+    key: &str,
+) -> Option<&'a str> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    span.attributes.iter().find(|a| a.key == key).and_then(|a| {
+        match a.value.as_ref()?.value.as_ref()? {
+            Value::StringValue(s) => Some(s.as_str()),
+            _ => None,
+        }
+    })
+}
+
+// Multi-threaded: the collector keeps serving while the test waits on the demo's process.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_that_crosses_the_services_is_one_exported_trace() {
+    let collector = Collector::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let serving = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(
+                opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer::new(
+                    collector.clone(),
+                ),
+            )
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // The batch processor exports every 100 ms, so the spans are there when the demo is done.
+    let up = Up::start_with_env(
+        dir.path(),
+        &["--otlp-endpoint", &endpoint],
+        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
+    );
+    let demo = Command::new(env!("CARGO_BIN_EXE_govit"))
+        .arg("demo")
+        .args(["--projects-url", &up.url(0)])
+        .args(["--experts-url", &up.url(1)])
+        .args(["--scheduling-url", &up.url(2)])
+        .output()
+        .unwrap();
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    up.stop();
+    serving.abort();
+
+    let spans = collector.0.lock().unwrap().clone();
+    let method = |s: &opentelemetry_proto::tonic::trace::v1::Span| {
+        attribute(s, "method").unwrap_or_default().to_owned()
+    };
+    // Office's AcceptForReview asks scheduling (RequestReview, validate only), which asks the
+    // registry (OpenDraw, validate only): three spans of one trace, each the child of the last.
+    let accept = spans
+        .iter()
+        .find(|s| method(s).ends_with("ProjectService/AcceptForReview"))
+        .unwrap_or_else(|| panic!("no AcceptForReview span among {} spans", spans.len()));
+    let in_trace: Vec<_> = spans
+        .iter()
+        .filter(|s| s.trace_id == accept.trace_id)
+        .collect();
+    let request = in_trace
+        .iter()
+        .find(|s| method(s).ends_with("ReviewSchedulingService/RequestReview"))
+        .unwrap_or_else(|| {
+            panic!(
+                "RequestReview is not in the trace: {:?}",
+                in_trace.iter().map(|s| method(s)).collect::<Vec<_>>()
+            )
+        });
+    assert_eq!(request.parent_span_id, accept.span_id);
+    let open = in_trace
+        .iter()
+        .find(|s| method(s).ends_with("ExpertRegistryService/OpenDraw"))
+        .expect("OpenDraw is not in the trace");
+    assert_eq!(open.parent_span_id, request.span_id);
 }

@@ -23,7 +23,7 @@ pub const KEY: &[u8] = b"integration-test-key-0123456789abcdef";
 
 static TRACING: LazyLock<()> = LazyLock::new(|| {
     if std::env::var_os("TEST_LOG").is_some() {
-        govit_platform::telemetry::init(Default::default());
+        let _ = govit_platform::telemetry::init(Default::default(), None);
     }
 });
 

@@ -95,6 +95,8 @@ impl Interceptor for BearerToken {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         let value = self.value()?;
         request.metadata_mut().insert("authorization", value);
+        // The services' calls to each other carry the trace of the call that made them.
+        crate::telemetry::inject_current(request.metadata_mut());
         Ok(request)
     }
 }

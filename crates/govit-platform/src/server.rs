@@ -183,7 +183,13 @@ pub async fn serve(
                     .get(REQUEST_ID)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("");
-                tracing::info_span!("rpc", method = %request.uri().path(), request_id = %request_id)
+                let span = tracing::info_span!("rpc", method = %request.uri().path(), request_id = %request_id);
+                // The caller's trace, when it sent one: a call across services is one trace.
+                let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(
+                    &span,
+                    crate::telemetry::context_of(request.headers()),
+                );
+                span
             })
             // A refused request is the client's business: bugs are logged where they are
             // mapped to INTERNAL, so a failed status is only worth a debug line here.
