@@ -510,6 +510,34 @@ async fn a_caller_over_its_rate_is_refused_with_a_retry_time_and_others_are_not(
     use tonic_types::StatusExt;
     let retry = refused.get_details_retry_info().expect("RetryInfo");
     assert!(retry.retry_delay.unwrap() > std::time::Duration::ZERO);
+    // The log's entry bundles, served over plain HTTP beside gRPC, hold the same caller to the
+    // same rate: 429 with Retry-After, while another reader gets past it (to a tile the empty
+    // log does not have yet).
+    let bundle = |role: Role| {
+        let url = format!("http://{addr}/tile/entries/000.p/1");
+        async move {
+            govit_platform::http::request(
+                http::Method::GET,
+                &url,
+                &[(
+                    "authorization",
+                    &format!("Bearer {}", token(role, None, None)),
+                )],
+                Vec::new(),
+                std::time::Duration::from_secs(5),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let limited = bundle(Role::Inspector).await;
+    assert_eq!(
+        limited.status,
+        429,
+        "{:?}",
+        String::from_utf8_lossy(&limited.body)
+    );
+    assert_eq!(bundle(Role::RegistryAdmin).await.status, 404);
     // Another subject has its own bucket; the services' own token is not limited at all.
     head(Role::Office).await.unwrap();
     for _ in 0..10 {

@@ -21,7 +21,7 @@ use govit_draw::{
     tiles::{Tile, TileKind, WIDTH, entry_bundle},
 };
 use govit_platform::{
-    Authenticator,
+    Authenticator, ServiceError,
     time::{now, to_stored},
 };
 use sqlx::Row;
@@ -397,24 +397,36 @@ async fn serve_tile(
         return (StatusCode::NOT_FOUND, "no such tile\n").into_response();
     };
     if tile.kind == TileKind::Entries {
-        let token = headers
+        let header = headers
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let Some(token) = token else {
-            return (
-                StatusCode::UNAUTHORIZED,
-                "entry bundles name who was drawn: send a bearer token\n",
-            )
-                .into_response();
-        };
-        match auth.verify(token) {
+            .map(|v| v.to_str().unwrap_or(""));
+        match auth.authorize(header) {
             Ok(caller) if caller.require(&LOG_READERS).is_ok() => {}
             Ok(_) => {
                 return (StatusCode::FORBIDDEN, "this role may not read the log\n").into_response();
             }
+            Err(ServiceError::RateLimited { retry_after, .. }) => {
+                let seconds = retry_after.as_secs().max(1).to_string();
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(header::RETRY_AFTER, seconds)],
+                    "too many requests from this token; retry later\n",
+                )
+                    .into_response();
+            }
+            Err(ServiceError::Unavailable(_)) => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the token's key is not known yet; retry shortly\n",
+                )
+                    .into_response();
+            }
             Err(_) => {
-                return (StatusCode::UNAUTHORIZED, "the token is not valid\n").into_response();
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    "entry bundles name who was drawn: send a valid bearer token\n",
+                )
+                    .into_response();
             }
         }
     }

@@ -368,26 +368,20 @@ impl Authenticator {
     }
 }
 
-impl Interceptor for Authenticator {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let header = request.metadata().get("authorization").ok_or_else(|| {
-            Status::from(ServiceError::Unauthenticated(
-                "missing authorization: Bearer <token>".into(),
-            ))
+impl Authenticator {
+    /// The caller an `authorization` header value names, held to its rate: what every gRPC call
+    /// and every authenticated plain-HTTP request (the log's entry bundles) goes through.
+    pub fn authorize(&self, header: Option<&str>) -> Result<Caller, ServiceError> {
+        let header = header.ok_or_else(|| {
+            ServiceError::Unauthenticated("missing authorization: Bearer <token>".into())
         })?;
         let token = header
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
             .ok_or_else(|| {
-                Status::from(ServiceError::Unauthenticated(
-                    "authorization must be Bearer <token>".into(),
-                ))
+                ServiceError::Unauthenticated("authorization must be Bearer <token>".into())
             })?;
-        let caller = self.verify(token.trim()).map_err(Status::from)?;
+        let caller = self.verify(token.trim())?;
         // Services' own tokens carry the system's work (outbox, workers), not a person's.
         if let Some(limiter) = self
             .limiter
@@ -395,7 +389,7 @@ impl Interceptor for Authenticator {
             .filter(|_| caller.role != Role::Service)
             && let Err(retry_after) = limiter.admit(&caller.subject)
         {
-            return Err(Status::from(ServiceError::RateLimited {
+            return Err(ServiceError::RateLimited {
                 message: format!(
                     "too many calls from {}: at most {} a second; retry after {} ms",
                     caller.subject,
@@ -403,8 +397,19 @@ impl Interceptor for Authenticator {
                     retry_after.as_millis().max(1)
                 ),
                 retry_after,
-            }));
+            });
         }
+        Ok(caller)
+    }
+}
+
+impl Interceptor for Authenticator {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let header = request.metadata().get("authorization").map(|v| {
+            // A value that is not visible ASCII cannot be a bearer token.
+            v.to_str().unwrap_or("")
+        });
+        let caller = self.authorize(header).map_err(Status::from)?;
         request.extensions_mut().insert(caller);
         Ok(request)
     }
