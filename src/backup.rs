@@ -72,6 +72,20 @@ pub fn restore(settings: &Settings, dir: &Path, force: bool) -> anyhow::Result<(
         plan.push((source, std::path::PathBuf::from(target)));
     }
     anyhow::ensure!(!plan.is_empty(), "{} holds no database", dir.display());
+    let (backup_keys, keys_dir) = (dir.join("keys"), settings.data_dir.join("keys"));
+    // A different key beside the restored log would sign as another log: replace it only when
+    // told to, like the databases.
+    if backup_keys.exists() && !force {
+        for entry in std::fs::read_dir(&backup_keys)? {
+            let entry = entry?;
+            let present = keys_dir.join(entry.file_name());
+            anyhow::ensure!(
+                !present.exists() || std::fs::read(&present)? == std::fs::read(entry.path())?,
+                "{} holds another key; pass --force to replace it",
+                present.display()
+            );
+        }
+    }
     for (source, target) in plan {
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)?;
@@ -93,7 +107,7 @@ pub fn restore(settings: &Settings, dir: &Path, force: bool) -> anyhow::Result<(
         "restored {blobs} blobs into {}",
         settings.blob_dir.display()
     );
-    let keys = copy_tree(&dir.join("keys"), &settings.data_dir.join("keys"))?;
+    let keys = copy_tree(&backup_keys, &keys_dir)?;
     println!("restored {keys} key files");
     Ok(())
 }

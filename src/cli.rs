@@ -113,10 +113,10 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "GOVIT_ADMIN_LISTEN")]
     pub admin_listen: Option<std::net::SocketAddr>,
     /// Serve TLS with this certificate chain (PEM, leaf first); needs --tls-key.
-    #[arg(long, global = true, env = "GOVIT_TLS_CERT", requires = "tls_key")]
+    #[arg(long, global = true, env = "GOVIT_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
     /// The private key of --tls-cert (PEM).
-    #[arg(long, global = true, env = "GOVIT_TLS_KEY", requires = "tls_cert")]
+    #[arg(long, global = true, env = "GOVIT_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
     /// Require every client to present a certificate issued by this CA (mutual TLS).
     #[arg(
@@ -131,10 +131,10 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "GOVIT_PEER_CA")]
     pub peer_ca: Option<PathBuf>,
     /// The client certificate (PEM) presented to services that require mutual TLS.
-    #[arg(long, global = true, env = "GOVIT_PEER_CERT", requires = "peer_key")]
+    #[arg(long, global = true, env = "GOVIT_PEER_CERT")]
     pub peer_cert: Option<PathBuf>,
     /// The private key of --peer-cert (PEM).
-    #[arg(long, global = true, env = "GOVIT_PEER_KEY", requires = "peer_cert")]
+    #[arg(long, global = true, env = "GOVIT_PEER_KEY")]
     pub peer_key: Option<PathBuf>,
     /// The log's Ed25519 signing key as a PKCS#8 PEM file; without it the key kept in the
     /// registry's database signs.

@@ -179,7 +179,7 @@ pub struct Settings {
     pub reflection_configured: bool,
     /// How this process calls `https://` services; None: the system's roots, no client
     /// certificate.
-    pub peer_tls: Option<tonic::transport::ClientTlsConfig>,
+    pub peer_tls: Option<govit_platform::tls::PeerTls>,
     /// Where Prometheus metrics are served; None: nowhere.
     pub admin_listen: Option<SocketAddr>,
     file: FileConfig,
@@ -321,9 +321,17 @@ fn token_key(args: &GlobalArgs, file: &FileConfig) -> anyhow::Result<Option<Veri
             ed25519.is_none() && rsa.is_none() && hs256.is_none(),
             "configure exactly one token key: HS256, Ed25519, RSA or a JWKS URL"
         );
+        // Whoever can change the key set in transit can sign any role: plain HTTP only to a
+        // provider on this machine.
+        let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+            .iter()
+            .any(|prefix| {
+                url.strip_prefix(prefix)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/']))
+            });
         anyhow::ensure!(
-            url.starts_with("https://") || url.starts_with("http://"),
-            "the JWKS URL must be http(s)://…"
+            url.starts_with("https://") || loopback,
+            "the JWKS URL must be https:// (plain http only on loopback)"
         );
         let refresh = args
             .jwks_refresh_seconds
@@ -417,7 +425,7 @@ fn server_tls(
 fn peer_tls(
     args: &GlobalArgs,
     file: &FileConfig,
-) -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
+) -> anyhow::Result<Option<govit_platform::tls::PeerTls>> {
     let pick = |flag: &Option<PathBuf>, key: &Option<PathBuf>| flag.clone().or_else(|| key.clone());
     let ca = pick(&args.peer_ca, &file.tls.peer_ca);
     let identity = match (

@@ -8,6 +8,7 @@ use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 use tonic::service::Routes;
 
 use crate::config::{ServiceName, Settings};
+use govit_experts::MissingKeyFile;
 
 /// Where each service listens or is reached.
 #[derive(Debug, Clone)]
@@ -255,18 +256,20 @@ async fn open_registry(
 ) -> anyhow::Result<govit_experts::ExpertsService> {
     // A configured key must be there (a wrong path must not silently start a new log
     // identity); the default one, in the data directory, is made on first start.
-    let (key_file, create) = match &settings.log.key_file {
-        Some(path) => (path.clone(), false),
-        None => (
-            settings.data_dir.join("keys").join("log-signing-key.pem"),
-            true,
-        ),
+    let default_file = settings.data_dir.join("keys").join("log-signing-key.pem");
+    let (key_file, missing) = match &settings.log.key_file {
+        Some(path) => (path.clone(), MissingKeyFile::Refuse),
+        // Replicas of a PostgreSQL registry would each make a key of their own.
+        None if database_url.starts_with("postgres") => {
+            (default_file, MissingKeyFile::FromDatabase)
+        }
+        None => (default_file, MissingKeyFile::FromDatabaseOrFresh),
     };
     Ok(govit_experts::ExpertsService::open_with_key_file(
         database_url,
         settings.draw_policy.clone(),
         &key_file,
-        create,
+        missing,
     )
     .await?
     .with_log(&settings.log.origin, None)?

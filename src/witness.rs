@@ -10,7 +10,6 @@ use std::{
     collections::HashMap,
     fmt,
     future::Future,
-    io::Write as _,
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::Arc,
@@ -472,20 +471,8 @@ pub fn load_or_create_key(path: &Path, create: bool) -> anyhow::Result<SigningKe
         getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
         let key = SigningKey::from_bytes(&secret);
         let pem = signing_key_to_pem(&key)?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating the directory of {}", path.display()))?;
-        }
-        let mut options = std::fs::OpenOptions::new();
-        // create_new: two starts racing to make a key must not overwrite each other's.
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options
-            .open(path)
-            .with_context(|| format!("creating the witness key {}", path.display()))?;
-        file.write_all(pem.as_bytes())?;
-        file.sync_all()?;
+        govit_platform::secret_file::create(path, pem.as_bytes())
+            .context("creating the witness key")?;
         return Ok(key);
     }
     let pem = std::fs::read_to_string(path)

@@ -36,7 +36,7 @@ pub struct Targets {
     pub scheduling: String,
     pub key: Vec<u8>,
     /// How `https://` services are called.
-    pub tls: Option<tonic::transport::ClientTlsConfig>,
+    pub tls: Option<govit_platform::tls::PeerTls>,
 }
 
 /// What the walk ended with, for the integration test to check.

@@ -118,6 +118,25 @@ async fn dev_client(
     (channel, interceptor)
 }
 
+/// `govit [global] demo` against `up`'s services at `urls`; panics with its stderr unless it
+/// succeeds, and returns what it printed.
+fn run_demo(global: &[&str], urls: [String; 3]) -> String {
+    let demo = Command::new(env!("CARGO_BIN_EXE_govit"))
+        .args(global)
+        .arg("demo")
+        .args(["--projects-url", &urls[0]])
+        .args(["--experts-url", &urls[1]])
+        .args(["--scheduling-url", &urls[2]])
+        .output()
+        .unwrap();
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    String::from_utf8_lossy(&demo.stdout).into_owned()
+}
+
 /// A notification gateway holding a stream open, as one does all day.
 async fn open_notification_stream(
     url: String,
@@ -524,21 +543,8 @@ async fn govit_up_serves_mutual_tls_and_its_services_call_each_other_over_it() {
 
     // The demo walks a project through all three services, which call each other (acceptance
     // asks scheduling, scheduling asks the registry, outcomes come back) over mutual TLS.
-    let demo = Command::new(env!("CARGO_BIN_EXE_govit"))
-        .args(&flags[6..])
-        .arg("demo")
-        .args(["--projects-url", &https(0)])
-        .args(["--experts-url", &https(1)])
-        .args(["--scheduling-url", &https(2)])
-        .output()
-        .unwrap();
+    let printed = run_demo(&flags[6..], [https(0), https(1), https(2)]);
     up.stop();
-    assert!(
-        demo.status.success(),
-        "{}",
-        String::from_utf8_lossy(&demo.stderr)
-    );
-    let printed = String::from_utf8_lossy(&demo.stdout);
     assert!(printed.contains("went from DRAFT to ACCEPTED"), "{printed}");
 }
 
@@ -587,18 +593,7 @@ async fn the_admin_listener_serves_call_outbox_pool_log_and_draw_metrics() {
         .await
         .unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound);
-    let demo = Command::new(env!("CARGO_BIN_EXE_govit"))
-        .arg("demo")
-        .args(["--projects-url", &up.url(0)])
-        .args(["--experts-url", &up.url(1)])
-        .args(["--scheduling-url", &up.url(2)])
-        .output()
-        .unwrap();
-    assert!(
-        demo.status.success(),
-        "{}",
-        String::from_utf8_lossy(&demo.stderr)
-    );
+    run_demo(&[], [up.url(0), up.url(1), up.url(2)]);
     let page = http_get(&admin, "/metrics");
     up.stop();
 
@@ -745,18 +740,7 @@ async fn a_request_that_crosses_the_services_is_one_exported_trace() {
         &["--otlp-endpoint", &endpoint],
         &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
     );
-    let demo = Command::new(env!("CARGO_BIN_EXE_govit"))
-        .arg("demo")
-        .args(["--projects-url", &up.url(0)])
-        .args(["--experts-url", &up.url(1)])
-        .args(["--scheduling-url", &up.url(2)])
-        .output()
-        .unwrap();
-    assert!(
-        demo.status.success(),
-        "{}",
-        String::from_utf8_lossy(&demo.stderr)
-    );
+    run_demo(&[], [up.url(0), up.url(1), up.url(2)]);
     up.stop();
     serving.abort();
 

@@ -92,31 +92,39 @@ impl ExpertsService {
         Self::assemble(db, key, policy).await
     }
 
-    /// Connects, migrates, and signs with the PKCS#8 PEM key in `key_file`. A missing file is
-    /// an error unless `create`: then it is written first (owner-only), from the key an earlier
-    /// version kept in the database, so that the log keeps its identity, or else a fresh key.
+    /// Connects, migrates, and signs with the PKCS#8 PEM key in `key_file`. What a missing
+    /// file becomes is `missing`'s to say.
     pub async fn open_with_key_file(
         database_url: &str,
         policy: DrawPolicy,
         key_file: &std::path::Path,
-        create: bool,
+        missing: MissingKeyFile,
     ) -> anyhow::Result<Self> {
         let db = Db::connect_and_migrate(database_url, &MIGRATOR).await?;
         let key = match std::fs::read_to_string(key_file) {
             Ok(pem) => govit_draw::note::signing_key_from_pem(&pem)
                 .map_err(|e| anyhow::anyhow!("the log key {}: {e}", key_file.display()))?,
-            Err(e) if create && e.kind() == std::io::ErrorKind::NotFound => {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && missing != MissingKeyFile::Refuse =>
+            {
                 let key = match translog::stored_signing_key(&db).await? {
+                    // Every replica reading one database writes the same key: one identity.
                     Some(stored) => {
                         write_key_file(key_file, &stored)?;
                         stored
                     }
-                    None => {
+                    None if missing == MissingKeyFile::FromDatabaseOrFresh => {
                         generate_log_key(key_file, DEFAULT_ORIGIN)?;
                         let pem = std::fs::read_to_string(key_file)?;
                         govit_draw::note::signing_key_from_pem(&pem)
                             .map_err(|e| anyhow::anyhow!("{e}"))?
                     }
+                    None => anyhow::bail!(
+                        "no log key at {}: replicas sharing a database must share one key file; \
+                         make one with `govit log keygen` and give it to every replica (--log-key)",
+                        key_file.display()
+                    ),
                 };
                 tracing::info!(path = %key_file.display(), "wrote the log signing key");
                 key
@@ -243,6 +251,18 @@ impl govit_platform::metrics::Gauges for ExpertsService {
     }
 }
 
+/// What `open_with_key_file` does when the key file is not there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingKeyFile {
+    /// An error: the file was configured, and a wrong path must not start a new log identity.
+    Refuse,
+    /// Written from the key an earlier version kept in the database (so the log keeps its
+    /// identity); an error when there is none. For a database replicas share.
+    FromDatabase,
+    /// As `FromDatabase`, or else a fresh key: one process on its own database.
+    FromDatabaseOrFresh,
+}
+
 /// Writes a fresh signing key to a new file `path` only its owner may read; returns the
 /// verifier key (`origin+keyid+key`) inspectors and witnesses pin.
 pub fn generate_log_key(path: &std::path::Path, origin: &str) -> anyhow::Result<String> {
@@ -260,19 +280,7 @@ pub fn generate_log_key(path: &std::path::Path, origin: &str) -> anyhow::Result<
 
 /// Writes `key` as PKCS#8 PEM to a new file only its owner may read.
 fn write_key_file(path: &std::path::Path, key: &SigningKey) -> anyhow::Result<()> {
-    use std::io::Write;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
     let pem = govit_draw::note::signing_key_to_pem(key).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .map_err(|e| anyhow::anyhow!("writing the log key {}: {e}", path.display()))?;
-    file.write_all(pem.as_bytes())?;
-    file.sync_all()?;
-    Ok(())
+    govit_platform::secret_file::create(path, pem.as_bytes())
+        .map_err(|e| anyhow::anyhow!("writing the log key: {e:#}"))
 }

@@ -103,7 +103,7 @@ impl Interceptor for BearerToken {
 
 /// A channel that connects on first use and reconnects after the peer restarts, so a service
 /// can start before the services it calls.
-pub fn lazy_channel(url: &str, tls: Option<&ClientTlsConfig>) -> anyhow::Result<Channel> {
+pub fn lazy_channel(url: &str, tls: Option<&crate::tls::PeerTls>) -> anyhow::Result<Channel> {
     Ok(endpoint(url, tls)?
         .connect_timeout(std::time::Duration::from_secs(5))
         .timeout(std::time::Duration::from_secs(30))
@@ -113,13 +113,13 @@ pub fn lazy_channel(url: &str, tls: Option<&ClientTlsConfig>) -> anyhow::Result<
 
 /// The endpoint of `url`: over TLS for `https://` (with `tls`, or the system's roots), in
 /// plaintext for `http://`.
-pub fn endpoint(url: &str, tls: Option<&ClientTlsConfig>) -> anyhow::Result<Endpoint> {
+pub fn endpoint(url: &str, tls: Option<&crate::tls::PeerTls>) -> anyhow::Result<Endpoint> {
     let endpoint = Endpoint::from_shared(url.to_owned())?;
     if !url.starts_with("https://") {
         return Ok(endpoint);
     }
     let tls = tls
-        .cloned()
+        .map(|t| t.config().clone())
         .unwrap_or_else(|| ClientTlsConfig::new().with_native_roots());
     Ok(endpoint.tls_config(tls)?)
 }

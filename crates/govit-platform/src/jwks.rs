@@ -15,6 +15,10 @@ use jsonwebtoken::{Algorithm, DecodingKey, jwk::JwkSet};
 /// with made-up key ids must not become a flood of requests to the provider.
 const MIN_REFETCH: Duration = Duration::from_secs(5);
 
+/// How far behind this machine's the provider's clock may be, for telling a key rotated in
+/// since the last fetch from one retired.
+const ISSUER_CLOCK_SKEW: u64 = 60;
+
 /// One verifying key of the set, with the algorithm it verifies.
 #[derive(Clone)]
 pub struct Key {
@@ -91,10 +95,12 @@ impl Jwks {
         if let Some(key) = fetched.keys.get(kid) {
             return Ok(key.clone());
         }
-        if fetched.at > issued {
+        // Either way the set is fetched again (at most every few seconds): the provider's clock
+        // may be behind this one's.
+        self.wake.notify_one();
+        if fetched.at > issued.saturating_add(ISSUER_CLOCK_SKEW) {
             return Err(Missing::NotPublished);
         }
-        self.wake.notify_one();
         Err(Missing::NotYetSeen)
     }
 

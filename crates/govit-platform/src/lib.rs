@@ -16,6 +16,7 @@ pub mod outbox;
 pub mod paging;
 pub mod reads;
 pub mod resident_id;
+pub mod secret_file;
 pub mod server;
 pub mod telemetry;
 pub mod time;

@@ -107,12 +107,49 @@ pub struct Metrics<S> {
     inner: S,
 }
 
+/// Every method served: govit's, health's and reflection's, as `/package.Service/Method`.
+static KNOWN_METHODS: std::sync::LazyLock<std::collections::HashSet<String>> =
+    std::sync::LazyLock::new(|| {
+        use prost::Message;
+        let mut known = std::collections::HashSet::new();
+        for encoded in [
+            govit_proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+        ] {
+            let Ok(set) = prost_types::FileDescriptorSet::decode(encoded) else {
+                continue;
+            };
+            for file in set.file {
+                for service in &file.service {
+                    for method in &service.method {
+                        known.insert(format!(
+                            "/{}.{}/{}",
+                            file.package(),
+                            service.name(),
+                            method.name()
+                        ));
+                    }
+                }
+            }
+        }
+        for reflection in ["grpc.reflection.v1", "grpc.reflection.v1alpha"] {
+            known.insert(format!(
+                "/{reflection}.ServerReflection/ServerReflectionInfo"
+            ));
+        }
+        known
+    });
+
 /// `/govit.projects.v1.ProjectService/GetProject` → (`govit.projects.v1.ProjectService`,
-/// `GetProject`); None for a path that is not a gRPC method (a log tile).
-fn method_of(path: &str) -> Option<(String, String)> {
-    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
-    (!service.is_empty() && !method.is_empty() && !method.contains('/'))
-        .then(|| (service.to_owned(), method.to_owned()))
+/// `GetProject`). Any other path a client sends is labelled `unknown`: labels come from a
+/// fixed set, or anyone could grow the metrics without bound by calling made-up methods.
+fn method_of(path: &str) -> (String, String) {
+    match path.strip_prefix('/').and_then(|p| p.split_once('/')) {
+        Some((service, method)) if KNOWN_METHODS.contains(path) => {
+            (service.to_owned(), method.to_owned())
+        }
+        _ => ("unknown".to_owned(), "unknown".to_owned()),
+    }
 }
 
 fn status_of(headers: &http::HeaderMap) -> Option<tonic::Code> {
@@ -160,10 +197,19 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let call = method_of(request.uri().path()).map(|(service, method)| Call {
-            service,
-            method,
-            started: Instant::now(),
+        // Only gRPC calls: the plain-HTTP routes beside them (log tiles) are not counted here.
+        let grpc = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("application/grpc"));
+        let call = grpc.then(|| {
+            let (service, method) = method_of(request.uri().path());
+            Call {
+                service,
+                method,
+                started: Instant::now(),
+            }
         });
         let future = self.inner.call(request);
         Box::pin(async move {
@@ -246,17 +292,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn methods_are_read_from_grpc_paths_only() {
+    fn only_methods_served_get_their_own_labels() {
         assert_eq!(
             method_of("/govit.projects.v1.ProjectService/GetProject"),
-            Some((
+            (
                 "govit.projects.v1.ProjectService".into(),
                 "GetProject".into()
-            ))
+            )
         );
-        assert_eq!(method_of("/checkpoint"), None);
-        assert_eq!(method_of("/tile/0/000"), None);
-        assert_eq!(method_of("/"), None);
+        assert_eq!(
+            method_of("/grpc.health.v1.Health/Check"),
+            ("grpc.health.v1.Health".into(), "Check".into())
+        );
+        let unknown = ("unknown".to_owned(), "unknown".to_owned());
+        assert_eq!(
+            method_of("/govit.projects.v1.ProjectService/MadeUp"),
+            unknown
+        );
+        assert_eq!(method_of("/a/b"), unknown);
+        assert_eq!(method_of("/"), unknown);
     }
 
     #[test]

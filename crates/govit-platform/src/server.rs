@@ -233,14 +233,21 @@ pub async fn serve(
         );
     // Once draining, the server stops when its last call ends: an idle connection a client
     // keeps open (as gateways and load balancers do) must not hold the process for the whole
-    // drain.
+    // drain. The last reply's frames get a moment to reach the wire (its body ended as it was
+    // handed to the connection, not as it was sent), and the connections their GOAWAY.
     let calls_done = async {
         options.drain.started().await;
         in_flight.none().await;
     };
+    let mut serving = std::pin::pin!(serving);
     tokio::select! {
-        served = serving => served?,
-        _ = calls_done => tracing::info!("no call in flight; stopped"),
+        served = &mut serving => served?,
+        _ = calls_done => {
+            if let Ok(served) = tokio::time::timeout(FLUSH_GRACE, &mut serving).await {
+                served?;
+            }
+            tracing::info!("no call in flight; stopped");
+        }
         _ = deadline => tracing::warn!(
             seconds = timeout.as_secs(),
             "calls still in flight when the drain ended; stopping anyway"
@@ -248,6 +255,10 @@ pub async fn serve(
     }
     Ok(())
 }
+
+/// How long a drained server keeps its connections once no call is in flight, for the last
+/// replies to be written out.
+const FLUSH_GRACE: Duration = Duration::from_millis(250);
 
 /// The calls being served, from their arrival to the end of their response body (a stream is
 /// in flight until it ends).

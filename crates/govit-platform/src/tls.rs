@@ -44,8 +44,25 @@ impl ServerTlsFiles {
     }
 }
 
+/// How this process calls `https://` services, loaded. Its Debug shows nothing: the client
+/// identity holds a private key, and settings are printed in debugging.
+#[derive(Clone)]
+pub struct PeerTls(ClientTlsConfig);
+
+impl std::fmt::Debug for PeerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerTls(..)")
+    }
+}
+
+impl PeerTls {
+    pub fn config(&self) -> &ClientTlsConfig {
+        &self.0
+    }
+}
+
 impl ClientTlsFiles {
-    pub fn load(&self) -> anyhow::Result<ClientTlsConfig> {
+    pub fn load(&self) -> anyhow::Result<PeerTls> {
         let mut config = ClientTlsConfig::new();
         config = match &self.ca {
             Some(ca) => config.ca_certificate(Certificate::from_pem(read(ca, "peer CA")?)),
@@ -57,6 +74,6 @@ impl ClientTlsFiles {
                 read(key, "client key")?,
             ));
         }
-        Ok(config)
+        Ok(PeerTls(config))
     }
 }

@@ -83,7 +83,7 @@ pub struct Peers {
     pub projects_url: String,
     pub service_token: BearerToken,
     /// How `https://` peers are called.
-    pub tls: Option<tonic::transport::ClientTlsConfig>,
+    pub tls: Option<govit_platform::tls::PeerTls>,
 }
 
 /// The raw channels to the other services, for their health.

@@ -83,7 +83,11 @@ impl SchedulingService {
                 }
                 // The retry is after the pass started, so one pass never takes a review twice.
                 let retry = to_stored(now().max(started) + ADVANCE_RETRY);
-                next_wake(&self.db, id, &retry).await?;
+                let mut tx = self.begin().await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                next_wake(&mut tx, id, &retry)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                tx.commit().await?;
             }
             if due.len() < 100 {
                 return Ok(());

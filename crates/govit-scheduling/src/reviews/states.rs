@@ -170,12 +170,17 @@ pub async fn wake_review(tx: &mut Tx, id: &str) -> ServiceResult<()> {
     Ok(())
 }
 
-/// After the worker took the review as far as it could: when it should look again, as the
-/// review's rows now say. Nothing pending (no draw left to execute, or the review left the open
-/// states): never, until an event wakes it. A draw not yet executed (it waits for its witness's
-/// entropy, or failed): at `retry`. Being derived from the rows, not from what the pass saw, a
-/// change that raced the pass is never slept through.
-pub async fn next_wake(db: &govit_platform::Db, id: &str, retry: &str) -> ServiceResult<()> {
+/// Inside `tx`, after the worker took the review as far as it could: when it should look
+/// again, as the review's rows now say. Nothing pending (no draw left to execute, or the review
+/// left the open states): never, until an event wakes it. A draw not yet executed (it waits for
+/// its witness's entropy, or failed): at `retry`. The review's row is taken first, so that the
+/// rows read are those committed by now (PostgreSQL reads a statement's subqueries as of its
+/// start): a draw added by a change that raced the pass is never slept through.
+pub async fn next_wake(tx: &mut Tx, id: &str, retry: &str) -> ServiceResult<()> {
+    sqlx::query("UPDATE reviews SET wake_at = wake_at WHERE id = $1")
+        .bind(id.to_owned())
+        .execute(&mut **tx)
+        .await?;
     sqlx::query(AssertSqlSafe(format!(
         "UPDATE reviews SET wake_at = CASE \
            WHEN state NOT IN ({open}) THEN NULL \
@@ -188,7 +193,7 @@ pub async fn next_wake(db: &govit_platform::Db, id: &str, retry: &str) -> Servic
     )))
     .bind(id.to_owned())
     .bind(retry.to_owned())
-    .execute(&db.pool)
+    .execute(&mut **tx)
     .await?;
     Ok(())
 }
