@@ -1058,3 +1058,15 @@ impl System {
         .await;
     }
 }
+
+/// Makes the project `name` (`projects/{code}`) as old as if it had been created on 1 January
+/// 2026, as the clock would have: tests record inspections on fixed past dates, which must not
+/// precede the project.
+pub async fn backdate_project(db: &govit_platform::Db, name: &str) {
+    sqlx::query("UPDATE projects SET create_time = $1 WHERE code = $2")
+        .bind("2026-01-01T00:00:00.000000Z")
+        .bind(name.trim_start_matches("projects/").to_owned())
+        .execute(&db.pool)
+        .await
+        .unwrap();
+}

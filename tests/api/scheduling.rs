@@ -911,6 +911,7 @@ async fn rectification_deadlines_count_working_days_on_the_holiday_calendar() {
         .await
         .unwrap()
         .into_inner();
+    backdate_project(system.projects.db(), &p.name).await;
     let inspection = system
         .projects_client(Role::Office)
         .create_inspection(pb::CreateInspectionRequest {
@@ -1104,4 +1105,60 @@ async fn experts_are_reminded_of_their_meeting_once_and_again_when_it_moves() {
         b
     };
     assert_eq!(meeting_reminders(&system).await, both);
+}
+
+#[tokio::test]
+async fn a_year_lists_its_festivals_weekend_days_as_the_working_day_query_names_them() {
+    let mut system = spawn_system(DrawPolicy::default()).await;
+    let national_day_sunday = Some(Date {
+        year: 2026,
+        month: 10,
+        day: 4,
+    });
+    let listed = |year: spb::CalendarYear| {
+        year.days
+            .into_iter()
+            .find(|d| d.date == national_day_sunday)
+            .map(|d| (d.kind, d.name))
+    };
+    let year = system
+        .scheduling_client(Role::Applicant)
+        .get_calendar_year(spb::GetCalendarYearRequest { year: 2026 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        listed(year),
+        Some((spb::DayKind::Holiday as i32, "国庆节".to_owned()))
+    );
+    let day = system
+        .scheduling_client(Role::Applicant)
+        .is_working_day(spb::IsWorkingDayRequest {
+            date: national_day_sunday,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (day.working_day, day.kind, day.name.as_str()),
+        (false, spb::DayKind::Holiday as i32, "国庆节")
+    );
+    // A database seeded before the weekend days were listed gets them at its next start,
+    // without a new calendar version: no working day changed.
+    sqlx::query("DELETE FROM calendar_days WHERE day = '2026-10-04'")
+        .execute(&system.scheduling.db().pool)
+        .await
+        .unwrap();
+    system.restart_scheduling().await;
+    let year = system
+        .scheduling_client(Role::Applicant)
+        .get_calendar_year(spb::GetCalendarYearRequest { year: 2026 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(year.version, 1);
+    assert_eq!(
+        listed(year),
+        Some((spb::DayKind::Holiday as i32, "国庆节".to_owned()))
+    );
 }

@@ -379,8 +379,8 @@ async fn variance_and_risk_follow_the_milestones() {
             parent: p.name.clone(),
             milestone: Some(pb::Milestone {
                 display_name: "A".into(),
-                planned_start_date: date(2027, 3, 1),
-                planned_end_date: date(2027, 3, 10),
+                planned_start_date: date(2026, 3, 1),
+                planned_end_date: date(2026, 3, 10),
                 planned_cost_fen: 1_000_000,
                 ..Default::default()
             }),
@@ -390,7 +390,7 @@ async fn variance_and_risk_follow_the_milestones() {
         .into_inner();
     assert_eq!(
         a.projected_end_date,
-        date(2027, 3, 10),
+        date(2026, 3, 10),
         "the forecast starts at the plan"
     );
     applicant
@@ -399,9 +399,9 @@ async fn variance_and_risk_follow_the_milestones() {
             parent: p.name.clone(),
             milestone: Some(pb::Milestone {
                 display_name: "B".into(),
-                planned_start_date: date(2027, 3, 11),
-                planned_end_date: date(2027, 3, 30),
-                projected_end_date: date(2027, 4, 4),
+                planned_start_date: date(2026, 3, 11),
+                planned_end_date: date(2026, 3, 30),
+                projected_end_date: date(2026, 4, 4),
                 planned_cost_fen: 2_000_000,
                 projected_cost_fen: 2_300_000,
                 ..Default::default()
@@ -431,7 +431,7 @@ async fn variance_and_risk_follow_the_milestones() {
     assert_eq!(green.schedule_color, pb::RiskColor::Yellow as i32);
 
     let mut done = a.clone();
-    done.actual_end_date = date(2027, 3, 12);
+    done.actual_end_date = date(2026, 3, 12);
     done.actual_cost_fen = 1_100_000;
     applicant
         .clone()
@@ -487,7 +487,7 @@ async fn variance_and_risk_follow_the_milestones() {
             name: p.name.clone(),
             rating: pb::RiskColor::Red as i32,
             comment: "contractor short of staff".into(),
-            rating_date: date(2027, 4, 1),
+            rating_date: date(2026, 4, 1),
         })
         .await
         .unwrap();
@@ -506,7 +506,7 @@ async fn variance_and_risk_follow_the_milestones() {
             name: p.name.clone(),
             rating: 1,
             comment: "x".into(),
-            rating_date: date(2027, 4, 1),
+            rating_date: date(2026, 4, 1),
         })
         .await
         .unwrap_err();
@@ -622,6 +622,7 @@ async fn a_snapshot_is_frozen_and_taken_once_a_month() {
 async fn inspections_track_findings_to_rectification_and_records_show_them() {
     let app = spawn_app().await;
     let p = under_construction(&app).await;
+    backdate_project(app.service.db(), &p.name).await;
     let office = app.client(Role::Office);
     let inspection = office
         .clone()
@@ -1113,4 +1114,115 @@ async fn an_empty_month_is_taken_once_too() {
         .await
         .unwrap_err();
     assert_eq!(again.code(), Code::AlreadyExists);
+}
+
+#[tokio::test]
+async fn an_inspections_findings_are_listed_in_the_order_they_were_recorded() {
+    let app = spawn_app().await;
+    let p = under_construction(&app).await;
+    backdate_project(app.service.db(), &p.name).await;
+    let findings: Vec<pb::Finding> = (1..=12)
+        .map(|i| pb::Finding {
+            description: format!("finding {i}"),
+            severity: pb::FindingSeverity::Low as i32,
+            rectification_required: "fix it".into(),
+            // Later findings due sooner: the order is the recorded one, not the due dates'.
+            deadline_working_days: 20 - i,
+            ..Default::default()
+        })
+        .collect();
+    let inspection = app
+        .client(Role::Office)
+        .create_inspection(pb::CreateInspectionRequest {
+            parent: p.name.clone(),
+            inspection: Some(pb::Inspection {
+                inspection_date: date(2026, 11, 27),
+                scopes: vec![pb::InspectionScope::Quality as i32],
+                participants: vec!["City Finance Bureau".into()],
+                findings,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let listed: Vec<String> = inspection
+        .findings
+        .iter()
+        .map(|f| f.name.rsplit('/').next().unwrap().to_owned())
+        .collect();
+    let expected: Vec<String> = (1..=12).map(|i| i.to_string()).collect();
+    assert_eq!(listed, expected);
+    assert_eq!(inspection.findings[9].description, "finding 10");
+}
+
+#[tokio::test]
+async fn records_of_what_happened_are_dated_within_the_projects_life() {
+    let app = spawn_app().await;
+    let p = under_construction(&app).await;
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
+        .date_naive();
+    let day = |d: chrono::NaiveDate| govit_platform::time::date_to_proto(d);
+    let inspect = |on: chrono::NaiveDate| {
+        let mut office = app.client(Role::Office);
+        let parent = p.name.clone();
+        async move {
+            office
+                .create_inspection(pb::CreateInspectionRequest {
+                    parent,
+                    inspection: Some(pb::Inspection {
+                        inspection_date: Some(day(on)),
+                        scopes: vec![pb::InspectionScope::Quality as i32],
+                        participants: vec!["City Audit Bureau".into()],
+                        ..Default::default()
+                    }),
+                })
+                .await
+        }
+    };
+    // The project was created today: an inspection the day before, or tomorrow, did not happen.
+    for refused in [today.pred_opt().unwrap(), today.succ_opt().unwrap()] {
+        let status = inspect(refused).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{refused}");
+        assert_eq!(violated_fields(&status), ["inspection.inspection_date"]);
+    }
+    inspect(today).await.unwrap();
+
+    // A milestone is not completed (nor started) ahead of time.
+    let milestone = |start: chrono::NaiveDate, end: Option<chrono::NaiveDate>| pb::Milestone {
+        display_name: "build".into(),
+        planned_start_date: date(2026, 1, 1),
+        planned_end_date: date(2027, 1, 1),
+        planned_cost_fen: 10,
+        actual_start_date: Some(day(start)),
+        actual_end_date: end.map(day),
+        actual_cost_fen: 10,
+        ..Default::default()
+    };
+    let tomorrow = today.succ_opt().unwrap();
+    for (m, field) in [
+        (
+            milestone(today, Some(tomorrow)),
+            "milestone.actual_end_date",
+        ),
+        (milestone(tomorrow, None), "milestone.actual_start_date"),
+    ] {
+        let status = app
+            .client(Role::Applicant)
+            .create_milestone(pb::CreateMilestoneRequest {
+                parent: p.name.clone(),
+                milestone: Some(m),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(violated_fields(&status), [field]);
+    }
+    app.client(Role::Applicant)
+        .create_milestone(pb::CreateMilestoneRequest {
+            parent: p.name.clone(),
+            milestone: Some(milestone(today, Some(today))),
+        })
+        .await
+        .unwrap();
 }

@@ -317,6 +317,29 @@ async fn rectify(tx: &mut Tx, r: &Rectification) -> ServiceResult<bool> {
     Ok(done.rows_affected() > 0)
 }
 
+/// An inspection records what happened: not before the project existed, not in the future.
+fn check_within_life(project_created: &str, day: NaiveDate) -> ServiceResult<()> {
+    let created = govit_platform::time::from_stored(project_created)
+        .map_err(internal)?
+        .with_timezone(&govit_platform::time::beijing())
+        .date_naive();
+    let field = "inspection.inspection_date";
+    if day < created {
+        return Err(ServiceError::field(
+            field,
+            format!("{day} is before the project was created ({created})"),
+        ));
+    }
+    let today = govit_platform::time::beijing_today();
+    if day > today {
+        return Err(ServiceError::field(
+            field,
+            format!("{day} is in the future (today is {today} in Beijing)"),
+        ));
+    }
+    Ok(())
+}
+
 impl ProjectsService {
     pub(crate) async fn record_inspection(
         &self,
@@ -324,6 +347,7 @@ impl ProjectsService {
         inspection: NewInspection,
     ) -> ServiceResult<pb::Inspection> {
         let project = self.visible_project(caller, &inspection.code).await?;
+        check_within_life(&project.create_time, inspection.inspection_date)?;
         let id = new_id();
         let mut dues = Vec::new();
         for f in &inspection.findings {
@@ -418,7 +442,13 @@ impl ProjectsService {
         let mut findings = self
             .findings_where("inspection_id = $1", vec![id.to_owned()])
             .await?;
-        findings.sort_by(|a, b| a.name.cmp(&b.name));
+        // In the order they were recorded: findings/2 before findings/10.
+        findings.sort_by_key(|f| {
+            f.name
+                .rsplit('/')
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+        });
         Ok(pb::Inspection {
             name,
             inspection_date: Some(date_to_proto(

@@ -197,6 +197,21 @@ impl MilestoneRow {
                 "must not be before actual_start_date",
             );
         }
+        // Actual dates record what happened: a milestone is not started or completed ahead.
+        let today = govit_platform::time::date_to_stored(govit_platform::time::beijing_today());
+        for (field, day) in [
+            ("milestone.actual_start_date", &self.actual_start),
+            ("milestone.actual_end_date", &self.actual_end),
+        ] {
+            if let Some(day) = day
+                && *day > today
+            {
+                v.add(
+                    field,
+                    format!("{day} is in the future (today is {today} in Beijing)"),
+                );
+            }
+        }
     }
 }
 

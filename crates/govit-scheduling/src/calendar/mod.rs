@@ -65,7 +65,9 @@ pub fn seed_days(year: i32) -> Vec<(NaiveDate, Kind, &'static str)> {
         ));
         if is_weekend(d) && kind.is_workday() {
             out.push((d, Kind::MakeupWorkday, source_name(kind)));
-        } else if !is_weekend(d) && kind.is_holiday() {
+        } else if kind.is_holiday() && kind != Source::NormalHoliday {
+            // A festival's weekend days too: they are off either way, but a calendar lists
+            // them under the festival's name, as the State Council notice does.
             out.push((d, Kind::Holiday, source_name(kind)));
         }
         d = d.succ_opt().unwrap_or(d);
@@ -87,10 +89,22 @@ pub async fn seed(db: &Db) -> anyhow::Result<()> {
         .bind(pb::CalendarStatus::Official.as_stored())
         .execute(&mut *tx)
         .await?;
-        if inserted.rows_affected() == 1 {
+        // A year still as seeded (office never imported it) also gets the days a newer seed
+        // adds — the festivals' weekend days, which change no working day and so no version.
+        let still_seeded = inserted.rows_affected() == 1
+            || sqlx::query(
+                "SELECT 1 FROM calendar_years WHERE year = $1 AND source = $2 AND version = 1",
+            )
+            .bind(i64::from(year))
+            .bind(SEED_SOURCE)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if still_seeded {
             for (day, kind, name) in seed_days(year) {
                 sqlx::query(
-                    "INSERT INTO calendar_days (day, year, kind, name) VALUES ($1, $2, $3, $4)",
+                    "INSERT INTO calendar_days (day, year, kind, name) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (day) DO NOTHING",
                 )
                 .bind(day.to_string())
                 .bind(i64::from(year))
@@ -261,7 +275,27 @@ mod tests {
         for day in makeup {
             assert_eq!(days.get(&d(day)), Some(&Kind::MakeupWorkday), "{day}");
         }
-        // Weekday holidays only (weekend holidays need no entry).
+        // The festivals' weekend days are listed too, named; ordinary weekends are not.
+        for (day, name) in [
+            ("2026-01-03", "元旦"),
+            ("2026-02-21", "春节"),
+            ("2026-10-03", "国庆节"),
+            ("2026-10-04", "国庆节"),
+        ] {
+            assert!(
+                seed_days(2026).contains(&(d(day), Kind::Holiday, name)),
+                "{day}"
+            );
+        }
+        assert!(
+            !seed_days(2026)
+                .iter()
+                .any(|(day, _, _)| *day == d("2026-03-07"))
+        );
+        let weekend_holidays = seed_days(2026)
+            .iter()
+            .filter(|(day, kind, _)| is_weekend(*day) && *kind == Kind::Holiday)
+            .count();
         let holidays = [
             "2026-01-01",
             "2026-01-02",
@@ -288,7 +322,7 @@ mod tests {
         }
         assert_eq!(
             days.len(),
-            makeup.len() + holidays.len(),
+            makeup.len() + holidays.len() + weekend_holidays,
             "no other 2026 day differs from Monday to Friday"
         );
     }
