@@ -400,11 +400,15 @@ fn log_settings(args: &GlobalArgs, file: &FileConfig) -> anyhow::Result<LogSetti
     })
 }
 
+/// The flag's path, else the file's.
+fn pick(flag: &Option<PathBuf>, file: &Option<PathBuf>) -> Option<PathBuf> {
+    flag.clone().or_else(|| file.clone())
+}
+
 fn server_tls(
     args: &GlobalArgs,
     file: &FileConfig,
 ) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
-    let pick = |flag: &Option<PathBuf>, key: &Option<PathBuf>| flag.clone().or_else(|| key.clone());
     let cert = pick(&args.tls_cert, &file.tls.cert);
     let key = pick(&args.tls_key, &file.tls.key);
     let client_ca = pick(&args.tls_client_ca, &file.tls.client_ca);
@@ -426,7 +430,6 @@ fn peer_tls(
     args: &GlobalArgs,
     file: &FileConfig,
 ) -> anyhow::Result<Option<govit_platform::tls::PeerTls>> {
-    let pick = |flag: &Option<PathBuf>, key: &Option<PathBuf>| flag.clone().or_else(|| key.clone());
     let ca = pick(&args.peer_ca, &file.tls.peer_ca);
     let identity = match (
         pick(&args.peer_cert, &file.tls.peer_cert),

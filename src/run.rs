@@ -260,7 +260,9 @@ async fn open_registry(
     let (key_file, missing) = match &settings.log.key_file {
         Some(path) => (path.clone(), MissingKeyFile::Refuse),
         // Replicas of a PostgreSQL registry would each make a key of their own.
-        None if database_url.starts_with("postgres") => {
+        None if govit_platform::db::Backend::of_url(database_url)?
+            == govit_platform::db::Backend::Postgres =>
+        {
             (default_file, MissingKeyFile::FromDatabase)
         }
         None => (default_file, MissingKeyFile::FromDatabaseOrFresh),
@@ -272,7 +274,7 @@ async fn open_registry(
         missing,
     )
     .await?
-    .with_log(&settings.log.origin, None)?
+    .with_log(&settings.log.origin)?
     .with_witnesses(settings.log.witnesses.clone()))
 }
 

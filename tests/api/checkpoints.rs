@@ -53,7 +53,7 @@ async fn registry_with_draws(
     let service = ExpertsService::open(database_url, policy())
         .await
         .unwrap()
-        .with_log(ORIGIN, None)
+        .with_log(ORIGIN)
         .unwrap()
         .with_witnesses(witnesses);
     let r = serve_registry(service, database_url).await;
@@ -216,7 +216,7 @@ async fn two_witnesses_cosign_and_a_rewritten_history_is_refused_by_them_and_the
     let vkey = ExpertsService::open(&url, policy())
         .await
         .unwrap()
-        .with_log(ORIGIN, None)
+        .with_log(ORIGIN)
         .unwrap()
         .log_vkey();
     let (finance, finance_state) =
@@ -345,7 +345,7 @@ async fn a_head_cosigned_by_two_witness_processes_verifies_from_a_static_export(
     let vkey = ExpertsService::open(&url, policy())
         .await
         .unwrap()
-        .with_log(ORIGIN, None)
+        .with_log(ORIGIN)
         .unwrap()
         .log_vkey();
     let mut peers = Vec::new();

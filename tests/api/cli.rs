@@ -629,8 +629,9 @@ async fn the_admin_listener_serves_call_outbox_pool_log_and_draw_metrics() {
         "histograms have buckets"
     );
     // The demo's two panels were drawn and its log holds their entries.
-    assert!(
-        sample(&page, r#"govit_draw_duration_seconds_count{outcome="ok"}"#) >= Some(2.0),
+    assert_eq!(
+        sample(&page, r#"govit_draw_duration_seconds_count{outcome="ok"}"#),
+        Some(2.0),
         "{page}"
     );
     assert!(sample(&page, "govit_log_entries") >= Some(2.0), "{page}");

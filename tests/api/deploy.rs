@@ -48,6 +48,15 @@ fn kind<'a>(docs: &'a [Yaml], kind: &str) -> &'a Yaml {
         .unwrap_or_else(|| panic!("no {kind}"))
 }
 
+/// A YAML list of strings.
+fn strings(list: &Yaml) -> Vec<&str> {
+    list.as_vec()
+        .unwrap()
+        .iter()
+        .filter_map(Yaml::as_str)
+        .collect()
+}
+
 fn port_of(address: &str) -> u16 {
     address
         .rsplit(':')
@@ -115,8 +124,13 @@ fn the_dockerfile_builds_in_one_stage_and_runs_unprivileged_in_another() {
         !user.starts_with('0') && !user.starts_with("root"),
         "{user}"
     );
+    let exposed: BTreeSet<u16> = dockerfile
+        .lines()
+        .filter_map(|l| l.strip_prefix("EXPOSE "))
+        .flat_map(|ports| ports.split_whitespace().map(|p| p.parse().unwrap()))
+        .collect();
     for (_, port, _) in SERVICES {
-        assert!(dockerfile.contains(&port.to_string()), "EXPOSE {port}");
+        assert!(exposed.contains(&port), "EXPOSE {port}: {exposed:?}");
     }
 }
 
@@ -126,12 +140,7 @@ fn kubernetes_ports_probes_and_variables_agree_with_the_binary() {
     let config = documents("deploy/kubernetes/config.yaml");
     let config = kind(&config, "ConfigMap");
     let kustomization = documents("deploy/kubernetes/kustomization.yaml");
-    let listed: Vec<&str> = kustomization[0]["resources"]
-        .as_vec()
-        .unwrap()
-        .iter()
-        .filter_map(Yaml::as_str)
-        .collect();
+    let listed = strings(&kustomization[0]["resources"]);
     for (name, port, grpc) in SERVICES {
         let file = format!("deploy/kubernetes/{name}.yaml");
         assert!(listed.contains(&format!("{name}.yaml").as_str()));
@@ -144,12 +153,7 @@ fn kubernetes_ports_probes_and_variables_agree_with_the_binary() {
             labels["app.kubernetes.io/name"]
         );
         let container = &pod["spec"]["containers"][0];
-        let args: Vec<&str> = container["args"]
-            .as_vec()
-            .unwrap()
-            .iter()
-            .filter_map(Yaml::as_str)
-            .collect();
+        let args = strings(&container["args"]);
         assert_eq!(args, ["serve", name]);
         let env = environment(container, config);
         for (var, _) in &env {
@@ -241,15 +245,12 @@ fn compose_runs_the_three_services_on_postgresql_with_variables_govit_reads() {
     );
     for (name, port, _) in SERVICES {
         let service = &services[name];
-        let command: Vec<&str> = service["command"]
-            .as_vec()
-            .unwrap()
-            .iter()
-            .filter_map(Yaml::as_str)
-            .collect();
+        let command = strings(&service["command"]);
         assert_eq!(command, ["serve", name]);
         let env = service["environment"].as_hash().unwrap();
-        for key in env.keys() {
+        // yaml-rust2 leaves merge keys (`<<: *env`) unresolved: the shared block is checked too.
+        let shared = compose["x-govit"]["environment"].as_hash().unwrap();
+        for key in env.keys().chain(shared.keys()) {
             let key = key.as_str().unwrap();
             assert!(key == "<<" || known.contains(key), "{name}: {key}");
         }
@@ -307,12 +308,7 @@ async fn each_service_started_as_its_manifest_says_answers_its_readiness_probe()
             command.env(var, value);
         }
         std::fs::create_dir_all(&data).unwrap();
-        let args: Vec<&str> = container["args"]
-            .as_vec()
-            .unwrap()
-            .iter()
-            .filter_map(Yaml::as_str)
-            .collect();
+        let args = strings(&container["args"]);
         let mut child = command
             .args(&args)
             .stdout(Stdio::null())

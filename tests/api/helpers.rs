@@ -493,6 +493,26 @@ pub async fn spawn_registry_on(database_url: &str, policy: DrawPolicy) -> Regist
 }
 
 /// Serves a registry opened (and configured) by the caller.
+/// Serves `routes` on a free loopback port until the test ends; the address, and a channel
+/// connected to it.
+pub async fn serve_on_free_port(
+    routes: tonic::service::Routes,
+    options: &ServerOptions,
+) -> (SocketAddr, Channel) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let options = options.clone();
+    tokio::spawn(async move {
+        govit_platform::server::serve(listener, routes, &options, std::future::pending()).await
+    });
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    (addr, channel)
+}
+
 pub async fn serve_registry(service: ExpertsService, database_url: &str) -> Registry {
     let auth = Authenticator::new(&VerificationKey::Hs256(KEY.to_vec())).unwrap();
     let routes = service
@@ -500,22 +520,7 @@ pub async fn serve_registry(service: ExpertsService, database_url: &str) -> Regi
         .routes(auth, &ServerOptions::default())
         .await
         .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        govit_platform::server::serve(
-            listener,
-            routes,
-            &ServerOptions::default(),
-            std::future::pending(),
-        )
-        .await
-    });
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let (addr, channel) = serve_on_free_port(routes, &ServerOptions::default()).await;
     Registry {
         addr,
         channel,

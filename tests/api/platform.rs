@@ -99,17 +99,7 @@ async fn all_three_services_report_serving_and_list_themselves_without_a_token()
         (experts, "govit.experts.v1.ExpertRegistryService"),
         (scheduling, "govit.scheduling.v1.ReviewSchedulingService"),
     ] {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let options = options.clone();
-        tokio::spawn(async move {
-            govit_platform::server::serve(listener, routes, &options, std::future::pending()).await
-        });
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let (_, channel) = serve_on_free_port(routes, &options).await;
         assert_eq!(
             health(channel.clone(), name).await,
             ServingStatus::Serving as i32,
@@ -474,16 +464,7 @@ async fn a_caller_over_its_rate_is_refused_with_a_retry_time_and_others_are_not(
             burst: 3.0,
         });
     let routes = registry.routes(auth, &options).await.unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        govit_platform::server::serve(listener, routes, &options, std::future::pending()).await
-    });
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let (addr, channel) = serve_on_free_port(routes, &options).await;
     let client = |role: Role| {
         let bearer: tonic::metadata::MetadataValue<_> =
             format!("Bearer {}", token(role, None, None))
@@ -541,10 +522,6 @@ async fn a_caller_over_its_rate_is_refused_with_a_retry_time_and_others_are_not(
     // Another subject has its own bucket; the services' own token is not limited at all.
     head(Role::Office).await.unwrap();
     for _ in 0..10 {
-        let answer = head(Role::Service).await;
-        assert_ne!(
-            answer.err().map(|s| s.code()),
-            Some(tonic::Code::ResourceExhausted)
-        );
+        head(Role::Service).await.unwrap();
     }
 }

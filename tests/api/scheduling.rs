@@ -15,7 +15,10 @@ use tonic::Code;
 
 use crate::{
     helpers::*,
-    system::{accepted_for_review, confirm_all, preliminary_scores, seed_pool, slot, the_review},
+    system::{
+        accepted_for_review, confirm_all, preliminary_scores, schedule_in_slot, seed_pool, slot,
+        the_review,
+    },
 };
 
 fn d(year: i32, month: i32, day: i32) -> Option<Date> {
@@ -1015,9 +1018,9 @@ async fn meeting_reminders(system: &System) -> Vec<String> {
     reminders
 }
 
-/// Brings the review's meeting within a day, as the clock would.
-async fn meeting_starts_soon(system: &System, review: &str) {
-    let soon = govit_platform::time::to_stored(chrono::Utc::now() + chrono::Duration::hours(2));
+/// Makes the review's meeting start `from_now`, as the clock would.
+async fn meeting_starts_in(system: &System, review: &str, from_now: chrono::Duration) {
+    let soon = govit_platform::time::to_stored(chrono::Utc::now() + from_now);
     sqlx::query("UPDATE reviews SET meeting_start = $1 WHERE id = $2")
         .bind(soon)
         .bind(review.trim_start_matches("reviews/").to_owned())
@@ -1047,57 +1050,38 @@ async fn experts_are_reminded_of_their_meeting_once_and_again_when_it_moves() {
     };
     assert_eq!(panel.len(), 2);
     let office = system.scheduling_client(Role::Office);
-    let (start, end) = slot(&system, 0).await;
-    office
-        .clone()
-        .schedule_meeting(spb::ScheduleMeetingRequest {
-            name: r.name.clone(),
-            start_time: Some(start),
-            end_time: Some(end),
-            venue: "room 3".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    schedule_in_slot(&system, &r.name, 0, "room 3", "").await;
     // A meeting more than a day away is not reminded of yet.
-    if start.seconds > (chrono::Utc::now() + chrono::Duration::hours(25)).timestamp() {
-        system.tick().await;
-        assert_eq!(meeting_reminders(&system).await, Vec::<String>::new());
-    }
+    meeting_starts_in(&system, &r.name, chrono::Duration::days(3)).await;
+    system.tick().await;
+    assert_eq!(meeting_reminders(&system).await, Vec::<String>::new());
 
-    meeting_starts_soon(&system, &r.name).await;
+    meeting_starts_in(&system, &r.name, chrono::Duration::hours(2)).await;
+    let meeting = |office: ReviewSchedulingServiceClient<_>| {
+        let name = r.name.clone();
+        let mut office = office;
+        async move {
+            office
+                .get_review(spb::GetReviewRequest { name })
+                .await
+                .unwrap()
+                .into_inner()
+                .meeting
+        }
+    };
+    let before = meeting(office.clone()).await;
     system.tick().await;
     system.tick().await;
     assert_eq!(meeting_reminders(&system).await, panel, "once per expert");
-    let seen = office
-        .clone()
-        .get_review(spb::GetReviewRequest {
-            name: r.name.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
     assert_eq!(
-        seen.meeting.unwrap().change_reason,
-        "",
+        meeting(office.clone()).await,
+        before,
         "the reminder is not part of the meeting"
     );
 
     // Moved, the meeting is reminded of afresh.
-    let (start2, end2) = slot(&system, 3).await;
-    office
-        .clone()
-        .schedule_meeting(spb::ScheduleMeetingRequest {
-            name: r.name.clone(),
-            start_time: Some(start2),
-            end_time: Some(end2),
-            venue: "room 5".into(),
-            reason: "room 3 flooded".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    meeting_starts_soon(&system, &r.name).await;
+    schedule_in_slot(&system, &r.name, 3, "room 5", "room 3 flooded").await;
+    meeting_starts_in(&system, &r.name, chrono::Duration::hours(2)).await;
     system.tick().await;
     let both: Vec<String> = {
         let mut b = [panel.clone(), panel.clone()].concat();

@@ -72,21 +72,28 @@ pub fn software_panel() -> pb::PanelRequirement {
     }
 }
 
-/// Schedules the review's meeting in the next working-day slot, and every invited expert gives
-/// an opinion recommending approval with `score` on each criterion.
-pub async fn meet_and_give_opinions(system: &System, r: &spb::Review, score: i32) {
-    let (start, end) = slot(system, 0).await;
+/// Office sets (or, with a `reason`, moves) the review's meeting to two hours in `room`, at
+/// the next working day's 9:00 plus `shift` hours (Beijing time).
+pub async fn schedule_in_slot(system: &System, review: &str, shift: i64, room: &str, reason: &str) {
+    let (start, end) = slot(system, shift).await;
     system
         .scheduling_client(Role::Office)
         .schedule_meeting(spb::ScheduleMeetingRequest {
-            name: r.name.clone(),
+            name: review.to_owned(),
             start_time: Some(start),
             end_time: Some(end),
-            venue: "room 1".into(),
+            venue: room.into(),
+            reason: reason.into(),
             ..Default::default()
         })
         .await
         .unwrap();
+}
+
+/// Schedules the review's meeting in the next working-day slot, and every invited expert gives
+/// an opinion recommending approval with `score` on each criterion.
+pub async fn meet_and_give_opinions(system: &System, r: &spb::Review, score: i32) {
+    schedule_in_slot(system, &r.name, 0, "room 1", "").await;
     for i in &r.invitations {
         system
             .expert_client(&i.expert_id)

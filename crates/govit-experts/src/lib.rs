@@ -115,10 +115,7 @@ impl ExpertsService {
                         stored
                     }
                     None if missing == MissingKeyFile::FromDatabaseOrFresh => {
-                        generate_log_key(key_file, DEFAULT_ORIGIN)?;
-                        let pem = std::fs::read_to_string(key_file)?;
-                        govit_draw::note::signing_key_from_pem(&pem)
-                            .map_err(|e| anyhow::anyhow!("{e}"))?
+                        fresh_key_file(key_file)?
                     }
                     None => anyhow::bail!(
                         "no log key at {}: replicas sharing a database must share one key file; \
@@ -155,16 +152,12 @@ impl ExpertsService {
         })
     }
 
-    /// Names the log `origin` in its checkpoints and, given a key (from a PKCS#8 PEM file),
-    /// signs heads and checkpoints with it instead of the key kept in the database.
-    pub fn with_log(mut self, origin: &str, key: Option<SigningKey>) -> anyhow::Result<Self> {
+    /// Names the log `origin` in its checkpoints.
+    pub fn with_log(mut self, origin: &str) -> anyhow::Result<Self> {
         anyhow::ensure!(
             govit_draw::note::valid_name(origin),
             "the log origin {origin:?} must be non-empty, without spaces or '+'"
         );
-        if let Some(key) = key {
-            self.key = key;
-        }
         self.log = checkpoints::LogIdentity {
             origin: origin.to_owned(),
             key: self.key.clone(),
@@ -266,16 +259,20 @@ pub enum MissingKeyFile {
 /// Writes a fresh signing key to a new file `path` only its owner may read; returns the
 /// verifier key (`origin+keyid+key`) inspectors and witnesses pin.
 pub fn generate_log_key(path: &std::path::Path, origin: &str) -> anyhow::Result<String> {
-    let mut secret = [0u8; 32];
-    getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
-    let key = SigningKey::from_bytes(&secret);
-    write_key_file(path, &key)?;
+    let key = fresh_key_file(path)?;
     Ok(checkpoints::LogIdentity {
         origin: origin.to_owned(),
         key,
     }
     .verifier()
     .vkey())
+}
+
+/// A fresh signing key, written to a new file `path` only its owner may read.
+fn fresh_key_file(path: &std::path::Path) -> anyhow::Result<SigningKey> {
+    let key = translog::fresh_signing_key()?;
+    write_key_file(path, &key)?;
+    Ok(key)
 }
 
 /// Writes `key` as PKCS#8 PEM to a new file only its owner may read.

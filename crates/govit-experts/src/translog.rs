@@ -239,12 +239,18 @@ pub async fn entries(
     Ok(rows)
 }
 
-/// The registry's signing key: made on first start, kept in the database so every replica
-/// signs with the same key. Whoever can read the database can sign heads; guard it.
-pub async fn signing_key(db: &Db) -> anyhow::Result<SigningKey> {
+/// A new Ed25519 signing key from the operating system's randomness.
+pub fn fresh_signing_key() -> anyhow::Result<SigningKey> {
     let mut secret = [0u8; 32];
     getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
-    let fresh = SigningKey::from_bytes(&secret);
+    Ok(SigningKey::from_bytes(&secret))
+}
+
+/// The registry's signing key kept in the database, made on first start (`ExpertsService::open`,
+/// for tests and tools; govit itself signs with a key file). Whoever can read the database can
+/// sign heads.
+pub async fn signing_key(db: &Db) -> anyhow::Result<SigningKey> {
+    let fresh = fresh_signing_key()?;
     let mut tx = db.begin_write().await?;
     sqlx::query(
         "INSERT INTO signing_keys (id, secret_key, public_key, create_time) VALUES (1, $1, $2, $3) \
@@ -256,14 +262,9 @@ pub async fn signing_key(db: &Db) -> anyhow::Result<SigningKey> {
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    let stored: String = sqlx::query("SELECT secret_key FROM signing_keys WHERE id = 1")
-        .fetch_one(&db.pool)
+    stored_signing_key(db)
         .await?
-        .try_get(0)?;
-    let bytes: [u8; 32] = hex::decode(stored)?
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("stored signing key is not 32 bytes"))?;
-    Ok(SigningKey::from_bytes(&bytes))
+        .ok_or_else(|| anyhow::anyhow!("the signing key was not stored"))
 }
 
 /// The signing key an earlier version kept in the database, if this one has it: a key file

@@ -257,17 +257,19 @@ impl Authenticator {
     }
 
     pub fn with_binding(key: &VerificationKey, binding: TokenBinding) -> anyhow::Result<Self> {
-        let fixed = |key| Keys::Fixed(key);
         let (keys, algorithm) = match key {
-            VerificationKey::Hs256(secret) => {
-                (fixed(DecodingKey::from_secret(secret)), Algorithm::HS256)
-            }
-            VerificationKey::Ed25519Pem(pem) => {
-                (fixed(DecodingKey::from_ed_pem(pem)?), Algorithm::EdDSA)
-            }
-            VerificationKey::RsaPem(pem) => {
-                (fixed(DecodingKey::from_rsa_pem(pem)?), Algorithm::RS256)
-            }
+            VerificationKey::Hs256(secret) => (
+                Keys::Fixed(DecodingKey::from_secret(secret)),
+                Algorithm::HS256,
+            ),
+            VerificationKey::Ed25519Pem(pem) => (
+                Keys::Fixed(DecodingKey::from_ed_pem(pem)?),
+                Algorithm::EdDSA,
+            ),
+            VerificationKey::RsaPem(pem) => (
+                Keys::Fixed(DecodingKey::from_rsa_pem(pem)?),
+                Algorithm::RS256,
+            ),
             // Each key of the set verifies the one algorithm it names (set per token below).
             VerificationKey::Jwks { url, refresh } => (
                 Keys::Published(crate::jwks::Jwks::spawn(url, *refresh)),
@@ -308,20 +310,25 @@ impl Authenticator {
                 let kid = header.kid.ok_or_else(|| {
                     ServiceError::Unauthenticated("the token names no key (kid)".into())
                 })?;
-                // Only to tell a key rotated in since the last fetch (retry) from one the
-                // provider does not publish (refused); the signature is checked below.
-                let issued = jsonwebtoken::dangerous::insecure_decode_claims::<Claims>(token)
-                    .map(|c| c.iat)
-                    .map_err(unreadable)?;
-                let key = jwks.key(&kid, issued).map_err(|missing| match missing {
-                    crate::jwks::Missing::NotYetSeen => ServiceError::Unavailable(
-                        "the token's key is not among the issuer's published keys yet; retry shortly"
-                            .into(),
-                    ),
-                    crate::jwks::Missing::NotPublished => ServiceError::Unauthenticated(
-                        "the token's key is not one the issuer publishes".into(),
-                    ),
-                })?;
+                let key = match jwks.key(&kid) {
+                    Some(key) => key,
+                    // Read unverified only to tell a key rotated in since the last fetch (retry)
+                    // from one the provider does not publish (refused).
+                    None => {
+                        let issued = jsonwebtoken::dangerous::insecure_decode_claims::<Claims>(token)
+                            .map_err(unreadable)?
+                            .iat;
+                        return Err(match jwks.missing(issued) {
+                            crate::jwks::Missing::NotYetSeen => ServiceError::Unavailable(
+                                "the token's key is not among the issuer's published keys yet; retry shortly"
+                                    .into(),
+                            ),
+                            crate::jwks::Missing::NotPublished => ServiceError::Unauthenticated(
+                                "the token's key is not one the issuer publishes".into(),
+                            ),
+                        });
+                    }
+                };
                 let mut validation = validation.clone();
                 validation.algorithms = vec![key.algorithm];
                 jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation)

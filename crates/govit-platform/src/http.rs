@@ -18,6 +18,25 @@ pub struct Reply {
 /// A reply bigger than this is not one govit's peers send.
 const MAX_REPLY_BYTES: usize = 16 << 20;
 
+type HttpsConnector =
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+
+/// The https connector, with the system's roots read once, on first use (a host without a CA
+/// bundle still speaks plain http to a witness on its own network). Clients are made per call:
+/// a pooled connection belongs to the runtime that opened it.
+fn https_connector() -> anyhow::Result<HttpsConnector> {
+    static CONNECTOR: std::sync::OnceLock<HttpsConnector> = std::sync::OnceLock::new();
+    if let Some(connector) = CONNECTOR.get() {
+        return Ok(connector.clone());
+    }
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()?
+        .https_only()
+        .enable_http1()
+        .build();
+    Ok(CONNECTOR.get_or_init(|| connector).clone())
+}
+
 /// Sends one request over HTTP/1.1 (`https://` with the system's roots) and reads the whole
 /// reply, within `timeout`.
 pub async fn request(
@@ -33,16 +52,9 @@ pub async fn request(
     }
     let request = builder.body(Full::new(bytes::Bytes::from(body)))?;
     let exchange = async {
-        // The system's roots are read only for https: a host without a CA bundle still speaks
-        // plain http to a witness on its own network.
         let response = if url.starts_with("https://") {
-            let connector = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_native_roots()?
-                .https_only()
-                .enable_http1()
-                .build();
             Client::builder(TokioExecutor::new())
-                .build::<_, Full<bytes::Bytes>>(connector)
+                .build::<_, Full<bytes::Bytes>>(https_connector()?)
                 .request(request)
                 .await?
         } else {

@@ -86,22 +86,31 @@ impl Jwks {
         jwks
     }
 
-    /// The key `kid` of a token issued at `issued` (Unix seconds). A miss asks for a refetch.
-    pub fn key(&self, kid: &str, issued: u64) -> Result<Key, Missing> {
-        let fetched = self
+    /// The key `kid`, if the set holds it.
+    pub fn key(&self, kid: &str) -> Option<Key> {
+        self.keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys
+            .get(kid)
+            .cloned()
+    }
+
+    /// Why a token issued at `issued` (Unix seconds) named a key the set does not hold; asks
+    /// for a refetch either way (at most every few seconds), since the provider's clock may be
+    /// behind this one's.
+    pub fn missing(&self, issued: u64) -> Missing {
+        self.wake.notify_one();
+        let fetched_at = self
             .keys
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(key) = fetched.keys.get(kid) {
-            return Ok(key.clone());
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .at;
+        if fetched_at > issued.saturating_add(ISSUER_CLOCK_SKEW) {
+            Missing::NotPublished
+        } else {
+            Missing::NotYetSeen
         }
-        // Either way the set is fetched again (at most every few seconds): the provider's clock
-        // may be behind this one's.
-        self.wake.notify_one();
-        if fetched.at > issued.saturating_add(ISSUER_CLOCK_SKEW) {
-            return Err(Missing::NotPublished);
-        }
-        Err(Missing::NotYetSeen)
     }
 
     /// Fetches the set and replaces the cached one; keys govit cannot use (encryption keys,

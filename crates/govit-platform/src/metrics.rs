@@ -198,12 +198,7 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         // Only gRPC calls: the plain-HTTP routes beside them (log tiles) are not counted here.
-        let grpc = request
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|t| t.starts_with("application/grpc"));
-        let call = grpc.then(|| {
+        let call = crate::server::is_grpc(request.headers()).then(|| {
             let (service, method) = method_of(request.uri().path());
             Call {
                 service,

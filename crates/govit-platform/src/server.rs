@@ -78,6 +78,14 @@ impl Drain {
     }
 }
 
+/// Whether a request is a gRPC call (or a gRPC-Web one, translated): its content type.
+pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/grpc"))
+}
+
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Health and (where `options` allow it) reflection for one service: returns the routes to add
@@ -434,11 +442,7 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let grpc = request
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|t| t.starts_with("application/grpc"));
+        let grpc = is_grpc(request.headers());
         if grpc || request.version() == http::Version::HTTP_2 {
             let future = self.web.call(request);
             Box::pin(future)
@@ -492,11 +496,7 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let grpc = request
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|t| t.starts_with("application/grpc"));
+        let grpc = is_grpc(request.headers());
         let applies = grpc && !request.headers().contains_key("grpc-timeout");
         let future = self.inner.call(request);
         if !applies {

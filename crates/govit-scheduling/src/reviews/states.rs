@@ -140,12 +140,12 @@ pub async fn move_review(
     // Into a state the worker takes further: it looks at the review on its next pass, and
     // then sets the review's next wake itself (`next_wake`).
     let wake = if OPEN_STATES.contains(&event.target()) {
-        WAKE_AT_ONCE_SQL
+        WAKE_AT_ONCE
     } else {
-        ", wake_at = NULL"
+        "NULL"
     };
     let sql = format!(
-        "UPDATE reviews SET state = $1{also}{wake} WHERE id = $2 AND state IN ({})",
+        "UPDATE reviews SET state = $1{also}, wake_at = {wake} WHERE id = $2 AND state IN ({})",
         event.sources_sql()
     );
     let mut query = sqlx::query(AssertSqlSafe(sql))
@@ -159,14 +159,16 @@ pub async fn move_review(
 
 /// `wake_at` of a review the worker should look at on its next pass: '' sorts before every
 /// stored instant.
-const WAKE_AT_ONCE_SQL: &str = ", wake_at = ''";
+const WAKE_AT_ONCE: &str = "''";
 
 /// Inside `tx`: has the worker look at the review on its next pass (a draw was added to it).
 pub async fn wake_review(tx: &mut Tx, id: &str) -> ServiceResult<()> {
-    sqlx::query("UPDATE reviews SET wake_at = '' WHERE id = $1")
-        .bind(id.to_owned())
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE reviews SET wake_at = {WAKE_AT_ONCE} WHERE id = $1"
+    )))
+    .bind(id.to_owned())
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
