@@ -121,6 +121,7 @@ pub async fn import(
     let mut client = registry(settings, remote, Role::RegistryAdmin).await?;
     let result = client
         .import_experts(epb::ImportExpertsRequest {
+            request_id: String::new(),
             format: format as i32,
             content,
             validate_only,

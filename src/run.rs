@@ -69,6 +69,7 @@ pub async fn start_service(
                     token,
                 ));
             projects.spawn_outbox_worker(scheduling, registry, WORKER_INTERVAL);
+            projects.spawn_housekeeping();
             let gauges: Arc<dyn Gauges> = Arc::new(projects.clone());
             Ok((projects.routes(auth, options).await?, gauges))
         }
@@ -76,6 +77,7 @@ pub async fn start_service(
             let registry = open_registry(settings, database_url).await?;
             tracing::info!(vkey = %registry.log_vkey(), "transparency log verifier key");
             registry.spawn_checkpoint_worker(CHECKPOINT_INTERVAL);
+            govit_platform::idempotency::spawn_forgetting(registry.db().clone());
             let gauges: Arc<dyn Gauges> = Arc::new(registry.clone());
             Ok((registry.routes(auth, options).await?, gauges))
         }
@@ -88,6 +90,7 @@ pub async fn start_service(
             };
             let scheduling = govit_scheduling::SchedulingService::open(database_url, Default::default(), &peers).await?;
             scheduling.spawn_worker(WORKER_INTERVAL);
+            govit_platform::idempotency::spawn_forgetting(scheduling.db().clone());
             let gauges: Arc<dyn Gauges> = Arc::new(scheduling.clone());
             Ok((scheduling.routes(auth, options).await?, gauges))
         }

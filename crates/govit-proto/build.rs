@@ -11,9 +11,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "govit/experts/v1/experts.proto",
         "govit/scheduling/v1/scheduling.proto",
         "govit/common/v1/common.proto",
+        // Not imported by govit's files, but what clients decode error details with: compiled
+        // so that reflection serves them.
+        "google/rpc/status.proto",
+        "google/rpc/error_details.proto",
+        "google/rpc/code.proto",
     ];
     // Each file by name: a directory alone is not reliably rescanned for edits.
-    for file in files.iter().chain(&["google/type/date.proto"]) {
+    let imported = [
+        "google/type/date.proto",
+        "google/api/field_behavior.proto",
+        "google/api/resource.proto",
+    ];
+    for file in files.iter().chain(&imported) {
         println!("cargo:rerun-if-changed={}", root.join(file).display());
     }
     let descriptors = protox::compile(files, [&root])?;

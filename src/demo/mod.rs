@@ -148,6 +148,7 @@ impl<W: Write> Demo<'_, W> {
             pb::UploadDocumentRequest {
                 part: Some(pb::upload_document_request::Part::Metadata(
                     pb::DocumentUpload {
+                        request_id: String::new(),
                         parent: parent.into(),
                         kind: kind as i32,
                         file_name: file.into(),
@@ -263,6 +264,7 @@ impl<W: Write> Demo<'_, W> {
         ] {
             office
                 .create_organization(pb::CreateOrganizationRequest {
+                    request_id: String::new(),
                     organization: Some(pb::Organization {
                         credit_code: code.clone(),
                         display_name: name.into(),
@@ -283,6 +285,7 @@ impl<W: Write> Demo<'_, W> {
         let today = chrono::Utc::now().date_naive();
         let p = applicant
             .create_project(pb::CreateProjectRequest {
+                request_id: String::new(),
                 project: Some(pb::Project {
                     display_name: "Government data-sharing platform".into(),
                     applicant: format!("organizations/{}", self.applicant_org),
@@ -323,6 +326,7 @@ impl<W: Write> Demo<'_, W> {
         self.say(format!("It uploaded the application form (three sealed copies, SHA-256 {}…) and the feasibility study ({}…).", &form.sha256[..12], &study.sha256[..12]))?;
         let p = applicant
             .submit_project(pb::SubmitProjectRequest {
+                request_id: String::new(),
                 name: p.name.clone(),
                 etag: p.etag,
             })
@@ -340,6 +344,7 @@ impl<W: Write> Demo<'_, W> {
         let p = self
             .projects(Role::Office)?
             .accept_for_review(pb::AcceptForReviewRequest {
+                request_id: String::new(),
                 name: p.name.clone(),
                 etag: p.etag,
                 panel: software_and_network_panel(),
@@ -395,6 +400,7 @@ impl<W: Write> Demo<'_, W> {
             .await?;
         let p = applicant
             .file_implementation_plan(pb::FileImplementationPlanRequest {
+                request_id: String::new(),
                 name: p.name.clone(),
                 etag: p.etag,
                 plan: Some(pb::ImplementationPlan {
@@ -409,6 +415,7 @@ impl<W: Write> Demo<'_, W> {
             .into_inner();
         let p = office
             .record_implementation_plan(pb::RecordImplementationPlanRequest {
+                request_id: String::new(),
                 name: p.name.clone(),
                 etag: p.etag,
                 comment: "recorded".into(),
@@ -417,6 +424,7 @@ impl<W: Write> Demo<'_, W> {
             .into_inner();
         let p = applicant
             .start_tendering(pb::StartTenderingRequest {
+                request_id: String::new(),
                 name: p.name.clone(),
                 etag: p.etag,
             })
@@ -424,6 +432,7 @@ impl<W: Write> Demo<'_, W> {
             .into_inner();
         let p = applicant
             .record_tender_result(pb::RecordTenderResultRequest {
+                request_id: String::new(),
                 name: p.name.clone(),
                 etag: p.etag,
                 result: Some(pb::TenderResult {
@@ -444,6 +453,7 @@ impl<W: Write> Demo<'_, W> {
         let p = self
             .projects(Role::Applicant)?
             .request_acceptance(pb::RequestAcceptanceRequest {
+                request_id: String::new(),
                 name: p.name.clone(),
                 etag: p.etag,
             })
@@ -452,6 +462,7 @@ impl<W: Write> Demo<'_, W> {
         let p = self
             .projects(Role::Office)?
             .start_acceptance(pb::StartAcceptanceRequest {
+                request_id: String::new(),
                 name: p.name.clone(),
                 etag: p.etag,
                 panel: vec![pb::PanelRequirement {

@@ -18,6 +18,7 @@ pub(super) async fn seed_pool<W: Write>(d: &mut Demo<'_, W>) -> anyhow::Result<(
     ] {
         let created = admin
             .create_category(epb::CreateCategoryRequest {
+                request_id: String::new(),
                 category: Some(epb::Category {
                     code: code.into(),
                     display_name: name.into(),
@@ -31,6 +32,7 @@ pub(super) async fn seed_pool<W: Write>(d: &mut Demo<'_, W>) -> anyhow::Result<(
     for i in 1..=14u32 {
         let result = admin
             .create_expert(epb::CreateExpertRequest {
+                request_id: String::new(),
                 expert: Some(demo_expert(i)?),
             })
             .await;

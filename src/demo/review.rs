@@ -326,6 +326,7 @@ impl<W: Write> Demo<'_, W> {
                 .collect();
             self.scheduling(Role::Expert, Some(&member.expert_id))?
                 .submit_opinion(spb::SubmitOpinionRequest {
+                    request_id: String::new(),
                     review: review.name.clone(),
                     scores,
                     opinion: "sound plan; see the notes on backup capacity".into(),
@@ -351,6 +352,7 @@ impl<W: Write> Demo<'_, W> {
         let concluded = self
             .scheduling(Role::Expert, Some(&chair))?
             .record_conclusion(spb::RecordConclusionRequest {
+                request_id: String::new(),
                 name: review.name.clone(),
                 decision: decision as i32,
                 summary: "The panel agrees.".into(),
@@ -371,6 +373,7 @@ impl<W: Write> Demo<'_, W> {
             office
                 .clone()
                 .rate_expert(spb::RateExpertRequest {
+                    request_id: String::new(),
                     name: review.name.clone(),
                     expert_id: member.expert_id.clone(),
                     rating: 5,

@@ -99,6 +99,7 @@ async fn creating_a_project_role_by_role() {
         client
             .clone()
             .create_project(pb::CreateProjectRequest {
+                request_id: String::new(),
                 project: Some(new_project(&code)),
             })
             .await
@@ -142,7 +143,11 @@ async fn transitions_role_by_role() {
         async move {
             client
                 .clone()
-                .submit_project(pb::SubmitProjectRequest { name, etag })
+                .submit_project(pb::SubmitProjectRequest {
+                    request_id: String::new(),
+                    name,
+                    etag,
+                })
                 .await
         }
     };
@@ -175,6 +180,7 @@ async fn transitions_role_by_role() {
             client
                 .clone()
                 .accept_for_review(pb::AcceptForReviewRequest {
+                    request_id: String::new(),
                     name,
                     etag,
                     panel: panel(),
@@ -204,6 +210,7 @@ async fn transitions_role_by_role() {
             client
                 .clone()
                 .suspend_project(pb::SuspendProjectRequest {
+                    request_id: String::new(),
                     name,
                     etag,
                     reason: "audit".into(),

@@ -47,6 +47,7 @@ async fn accept(
     system
         .projects_client(Role::Office)
         .accept_for_review(pb::AcceptForReviewRequest {
+            request_id: String::new(),
             name: p.name.clone(),
             etag: p.etag.clone(),
             panel,
@@ -340,6 +341,7 @@ async fn withdraw_at(point: Point) {
             system
                 .expert_client(&i.expert_id)
                 .submit_opinion(spb::SubmitOpinionRequest {
+                    request_id: String::new(),
                     review: r.name.clone(),
                     scores: preliminary_scores(80),
                     opinion: "sound".into(),
@@ -354,6 +356,7 @@ async fn withdraw_at(point: Point) {
     system
         .projects_client(Role::Applicant)
         .withdraw_project(pb::WithdrawProjectRequest {
+            request_id: String::new(),
             name: p.name.clone(),
             etag: p.etag.clone(),
             reason: "the bureau merged the project into another".into(),
@@ -483,6 +486,7 @@ async fn a_suspended_project_pauses_its_review_and_a_decision_reached_meanwhile_
             client
                 .clone()
                 .suspend_project(pb::SuspendProjectRequest {
+                    request_id: String::new(),
                     name,
                     etag,
                     reason: "audit of the applying unit".into(),
@@ -499,6 +503,7 @@ async fn a_suspended_project_pauses_its_review_and_a_decision_reached_meanwhile_
             client
                 .clone()
                 .resume_project(pb::ResumeProjectRequest {
+                    request_id: String::new(),
                     name,
                     etag,
                     reason: "audit closed".into(),
@@ -536,6 +541,7 @@ async fn a_suspended_project_pauses_its_review_and_a_decision_reached_meanwhile_
     system
         .expert_client(&r.chair_expert_id)
         .record_conclusion(spb::RecordConclusionRequest {
+            request_id: String::new(),
             name: r.name.clone(),
             decision: spb::ReviewDecision::Approved as i32,
             summary: "approved".into(),
@@ -1001,6 +1007,7 @@ async fn text_one_service_accepts_is_never_refused_by_the_next() {
         let refused = chair
             .clone()
             .record_conclusion(spb::RecordConclusionRequest {
+                request_id: String::new(),
                 name: r.name.clone(),
                 decision: spb::ReviewDecision::Approved as i32,
                 summary: bad.into(),
@@ -1012,6 +1019,7 @@ async fn text_one_service_accepts_is_never_refused_by_the_next() {
     chair
         .clone()
         .record_conclusion(spb::RecordConclusionRequest {
+            request_id: String::new(),
             name: r.name.clone(),
             decision: spb::ReviewDecision::Approved as i32,
             summary: "approved\r\nwith two remarks\tand a tab".into(),
@@ -1021,6 +1029,7 @@ async fn text_one_service_accepts_is_never_refused_by_the_next() {
     let refused = system
         .scheduling_client(Role::Office)
         .rate_expert(spb::RateExpertRequest {
+            request_id: String::new(),
             name: r.name.clone(),
             expert_id: r.chair_expert_id.clone(),
             rating: 5,
@@ -1032,6 +1041,7 @@ async fn text_one_service_accepts_is_never_refused_by_the_next() {
     system
         .scheduling_client(Role::Office)
         .rate_expert(spb::RateExpertRequest {
+            request_id: String::new(),
             name: r.name.clone(),
             expert_id: r.chair_expert_id.clone(),
             rating: 5,

@@ -368,6 +368,7 @@ async fn a_backup_taken_online_restores_into_a_new_data_directory() {
     registry_admin(running.url(1))
         .await
         .create_category(epb::CreateCategoryRequest {
+            request_id: String::new(),
             category: Some(epb::Category {
                 code: "software".into(),
                 display_name: "Application software".into(),

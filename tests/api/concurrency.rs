@@ -13,11 +13,13 @@ async fn two_concurrent_transitions_on_one_project_have_exactly_one_winner() {
         let (mut a, mut b) = (office.clone(), office.clone());
         let (returned, accepted) = tokio::join!(
             a.return_project(pb::ReturnProjectRequest {
+                request_id: String::new(),
                 name: p.name.clone(),
                 etag: p.etag.clone(),
                 reasons: vec!["incomplete".into()]
             }),
             b.accept_for_review(pb::AcceptForReviewRequest {
+                request_id: String::new(),
                 name: p.name.clone(),
                 etag: p.etag.clone(),
                 panel: panel()
@@ -72,6 +74,7 @@ async fn concurrent_creations_get_distinct_codes() {
             client
                 .clone()
                 .create_project(pb::CreateProjectRequest {
+                    request_id: String::new(),
                     project: Some(project),
                 })
                 .await

@@ -221,6 +221,7 @@ async fn upload_named(
     let mut messages = vec![pb::UploadDocumentRequest {
         part: Some(pb::upload_document_request::Part::Metadata(
             pb::DocumentUpload {
+                request_id: String::new(),
                 parent: parent.to_owned(),
                 kind: pb::DocumentKind::FeasibilityStudyReport as i32,
                 file_name: file_name.into(),

@@ -29,7 +29,7 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
 
 /// A bearer token on every call.
 #[derive(Clone)]
-pub struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
+pub struct Bearer(pub Option<MetadataValue<tonic::metadata::Ascii>>);
 
 impl Interceptor for Bearer {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
@@ -243,6 +243,7 @@ pub async fn create_org(
     client
         .clone()
         .create_organization(pb::CreateOrganizationRequest {
+            request_id: String::new(),
             organization: Some(pb::Organization {
                 credit_code: code.to_owned(),
                 display_name: format!("Unit {code}"),
@@ -287,6 +288,7 @@ pub fn new_project(applicant_code: &str) -> pb::Project {
 pub async fn draft(app: &TestApp) -> pb::Project {
     app.client(Role::Applicant)
         .create_project(pb::CreateProjectRequest {
+            request_id: String::new(),
             project: Some(new_project(&app.applicant_code)),
         })
         .await
@@ -305,6 +307,7 @@ pub async fn upload(
     let mut messages = vec![pb::UploadDocumentRequest {
         part: Some(pb::upload_document_request::Part::Metadata(
             pb::DocumentUpload {
+                request_id: String::new(),
                 parent: parent.to_owned(),
                 kind: kind as i32,
                 file_name: "document.pdf".into(),
@@ -357,6 +360,7 @@ pub async fn submitted(app: &TestApp) -> pb::Project {
     upload_application(app, &project).await;
     app.client(Role::Applicant)
         .submit_project(pb::SubmitProjectRequest {
+            request_id: String::new(),
             name: project.name.clone(),
             etag: project.etag.clone(),
         })
@@ -370,6 +374,7 @@ pub async fn under_review(app: &TestApp) -> pb::Project {
     let p = submitted(app).await;
     app.client(Role::Office)
         .accept_for_review(pb::AcceptForReviewRequest {
+            request_id: String::new(),
             name: p.name.clone(),
             etag: p.etag,
             panel: panel(),
@@ -391,6 +396,7 @@ pub async fn get(app: &TestApp, name: &str) -> pb::Project {
 
 pub fn evaluation(name: &str, etag: &str, report: &str) -> pb::RecordPostEvaluationRequest {
     pb::RecordPostEvaluationRequest {
+        request_id: String::new(),
         name: name.to_owned(),
         etag: etag.to_owned(),
         summary: "stable for a year; benefits largely met".into(),
@@ -566,6 +572,7 @@ impl Registry {
     pub async fn category(&self, code: &str) {
         self.client(Role::RegistryAdmin)
             .create_category(epb::CreateCategoryRequest {
+                request_id: String::new(),
                 category: Some(epb::Category {
                     code: code.into(),
                     display_name: format!("Category {code}"),
@@ -578,7 +585,10 @@ impl Registry {
 
     pub async fn expert(&self, e: epb::Expert) -> epb::Expert {
         self.client(Role::RegistryAdmin)
-            .create_expert(epb::CreateExpertRequest { expert: Some(e) })
+            .create_expert(epb::CreateExpertRequest {
+                request_id: String::new(),
+                expert: Some(e),
+            })
             .await
             .expect("create expert")
             .into_inner()
@@ -692,6 +702,7 @@ pub async fn under_construction_for(app: &TestApp, contract_amount_fen: i64) -> 
     let p = applicant
         .clone()
         .file_implementation_plan(pb::FileImplementationPlanRequest {
+            request_id: String::new(),
             name: p.name.clone(),
             etag: p.etag,
             plan: Some(plan),
@@ -702,6 +713,7 @@ pub async fn under_construction_for(app: &TestApp, contract_amount_fen: i64) -> 
     let p = office
         .clone()
         .record_implementation_plan(pb::RecordImplementationPlanRequest {
+            request_id: String::new(),
             name: p.name.clone(),
             etag: p.etag,
             comment: String::new(),
@@ -712,6 +724,7 @@ pub async fn under_construction_for(app: &TestApp, contract_amount_fen: i64) -> 
     let p = applicant
         .clone()
         .start_tendering(pb::StartTenderingRequest {
+            request_id: String::new(),
             name: p.name.clone(),
             etag: p.etag,
         })
@@ -721,6 +734,7 @@ pub async fn under_construction_for(app: &TestApp, contract_amount_fen: i64) -> 
     applicant
         .clone()
         .record_tender_result(pb::RecordTenderResultRequest {
+            request_id: String::new(),
             name: p.name.clone(),
             etag: p.etag,
             result: Some(pb::TenderResult {
@@ -1074,4 +1088,100 @@ pub async fn backdate_project(db: &govit_platform::Db, name: &str) {
         .execute(&db.pool)
         .await
         .unwrap();
+}
+
+/// A TCP proxy that can lose replies: once [`LossyProxy::lose_replies`] is called, what the
+/// server sends is read and thrown away, and [`LossyProxy::cut`] then closes every connection.
+/// The client's request reaches the server whole; only the answer is lost, as on a network
+/// that fails after the server committed.
+pub struct LossyProxy {
+    pub addr: SocketAddr,
+    losing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl LossyProxy {
+    pub async fn to(upstream: SocketAddr) -> LossyProxy {
+        use std::sync::{Arc, Mutex, atomic::AtomicBool};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let losing = Arc::new(AtomicBool::new(false));
+        let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (lose, conns) = (losing.clone(), connections.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let lose = lose.clone();
+                let handle = tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let up = tokio::io::copy(&mut client_read, &mut server_write);
+                    let down = async {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            let n = match server_read.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            if lose.load(std::sync::atomic::Ordering::SeqCst) {
+                                continue;
+                            }
+                            if client_write.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    };
+                    tokio::select! {
+                        _ = up => {}
+                        _ = down => {}
+                    }
+                });
+                conns.lock().unwrap().push(handle);
+            }
+        });
+        LossyProxy {
+            addr,
+            losing,
+            connections,
+        }
+    }
+
+    pub fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect_lazy()
+    }
+
+    pub fn lose_replies(&self) {
+        self.losing.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Closes every connection: the client sees its call fail.
+    pub fn cut(&self) {
+        for handle in self.connections.lock().unwrap().drain(..) {
+            handle.abort();
+        }
+    }
+}
+
+/// Waits until the service has kept the answer of the call with this request id (the call
+/// committed and answered), so that losing the reply afterwards loses only the reply.
+pub async fn until_answer_kept(db: &govit_platform::Db, method: &str) {
+    for _ in 0..500 {
+        let kept: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM idempotency_keys WHERE method = $1 AND response IS NOT NULL",
+        )
+        .bind(method)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        if kept > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{method} never kept its answer");
 }

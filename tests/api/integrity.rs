@@ -138,6 +138,7 @@ async fn only_review_scheduling_records_review_service_and_once() {
     let system = spawn_system(no_witness()).await;
     seed_pool(&system).await;
     let record = |rating: i32| epb::RecordReviewServiceRequest {
+        request_id: String::new(),
         name: "experts/s01".into(),
         review: "reviews/rv-1".into(),
         rating,
@@ -210,6 +211,7 @@ async fn a_review_set_up_in_advance_cannot_decide_the_project() {
     let p = system
         .projects_client(Role::Office)
         .accept_for_review(pb::AcceptForReviewRequest {
+            request_id: String::new(),
             name: p.name.clone(),
             etag: p.etag.clone(),
             panel: vec![pb::PanelRequirement {
@@ -268,6 +270,7 @@ async fn an_office_override_is_its_own_act_approved_by_a_second_office_user_and_
     let p = accepted_for_review(&system, vec![software_panel()]).await;
     system.deliver_projects_outbox().await;
     let request = |etag: &str, reason: &str| pb::OverrideReviewOutcomeRequest {
+        request_id: String::new(),
         name: p.name.clone(),
         etag: etag.into(),
         stage: pb::ReviewStage::PreliminaryReview as i32,
@@ -478,6 +481,7 @@ async fn a_pending_override_can_be_rejected_and_is_overtaken_when_the_project_mo
     let p = accepted_for_review(&system, vec![software_panel()]).await;
     let office = system.projects_client(Role::Office);
     let ask = |etag: String| pb::OverrideReviewOutcomeRequest {
+        request_id: String::new(),
         name: p.name.clone(),
         etag,
         stage: pb::ReviewStage::PreliminaryReview as i32,
@@ -527,6 +531,7 @@ async fn a_pending_override_can_be_rejected_and_is_overtaken_when_the_project_mo
     system
         .projects_client(Role::Applicant)
         .withdraw_project(pb::WithdrawProjectRequest {
+            request_id: String::new(),
             name: p.name.clone(),
             etag: now.etag,
             reason: "merged into another project".into(),

@@ -62,6 +62,7 @@ async fn a_project_walks_from_draft_to_closed_and_the_audit_trail_tells_it() {
     let p = applicant
         .clone()
         .submit_project(pb::SubmitProjectRequest {
+            request_id: String::new(),
             name: p.name.clone(),
             etag: p.etag,
         })
@@ -73,6 +74,7 @@ async fn a_project_walks_from_draft_to_closed_and_the_audit_trail_tells_it() {
     let p = office
         .clone()
         .return_project(pb::ReturnProjectRequest {
+            request_id: String::new(),
             name: p.name.clone(),
             etag: p.etag,
             reasons: vec!["the seal on copy 2 is illegible".into()],
@@ -86,6 +88,7 @@ async fn a_project_walks_from_draft_to_closed_and_the_audit_trail_tells_it() {
     let p = applicant
         .clone()
         .submit_project(pb::SubmitProjectRequest {
+            request_id: String::new(),
             name: p.name.clone(),
             etag: p.etag,
         })
@@ -96,6 +99,7 @@ async fn a_project_walks_from_draft_to_closed_and_the_audit_trail_tells_it() {
     let p = office
         .clone()
         .accept_for_review(pb::AcceptForReviewRequest {
+            request_id: String::new(),
             name: p.name.clone(),
             etag: p.etag,
             panel: panel(),
@@ -143,6 +147,7 @@ async fn a_project_walks_from_draft_to_closed_and_the_audit_trail_tells_it() {
     let p = applicant
         .clone()
         .file_implementation_plan(pb::FileImplementationPlanRequest {
+            request_id: String::new(),
             name: p.name.clone(),
             etag: p.etag,
             plan: Some(plan.clone()),
@@ -156,6 +161,7 @@ async fn a_project_walks_from_draft_to_closed_and_the_audit_trail_tells_it() {
     let p = office
         .clone()
         .record_implementation_plan(pb::RecordImplementationPlanRequest {
+            request_id: String::new(),
             name: p.name.clone(),
             etag: p.etag,
             comment: "recorded".into(),
@@ -167,6 +173,7 @@ async fn a_project_walks_from_draft_to_closed_and_the_audit_trail_tells_it() {
     let p = applicant
         .clone()
         .start_tendering(pb::StartTenderingRequest {
+            request_id: String::new(),
             name: p.name.clone(),
             etag: p.etag,
         })
@@ -200,6 +207,7 @@ async fn a_project_walks_from_draft_to_closed_and_the_audit_trail_tells_it() {
         let refused = applicant
             .clone()
             .record_tender_result(pb::RecordTenderResultRequest {
+                request_id: String::new(),
                 name: p.name.clone(),
                 etag: p.etag.clone(),
                 result: Some(own),
@@ -211,6 +219,7 @@ async fn a_project_walks_from_draft_to_closed_and_the_audit_trail_tells_it() {
     let p = applicant
         .clone()
         .record_tender_result(pb::RecordTenderResultRequest {
+            request_id: String::new(),
             name: p.name.clone(),
             etag: p.etag,
             result: Some(result.clone()),
@@ -224,6 +233,7 @@ async fn a_project_walks_from_draft_to_closed_and_the_audit_trail_tells_it() {
     let p = applicant
         .clone()
         .request_acceptance(pb::RequestAcceptanceRequest {
+            request_id: String::new(),
             name: p.name.clone(),
             etag: p.etag,
         })
@@ -233,6 +243,7 @@ async fn a_project_walks_from_draft_to_closed_and_the_audit_trail_tells_it() {
     let p = office
         .clone()
         .start_acceptance(pb::StartAcceptanceRequest {
+            request_id: String::new(),
             name: p.name.clone(),
             etag: p.etag,
             panel: panel(),
@@ -253,6 +264,7 @@ async fn a_project_walks_from_draft_to_closed_and_the_audit_trail_tells_it() {
     let p = applicant
         .clone()
         .request_acceptance(pb::RequestAcceptanceRequest {
+            request_id: String::new(),
             name: p.name.clone(),
             etag: p.etag,
         })
@@ -262,6 +274,7 @@ async fn a_project_walks_from_draft_to_closed_and_the_audit_trail_tells_it() {
     let p = office
         .clone()
         .start_acceptance(pb::StartAcceptanceRequest {
+            request_id: String::new(),
             name: p.name.clone(),
             etag: p.etag,
             panel: panel(),
@@ -281,6 +294,7 @@ async fn a_project_walks_from_draft_to_closed_and_the_audit_trail_tells_it() {
     let p = office
         .clone()
         .start_operation(pb::StartOperationRequest {
+            request_id: String::new(),
             name: p.name.clone(),
             etag: p.etag,
         })
@@ -311,6 +325,7 @@ async fn a_project_walks_from_draft_to_closed_and_the_audit_trail_tells_it() {
     let p = office
         .clone()
         .close_project(pb::CloseProjectRequest {
+            request_id: String::new(),
             name: p.name.clone(),
             etag: p.etag,
         })
@@ -376,6 +391,7 @@ async fn revision_required_lets_the_applicant_edit_and_resubmit() {
     let p = office
         .clone()
         .accept_for_review(pb::AcceptForReviewRequest {
+            request_id: String::new(),
             name: p.name.clone(),
             etag: p.etag,
             panel: panel(),
@@ -409,6 +425,7 @@ async fn revision_required_lets_the_applicant_edit_and_resubmit() {
     let p = app
         .client(Role::Applicant)
         .submit_project(pb::SubmitProjectRequest {
+            request_id: String::new(),
             name: p.name.clone(),
             etag: p.etag,
         })
@@ -434,6 +451,7 @@ async fn a_rejected_or_withdrawn_project_goes_nowhere() {
     let s = assert_code(
         app.client(Role::Office)
             .suspend_project(pb::SuspendProjectRequest {
+                request_id: String::new(),
                 name: p.name.clone(),
                 etag: p.etag.clone(),
                 reason: "audit".into(),
@@ -447,6 +465,7 @@ async fn a_rejected_or_withdrawn_project_goes_nowhere() {
     let q = app
         .client(Role::Applicant)
         .withdraw_project(pb::WithdrawProjectRequest {
+            request_id: String::new(),
             name: q.name.clone(),
             etag: q.etag,
             reason: "merged into another project".into(),
@@ -458,6 +477,7 @@ async fn a_rejected_or_withdrawn_project_goes_nowhere() {
     assert_code(
         app.client(Role::Applicant)
             .submit_project(pb::SubmitProjectRequest {
+                request_id: String::new(),
                 name: q.name.clone(),
                 etag: q.etag.clone(),
             })
@@ -483,6 +503,7 @@ async fn every_illegal_transition_is_refused_and_changes_nothing() {
             office
                 .clone()
                 .return_project(pb::ReturnProjectRequest {
+                    request_id: String::new(),
                     name: n.clone(),
                     etag: e.clone(),
                     reasons: vec!["x".into()],
@@ -495,6 +516,7 @@ async fn every_illegal_transition_is_refused_and_changes_nothing() {
             office
                 .clone()
                 .accept_for_review(pb::AcceptForReviewRequest {
+                    request_id: String::new(),
                     name: n.clone(),
                     etag: e.clone(),
                     panel: panel(),
@@ -507,6 +529,7 @@ async fn every_illegal_transition_is_refused_and_changes_nothing() {
             applicant
                 .clone()
                 .file_implementation_plan(pb::FileImplementationPlanRequest {
+                    request_id: String::new(),
                     name: n.clone(),
                     etag: e.clone(),
                     plan: Some(pb::ImplementationPlan {
@@ -525,6 +548,7 @@ async fn every_illegal_transition_is_refused_and_changes_nothing() {
             office
                 .clone()
                 .record_implementation_plan(pb::RecordImplementationPlanRequest {
+                    request_id: String::new(),
                     name: n.clone(),
                     etag: e.clone(),
                     comment: String::new(),
@@ -537,6 +561,7 @@ async fn every_illegal_transition_is_refused_and_changes_nothing() {
             office
                 .clone()
                 .return_implementation_plan(pb::ReturnImplementationPlanRequest {
+                    request_id: String::new(),
                     name: n.clone(),
                     etag: e.clone(),
                     reasons: vec!["x".into()],
@@ -549,6 +574,7 @@ async fn every_illegal_transition_is_refused_and_changes_nothing() {
             applicant
                 .clone()
                 .start_tendering(pb::StartTenderingRequest {
+                    request_id: String::new(),
                     name: n.clone(),
                     etag: e.clone(),
                 })
@@ -560,6 +586,7 @@ async fn every_illegal_transition_is_refused_and_changes_nothing() {
             applicant
                 .clone()
                 .request_acceptance(pb::RequestAcceptanceRequest {
+                    request_id: String::new(),
                     name: n.clone(),
                     etag: e.clone(),
                 })
@@ -571,6 +598,7 @@ async fn every_illegal_transition_is_refused_and_changes_nothing() {
             office
                 .clone()
                 .start_acceptance(pb::StartAcceptanceRequest {
+                    request_id: String::new(),
                     name: n.clone(),
                     etag: e.clone(),
                     panel: panel(),
@@ -583,6 +611,7 @@ async fn every_illegal_transition_is_refused_and_changes_nothing() {
             office
                 .clone()
                 .start_operation(pb::StartOperationRequest {
+                    request_id: String::new(),
                     name: n.clone(),
                     etag: e.clone(),
                 })
@@ -602,6 +631,7 @@ async fn every_illegal_transition_is_refused_and_changes_nothing() {
             office
                 .clone()
                 .close_project(pb::CloseProjectRequest {
+                    request_id: String::new(),
                     name: n.clone(),
                     etag: e.clone(),
                 })
@@ -613,6 +643,7 @@ async fn every_illegal_transition_is_refused_and_changes_nothing() {
             office
                 .clone()
                 .resume_project(pb::ResumeProjectRequest {
+                    request_id: String::new(),
                     name: n.clone(),
                     etag: e.clone(),
                     reason: String::new(),
@@ -671,6 +702,7 @@ async fn submission_needs_the_sealed_form_and_the_study() {
         applicant
             .clone()
             .submit_project(pb::SubmitProjectRequest {
+                request_id: String::new(),
                 name: p.name.clone(),
                 etag: p.etag.clone(),
             })
@@ -700,6 +732,7 @@ async fn suspension_resumes_to_the_state_it_left() {
     let p = supervisor
         .clone()
         .suspend_project(pb::SuspendProjectRequest {
+            request_id: String::new(),
             name: p.name.clone(),
             etag: p.etag,
             reason: "funds audit".into(),
@@ -712,6 +745,7 @@ async fn suspension_resumes_to_the_state_it_left() {
     let p = supervisor
         .clone()
         .resume_project(pb::ResumeProjectRequest {
+            request_id: String::new(),
             name: p.name.clone(),
             etag: p.etag,
             reason: "audit closed".into(),

@@ -16,6 +16,7 @@ async fn organisations_are_created_read_and_updated_with_their_etag() {
     let again = office
         .clone()
         .create_organization(pb::CreateOrganizationRequest {
+            request_id: String::new(),
             organization: Some(org.clone()),
         })
         .await;
@@ -101,6 +102,7 @@ async fn applicants_see_and_register_only_their_own_organisation() {
         applicant
             .clone()
             .create_organization(pb::CreateOrganizationRequest {
+                request_id: String::new(),
                 organization: Some(other),
             })
             .await,

@@ -356,6 +356,7 @@ async fn error_details_stay_small_however_large_the_bad_request() {
     let status = app
         .client(Role::Office)
         .create_project(pb::CreateProjectRequest {
+            request_id: String::new(),
             project: Some(project),
         })
         .await

@@ -17,6 +17,7 @@ async fn projects_are_listed_by_filter_in_pages() {
     office
         .clone()
         .create_project(pb::CreateProjectRequest {
+            request_id: String::new(),
             project: Some(new_project(&other)),
         })
         .await

@@ -54,6 +54,7 @@ async fn experts_are_kept_with_personal_data_shown_only_to_registry_admins() {
         let status = r
             .client(role)
             .create_expert(epb::CreateExpertRequest {
+                request_id: String::new(),
                 expert: Some(expert("w-002", &["software"], 10)),
             })
             .await
@@ -210,7 +211,10 @@ async fn a_bad_expert_is_refused_field_by_field_and_nothing_is_written() {
     bad.appointment_end_date = date(2024, 1, 1);
     let status = admin
         .clone()
-        .create_expert(epb::CreateExpertRequest { expert: Some(bad) })
+        .create_expert(epb::CreateExpertRequest {
+            request_id: String::new(),
+            expert: Some(bad),
+        })
         .await
         .unwrap_err();
     let fields = violated_fields(&status);
@@ -257,6 +261,7 @@ async fn categories_form_a_tree_without_cycles() {
     let child = admin
         .clone()
         .create_category(epb::CreateCategoryRequest {
+            request_id: String::new(),
             category: Some(epb::Category {
                 code: "it.network".into(),
                 display_name: "Networks".into(),
@@ -288,6 +293,7 @@ async fn categories_form_a_tree_without_cycles() {
     let dup = admin
         .clone()
         .create_category(epb::CreateCategoryRequest {
+            request_id: String::new(),
             category: Some(epb::Category {
                 code: "it".into(),
                 display_name: "x".into(),

@@ -30,6 +30,7 @@ async fn a_csv_roster_with_chinese_headers_imports_and_reimports_as_updates() {
     let result = admin
         .clone()
         .import_experts(epb::ImportExpertsRequest {
+            request_id: String::new(),
             format: epb::RosterFormat::Csv as i32,
             content: csv.clone().into_bytes(),
             validate_only: false,
@@ -51,6 +52,7 @@ async fn a_csv_roster_with_chinese_headers_imports_and_reimports_as_updates() {
     let again = admin
         .clone()
         .import_experts(epb::ImportExpertsRequest {
+            request_id: String::new(),
             format: epb::RosterFormat::Csv as i32,
             content: csv.into_bytes(),
             validate_only: false,
@@ -78,6 +80,7 @@ async fn a_roster_with_bad_rows_names_each_line_and_column_and_imports_nothing()
     let status = r
         .client(Role::RegistryAdmin)
         .import_experts(epb::ImportExpertsRequest {
+            request_id: String::new(),
             format: epb::RosterFormat::Csv as i32,
             content: csv.into_bytes(),
             validate_only: false,
@@ -165,6 +168,7 @@ async fn an_xlsx_roster_imports_with_date_cells_and_lettered_columns() {
     let status = admin
         .clone()
         .import_experts(epb::ImportExpertsRequest {
+            request_id: String::new(),
             format: epb::RosterFormat::Xlsx as i32,
             content: bytes.clone(),
             validate_only: false,
@@ -221,6 +225,7 @@ async fn an_xlsx_roster_imports_with_date_cells_and_lettered_columns() {
     let validated = admin
         .clone()
         .import_experts(epb::ImportExpertsRequest {
+            request_id: String::new(),
             format: epb::RosterFormat::Xlsx as i32,
             content: good.clone(),
             validate_only: true,
@@ -233,6 +238,7 @@ async fn an_xlsx_roster_imports_with_date_cells_and_lettered_columns() {
     admin
         .clone()
         .import_experts(epb::ImportExpertsRequest {
+            request_id: String::new(),
             format: epb::RosterFormat::Xlsx as i32,
             content: good,
             validate_only: false,

@@ -516,6 +516,7 @@ async fn invitations_opinions_and_conclusions_keep_their_rules() {
     let status = system
         .expert_client(member)
         .submit_opinion(spb::SubmitOpinionRequest {
+            request_id: String::new(),
             review: r.name.clone(),
             scores: bad_scores,
             opinion: "x".into(),
@@ -531,6 +532,7 @@ async fn invitations_opinions_and_conclusions_keep_their_rules() {
     let status = system
         .expert_client(&r.chair_expert_id)
         .record_conclusion(spb::RecordConclusionRequest {
+            request_id: String::new(),
             name: r.name.clone(),
             decision: spb::ReviewDecision::Approved as i32,
             summary: "ok".into(),
@@ -542,6 +544,7 @@ async fn invitations_opinions_and_conclusions_keep_their_rules() {
         system
             .expert_client(&i.expert_id)
             .submit_opinion(spb::SubmitOpinionRequest {
+                request_id: String::new(),
                 review: r.name.clone(),
                 scores: preliminary_scores(90),
                 opinion: "good".into(),
@@ -553,6 +556,7 @@ async fn invitations_opinions_and_conclusions_keep_their_rules() {
     let twice = system
         .expert_client(member)
         .submit_opinion(spb::SubmitOpinionRequest {
+            request_id: String::new(),
             review: r.name.clone(),
             scores: preliminary_scores(90),
             opinion: "again".into(),
@@ -569,6 +573,7 @@ async fn invitations_opinions_and_conclusions_keep_their_rules() {
     let status = system
         .expert_client(&not_chair.expert_id)
         .record_conclusion(spb::RecordConclusionRequest {
+            request_id: String::new(),
             name: r.name.clone(),
             decision: spb::ReviewDecision::Approved as i32,
             summary: "ok".into(),
@@ -579,6 +584,7 @@ async fn invitations_opinions_and_conclusions_keep_their_rules() {
     let status = system
         .expert_client(&r.chair_expert_id)
         .record_conclusion(spb::RecordConclusionRequest {
+            request_id: String::new(),
             name: r.name.clone(),
             decision: spb::ReviewDecision::Passed as i32,
             summary: "ok".into(),
@@ -593,6 +599,7 @@ async fn invitations_opinions_and_conclusions_keep_their_rules() {
     let done = system
         .expert_client(&r.chair_expert_id)
         .record_conclusion(spb::RecordConclusionRequest {
+            request_id: String::new(),
             name: r.name.clone(),
             decision: spb::ReviewDecision::Approved as i32,
             summary: "sound".into(),
@@ -604,6 +611,7 @@ async fn invitations_opinions_and_conclusions_keep_their_rules() {
     let second = system
         .expert_client(&r.chair_expert_id)
         .record_conclusion(spb::RecordConclusionRequest {
+            request_id: String::new(),
             name: r.name.clone(),
             decision: spb::ReviewDecision::Rejected as i32,
             summary: "no".into(),
@@ -909,6 +917,7 @@ async fn rectification_deadlines_count_working_days_on_the_holiday_calendar() {
     let p = system
         .projects_client(Role::Applicant)
         .create_project(pb::CreateProjectRequest {
+            request_id: String::new(),
             project: Some(new_project(&system.applicant_code)),
         })
         .await
@@ -918,6 +927,7 @@ async fn rectification_deadlines_count_working_days_on_the_holiday_calendar() {
     let inspection = system
         .projects_client(Role::Office)
         .create_inspection(pb::CreateInspectionRequest {
+            request_id: String::new(),
             parent: p.name.clone(),
             inspection: Some(pb::Inspection {
                 inspection_date: d(2026, 9, 30),

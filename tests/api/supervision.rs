@@ -9,6 +9,7 @@ use crate::helpers::*;
 
 fn change(parent: &str, to: i64) -> pb::CreateBudgetChangeRequest {
     pb::CreateBudgetChangeRequest {
+        request_id: String::new(),
         parent: parent.into(),
         requested_budget_fen: to,
         reason: "added a disaster-recovery site".into(),
@@ -175,6 +176,7 @@ async fn disbursements_never_pass_the_approved_budget_even_when_racing() {
     applicant
         .clone()
         .record_disbursement(pb::RecordDisbursementRequest {
+            request_id: String::new(),
             parent: p.name.clone(),
             disbursement: Some(disbursement(100_000_000)),
         })
@@ -184,6 +186,7 @@ async fn disbursements_never_pass_the_approved_budget_even_when_racing() {
     let over = applicant
         .clone()
         .record_disbursement(pb::RecordDisbursementRequest {
+            request_id: String::new(),
             parent: p.name.clone(),
             disbursement: Some(disbursement(25_000_001)),
         })
@@ -206,6 +209,7 @@ async fn disbursements_never_pass_the_approved_budget_even_when_racing() {
         tasks.push(tokio::spawn(async move {
             client
                 .record_disbursement(pb::RecordDisbursementRequest {
+                    request_id: String::new(),
                     parent,
                     disbursement: Some(disbursement(2_000_000)),
                 })
@@ -253,6 +257,7 @@ async fn bad_supervision_requests_are_refused_and_write_nothing() {
     let status = applicant
         .clone()
         .record_disbursement(pb::RecordDisbursementRequest {
+            request_id: String::new(),
             parent: p.name.clone(),
             disbursement: Some(disbursement(0)),
         })
@@ -264,6 +269,7 @@ async fn bad_supervision_requests_are_refused_and_write_nothing() {
     let status = applicant
         .clone()
         .record_disbursement(pb::RecordDisbursementRequest {
+            request_id: String::new(),
             parent: p.name.clone(),
             disbursement: Some(early),
         })
@@ -280,6 +286,7 @@ async fn bad_supervision_requests_are_refused_and_write_nothing() {
     let status = applicant
         .clone()
         .create_milestone(pb::CreateMilestoneRequest {
+            request_id: String::new(),
             parent: p.name.clone(),
             milestone: Some(pb::Milestone {
                 display_name: "build".into(),
@@ -324,6 +331,7 @@ async fn bad_supervision_requests_are_refused_and_write_nothing() {
     let status = app
         .stranger()
         .record_disbursement(pb::RecordDisbursementRequest {
+            request_id: String::new(),
             parent: p.name.clone(),
             disbursement: Some(disbursement(5)),
         })
@@ -343,6 +351,7 @@ async fn bad_supervision_requests_are_refused_and_write_nothing() {
     let q = draft(&app).await;
     app.client(Role::Applicant)
         .withdraw_project(pb::WithdrawProjectRequest {
+            request_id: String::new(),
             name: q.name.clone(),
             etag: q.etag,
             reason: String::new(),
@@ -360,6 +369,7 @@ async fn bad_supervision_requests_are_refused_and_write_nothing() {
     let status = applicant
         .clone()
         .record_disbursement(pb::RecordDisbursementRequest {
+            request_id: String::new(),
             parent: r.name.clone(),
             disbursement: Some(disbursement(5)),
         })
@@ -376,6 +386,7 @@ async fn variance_and_risk_follow_the_milestones() {
     let a = applicant
         .clone()
         .create_milestone(pb::CreateMilestoneRequest {
+            request_id: String::new(),
             parent: p.name.clone(),
             milestone: Some(pb::Milestone {
                 display_name: "A".into(),
@@ -396,6 +407,7 @@ async fn variance_and_risk_follow_the_milestones() {
     applicant
         .clone()
         .create_milestone(pb::CreateMilestoneRequest {
+            request_id: String::new(),
             parent: p.name.clone(),
             milestone: Some(pb::Milestone {
                 display_name: "B".into(),
@@ -484,6 +496,7 @@ async fn variance_and_risk_follow_the_milestones() {
 
     app.client(Role::Office)
         .rate_project_risk(pb::RateProjectRiskRequest {
+            request_id: String::new(),
             name: p.name.clone(),
             rating: pb::RiskColor::Red as i32,
             comment: "contractor short of staff".into(),
@@ -503,6 +516,7 @@ async fn variance_and_risk_follow_the_milestones() {
     let denied = app
         .client(Role::Supervisor)
         .rate_project_risk(pb::RateProjectRiskRequest {
+            request_id: String::new(),
             name: p.name.clone(),
             rating: 1,
             comment: "x".into(),
@@ -528,6 +542,7 @@ async fn a_snapshot_is_frozen_and_taken_once_a_month() {
     let office = app.client(Role::Office);
     app.client(Role::Applicant)
         .record_disbursement(pb::RecordDisbursementRequest {
+            request_id: String::new(),
             parent: p.name.clone(),
             disbursement: Some(disbursement(10_000_000)),
         })
@@ -535,6 +550,7 @@ async fn a_snapshot_is_frozen_and_taken_once_a_month() {
         .unwrap();
     app.client(Role::Applicant)
         .file_progress_report(pb::FileProgressReportRequest {
+            request_id: String::new(),
             parent: p.name.clone(),
             report_date: date(2027, 3, 31),
             percent_complete: 35,
@@ -574,6 +590,7 @@ async fn a_snapshot_is_frozen_and_taken_once_a_month() {
     // Later edits do not rewrite the month.
     app.client(Role::Applicant)
         .record_disbursement(pb::RecordDisbursementRequest {
+            request_id: String::new(),
             parent: p.name.clone(),
             disbursement: Some(disbursement(5_000_000)),
         })
@@ -627,6 +644,7 @@ async fn inspections_track_findings_to_rectification_and_records_show_them() {
     let inspection = office
         .clone()
         .create_inspection(pb::CreateInspectionRequest {
+            request_id: String::new(),
             parent: p.name.clone(),
             inspection: Some(pb::Inspection {
                 inspection_date: date(2026, 11, 27),
@@ -679,6 +697,7 @@ async fn inspections_track_findings_to_rectification_and_records_show_them() {
     let fixed = app
         .client(Role::Applicant)
         .record_rectification(pb::RecordRectificationRequest {
+            request_id: String::new(),
             finding: overdue[0].name.clone(),
             rectification: "invoice filed".into(),
             rectified_date: date(2026, 12, 1),
@@ -695,6 +714,7 @@ async fn inspections_track_findings_to_rectification_and_records_show_them() {
     let again = app
         .client(Role::Applicant)
         .record_rectification(pb::RecordRectificationRequest {
+            request_id: String::new(),
             finding: overdue[0].name.clone(),
             rectification: "again".into(),
             rectified_date: date(2026, 12, 1),
@@ -724,6 +744,7 @@ async fn inspections_track_findings_to_rectification_and_records_show_them() {
     office
         .clone()
         .create_organization_notice(pb::CreateOrganizationNoticeRequest {
+            request_id: String::new(),
             parent: org_name(&contractor),
             notice: Some(pb::OrganizationNotice {
                 kind: pb::NoticeKind::Commendation as i32,
@@ -738,6 +759,7 @@ async fn inspections_track_findings_to_rectification_and_records_show_them() {
     let missing_handling = office
         .clone()
         .create_organization_notice(pb::CreateOrganizationNoticeRequest {
+            request_id: String::new(),
             parent: org_name(&credit_code(3)),
             notice: Some(pb::OrganizationNotice {
                 kind: pb::NoticeKind::Violation as i32,
@@ -765,6 +787,7 @@ async fn inspections_track_findings_to_rectification_and_records_show_them() {
     let status = app
         .client(Role::Inspector)
         .create_inspection(pb::CreateInspectionRequest {
+            request_id: String::new(),
             parent: p.name.clone(),
             inspection: None,
         })
@@ -778,6 +801,7 @@ async fn inspections_track_findings_to_rectification_and_records_show_them() {
     let status = app
         .client(Role::Inspector)
         .create_inspection(pb::CreateInspectionRequest {
+            request_id: String::new(),
             parent: p.name.clone(),
             inspection: Some(pb::Inspection {
                 inspection_date: date(2026, 11, 27),
@@ -798,6 +822,7 @@ async fn the_portfolio_adds_up_and_is_for_the_bureaus_only() {
     draft(&app).await;
     app.client(Role::Applicant)
         .record_disbursement(pb::RecordDisbursementRequest {
+            request_id: String::new(),
             parent: a.name.clone(),
             disbursement: Some(disbursement(7_000_000)),
         })
@@ -805,6 +830,7 @@ async fn the_portfolio_adds_up_and_is_for_the_bureaus_only() {
         .unwrap();
     app.client(Role::Applicant)
         .record_disbursement(pb::RecordDisbursementRequest {
+            request_id: String::new(),
             parent: b.name.clone(),
             disbursement: Some(disbursement(3_000_000)),
         })
@@ -866,6 +892,7 @@ async fn the_bureaus_take_the_portfolio_as_csv_or_json() {
     let p = under_construction(&app).await;
     app.client(Role::Applicant)
         .record_disbursement(pb::RecordDisbursementRequest {
+            request_id: String::new(),
             parent: p.name.clone(),
             disbursement: Some(disbursement(7_000_000)),
         })
@@ -950,6 +977,7 @@ async fn a_budget_change_applies_only_to_the_budget_it_was_filed_against() {
         .unwrap();
     app.client(Role::Applicant)
         .record_disbursement(pb::RecordDisbursementRequest {
+            request_id: String::new(),
             parent: p.name.clone(),
             disbursement: Some(disbursement(132_000_000)),
         })
@@ -1068,6 +1096,7 @@ async fn a_payment_not_yet_made_is_refused_and_a_token_contract_is_flagged_for_o
     let status = app
         .client(Role::Applicant)
         .record_disbursement(pb::RecordDisbursementRequest {
+            request_id: String::new(),
             parent: p.name.clone(),
             disbursement: Some(future),
         })
@@ -1134,6 +1163,7 @@ async fn an_inspections_findings_are_listed_in_the_order_they_were_recorded() {
     let inspection = app
         .client(Role::Office)
         .create_inspection(pb::CreateInspectionRequest {
+            request_id: String::new(),
             parent: p.name.clone(),
             inspection: Some(pb::Inspection {
                 inspection_date: date(2026, 11, 27),
@@ -1170,6 +1200,7 @@ async fn records_of_what_happened_are_dated_within_the_projects_life() {
         async move {
             office
                 .create_inspection(pb::CreateInspectionRequest {
+                    request_id: String::new(),
                     parent,
                     inspection: Some(pb::Inspection {
                         inspection_date: Some(day(on)),
@@ -1211,6 +1242,7 @@ async fn records_of_what_happened_are_dated_within_the_projects_life() {
         let status = app
             .client(Role::Applicant)
             .create_milestone(pb::CreateMilestoneRequest {
+                request_id: String::new(),
                 parent: p.name.clone(),
                 milestone: Some(m),
             })
@@ -1220,6 +1252,7 @@ async fn records_of_what_happened_are_dated_within_the_projects_life() {
     }
     app.client(Role::Applicant)
         .create_milestone(pb::CreateMilestoneRequest {
+            request_id: String::new(),
             parent: p.name.clone(),
             milestone: Some(milestone(today, Some(today))),
         })

@@ -19,6 +19,7 @@ pub async fn seed_pool(system: &System) {
         admin
             .clone()
             .create_category(epb::CreateCategoryRequest {
+                request_id: String::new(),
                 category: Some(epb::Category {
                     code: code.into(),
                     display_name: code.into(),
@@ -32,6 +33,7 @@ pub async fn seed_pool(system: &System) {
         admin
             .clone()
             .create_expert(epb::CreateExpertRequest {
+                request_id: String::new(),
                 expert: Some(expert(&format!("s{i:02}"), &["software"], 100 + i)),
             })
             .await
@@ -41,6 +43,7 @@ pub async fn seed_pool(system: &System) {
         admin
             .clone()
             .create_expert(epb::CreateExpertRequest {
+                request_id: String::new(),
                 expert: Some(expert(&format!("n{i:02}"), &["network"], 200 + i)),
             })
             .await
@@ -54,6 +57,7 @@ pub async fn accepted_for_review(system: &System, panel: Vec<pb::PanelRequiremen
     system
         .projects_client(Role::Office)
         .accept_for_review(pb::AcceptForReviewRequest {
+            request_id: String::new(),
             name: p.name.clone(),
             etag: p.etag,
             panel,
@@ -98,6 +102,7 @@ pub async fn meet_and_give_opinions(system: &System, r: &spb::Review, score: i32
         system
             .expert_client(&i.expert_id)
             .submit_opinion(spb::SubmitOpinionRequest {
+                request_id: String::new(),
                 review: r.name.clone(),
                 scores: preliminary_scores(score),
                 opinion: "sound".into(),
@@ -114,6 +119,7 @@ pub async fn submitted_project(system: &System) -> pb::Project {
     let p = applicant
         .clone()
         .create_project(pb::CreateProjectRequest {
+            request_id: String::new(),
             project: Some(new_project(&system.applicant_code)),
         })
         .await
@@ -130,6 +136,7 @@ pub async fn submitted_project(system: &System) -> pb::Project {
     applicant
         .clone()
         .submit_project(pb::SubmitProjectRequest {
+            request_id: String::new(),
             name: p.name.clone(),
             etag: p.etag,
         })
@@ -376,6 +383,7 @@ async fn a_service_stopped_mid_workflow_loses_nothing_and_doubles_nothing() {
         system
             .expert_client(&i.expert_id)
             .submit_opinion(spb::SubmitOpinionRequest {
+                request_id: String::new(),
                 review: r.name.clone(),
                 scores: preliminary_scores(85),
                 opinion: "fine".into(),
@@ -390,6 +398,7 @@ async fn a_service_stopped_mid_workflow_loses_nothing_and_doubles_nothing() {
     system
         .expert_client(&r.chair_expert_id)
         .record_conclusion(spb::RecordConclusionRequest {
+            request_id: String::new(),
             name: r.name.clone(),
             decision: spb::ReviewDecision::Approved as i32,
             summary: "approved".into(),

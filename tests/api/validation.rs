@@ -21,7 +21,10 @@ async fn a_bad_project_gets_every_field_named_and_nothing_is_written() {
     }];
     let status = app
         .client(Role::Applicant)
-        .create_project(pb::CreateProjectRequest { project: Some(bad) })
+        .create_project(pb::CreateProjectRequest {
+            request_id: String::new(),
+            project: Some(bad),
+        })
         .await
         .unwrap_err();
     let fields = violated_fields(&status);
@@ -50,7 +53,10 @@ async fn absurd_and_overlong_values_are_refused() {
     p.planned_end_date = date(2026, 1, 1);
     let status = app
         .client(Role::Applicant)
-        .create_project(pb::CreateProjectRequest { project: Some(p) })
+        .create_project(pb::CreateProjectRequest {
+            request_id: String::new(),
+            project: Some(p),
+        })
         .await
         .unwrap_err();
     let fields = violated_fields(&status);
@@ -72,6 +78,7 @@ async fn a_bad_credit_code_is_refused_with_the_reason() {
     let status = app
         .client(Role::Office)
         .create_organization(pb::CreateOrganizationRequest {
+            request_id: String::new(),
             organization: Some(pb::Organization {
                 credit_code: code,
                 display_name: "Unit".into(),
@@ -95,6 +102,7 @@ async fn a_project_of_an_unknown_organisation_is_not_found() {
     let status = app
         .client(Role::Office)
         .create_project(pb::CreateProjectRequest {
+            request_id: String::new(),
             project: Some(new_project(&credit_code(55))),
         })
         .await
@@ -113,6 +121,7 @@ async fn lifecycle_requests_are_checked_field_by_field() {
     let status = office
         .clone()
         .accept_for_review(pb::AcceptForReviewRequest {
+            request_id: String::new(),
             name: p.name.clone(),
             etag: p.etag.clone(),
             panel: vec![
@@ -138,6 +147,7 @@ async fn lifecycle_requests_are_checked_field_by_field() {
     let status = office
         .clone()
         .return_project(pb::ReturnProjectRequest {
+            request_id: String::new(),
             name: p.name.clone(),
             etag: String::new(),
             reasons: vec![],
@@ -149,6 +159,7 @@ async fn lifecycle_requests_are_checked_field_by_field() {
     let status = office
         .clone()
         .return_project(pb::ReturnProjectRequest {
+            request_id: String::new(),
             name: "projects/nope".into(),
             etag: "1".into(),
             reasons: vec!["r".into()],
@@ -221,6 +232,7 @@ async fn a_stale_etag_is_aborted_and_changes_nothing() {
         applicant
             .clone()
             .withdraw_project(pb::WithdrawProjectRequest {
+                request_id: String::new(),
                 name: p.name.clone(),
                 etag: p.etag.clone(),
                 reason: String::new(),

@@ -2,7 +2,7 @@
 //! (its `TryFrom` checks the fields), the caller's role is checked, and the domain does the
 //! rest.
 
-use govit_platform::{Caller, Role, error::respond};
+use govit_platform::{Caller, Role, error::respond, idempotency::Once};
 use govit_proto::experts::v1::{self as pb, expert_registry_service_server::ExpertRegistryService};
 use tonic::{Request, Response, Status};
 
@@ -74,12 +74,18 @@ impl ExpertRegistryService for ExpertsService {
         request: Request<pb::CreateCategoryRequest>,
     ) -> Result<Response<pb::Category>, Status> {
         let caller = Caller::from_request(&request)?;
+        let once = Once::new(
+            &caller,
+            "CreateCategory",
+            &request.get_ref().request_id,
+            request.get_ref(),
+        )?;
         respond(
-            async {
+            once.run(self.db(), async {
                 let new = NewCategory::try_from(request.into_inner())?;
                 caller.require(&[Role::RegistryAdmin])?;
                 self.add_category(new).await
-            }
+            })
             .await,
         )
     }
@@ -126,12 +132,18 @@ impl ExpertRegistryService for ExpertsService {
         request: Request<pb::CreateExpertRequest>,
     ) -> Result<Response<pb::Expert>, Status> {
         let caller = Caller::from_request(&request)?;
+        let once = Once::new(
+            &caller,
+            "CreateExpert",
+            &request.get_ref().request_id,
+            request.get_ref(),
+        )?;
         respond(
-            async {
+            once.run(self.db(), async {
                 let new = NewExpert::try_from(request.into_inner())?;
                 caller.require(&[Role::RegistryAdmin])?;
                 self.add_expert(&caller, new).await
-            }
+            })
             .await,
         )
     }
@@ -208,12 +220,18 @@ impl ExpertRegistryService for ExpertsService {
         request: Request<pb::ImportExpertsRequest>,
     ) -> Result<Response<pb::ImportExpertsResponse>, Status> {
         let caller = Caller::from_request(&request)?;
+        let once = Once::new(
+            &caller,
+            "ImportExperts",
+            &request.get_ref().request_id,
+            request.get_ref(),
+        )?;
         respond(
-            async {
+            once.run(self.db(), async {
                 let import = RosterImport::try_from(request.into_inner())?;
                 caller.require(&[Role::RegistryAdmin])?;
                 self.import_roster(import).await
-            }
+            })
             .await,
         )
     }
@@ -354,14 +372,20 @@ impl ExpertRegistryService for ExpertsService {
         request: Request<pb::RecordReviewServiceRequest>,
     ) -> Result<Response<pb::Expert>, Status> {
         let caller = Caller::from_request(&request)?;
+        let once = Once::new(
+            &caller,
+            "RecordReviewService",
+            &request.get_ref().request_id,
+            request.get_ref(),
+        )?;
         respond(
-            async {
+            once.run(self.db(), async {
                 let service = ReviewService::try_from(request.into_inner())?;
                 // Only review scheduling, whose reviews they are: office rates through it, and
                 // no one else can pre-empt a review's record with a rating of their own.
                 caller.require(&[Role::Service])?;
                 self.count_review_service(&caller, service).await
-            }
+            })
             .await,
         )
     }
@@ -371,12 +395,18 @@ impl ExpertRegistryService for ExpertsService {
         request: Request<pb::RecordReviewOverrideRequest>,
     ) -> Result<Response<pb::RecordReviewOverrideResponse>, Status> {
         let caller = Caller::from_request(&request)?;
+        let once = Once::new(
+            &caller,
+            "RecordReviewOverride",
+            &request.get_ref().request_id,
+            request.get_ref(),
+        )?;
         respond(
-            async {
+            once.run(self.db(), async {
                 let outcome_override = OutcomeOverride::try_from(request.into_inner())?;
                 caller.require(&[Role::Service])?;
                 self.log_outcome_override(outcome_override).await
-            }
+            })
             .await,
         )
     }

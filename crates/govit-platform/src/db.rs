@@ -105,11 +105,16 @@ impl Db {
     /// Begins a transaction that will write. On SQLite it takes the write lock at once
     /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and writes later can fail
     /// with SQLITE_BUSY instead of waiting when another writer got there in between.
+    ///
+    /// Inside an [`crate::idempotency::Once`] call, the first write transaction also claims the
+    /// call's request id, so that the claim commits or rolls back with the write.
     pub async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
-        match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
-        }
+        let mut tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        crate::idempotency::claim_in(&mut tx).await?;
+        Ok(tx)
     }
 }
 

@@ -160,6 +160,21 @@ pub fn is_final(code: Code) -> bool {
 }
 
 impl ServiceError {
+    /// A refusal with a reason and metadata of its own, for clients to act on (where an upload
+    /// continues, which method a request id was used with).
+    pub fn with_reason(
+        code: Code,
+        reason: &str,
+        message: impl Into<String>,
+        metadata: &[(&str, &str)],
+    ) -> ServiceError {
+        ServiceError::Relayed(Status::with_error_details(
+            code,
+            message.into(),
+            info(reason, metadata),
+        ))
+    }
+
     /// An idempotency key sent again by another caller or with another request: refused, so a
     /// key can neither be pre-empted nor replayed with different content.
     pub fn request_id_reused(resource_type: &'static str, name: &str) -> ServiceError {

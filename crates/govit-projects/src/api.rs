@@ -3,8 +3,8 @@
 //! function of its area (`organizations`, `projects`, `reviews`, `overrides`, `documents`,
 //! `supervision`).
 
-use govit_platform::Caller;
 use govit_platform::error::respond;
+use govit_platform::{Caller, idempotency::Once};
 use govit_proto::projects::v1::{self as pb, project_service_server::ProjectService};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -23,17 +23,27 @@ use crate::{
         EventQuery, NewProject, PROJECT_READERS, PROJECT_WRITERS, ProjectEdit, ProjectQuery, Step,
     },
     reviews::{CancellationReport, OutcomeReport},
+    uploads::Chunk,
     validation as check,
 };
 
 /// A lifecycle action's handler: the request becomes a [`Step`], the caller must hold one of
 /// the action's roles, and the project moves.
 macro_rules! lifecycle_step {
-    ($service:ident, $request:ident) => {{
+    ($service:ident, $request:ident, $method:literal) => {{
         let caller = Caller::from_request(&$request)?;
+        let once = Once::new(
+            &caller,
+            $method,
+            &$request.get_ref().request_id,
+            $request.get_ref(),
+        )?;
         let step = Step::try_from($request.into_inner())?;
         caller.require(step.action().roles())?;
-        respond($service.take_step(&caller, step).await)
+        respond(
+            once.run($service.db(), $service.take_step(&caller, step))
+                .await,
+        )
     }};
 }
 
@@ -44,9 +54,15 @@ impl ProjectService for ProjectsService {
         request: Request<pb::CreateOrganizationRequest>,
     ) -> Result<Response<pb::Organization>, Status> {
         let caller = Caller::from_request(&request)?;
+        let once = Once::new(
+            &caller,
+            "CreateOrganization",
+            &request.get_ref().request_id,
+            request.get_ref(),
+        )?;
         let org = NewOrganization::try_from(request.into_inner())?;
         caller.require(&ORG_WRITERS)?;
-        respond(self.register_org(&caller, org).await)
+        respond(once.run(self.db(), self.register_org(&caller, org)).await)
     }
 
     async fn get_organization(
@@ -85,9 +101,18 @@ impl ProjectService for ProjectsService {
         request: Request<pb::CreateProjectRequest>,
     ) -> Result<Response<pb::Project>, Status> {
         let caller = Caller::from_request(&request)?;
+        let once = Once::new(
+            &caller,
+            "CreateProject",
+            &request.get_ref().request_id,
+            request.get_ref(),
+        )?;
         let project = NewProject::try_from(request.into_inner())?;
         caller.require(&PROJECT_WRITERS)?;
-        respond(self.register_project(&caller, project).await)
+        respond(
+            once.run(self.db(), self.register_project(&caller, project))
+                .await,
+        )
     }
 
     async fn get_project(
@@ -125,21 +150,21 @@ impl ProjectService for ProjectsService {
         &self,
         request: Request<pb::SubmitProjectRequest>,
     ) -> Result<Response<pb::Project>, Status> {
-        lifecycle_step!(self, request)
+        lifecycle_step!(self, request, "SubmitProject")
     }
 
     async fn return_project(
         &self,
         request: Request<pb::ReturnProjectRequest>,
     ) -> Result<Response<pb::Project>, Status> {
-        lifecycle_step!(self, request)
+        lifecycle_step!(self, request, "ReturnProject")
     }
 
     async fn accept_for_review(
         &self,
         request: Request<pb::AcceptForReviewRequest>,
     ) -> Result<Response<pb::Project>, Status> {
-        lifecycle_step!(self, request)
+        lifecycle_step!(self, request, "AcceptForReview")
     }
 
     async fn record_review_outcome(
@@ -157,9 +182,15 @@ impl ProjectService for ProjectsService {
         request: Request<pb::OverrideReviewOutcomeRequest>,
     ) -> Result<Response<pb::ReviewOverride>, Status> {
         let caller = Caller::from_request(&request)?;
+        let once = Once::new(
+            &caller,
+            "OverrideReviewOutcome",
+            &request.get_ref().request_id,
+            request.get_ref(),
+        )?;
         let asked = OverrideRequest::try_from(request.into_inner())?;
         caller.require(asked.action().roles())?;
-        respond(self.ask_override(&caller, asked).await)
+        respond(once.run(self.db(), self.ask_override(&caller, asked)).await)
     }
 
     async fn approve_review_override(
@@ -206,91 +237,91 @@ impl ProjectService for ProjectsService {
         &self,
         request: Request<pb::FileImplementationPlanRequest>,
     ) -> Result<Response<pb::Project>, Status> {
-        lifecycle_step!(self, request)
+        lifecycle_step!(self, request, "FileImplementationPlan")
     }
 
     async fn record_implementation_plan(
         &self,
         request: Request<pb::RecordImplementationPlanRequest>,
     ) -> Result<Response<pb::Project>, Status> {
-        lifecycle_step!(self, request)
+        lifecycle_step!(self, request, "RecordImplementationPlan")
     }
 
     async fn return_implementation_plan(
         &self,
         request: Request<pb::ReturnImplementationPlanRequest>,
     ) -> Result<Response<pb::Project>, Status> {
-        lifecycle_step!(self, request)
+        lifecycle_step!(self, request, "ReturnImplementationPlan")
     }
 
     async fn start_tendering(
         &self,
         request: Request<pb::StartTenderingRequest>,
     ) -> Result<Response<pb::Project>, Status> {
-        lifecycle_step!(self, request)
+        lifecycle_step!(self, request, "StartTendering")
     }
 
     async fn record_tender_result(
         &self,
         request: Request<pb::RecordTenderResultRequest>,
     ) -> Result<Response<pb::Project>, Status> {
-        lifecycle_step!(self, request)
+        lifecycle_step!(self, request, "RecordTenderResult")
     }
 
     async fn request_acceptance(
         &self,
         request: Request<pb::RequestAcceptanceRequest>,
     ) -> Result<Response<pb::Project>, Status> {
-        lifecycle_step!(self, request)
+        lifecycle_step!(self, request, "RequestAcceptance")
     }
 
     async fn start_acceptance(
         &self,
         request: Request<pb::StartAcceptanceRequest>,
     ) -> Result<Response<pb::Project>, Status> {
-        lifecycle_step!(self, request)
+        lifecycle_step!(self, request, "StartAcceptance")
     }
 
     async fn start_operation(
         &self,
         request: Request<pb::StartOperationRequest>,
     ) -> Result<Response<pb::Project>, Status> {
-        lifecycle_step!(self, request)
+        lifecycle_step!(self, request, "StartOperation")
     }
 
     async fn record_post_evaluation(
         &self,
         request: Request<pb::RecordPostEvaluationRequest>,
     ) -> Result<Response<pb::Project>, Status> {
-        lifecycle_step!(self, request)
+        lifecycle_step!(self, request, "RecordPostEvaluation")
     }
 
     async fn close_project(
         &self,
         request: Request<pb::CloseProjectRequest>,
     ) -> Result<Response<pb::Project>, Status> {
-        lifecycle_step!(self, request)
+        lifecycle_step!(self, request, "CloseProject")
     }
 
     async fn withdraw_project(
         &self,
         request: Request<pb::WithdrawProjectRequest>,
     ) -> Result<Response<pb::Project>, Status> {
-        lifecycle_step!(self, request)
+        lifecycle_step!(self, request, "WithdrawProject")
     }
 
     async fn suspend_project(
         &self,
         request: Request<pb::SuspendProjectRequest>,
     ) -> Result<Response<pb::Project>, Status> {
-        lifecycle_step!(self, request)
+        lifecycle_step!(self, request, "SuspendProject")
     }
 
     async fn resume_project(
         &self,
         request: Request<pb::ResumeProjectRequest>,
     ) -> Result<Response<pb::Project>, Status> {
-        lifecycle_step!(self, request)
+        lifecycle_step!(self, request, "ResumeProject")
     }
 
     async fn upload_document(
@@ -302,6 +333,59 @@ impl ProjectService for ProjectsService {
         let upload = Upload::first(&mut stream).await?;
         caller.require(&UPLOADERS)?;
         respond(self.receive_document(&caller, upload, &mut stream).await)
+    }
+
+    async fn start_upload(
+        &self,
+        request: Request<pb::StartUploadRequest>,
+    ) -> Result<Response<pb::Upload>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let metadata = request.into_inner().metadata.unwrap_or_default();
+        let once = Once::new(&caller, "StartUpload", &metadata.request_id, &metadata)?;
+        let upload = Upload::try_from(metadata)?;
+        caller.require(&UPLOADERS)?;
+        respond(
+            once.run(self.db(), self.start_upload(&caller, upload))
+                .await,
+        )
+    }
+
+    async fn append_upload(
+        &self,
+        request: Request<pb::AppendUploadRequest>,
+    ) -> Result<Response<pb::Upload>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let chunk = Chunk::try_from(request.into_inner())?;
+        caller.require(&UPLOADERS)?;
+        respond(self.append_upload(&caller, chunk).await)
+    }
+
+    async fn get_upload(
+        &self,
+        request: Request<pb::GetUploadRequest>,
+    ) -> Result<Response<pb::Upload>, Status> {
+        let caller = Caller::from_request(&request)?;
+        caller.require(&UPLOADERS)?;
+        respond(self.get_upload(&caller, &request.get_ref().name).await)
+    }
+
+    async fn finish_upload(
+        &self,
+        request: Request<pb::FinishUploadRequest>,
+    ) -> Result<Response<pb::Document>, Status> {
+        let caller = Caller::from_request(&request)?;
+        caller.require(&UPLOADERS)?;
+        let req = request.get_ref();
+        respond(self.finish_upload(&caller, &req.name, &req.sha256).await)
+    }
+
+    async fn cancel_upload(
+        &self,
+        request: Request<pb::CancelUploadRequest>,
+    ) -> Result<Response<()>, Status> {
+        let caller = Caller::from_request(&request)?;
+        caller.require(&UPLOADERS)?;
+        respond(self.cancel_upload(&caller, &request.get_ref().name).await)
     }
 
     async fn list_documents(
@@ -344,9 +428,18 @@ impl ProjectService for ProjectsService {
         request: Request<pb::CreateBudgetChangeRequest>,
     ) -> Result<Response<pb::BudgetChange>, Status> {
         let caller = Caller::from_request(&request)?;
+        let once = Once::new(
+            &caller,
+            "CreateBudgetChange",
+            &request.get_ref().request_id,
+            request.get_ref(),
+        )?;
         let change = NewBudgetChange::try_from(request.into_inner())?;
         caller.require(NewBudgetChange::ROLES)?;
-        respond(self.file_budget_change(&caller, change).await)
+        respond(
+            once.run(self.db(), self.file_budget_change(&caller, change))
+                .await,
+        )
     }
 
     async fn approve_budget_change(
@@ -402,9 +495,18 @@ impl ProjectService for ProjectsService {
         request: Request<pb::RecordDisbursementRequest>,
     ) -> Result<Response<pb::Disbursement>, Status> {
         let caller = Caller::from_request(&request)?;
+        let once = Once::new(
+            &caller,
+            "RecordDisbursement",
+            &request.get_ref().request_id,
+            request.get_ref(),
+        )?;
         let disbursement = NewDisbursement::try_from(request.into_inner())?;
         caller.require(NewDisbursement::ROLES)?;
-        respond(self.add_disbursement(&caller, disbursement).await)
+        respond(
+            once.run(self.db(), self.add_disbursement(&caller, disbursement))
+                .await,
+        )
     }
 
     async fn list_disbursements(
@@ -422,9 +524,18 @@ impl ProjectService for ProjectsService {
         request: Request<pb::CreateMilestoneRequest>,
     ) -> Result<Response<pb::Milestone>, Status> {
         let caller = Caller::from_request(&request)?;
+        let once = Once::new(
+            &caller,
+            "CreateMilestone",
+            &request.get_ref().request_id,
+            request.get_ref(),
+        )?;
         let milestone = NewMilestone::try_from(request.into_inner())?;
         caller.require(NewMilestone::ROLES)?;
-        respond(self.add_milestone(&caller, milestone).await)
+        respond(
+            once.run(self.db(), self.add_milestone(&caller, milestone))
+                .await,
+        )
     }
 
     async fn update_milestone(
@@ -456,9 +567,18 @@ impl ProjectService for ProjectsService {
         request: Request<pb::FileProgressReportRequest>,
     ) -> Result<Response<pb::ProgressReport>, Status> {
         let caller = Caller::from_request(&request)?;
+        let once = Once::new(
+            &caller,
+            "FileProgressReport",
+            &request.get_ref().request_id,
+            request.get_ref(),
+        )?;
         let report = NewProgressReport::try_from(request.into_inner())?;
         caller.require(NewProgressReport::ROLES)?;
-        respond(self.add_progress_report(&caller, report).await)
+        respond(
+            once.run(self.db(), self.add_progress_report(&caller, report))
+                .await,
+        )
     }
 
     async fn review_progress_report(
@@ -500,9 +620,15 @@ impl ProjectService for ProjectsService {
         request: Request<pb::RateProjectRiskRequest>,
     ) -> Result<Response<pb::RiskRating>, Status> {
         let caller = Caller::from_request(&request)?;
+        let once = Once::new(
+            &caller,
+            "RateProjectRisk",
+            &request.get_ref().request_id,
+            request.get_ref(),
+        )?;
         let rating = NewRiskRating::try_from(request.into_inner())?;
         caller.require(NewRiskRating::ROLES)?;
-        respond(self.rate_risk(&caller, rating).await)
+        respond(once.run(self.db(), self.rate_risk(&caller, rating)).await)
     }
 
     async fn list_risk_ratings(
@@ -552,9 +678,18 @@ impl ProjectService for ProjectsService {
         request: Request<pb::CreateInspectionRequest>,
     ) -> Result<Response<pb::Inspection>, Status> {
         let caller = Caller::from_request(&request)?;
+        let once = Once::new(
+            &caller,
+            "CreateInspection",
+            &request.get_ref().request_id,
+            request.get_ref(),
+        )?;
         let inspection = NewInspection::try_from(request.into_inner())?;
         caller.require(NewInspection::ROLES)?;
-        respond(self.record_inspection(&caller, inspection).await)
+        respond(
+            once.run(self.db(), self.record_inspection(&caller, inspection))
+                .await,
+        )
     }
 
     async fn record_rectification(
@@ -562,9 +697,18 @@ impl ProjectService for ProjectsService {
         request: Request<pb::RecordRectificationRequest>,
     ) -> Result<Response<pb::Inspection>, Status> {
         let caller = Caller::from_request(&request)?;
+        let once = Once::new(
+            &caller,
+            "RecordRectification",
+            &request.get_ref().request_id,
+            request.get_ref(),
+        )?;
         let rectification = Rectification::try_from(request.into_inner())?;
         caller.require(Rectification::ROLES)?;
-        respond(self.rectify_finding(&caller, rectification).await)
+        respond(
+            once.run(self.db(), self.rectify_finding(&caller, rectification))
+                .await,
+        )
     }
 
     async fn list_inspections(
@@ -600,9 +744,18 @@ impl ProjectService for ProjectsService {
         request: Request<pb::CreateOrganizationNoticeRequest>,
     ) -> Result<Response<pb::OrganizationNotice>, Status> {
         let caller = Caller::from_request(&request)?;
+        let once = Once::new(
+            &caller,
+            "CreateOrganizationNotice",
+            &request.get_ref().request_id,
+            request.get_ref(),
+        )?;
         let notice = NewNotice::try_from(request.into_inner())?;
         caller.require(NewNotice::ROLES)?;
-        respond(self.issue_notice(&caller, notice).await)
+        respond(
+            once.run(self.db(), self.issue_notice(&caller, notice))
+                .await,
+        )
     }
 
     async fn get_organization_record(

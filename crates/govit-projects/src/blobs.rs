@@ -1,6 +1,7 @@
 //! Document content lives outside the database, in a blob directory: one file per document,
 //! named by its id. Uploads stream into a temporary file first, so a rejected upload leaves
-//! nothing behind.
+//! nothing behind. Resumable uploads keep their bytes in `uploads/`, one file per upload,
+//! until they are finished (moved to their document's name), cancelled or expired.
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +38,8 @@ impl From<std::io::Error> for UploadError {
 impl BlobStore {
     pub async fn open(root: &Path) -> std::io::Result<BlobStore> {
         fs::create_dir_all(root.join("tmp")).await?;
+        // Not cleared: resumable uploads outlive a restart, and expire by their rows.
+        fs::create_dir_all(root.join("uploads")).await?;
         // Leftovers of uploads cut off by a crash are never referenced; clear them.
         let mut entries = fs::read_dir(root.join("tmp")).await?;
         while let Some(entry) = entries.next_entry().await? {
@@ -70,6 +73,66 @@ impl BlobStore {
         Ok(())
     }
 
+    fn upload_path(&self, upload_id: &str) -> PathBuf {
+        self.root.join("uploads").join(upload_id)
+    }
+
+    pub async fn create_upload(&self, upload_id: &str) -> std::io::Result<()> {
+        fs::File::create(self.upload_path(upload_id)).await?;
+        Ok(())
+    }
+
+    /// Writes `data` at `offset` of an upload's file and syncs it, so that what an append
+    /// acknowledged survives a crash. Writing at an offset, not appending, makes a chunk sent
+    /// again land on the same bytes.
+    pub async fn write_upload(
+        &self,
+        upload_id: &str,
+        offset: u64,
+        data: &[u8],
+    ) -> std::io::Result<()> {
+        use tokio::io::AsyncSeekExt;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .open(self.upload_path(upload_id))
+            .await?;
+        file.seek(std::io::SeekFrom::Start(offset)).await?;
+        file.write_all(data).await?;
+        file.sync_data().await
+    }
+
+    /// An upload's first `size` bytes as a finished blob, hashed; bytes past `size` (written by
+    /// an append whose row update never happened) are cut off. Removed on drop unless placed.
+    pub async fn finish_upload(&self, upload_id: &str, size: u64) -> std::io::Result<FinishedBlob> {
+        use tokio::io::AsyncReadExt;
+        let path = TempPath(self.upload_path(upload_id));
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path.0)
+            .await?;
+        file.set_len(size).await?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = file.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        file.sync_all().await?;
+        Ok(FinishedBlob {
+            path,
+            size,
+            sha256: hex::encode(hasher.finalize()),
+        })
+    }
+
+    pub async fn remove_upload(&self, upload_id: &str) {
+        let _ = fs::remove_file(self.upload_path(upload_id)).await;
+    }
+
     pub async fn remove(&self, id: &str) {
         let _ = fs::remove_file(self.path_of(id)).await;
     }
@@ -77,7 +140,11 @@ impl BlobStore {
     /// Files in the store, temporary ones included: for tests that check nothing was left.
     pub async fn count_files(&self) -> std::io::Result<usize> {
         let mut count = 0;
-        for dir in [self.root.clone(), self.root.join("tmp")] {
+        for dir in [
+            self.root.clone(),
+            self.root.join("tmp"),
+            self.root.join("uploads"),
+        ] {
             let mut entries = fs::read_dir(dir).await?;
             while let Some(entry) = entries.next_entry().await? {
                 if entry.file_type().await?.is_file() {

@@ -5,6 +5,7 @@ use std::pin::Pin;
 
 use govit_platform::{
     Caller, Role, ServiceError, ServiceResult, Violations,
+    idempotency::Once,
     paging::Page,
     time::{now, to_stored},
 };
@@ -14,9 +15,9 @@ use tonic::{Status, Streaming};
 
 use crate::{
     ProjectsService,
-    blobs::{PendingBlob, UploadError},
+    blobs::{FinishedBlob, PendingBlob, UploadError},
     lifecycle::TERMINAL,
-    model::{DocumentRow, ProjectCode},
+    model::{DocumentRow, ProjectCode, ProjectRow},
     validation as check,
 };
 
@@ -24,7 +25,7 @@ use crate::{
 pub(crate) const UPLOADERS: [Role; 2] = [Role::Applicant, Role::Office];
 const DOWNLOAD_CHUNK: usize = 64 * 1024;
 /// The largest chunk an upload message may carry, as the API documents.
-const MAX_CHUNK_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_CHUNK_BYTES: usize = 1024 * 1024;
 
 pub(crate) type DownloadStream =
     Pin<Box<dyn Stream<Item = Result<pb::DownloadDocumentResponse, Status>> + Send>>;
@@ -33,15 +34,17 @@ fn internal(e: impl Into<anyhow::Error>) -> ServiceError {
     ServiceError::Internal(e.into())
 }
 
-/// An upload's metadata, checked: the first message of the stream.
+/// An upload's metadata, checked: the first message of the stream, or a resumable upload's
+/// start.
 pub(crate) struct Upload {
-    code: ProjectCode,
-    kind: pb::DocumentKind,
-    file_name: String,
-    media_type: String,
-    sealed_copies: i32,
+    pub(crate) code: ProjectCode,
+    pub(crate) kind: pb::DocumentKind,
+    pub(crate) file_name: String,
+    pub(crate) media_type: String,
+    pub(crate) sealed_copies: i32,
     /// Lower-case hex, or empty when the client sent none.
-    expected_sha256: String,
+    pub(crate) expected_sha256: String,
+    pub(crate) request_id: String,
 }
 
 impl Upload {
@@ -131,7 +134,25 @@ impl TryFrom<pb::DocumentUpload> for Upload {
             media_type: meta.media_type,
             sealed_copies: meta.sealed_copies,
             expected_sha256: expected,
+            request_id: meta.request_id,
         })
+    }
+}
+
+impl Upload {
+    /// The metadata as the client sent it (normalised), with `expected_sha256` set to
+    /// `content_sha256`: what a request id is bound to, so that resending the same id with
+    /// other content is refused.
+    pub(crate) fn to_proto_with(&self, content_sha256: &str) -> pb::DocumentUpload {
+        pb::DocumentUpload {
+            parent: self.code.name(),
+            kind: self.kind as i32,
+            file_name: self.file_name.clone(),
+            media_type: self.media_type.clone(),
+            sealed_copies: self.sealed_copies,
+            expected_sha256: content_sha256.to_owned(),
+            request_id: self.request_id.clone(),
+        }
     }
 }
 
@@ -202,15 +223,13 @@ impl TryFrom<pb::ListDocumentsRequest> for DocumentQuery {
 }
 
 impl ProjectsService {
-    /// Receives an upload's content and records the document, unless the project takes no
-    /// more documents.
-    pub(crate) async fn receive_document(
+    /// The project, if the caller may see it and it still takes documents.
+    pub(crate) async fn taking_documents(
         &self,
         caller: &Caller,
-        upload: Upload,
-        stream: &mut Streaming<pb::UploadDocumentRequest>,
-    ) -> ServiceResult<pb::Document> {
-        let project = self.visible_project(caller, &upload.code).await?;
+        code: &ProjectCode,
+    ) -> ServiceResult<ProjectRow> {
+        let project = self.visible_project(caller, code).await?;
         if TERMINAL.contains(&project.state) {
             return Err(ServiceError::precondition(
                 "STATE_CONFLICT",
@@ -222,6 +241,18 @@ impl ProjectsService {
                 ),
             ));
         }
+        Ok(project)
+    }
+
+    /// Receives a streamed upload's content and records the document. A request id is bound
+    /// to the metadata and the content's hash, so it is checked once the content is in.
+    pub(crate) async fn receive_document(
+        &self,
+        caller: &Caller,
+        upload: Upload,
+        stream: &mut Streaming<pb::UploadDocumentRequest>,
+    ) -> ServiceResult<pb::Document> {
+        self.taking_documents(caller, &upload.code).await?;
         let mut pending = self
             .blobs
             .begin(self.max_document_bytes)
@@ -229,6 +260,26 @@ impl ProjectsService {
             .map_err(internal)?;
         receive_chunks(stream, &mut pending).await?;
         let blob = pending.finish().await.map_err(internal)?;
+        let once = Once::new(
+            caller,
+            "UploadDocument",
+            &upload.request_id,
+            &upload.to_proto_with(&blob.sha256),
+        )?;
+        once.run(self.db(), self.record_document(caller, upload, blob, None))
+            .await
+    }
+
+    /// Makes a received blob a document of its project, with its audit event; `finishing` is
+    /// the resumable upload it came from, marked finished in the same transaction.
+    pub(crate) async fn record_document(
+        &self,
+        caller: &Caller,
+        upload: Upload,
+        blob: FinishedBlob,
+        finishing: Option<&str>,
+    ) -> ServiceResult<pb::Document> {
+        self.taking_documents(caller, &upload.code).await?;
         if blob.size == 0 {
             return Err(ServiceError::field("chunk", "the document is empty"));
         }
@@ -259,6 +310,7 @@ impl ProjectsService {
             .insert_document(
                 &row,
                 caller,
+                finishing,
                 async || blobs.place(blob, &id).await,
                 async || blobs.remove(&id).await,
             )

@@ -16,6 +16,7 @@ mod projects;
 mod reviews;
 mod store;
 mod supervision;
+mod uploads;
 mod validation;
 pub mod variance;
 mod workdays;

@@ -80,6 +80,9 @@ impl OverrideRow {
             decision: self.decision as i32,
             reason_sha256: hex::encode(hasher.finalize()),
             approvals,
+            // The registry keeps one entry per override name, which makes the outbox's
+            // redeliveries safe without an id.
+            request_id: String::new(),
         })
     }
 }

@@ -5,7 +5,7 @@
 
 use std::pin::Pin;
 
-use govit_platform::{Caller, Role, ServiceError, error::respond};
+use govit_platform::{Caller, Role, ServiceError, error::respond, idempotency::Once};
 use govit_proto::{
     common::v1 as cpb,
     scheduling::v1::{self as pb, review_scheduling_service_server::ReviewSchedulingService},
@@ -330,15 +330,21 @@ impl ReviewSchedulingService for SchedulingService {
         request: Request<pb::SubmitOpinionRequest>,
     ) -> Result<Response<pb::Opinion>, Status> {
         let caller = Caller::from_request(&request)?;
+        let once = Once::new(
+            &caller,
+            "SubmitOpinion",
+            &request.get_ref().request_id,
+            request.get_ref(),
+        )?;
         respond(
-            async {
+            once.run(self.db(), async {
                 let new = NewOpinion::try_from(request.into_inner())?;
                 let r = self.review(&new.id).await?;
                 let opinion = new.check(&r, &self.policy)?;
                 caller.require(&[Role::Expert])?;
                 let opinion = self.add_opinion(&caller, &r, opinion).await?;
                 opinion.to_proto().map_err(internal)
-            }
+            })
             .await,
         )
     }
@@ -348,15 +354,21 @@ impl ReviewSchedulingService for SchedulingService {
         request: Request<pb::RecordConclusionRequest>,
     ) -> Result<Response<pb::Review>, Status> {
         let caller = Caller::from_request(&request)?;
+        let once = Once::new(
+            &caller,
+            "RecordConclusion",
+            &request.get_ref().request_id,
+            request.get_ref(),
+        )?;
         respond(
-            async {
+            once.run(self.db(), async {
                 let conclusion = Conclusion::try_from(request.into_inner())?;
                 let r = self.review(&conclusion.id).await?;
                 let conclusion = conclusion.check(&r)?;
                 caller.require(&[Role::Expert])?;
                 let r = self.conclude(&caller, &r, conclusion).await?;
                 self.view(&caller, &r).await
-            }
+            })
             .await,
         )
     }
@@ -366,13 +378,19 @@ impl ReviewSchedulingService for SchedulingService {
         request: Request<pb::RateExpertRequest>,
     ) -> Result<Response<pb::Review>, Status> {
         let caller = Caller::from_request(&request)?;
+        let once = Once::new(
+            &caller,
+            "RateExpert",
+            &request.get_ref().request_id,
+            request.get_ref(),
+        )?;
         respond(
-            async {
+            once.run(self.db(), async {
                 let rating = RateExpert::try_from(request.into_inner())?;
                 caller.require(&[Role::Office])?;
                 let r = self.rate(&caller, rating).await?;
                 self.view(&caller, &r).await
-            }
+            })
             .await,
         )
     }

@@ -13,15 +13,32 @@ const DOCUMENT_COLUMNS: &str = "id, project_code, kind, file_name, media_type, s
 impl Store {
     /// Records an uploaded document and its audit event. `place_blob` moves the content into
     /// the blob store; it runs inside the transaction, so a failure there writes nothing, and a
-    /// failed commit is answered by `remove_blob`.
+    /// failed commit is answered by `remove_blob`. `finishing` is the resumable upload the
+    /// document comes from: marked finished in the same transaction, once.
     pub async fn insert_document(
         &self,
         row: &DocumentRow,
         actor: &Caller,
+        finishing: Option<&str>,
         place_blob: impl AsyncFnOnce() -> std::io::Result<()>,
         remove_blob: impl AsyncFnOnce(),
     ) -> ServiceResult<()> {
         let mut tx = self.db.begin_write().await?;
+        if let Some(upload_id) = finishing {
+            let marked = sqlx::query(
+                "UPDATE uploads SET document_id = $1 WHERE id = $2 AND document_id IS NULL",
+            )
+            .bind(&row.id)
+            .bind(upload_id)
+            .execute(&mut *tx)
+            .await?;
+            if marked.rows_affected() != 1 {
+                return Err(ServiceError::Aborted(
+                    "the upload was finished or cancelled by a concurrent call; read it again"
+                        .into(),
+                ));
+            }
+        }
         let sql = format!(
             "INSERT INTO documents ({DOCUMENT_COLUMNS}) VALUES ({})",
             placeholders(1, 10)

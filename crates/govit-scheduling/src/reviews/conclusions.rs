@@ -301,6 +301,8 @@ impl SchedulingService {
             review: r.name(),
             rating: rating.rating,
             comment: rating.comment.clone(),
+            // The registry counts one service per expert and review, so redeliveries need no id.
+            request_id: String::new(),
         };
         govit_platform::outbox::enqueue(&mut tx, &Outgoing::RecordReviewService(service)).await?;
         Self::event(&mut tx, id, &caller.subject, "ExpertRated", expert).await?;
