@@ -13,6 +13,7 @@ mod helpers;
 mod inspector;
 mod integrity;
 mod lifecycle;
+mod localized;
 mod organisations;
 mod platform;
 mod queries;

@@ -526,3 +526,64 @@ async fn a_caller_over_its_rate_is_refused_with_a_retry_time_and_others_are_not(
         head(Role::Service).await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_connect_protocol_call_is_told_which_protocols_are_served() {
+    let app = spawn_app().await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let url = format!(
+        "http://{}/govit.projects.v1.ProjectService/GetProject",
+        app.addr
+    );
+    for content_type in ["application/proto", "application/json"] {
+        let call = http::Request::builder()
+            .method("POST")
+            .uri(&url)
+            .header("origin", "https://office.example")
+            .header("content-type", content_type)
+            .header("connect-protocol-version", "1")
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .unwrap();
+        let response = client.request(call).await.unwrap();
+        assert_eq!(response.status(), 415, "{content_type}");
+        assert_eq!(
+            response.headers()["accept-post"],
+            "application/grpc, application/grpc-web+proto"
+        );
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert!(
+            String::from_utf8_lossy(&body).contains("createGrpcWebTransport"),
+            "{body:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_cors_preflight_allows_trace_context_and_language_headers() {
+    let app = spawn_app().await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let preflight = http::Request::builder()
+        .method("OPTIONS")
+        .uri(format!(
+            "http://{}/govit.projects.v1.ProjectService/GetProject",
+            app.addr
+        ))
+        .header("origin", "https://office.example")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type,x-grpc-web,traceparent,tracestate,accept-language",
+        )
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = client.request(preflight).await.unwrap();
+    let allowed = response.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for header in ["traceparent", "tracestate", "accept-language"] {
+        assert!(allowed.contains(header), "{allowed}");
+    }
+}

@@ -286,11 +286,21 @@ fn with_info(code: Code, message: String, reason: &str, metadata: &[(&str, &str)
 
 fn invalid_argument(violations: Vec<FieldViolation>) -> Status {
     let violations = bounded(violations);
-    let summary = violations
+    // The details list every violation; the message, which travels in a header beside them,
+    // names the first few.
+    const IN_MESSAGE: usize = 5;
+    let mut summary = violations
         .iter()
+        .take(IN_MESSAGE)
         .map(|v| format!("{}: {}", v.field, v.description))
         .collect::<Vec<_>>()
         .join("; ");
+    if violations.len() > IN_MESSAGE {
+        summary.push_str(&format!(
+            "; and {} more in the details",
+            violations.len() - IN_MESSAGE
+        ));
+    }
     let mut details = info(reason::INVALID_ARGUMENT, &[]);
     details.set_bad_request(violations);
     Status::with_error_details(

@@ -10,6 +10,7 @@ pub mod http;
 pub mod idempotency;
 pub mod json;
 pub mod jwks;
+pub mod localize;
 pub mod machine;
 pub mod metrics;
 pub mod outbox;

@@ -155,6 +155,12 @@ fn cors(options: &ServerOptions) -> CorsLayer {
                 "x-user-agent",
                 "grpc-timeout",
                 "x-request-id",
+                // Sent by browser tracing (W3C trace context), which the server continues.
+                "traceparent",
+                "tracestate",
+                // Chooses the language of errors' LocalizedMessage; browsers send it anyway,
+                // but a page that sets it explicitly needs it allowed.
+                "accept-language",
             ]
             .map(HeaderName::from_static),
         )
@@ -207,7 +213,7 @@ pub async fn serve(
         .layer(cors(options))
         .layer(GrpcWebOrPlainLayer)
         .layer(crate::metrics::MetricsLayer)
-        .layer(CodecStatusLayer)
+        .layer(StatusDetailsLayer)
         .option_layer(options.default_deadline.map(DefaultDeadlineLayer));
     let drain = options.drain.clone();
     let graceful = {
@@ -446,6 +452,8 @@ where
         if grpc || request.version() == http::Version::HTTP_2 {
             let future = self.web.call(request);
             Box::pin(future)
+        } else if is_connect_protocol(&request) {
+            Box::pin(async { Ok(connect_protocol_refused()) })
         } else {
             // The ready service is the gRPC-Web one; a clone of the routes takes this call.
             let plain = self.plain.clone();
@@ -453,6 +461,45 @@ where
             Box::pin(tower::ServiceExt::oneshot(plain, request))
         }
     }
+}
+
+/// A call in the Connect protocol (a POST of `application/proto` or `application/json`, as
+/// Connect-ES's `createConnectTransport` sends): not served, so it is told which protocols are,
+/// rather than failing in gRPC framing with an opaque INTERNAL.
+fn is_connect_protocol<B>(request: &Request<B>) -> bool {
+    request.method() == http::Method::POST
+        && request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| {
+                [
+                    "application/proto",
+                    "application/json",
+                    "application/connect+",
+                ]
+                .iter()
+                .any(|prefix| t.starts_with(prefix))
+            })
+}
+
+fn connect_protocol_refused() -> http::Response<tonic::body::Body> {
+    let mut response = http::Response::new(tonic::body::Body::new(http_body_util::Full::new(
+        bytes::Bytes::from_static(
+            b"this server speaks gRPC and gRPC-Web (application/grpc-web+proto), not the Connect \
+              protocol: use createGrpcWebTransport; see docs/frontend.md\n",
+        ),
+    )));
+    *response.status_mut() = http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response.headers_mut().insert(
+        "accept-post",
+        HeaderValue::from_static("application/grpc, application/grpc-web+proto"),
+    );
+    response
 }
 
 /// Gives a gRPC call that sent no deadline the server's default one: a client that forgot to set
@@ -513,31 +560,51 @@ where
     }
 }
 
-/// Rewrites the status of a request tonic refused before any handler saw it
-/// ([`crate::error::codec_status`]). Such answers are trailers-only, so the status is in the
-/// response headers.
+/// Completes every error status on its way out ([`crate::localize::enrich`]): `ErrorInfo` where
+/// tonic made the status, field violations' reasons, and a `LocalizedMessage` in the language
+/// of the request's `accept-language`. It first rewrites the status of a request tonic refused
+/// before any handler saw it ([`crate::error::codec_status`]). A unary error is trailers-only,
+/// its status in the response headers; a stream's error comes in the body's trailers.
 #[derive(Debug, Clone, Copy)]
-struct CodecStatusLayer;
+struct StatusDetailsLayer;
 
-impl<S> tower::Layer<S> for CodecStatusLayer {
-    type Service = CodecStatus<S>;
+impl<S> tower::Layer<S> for StatusDetailsLayer {
+    type Service = StatusDetails<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CodecStatus(inner)
+        StatusDetails(inner)
     }
 }
 
 #[derive(Debug, Clone)]
-struct CodecStatus<S>(S);
+struct StatusDetails<S>(S);
 
 pub(crate) type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
 
-impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for CodecStatus<S>
+/// Rewrites the status in `headers` (response headers or trailers), if it is an error.
+fn complete_status(headers: &mut http::HeaderMap, language: crate::localize::Language) {
+    let Some(status) = tonic::Status::from_header_map(headers) else {
+        return;
+    };
+    if status.code() == tonic::Code::Ok {
+        return;
+    }
+    let status = crate::error::codec_status(&status).unwrap_or(status);
+    let status = crate::localize::enrich(&status, language);
+    for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
+        headers.remove(name);
+    }
+    if status.add_header(headers).is_err() {
+        tracing::warn!("could not rewrite an error's status");
+    }
+}
+
+impl<S, ReqBody> tower::Service<Request<ReqBody>> for StatusDetails<S>
 where
-    S: tower::Service<Request<ReqBody>, Response = http::Response<ResBody>>,
+    S: tower::Service<Request<ReqBody>, Response = http::Response<tonic::body::Body>>,
     S::Future: Send + 'static,
 {
-    type Response = http::Response<ResBody>;
+    type Response = http::Response<tonic::body::Body>;
     type Error = S::Error;
     type Future = BoxFuture<Result<Self::Response, Self::Error>>;
 
@@ -549,23 +616,57 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let language = crate::localize::Language::from_accept_language(
+            request
+                .headers()
+                .get(http::header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok()),
+        );
         let future = self.0.call(request);
         Box::pin(async move {
             let mut response = future.await?;
-            let replaced = tonic::Status::from_header_map(response.headers())
-                .as_ref()
-                .and_then(crate::error::codec_status);
-            if let Some(status) = replaced {
-                let headers = response.headers_mut();
-                for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
-                    headers.remove(name);
-                }
-                if status.add_header(headers).is_err() {
-                    tracing::warn!("could not rewrite a codec error's status");
-                }
-            }
-            Ok(response)
+            complete_status(response.headers_mut(), language);
+            Ok(response.map(|inner| tonic::body::Body::new(StatusDetailsBody { inner, language })))
         })
+    }
+}
+
+/// A response body whose trailers get [`complete_status`].
+struct StatusDetailsBody<B> {
+    inner: B,
+    language: crate::localize::Language,
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for StatusDetailsBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let language = self.language;
+        std::pin::Pin::new(&mut self.inner)
+            .poll_frame(cx)
+            .map(|frame| {
+                frame.map(|frame| {
+                    frame.map(|frame| match frame.into_trailers() {
+                        Ok(mut trailers) => {
+                            complete_status(&mut trailers, language);
+                            http_body::Frame::trailers(trailers)
+                        }
+                        Err(data) => data,
+                    })
+                })
+            })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -650,5 +751,51 @@ mod tests {
             .await
             .unwrap();
         assert!(tonic::Status::from_header_map(answer.headers()).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_streams_error_in_its_trailers_gets_error_info_and_a_localized_message() {
+        use http_body_util::BodyExt;
+        use tonic::Status;
+        use tonic_types::StatusExt;
+        let streaming = tower::service_fn(|_: Request<()>| async {
+            let mut trailers = http::HeaderMap::new();
+            Status::not_found("the stream's subject is gone")
+                .add_header(&mut trailers)
+                .unwrap();
+            let frames = vec![
+                Ok::<_, Status>(http_body::Frame::data(bytes::Bytes::from_static(
+                    b"\0\0\0\0\0",
+                ))),
+                Ok(http_body::Frame::trailers(trailers)),
+            ];
+            let body = http_body_util::StreamBody::new(tokio_stream::iter(frames));
+            Ok::<_, std::convert::Infallible>(http::Response::new(tonic::body::Body::new(body)))
+        });
+        let mut request = grpc_request(None);
+        request
+            .headers_mut()
+            .insert("accept-language", HeaderValue::from_static("en-GB"));
+        let response = StatusDetailsLayer
+            .layer(streaming)
+            .oneshot(request)
+            .await
+            .unwrap();
+        let trailers = response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .trailers()
+            .cloned()
+            .unwrap();
+        let status = Status::from_header_map(&trailers).unwrap();
+        assert_eq!(status.code(), tonic::Code::NotFound);
+        let details = status.get_error_details();
+        assert_eq!(details.error_info().unwrap().reason, "NOT_FOUND");
+        assert_eq!(
+            details.localized_message().unwrap().message,
+            "the stream's subject is gone"
+        );
     }
 }
