@@ -227,8 +227,8 @@ impl LogCheck {
             let page = c
                 .list_log_entries(epb::ListLogEntriesRequest {
                     start: all.len() as u64,
-                    limit: 1000,
-                    draw_id: String::new(),
+                    page_size: 1000,
+                    ..Default::default()
                 })
                 .await
                 .map_err(explain)?
@@ -277,25 +277,33 @@ impl LogCheck {
                 .ok_or_else(|| fail(format!("no execution of {draw_id} among the entries")));
         }
         let size = self.head.tree_size;
-        let found = self
-            .registry()?
-            .list_log_entries(epb::ListLogEntriesRequest {
-                start: 0,
-                limit: 1000,
-                draw_id: draw_id.to_owned(),
-            })
-            .await
-            .map_err(explain)?
-            .into_inner()
-            .entries
-            .into_iter()
-            .find(|e| e.entry_json.contains("\"draw_executed\"") && e.index < size)
-            .ok_or_else(|| {
-                fail(format!(
+        let mut page_token = String::new();
+        loop {
+            let page = self
+                .registry()?
+                .list_log_entries(epb::ListLogEntriesRequest {
+                    page_size: 1000,
+                    page_token,
+                    draw_id: draw_id.to_owned(),
+                    ..Default::default()
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            let found = page
+                .entries
+                .into_iter()
+                .find(|e| e.entry_json.contains("\"draw_executed\"") && e.index < size);
+            if let Some(found) = found {
+                return Ok((found.index, found.entry_json));
+            }
+            if page.next_page_token.is_empty() {
+                return Err(fail(format!(
                     "the log has no execution of {draw_id} within the head"
-                ))
-            })?;
-        Ok((found.index, found.entry_json))
+                )));
+            }
+            page_token = page.next_page_token;
+        }
     }
 
     async fn check_draw(&mut self, draw_id: &str) -> anyhow::Result<()> {

@@ -13,16 +13,17 @@ use tonic::Code;
 use super::{Demo, Scheduling, date, wait_for};
 
 /// What a review of this stage is scored on.
-fn criteria(stage: spb::ReviewStage) -> &'static [&'static str] {
+fn criteria(stage: spb::ReviewStage) -> &'static [spb::ReviewCriterion] {
+    use spb::ReviewCriterion as C;
     if stage == spb::ReviewStage::Acceptance {
-        &["completeness", "quality", "documentation", "use_of_funds"]
+        &[C::Completeness, C::Quality, C::Documentation, C::UseOfFunds]
     } else {
         &[
-            "necessity",
-            "feasibility",
-            "technical_soundness",
-            "budget_reasonableness",
-            "security",
+            C::Necessity,
+            C::Feasibility,
+            C::TechnicalSoundness,
+            C::BudgetReasonableness,
+            C::Security,
         ]
     }
 }
@@ -320,7 +321,7 @@ impl<W: Write> Demo<'_, W> {
                 .iter()
                 .enumerate()
                 .map(|(k, c)| spb::CriterionScore {
-                    criterion: (*c).to_owned(),
+                    criterion: *c as i32,
                     score: 78 + ((n + k) % 5) as i32 * 4,
                 })
                 .collect();
@@ -337,7 +338,11 @@ impl<W: Write> Demo<'_, W> {
         }
         self.say(format!(
             "Each of the {count} panel members submitted an opinion with scores on {}.",
-            criteria.join(", ")
+            criteria
+                .iter()
+                .map(|c| govit_proto::StoredEnum::as_stored(*c).replace('_', " "))
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     }
 

@@ -956,7 +956,7 @@ async fn a_pool_that_shrank_after_acceptance_stalls_the_review_instead_of_losing
             .into_inner();
         admin
             .clone()
-            .suspend_expert(epb::ChangeExpertStatusRequest {
+            .suspend_expert(epb::SuspendExpertRequest {
                 name: e.name,
                 etag: e.etag,
                 reason: "appointment under review".into(),

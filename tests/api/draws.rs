@@ -44,7 +44,7 @@ async fn pool(r: &Registry) {
     // Suspended.
     let s = r.expert(expert("x-suspended", &["network"], 303)).await;
     r.client(Role::RegistryAdmin)
-        .suspend_expert(epb::ChangeExpertStatusRequest {
+        .suspend_expert(epb::SuspendExpertRequest {
             name: s.name,
             etag: s.etag,
             reason: "review".into(),

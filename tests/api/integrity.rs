@@ -395,6 +395,7 @@ async fn an_office_override_is_its_own_act_approved_by_a_second_office_user_and_
             start: 0,
             limit: 1000,
             draw_id: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -452,6 +453,7 @@ async fn an_office_override_is_its_own_act_approved_by_a_second_office_user_and_
         .projects_client(Role::Supervisor)
         .list_review_overrides(pb::ListReviewOverridesRequest {
             parent: p.name.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -559,6 +561,7 @@ async fn a_pending_override_can_be_rejected_and_is_overtaken_when_the_project_mo
         .clone()
         .list_review_overrides(pb::ListReviewOverridesRequest {
             parent: p.name.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()

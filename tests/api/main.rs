@@ -18,6 +18,7 @@ mod organisations;
 mod platform;
 mod queries;
 mod registry;
+mod resources;
 mod retries;
 mod roster;
 mod scheduling;

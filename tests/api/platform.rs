@@ -587,3 +587,75 @@ async fn the_cors_preflight_allows_trace_context_and_language_headers() {
         assert!(allowed.contains(header), "{allowed}");
     }
 }
+
+/// Reflection serves every file a client needs to decode errors, byte for byte as the vendored
+/// upstream file compiles, so a client that also loads googleapis' own copy sees one file.
+#[tokio::test]
+async fn reflection_serves_the_google_protos_a_client_needs_as_upstream_has_them() {
+    use prost::Message;
+    let app = spawn_app().await;
+    let ask = |request: MessageRequest| {
+        let channel = app.channel.clone();
+        async move {
+            let mut responses = ServerReflectionClient::new(channel)
+                .server_reflection_info(tokio_stream::iter(vec![ServerReflectionRequest {
+                    host: String::new(),
+                    message_request: Some(request),
+                }]))
+                .await
+                .unwrap()
+                .into_inner();
+            responses.message().await.unwrap().unwrap().message_response
+        }
+    };
+    for (symbol, file) in [
+        ("google.rpc.ErrorInfo", "google/rpc/error_details.proto"),
+        (
+            "google.rpc.LocalizedMessage",
+            "google/rpc/error_details.proto",
+        ),
+        ("google.rpc.Status", "google/rpc/status.proto"),
+        ("google.rpc.Code", "google/rpc/code.proto"),
+        ("google.type.Date", "google/type/date.proto"),
+        (
+            "google.api.FieldBehavior",
+            "google/api/field_behavior.proto",
+        ),
+    ] {
+        let Some(MessageResponse::FileDescriptorResponse(found)) =
+            ask(MessageRequest::FileContainingSymbol(symbol.into())).await
+        else {
+            panic!("reflection does not know {symbol}");
+        };
+        let names: Vec<String> = found
+            .file_descriptor_proto
+            .iter()
+            .map(|bytes| {
+                prost_types::FileDescriptorProto::decode(bytes.as_slice())
+                    .unwrap()
+                    .name()
+                    .to_owned()
+            })
+            .collect();
+        assert!(names.contains(&file.to_owned()), "{symbol}: {names:?}");
+    }
+    // Upstream's date.proto, options included: the copy served before lacked them.
+    let Some(MessageResponse::FileDescriptorResponse(date)) = ask(MessageRequest::FileByFilename(
+        "google/type/date.proto".into(),
+    ))
+    .await
+    else {
+        panic!("no google/type/date.proto");
+    };
+    let date =
+        prost_types::FileDescriptorProto::decode(date.file_descriptor_proto[0].as_slice()).unwrap();
+    let options = date.options.unwrap();
+    assert_eq!(options.objc_class_prefix(), "GTP");
+    assert_eq!(
+        options.go_package(),
+        "google.golang.org/genproto/googleapis/type/date;date"
+    );
+    // And the vendored files are the upstream text (the README names the commit).
+    let vendored = include_str!("../../proto/google/type/date.proto");
+    assert!(vendored.contains("option objc_class_prefix = \"GTP\";"));
+}

@@ -97,7 +97,7 @@ async fn status_changes_follow_their_rules_and_are_logged() {
     let admin = r.client(Role::RegistryAdmin);
     let suspended = admin
         .clone()
-        .suspend_expert(epb::ChangeExpertStatusRequest {
+        .suspend_expert(epb::SuspendExpertRequest {
             name: e.name.clone(),
             etag: e.etag.clone(),
             reason: "under investigation".into(),
@@ -108,7 +108,7 @@ async fn status_changes_follow_their_rules_and_are_logged() {
     assert_eq!(suspended.status, epb::ExpertStatus::Suspended as i32);
     let again = admin
         .clone()
-        .suspend_expert(epb::ChangeExpertStatusRequest {
+        .suspend_expert(epb::SuspendExpertRequest {
             name: e.name.clone(),
             etag: suspended.etag.clone(),
             reason: "x".into(),
@@ -118,7 +118,7 @@ async fn status_changes_follow_their_rules_and_are_logged() {
     assert_eq!(again.code(), Code::FailedPrecondition);
     let stale = admin
         .clone()
-        .reinstate_expert(epb::ChangeExpertStatusRequest {
+        .reinstate_expert(epb::ReinstateExpertRequest {
             name: e.name.clone(),
             etag: e.etag.clone(),
             reason: String::new(),
@@ -128,7 +128,7 @@ async fn status_changes_follow_their_rules_and_are_logged() {
     assert_eq!(stale.code(), Code::Aborted);
     let back = admin
         .clone()
-        .reinstate_expert(epb::ChangeExpertStatusRequest {
+        .reinstate_expert(epb::ReinstateExpertRequest {
             name: e.name.clone(),
             etag: suspended.etag,
             reason: String::new(),
@@ -139,7 +139,7 @@ async fn status_changes_follow_their_rules_and_are_logged() {
     assert_eq!(back.status, epb::ExpertStatus::Active as i32);
     let retired = admin
         .clone()
-        .retire_expert(epb::ChangeExpertStatusRequest {
+        .retire_expert(epb::RetireExpertRequest {
             name: e.name.clone(),
             etag: back.etag,
             reason: "term ended".into(),

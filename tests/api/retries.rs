@@ -192,6 +192,7 @@ async fn a_disbursement_resent_after_its_reply_was_lost_is_recorded_once() {
         .client(Role::Applicant)
         .list_disbursements(pb::ListDisbursementsRequest {
             parent: project.name.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()

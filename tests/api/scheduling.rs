@@ -528,6 +528,50 @@ async fn invitations_opinions_and_conclusions_keep_their_rules() {
         violated_fields(&status),
         ["scores[0].score", "scores", "recommendation"]
     );
+    // Criteria are the enum's, and only the stage's: acceptance's, an unset one, an unknown
+    // number and a repeat are each refused, naming the criterion.
+    let mut wrong_criteria = preliminary_scores(80);
+    wrong_criteria[0].criterion = spb::ReviewCriterion::Completeness as i32;
+    wrong_criteria[1].criterion = spb::ReviewCriterion::Unspecified as i32;
+    wrong_criteria[2].criterion = 99;
+    wrong_criteria[4].criterion = wrong_criteria[3].criterion;
+    let status = system
+        .expert_client(member)
+        .submit_opinion(spb::SubmitOpinionRequest {
+            request_id: String::new(),
+            review: r.name.clone(),
+            scores: wrong_criteria,
+            opinion: "x".into(),
+            recommendation: spb::ReviewDecision::Approved as i32,
+        })
+        .await
+        .unwrap_err();
+    let violations = govit_platform::error::field_violations(&status);
+    let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "scores[0].criterion",
+            "scores[1].criterion",
+            "scores[2].criterion",
+            "scores[4].criterion",
+            "scores",
+            "scores",
+            "scores",
+            "scores",
+        ]
+    );
+    assert!(
+        violations[0]
+            .description
+            .contains("REVIEW_CRITERION_NECESSITY, REVIEW_CRITERION_FEASIBILITY"),
+        "{violations:?}"
+    );
+    assert_eq!(violations[3].description, "appears twice");
+    assert_eq!(
+        violations[4].description,
+        "no score for REVIEW_CRITERION_NECESSITY"
+    );
     // The conclusion waits for every confirmed member's opinion, and only the chair gives it.
     let status = system
         .expert_client(&r.chair_expert_id)

@@ -110,6 +110,7 @@ async fn approval_fixes_the_budget_and_every_change_is_a_new_baseline() {
         .clone()
         .list_budget_baselines(pb::ListBudgetBaselinesRequest {
             parent: p.name.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -118,12 +119,12 @@ async fn approval_fixes_the_budget_and_every_change_is_a_new_baseline() {
     assert_eq!(
         baselines
             .iter()
-            .map(|b| (b.sequence, b.budget_fen, b.source.as_str()))
+            .map(|b| (b.sequence, b.budget_fen, b.source()))
             .collect::<Vec<_>>(),
         [
-            (1, 125_000_000, "APPROVAL"),
-            (2, 137_500_000, "CHANGE"),
-            (3, 137_500_001, "CHANGE")
+            (1, 125_000_000, pb::BudgetBaselineSource::Approval),
+            (2, 137_500_000, pb::BudgetBaselineSource::Change),
+            (3, 137_500_001, pb::BudgetBaselineSource::Change)
         ]
     );
 
@@ -230,6 +231,7 @@ async fn disbursements_never_pass_the_approved_budget_even_when_racing() {
         .client(Role::Inspector)
         .list_disbursements(pb::ListDisbursementsRequest {
             parent: p.name.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -601,6 +603,7 @@ async fn a_snapshot_is_frozen_and_taken_once_a_month() {
         .list_snapshots(pb::ListSnapshotsRequest {
             month: closed.clone(),
             project: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -682,6 +685,7 @@ async fn inspections_track_findings_to_rectification_and_records_show_them() {
         .clone()
         .list_overdue_findings(pb::ListOverdueFindingsRequest {
             as_of: date(2026, 12, 1),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -726,6 +730,7 @@ async fn inspections_track_findings_to_rectification_and_records_show_them() {
         .clone()
         .list_overdue_findings(pb::ListOverdueFindingsRequest {
             as_of: date(2026, 12, 7),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -1004,6 +1009,7 @@ async fn a_budget_change_applies_only_to_the_budget_it_was_filed_against() {
         .clone()
         .list_budget_baselines(pb::ListBudgetBaselinesRequest {
             parent: p.name.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -1057,6 +1063,7 @@ async fn the_previous_month_is_frozen_once_without_anyone_asking() {
         .list_snapshots(pb::ListSnapshotsRequest {
             month: previous.clone(),
             project: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap()

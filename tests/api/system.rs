@@ -224,15 +224,16 @@ pub async fn confirm_all(system: &System, review: &str) -> spb::Review {
 }
 
 pub fn preliminary_scores(score: i32) -> Vec<spb::CriterionScore> {
+    use spb::ReviewCriterion as C;
     [
-        "necessity",
-        "feasibility",
-        "technical_soundness",
-        "budget_reasonableness",
-        "security",
+        C::Necessity,
+        C::Feasibility,
+        C::TechnicalSoundness,
+        C::BudgetReasonableness,
+        C::Security,
     ]
     .map(|c| spb::CriterionScore {
-        criterion: c.into(),
+        criterion: c as i32,
         score,
     })
     .to_vec()

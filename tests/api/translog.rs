@@ -202,6 +202,7 @@ async fn two_replicas_drawing_at_once_keep_one_linear_consistent_log() {
             start: 0,
             limit: 1000,
             draw_id: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap()

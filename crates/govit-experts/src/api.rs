@@ -10,7 +10,7 @@ use crate::{
     ExpertsService,
     categories::{CategoryChange, NewCategory},
     draws::{DrawCancel, DrawQuery, OpenDraw, PanelReplacement, Witness, draw_id},
-    experts::{ExpertChange, ExpertEvent, ExpertQuery, NewExpert, StatusChange},
+    experts::{ExpertChange, ExpertEvent, ExpertQuery, NewExpert, StatusChange, StatusRequest},
     import::RosterImport,
     reviews::{OutcomeOverride, ReviewService},
     translog::EntriesQuery,
@@ -52,7 +52,7 @@ pub(crate) const LOG_READERS: [Role; 4] = [
 impl ExpertsService {
     async fn change_status(
         &self,
-        request: Request<pb::ChangeExpertStatusRequest>,
+        request: Request<StatusRequest>,
         event: ExpertEvent,
     ) -> Result<Response<pb::Expert>, Status> {
         let caller = Caller::from_request(&request)?;
@@ -196,23 +196,26 @@ impl ExpertRegistryService for ExpertsService {
 
     async fn suspend_expert(
         &self,
-        request: Request<pb::ChangeExpertStatusRequest>,
+        request: Request<pb::SuspendExpertRequest>,
     ) -> Result<Response<pb::Expert>, Status> {
-        self.change_status(request, ExpertEvent::Suspend).await
+        self.change_status(request.map(StatusRequest::from), ExpertEvent::Suspend)
+            .await
     }
 
     async fn reinstate_expert(
         &self,
-        request: Request<pb::ChangeExpertStatusRequest>,
+        request: Request<pb::ReinstateExpertRequest>,
     ) -> Result<Response<pb::Expert>, Status> {
-        self.change_status(request, ExpertEvent::Reinstate).await
+        self.change_status(request.map(StatusRequest::from), ExpertEvent::Reinstate)
+            .await
     }
 
     async fn retire_expert(
         &self,
-        request: Request<pb::ChangeExpertStatusRequest>,
+        request: Request<pb::RetireExpertRequest>,
     ) -> Result<Response<pb::Expert>, Status> {
-        self.change_status(request, ExpertEvent::Retire).await
+        self.change_status(request.map(StatusRequest::from), ExpertEvent::Retire)
+            .await
     }
 
     async fn import_experts(
@@ -474,5 +477,22 @@ impl ExpertRegistryService for ExpertsService {
             }
             .await,
         )
+    }
+
+    async fn get_log_entry(
+        &self,
+        request: Request<pb::GetLogEntryRequest>,
+    ) -> Result<Response<pb::LogEntry>, Status> {
+        let caller = Caller::from_request(&request)?;
+        caller.require(&LOG_READERS)?;
+        respond(self.log_entry(request.get_ref().index).await)
+    }
+
+    async fn get_read_event(
+        &self,
+        request: Request<govit_proto::common::v1::GetReadEventRequest>,
+    ) -> Result<Response<govit_proto::common::v1::ReadEvent>, Status> {
+        let caller = Caller::from_request(&request)?;
+        respond(govit_platform::reads::get(&self.store.db, &caller, &request.get_ref().name).await)
     }
 }

@@ -324,10 +324,37 @@ pub struct StatusChange {
     event: ExpertEvent,
 }
 
-impl TryFrom<(pb::ChangeExpertStatusRequest, ExpertEvent)> for StatusChange {
+/// Suspending, reinstating and retiring an expert ask for the same fields.
+pub(crate) struct StatusRequest {
+    name: String,
+    etag: String,
+    reason: String,
+}
+
+macro_rules! status_request_from {
+    ($($request:ty),+) => {$(
+        impl From<$request> for StatusRequest {
+            fn from(req: $request) -> Self {
+                StatusRequest {
+                    name: req.name,
+                    etag: req.etag,
+                    reason: req.reason,
+                }
+            }
+        }
+    )+};
+}
+
+status_request_from!(
+    pb::SuspendExpertRequest,
+    pb::ReinstateExpertRequest,
+    pb::RetireExpertRequest
+);
+
+impl TryFrom<(StatusRequest, ExpertEvent)> for StatusChange {
     type Error = ServiceError;
 
-    fn try_from((req, event): (pb::ChangeExpertStatusRequest, ExpertEvent)) -> ServiceResult<Self> {
+    fn try_from((req, event): (StatusRequest, ExpertEvent)) -> ServiceResult<Self> {
         let mut v = Violations::new();
         let id = parse_name("name", &req.name, "experts");
         if let Err(ServiceError::InvalidArgument(vs)) = &id {

@@ -17,6 +17,7 @@ use govit_draw::merkle::{
 };
 use govit_platform::{
     Db, ServiceError, ServiceResult, Tx, Violations,
+    paging::Page,
     time::{now, to_stored},
 };
 use govit_proto::experts::v1 as pb;
@@ -294,7 +295,7 @@ pub async fn head(db: &Db, key: &SigningKey) -> anyhow::Result<TreeHead> {
 /// Which log entries a page lists.
 pub struct EntriesQuery {
     start: u64,
-    limit: u32,
+    page: Page,
     draw_id: String,
 }
 
@@ -310,9 +311,29 @@ impl TryFrom<pb::ListLogEntriesRequest> for EntriesQuery {
             check::code(&mut v, "draw_id", &req.draw_id);
         }
         v.finish()?;
+        // `limit` is the older name of `page_size`; a token continues after its last index.
+        let size = if req.page_size != 0 {
+            req.page_size
+        } else {
+            req.limit as i32
+        };
+        let page = Page::parse_sized(
+            size,
+            &req.page_token,
+            &format!("log entries {:?}", req.draw_id),
+            (100, 1000),
+        )?;
+        let start = match &page.after {
+            None => req.start,
+            Some(last) => {
+                last.parse::<u64>().map_err(|_| {
+                    ServiceError::field("page_token", "is not a page token of this log")
+                })? + 1
+            }
+        };
         Ok(EntriesQuery {
-            start: req.start,
-            limit: if req.limit == 0 { 100 } else { req.limit },
+            start,
+            page,
             draw_id: req.draw_id,
         })
     }
@@ -336,9 +357,11 @@ impl ExpertsService {
         q: EntriesQuery,
     ) -> ServiceResult<pb::ListLogEntriesResponse> {
         let draw = (!q.draw_id.is_empty()).then_some(q.draw_id.as_str());
-        let rows = entries(&self.store.db, q.start, q.limit, draw)
+        let limit = u32::try_from(q.page.fetch_limit()).unwrap_or(u32::MAX);
+        let mut rows = entries(&self.store.db, q.start, limit, draw)
             .await
             .map_err(internal)?;
+        let next_page_token = q.page.finish(&mut rows, |r| r.idx.to_string());
         Ok(pb::ListLogEntriesResponse {
             entries: rows
                 .into_iter()
@@ -348,6 +371,21 @@ impl ExpertsService {
                     leaf_hash: r.leaf_hash,
                 })
                 .collect(),
+            next_page_token,
+        })
+    }
+
+    pub(crate) async fn log_entry(&self, index: u64) -> ServiceResult<pb::LogEntry> {
+        let row = entries(&self.store.db, index, 1, None)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .find(|r| r.idx as u64 == index)
+            .ok_or_else(|| ServiceError::not_found("log entry", format!("logEntries/{index}")))?;
+        Ok(pb::LogEntry {
+            index: row.idx as u64,
+            entry_json: row.entry,
+            leaf_hash: row.leaf_hash,
         })
     }
 

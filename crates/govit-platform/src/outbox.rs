@@ -378,6 +378,23 @@ pub async fn list(
     })
 }
 
+/// One message, delivered or not (office).
+pub async fn get(db: &Db, caller: &Caller, name: &str) -> ServiceResult<cpb::OutboxMessage> {
+    caller.require(&[Role::Office])?;
+    let id = name
+        .strip_prefix("outboxMessages/")
+        .filter(|id| crate::validate::is_code(id))
+        .ok_or_else(|| ServiceError::field("name", "must be outboxMessages/{id}"))?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM outbox WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(&db.pool)
+    .await?
+    .ok_or_else(|| ServiceError::not_found("outbox message", name))?;
+    to_proto(&row).map_err(ServiceError::Internal)
+}
+
 /// Makes one pending or parked message due now (a parked one is no longer parked; office).
 pub async fn retry(db: &Db, caller: &Caller, name: &str) -> ServiceResult<cpb::OutboxMessage> {
     caller.require(&[Role::Office])?;

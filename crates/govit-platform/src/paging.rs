@@ -29,12 +29,27 @@ pub struct Page {
 impl Page {
     /// `query` must describe every filter and the order: anything that changes the result set.
     pub fn parse(page_size: i32, page_token: &str, query: &str) -> ServiceResult<Page> {
+        Page::parse_sized(
+            page_size,
+            page_token,
+            query,
+            (DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
+        )
+    }
+
+    /// [`Page::parse`] with a list's own default and largest page size.
+    pub fn parse_sized(
+        page_size: i32,
+        page_token: &str,
+        query: &str,
+        (default, max): (i64, i64),
+    ) -> ServiceResult<Page> {
         if page_size < 0 {
             return Err(ServiceError::field("page_size", "must not be negative"));
         }
         let size = match i64::from(page_size) {
-            0 => DEFAULT_PAGE_SIZE,
-            n => n.min(MAX_PAGE_SIZE),
+            0 => default,
+            n => n.min(max),
         };
         let fingerprint = hex_prefix(query);
         let after = if page_token.is_empty() {
@@ -83,6 +98,41 @@ impl Page {
     }
 }
 
+impl Page {
+    /// Pages a list read whole, in its stable order: for one project's own records (its
+    /// disbursements, milestones, inspections…), which a project's life keeps few and which are
+    /// never deleted. The token holds the key of the last item shown; the next page starts after
+    /// it, so items added meanwhile are neither skipped before the cursor nor shown twice.
+    pub fn slice<T>(
+        &self,
+        items: Vec<T>,
+        key_of: impl Fn(&T) -> String,
+    ) -> ServiceResult<(Vec<T>, String)> {
+        let start = match &self.after {
+            None => 0,
+            Some(key) => {
+                items
+                    .iter()
+                    .position(|item| key_of(item) == *key)
+                    .ok_or_else(|| {
+                        ServiceError::field(
+                            "page_token",
+                            "names an item no longer listed; start from the first page",
+                        )
+                    })?
+                    + 1
+            }
+        };
+        let mut page: Vec<T> = items
+            .into_iter()
+            .skip(start)
+            .take(self.fetch_limit() as usize)
+            .collect();
+        let token = self.finish(&mut page, key_of);
+        Ok((page, token))
+    }
+}
+
 fn hex_prefix(query: &str) -> String {
     let digest = Sha256::digest(query.as_bytes());
     digest[..12].iter().map(|b| format!("{b:02x}")).collect()
@@ -102,5 +152,31 @@ mod tests {
         assert_eq!(next.after.as_deref(), Some("2"));
         assert!(Page::parse(2, &token, "state=SUBMITTED").is_err());
         assert!(Page::parse(2, "garbage", "state=DRAFT").is_err());
+    }
+
+    #[test]
+    fn a_list_read_whole_pages_after_the_last_key_shown() {
+        let first = Page::parse(2, "", "milestones").unwrap();
+        let (page, token) = first
+            .slice(vec!["a", "b", "c", "d", "e"], |s| s.to_string())
+            .unwrap();
+        assert_eq!(page, ["a", "b"]);
+        // An item added before the cursor meanwhile is not shown; none is shown twice.
+        let next = Page::parse(2, &token, "milestones").unwrap();
+        let (page, token) = next
+            .slice(vec!["0", "a", "b", "c", "d", "e"], |s| s.to_string())
+            .unwrap();
+        assert_eq!(page, ["c", "d"]);
+        let (page, token) = Page::parse(2, &token, "milestones")
+            .unwrap()
+            .slice(vec!["a", "b", "c", "d", "e"], |s| s.to_string())
+            .unwrap();
+        assert_eq!((page, token.as_str()), (vec!["e"], ""));
+        // Exactly a page's worth leaves no next token.
+        let (_, token) = Page::parse(5, "", "milestones")
+            .unwrap()
+            .slice(vec!["a", "b", "c", "d", "e"], |s| s.to_string())
+            .unwrap();
+        assert_eq!(token, "");
     }
 }

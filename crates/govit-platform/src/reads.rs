@@ -69,17 +69,7 @@ pub async fn list(
     .await?;
     let mut events = rows
         .iter()
-        .map(|r| -> anyhow::Result<cpb::ReadEvent> {
-            let id: String = r.try_get(0)?;
-            Ok(cpb::ReadEvent {
-                name: format!("readEvents/{id}"),
-                read_time: Some(stored_to_timestamp(&r.try_get::<String, _>(1)?)?),
-                subject: r.try_get(2)?,
-                role: r.try_get(3)?,
-                kind: r.try_get(4)?,
-                resource: r.try_get(5)?,
-            })
-        })
+        .map(read_event)
         .collect::<anyhow::Result<Vec<_>>>()
         .map_err(ServiceError::Internal)?;
     let next_page_token = page.finish(&mut events, |e| {
@@ -88,5 +78,34 @@ pub async fn list(
     Ok(cpb::ListReadEventsResponse {
         events,
         next_page_token,
+    })
+}
+
+/// One recorded read (inspector).
+pub async fn get(db: &Db, caller: &Caller, name: &str) -> ServiceResult<cpb::ReadEvent> {
+    caller.require(&[Role::Inspector])?;
+    let id = name
+        .strip_prefix("readEvents/")
+        .filter(|id| !id.is_empty() && id.len() <= 64 && !id.contains('/'))
+        .ok_or_else(|| ServiceError::field("name", "must be readEvents/{id}"))?;
+    let row = sqlx::query(
+        "SELECT id, read_time, subject, role, kind, resource FROM read_events WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&db.pool)
+    .await?
+    .ok_or_else(|| ServiceError::not_found("read event", name))?;
+    read_event(&row).map_err(ServiceError::Internal)
+}
+
+fn read_event(r: &sqlx::any::AnyRow) -> anyhow::Result<cpb::ReadEvent> {
+    let id: String = r.try_get(0)?;
+    Ok(cpb::ReadEvent {
+        name: format!("readEvents/{id}"),
+        read_time: Some(stored_to_timestamp(&r.try_get::<String, _>(1)?)?),
+        subject: r.try_get(2)?,
+        role: r.try_get(3)?,
+        kind: r.try_get(4)?,
+        resource: r.try_get(5)?,
     })
 }

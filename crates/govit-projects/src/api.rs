@@ -4,7 +4,7 @@
 //! `supervision`).
 
 use govit_platform::error::respond;
-use govit_platform::{Caller, idempotency::Once};
+use govit_platform::{Caller, ServiceError, idempotency::Once, paging::Page};
 use govit_proto::projects::v1::{self as pb, project_service_server::ProjectService};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -218,9 +218,21 @@ impl ProjectService for ProjectsService {
         request: Request<pb::ListReviewOverridesRequest>,
     ) -> Result<Response<pb::ListReviewOverridesResponse>, Status> {
         let caller = Caller::from_request(&request)?;
-        let code = check::parse_project_name("parent", &request.get_ref().parent)?;
+        let req = request.get_ref();
+        let code = check::parse_project_name("parent", &req.parent)?;
+        let page = Page::parse(req.page_size, &req.page_token, &format!("overrides {code}"))?;
         caller.require(&OVERRIDE_READERS)?;
-        respond(self.project_overrides(&caller, &code).await)
+        respond(
+            async {
+                let items = self.project_overrides(&caller, &code).await?;
+                page.slice(items, |item| item.name.clone())
+            }
+            .await
+            .map(|(items, next_page_token)| pb::ListReviewOverridesResponse {
+                overrides: items,
+                next_page_token,
+            }),
+        )
     }
 
     async fn record_review_cancellation(
@@ -467,12 +479,24 @@ impl ProjectService for ProjectsService {
         request: Request<pb::ListBudgetChangesRequest>,
     ) -> Result<Response<pb::ListBudgetChangesResponse>, Status> {
         let caller = Caller::from_request(&request)?;
-        let code = check::parse_project_name("parent", &request.get_ref().parent)?;
+        let req = request.get_ref();
+        let code = check::parse_project_name("parent", &req.parent)?;
+        let page = Page::parse(
+            req.page_size,
+            &req.page_token,
+            &format!("budget changes {code}"),
+        )?;
         caller.require(&PROJECT_READERS)?;
         respond(
-            self.budget_changes_of(&caller, &code)
-                .await
-                .map(|budget_changes| pb::ListBudgetChangesResponse { budget_changes }),
+            async {
+                let items = self.budget_changes_of(&caller, &code).await?;
+                page.slice(items, |item| item.name.clone())
+            }
+            .await
+            .map(|(items, next_page_token)| pb::ListBudgetChangesResponse {
+                budget_changes: items,
+                next_page_token,
+            }),
         )
     }
 
@@ -481,12 +505,24 @@ impl ProjectService for ProjectsService {
         request: Request<pb::ListBudgetBaselinesRequest>,
     ) -> Result<Response<pb::ListBudgetBaselinesResponse>, Status> {
         let caller = Caller::from_request(&request)?;
-        let code = check::parse_project_name("parent", &request.get_ref().parent)?;
+        let req = request.get_ref();
+        let code = check::parse_project_name("parent", &req.parent)?;
+        let page = Page::parse(
+            req.page_size,
+            &req.page_token,
+            &format!("budget baselines {code}"),
+        )?;
         caller.require(&PROJECT_READERS)?;
         respond(
-            self.baselines_of(&caller, &code)
-                .await
-                .map(|baselines| pb::ListBudgetBaselinesResponse { baselines }),
+            async {
+                let items = self.baselines_of(&caller, &code).await?;
+                page.slice(items, |item| item.name.clone())
+            }
+            .await
+            .map(|(items, next_page_token)| pb::ListBudgetBaselinesResponse {
+                baselines: items,
+                next_page_token,
+            }),
         )
     }
 
@@ -514,9 +550,27 @@ impl ProjectService for ProjectsService {
         request: Request<pb::ListDisbursementsRequest>,
     ) -> Result<Response<pb::ListDisbursementsResponse>, Status> {
         let caller = Caller::from_request(&request)?;
-        let code = check::parse_project_name("parent", &request.get_ref().parent)?;
+        let req = request.get_ref();
+        let code = check::parse_project_name("parent", &req.parent)?;
+        let page = Page::parse(
+            req.page_size,
+            &req.page_token,
+            &format!("disbursements {code}"),
+        )?;
         caller.require(&PROJECT_READERS)?;
-        respond(self.disbursements_of(&caller, &code).await)
+        respond(
+            async {
+                let (items, total_fen) = self.disbursements_of(&caller, &code).await?;
+                let (disbursements, next_page_token) =
+                    page.slice(items, |item| item.name.clone())?;
+                Ok(pb::ListDisbursementsResponse {
+                    disbursements,
+                    total_fen,
+                    next_page_token,
+                })
+            }
+            .await,
+        )
     }
 
     async fn create_milestone(
@@ -553,12 +607,24 @@ impl ProjectService for ProjectsService {
         request: Request<pb::ListMilestonesRequest>,
     ) -> Result<Response<pb::ListMilestonesResponse>, Status> {
         let caller = Caller::from_request(&request)?;
-        let code = check::parse_project_name("parent", &request.get_ref().parent)?;
+        let req = request.get_ref();
+        let code = check::parse_project_name("parent", &req.parent)?;
+        let page = Page::parse(
+            req.page_size,
+            &req.page_token,
+            &format!("milestones {code}"),
+        )?;
         caller.require(&PROJECT_READERS)?;
         respond(
-            self.milestones_of(&caller, &code)
-                .await
-                .map(|milestones| pb::ListMilestonesResponse { milestones }),
+            async {
+                let items = self.milestones_of(&caller, &code).await?;
+                page.slice(items, |item| item.name.clone())
+            }
+            .await
+            .map(|(items, next_page_token)| pb::ListMilestonesResponse {
+                milestones: items,
+                next_page_token,
+            }),
         )
     }
 
@@ -596,12 +662,24 @@ impl ProjectService for ProjectsService {
         request: Request<pb::ListProgressReportsRequest>,
     ) -> Result<Response<pb::ListProgressReportsResponse>, Status> {
         let caller = Caller::from_request(&request)?;
-        let code = check::parse_project_name("parent", &request.get_ref().parent)?;
+        let req = request.get_ref();
+        let code = check::parse_project_name("parent", &req.parent)?;
+        let page = Page::parse(
+            req.page_size,
+            &req.page_token,
+            &format!("progress reports {code}"),
+        )?;
         caller.require(&PROJECT_READERS)?;
         respond(
-            self.progress_reports_of(&caller, &code)
-                .await
-                .map(|reports| pb::ListProgressReportsResponse { reports }),
+            async {
+                let items = self.progress_reports_of(&caller, &code).await?;
+                page.slice(items, |item| item.name.clone())
+            }
+            .await
+            .map(|(items, next_page_token)| pb::ListProgressReportsResponse {
+                reports: items,
+                next_page_token,
+            }),
         )
     }
 
@@ -636,12 +714,24 @@ impl ProjectService for ProjectsService {
         request: Request<pb::ListRiskRatingsRequest>,
     ) -> Result<Response<pb::ListRiskRatingsResponse>, Status> {
         let caller = Caller::from_request(&request)?;
-        let code = check::parse_project_name("name", &request.get_ref().name)?;
+        let req = request.get_ref();
+        let code = check::parse_project_name("name", &req.name)?;
+        let page = Page::parse(
+            req.page_size,
+            &req.page_token,
+            &format!("risk ratings {code}"),
+        )?;
         caller.require(&PROJECT_READERS)?;
         respond(
-            self.ratings_of(&caller, &code)
-                .await
-                .map(|ratings| pb::ListRiskRatingsResponse { ratings }),
+            async {
+                let items = self.ratings_of(&caller, &code).await?;
+                page.slice(items, |item| item.name.clone())
+            }
+            .await
+            .map(|(items, next_page_token)| pb::ListRiskRatingsResponse {
+                ratings: items,
+                next_page_token,
+            }),
         )
     }
 
@@ -669,7 +759,10 @@ impl ProjectService for ProjectsService {
         respond(
             self.snapshots_matching(query)
                 .await
-                .map(|snapshots| pb::ListSnapshotsResponse { snapshots }),
+                .map(|(snapshots, next_page_token)| pb::ListSnapshotsResponse {
+                    snapshots,
+                    next_page_token,
+                }),
         )
     }
 
@@ -716,12 +809,24 @@ impl ProjectService for ProjectsService {
         request: Request<pb::ListInspectionsRequest>,
     ) -> Result<Response<pb::ListInspectionsResponse>, Status> {
         let caller = Caller::from_request(&request)?;
-        let code = check::parse_project_name("parent", &request.get_ref().parent)?;
+        let req = request.get_ref();
+        let code = check::parse_project_name("parent", &req.parent)?;
+        let page = Page::parse(
+            req.page_size,
+            &req.page_token,
+            &format!("inspections {code}"),
+        )?;
         caller.require(&PROJECT_READERS)?;
         respond(
-            self.inspections_of(&caller, &code)
-                .await
-                .map(|inspections| pb::ListInspectionsResponse { inspections }),
+            async {
+                let items = self.inspections_of(&caller, &code).await?;
+                page.slice(items, |item| item.name.clone())
+            }
+            .await
+            .map(|(items, next_page_token)| pb::ListInspectionsResponse {
+                inspections: items,
+                next_page_token,
+            }),
         )
     }
 
@@ -733,9 +838,20 @@ impl ProjectService for ProjectsService {
         let query = OverdueFindingsQuery::try_from(request.into_inner())?;
         caller.require(OverdueFindingsQuery::ROLES)?;
         respond(
-            self.overdue_findings(query)
-                .await
-                .map(|findings| pb::ListOverdueFindingsResponse { findings }),
+            async {
+                let page = query.page.clone();
+                // Overdue findings are few by nature (each one is a rectification late); they
+                // are read whole and paged by name.
+                let findings = self.overdue_findings(query).await?;
+                page.slice(findings, |f| f.name.clone())
+            }
+            .await
+            .map(
+                |(findings, next_page_token)| pb::ListOverdueFindingsResponse {
+                    findings,
+                    next_page_token,
+                },
+            ),
         )
     }
 
@@ -804,4 +920,255 @@ impl ProjectService for ProjectsService {
         caller.require(PortfolioQuery::ROLES)?;
         respond(self.portfolio_summary(query).await)
     }
+
+    async fn get_review_override(
+        &self,
+        request: Request<pb::GetReviewOverrideRequest>,
+    ) -> Result<Response<pb::ReviewOverride>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let name = &request.get_ref().name;
+        let (code, _) = check::parse_child_name("name", name, "overrides")?;
+        caller.require(&OVERRIDE_READERS)?;
+        respond(
+            async {
+                let items = self.project_overrides(&caller, &code).await?;
+                named(items, name, "review override", |item| &item.name)
+            }
+            .await,
+        )
+    }
+
+    async fn get_budget_change(
+        &self,
+        request: Request<pb::GetBudgetChangeRequest>,
+    ) -> Result<Response<pb::BudgetChange>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let name = &request.get_ref().name;
+        let (code, _) = check::parse_child_name("name", name, "budgetChanges")?;
+        caller.require(&PROJECT_READERS)?;
+        respond(
+            async {
+                let items = self.budget_changes_of(&caller, &code).await?;
+                named(items, name, "budget change", |item| &item.name)
+            }
+            .await,
+        )
+    }
+
+    async fn get_budget_baseline(
+        &self,
+        request: Request<pb::GetBudgetBaselineRequest>,
+    ) -> Result<Response<pb::BudgetBaseline>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let name = &request.get_ref().name;
+        let (code, _) = check::parse_child_name("name", name, "budgetBaselines")?;
+        caller.require(&PROJECT_READERS)?;
+        respond(
+            async {
+                let items = self.baselines_of(&caller, &code).await?;
+                named(items, name, "budget baseline", |item| &item.name)
+            }
+            .await,
+        )
+    }
+
+    async fn get_milestone(
+        &self,
+        request: Request<pb::GetMilestoneRequest>,
+    ) -> Result<Response<pb::Milestone>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let name = &request.get_ref().name;
+        let (code, _) = check::parse_child_name("name", name, "milestones")?;
+        caller.require(&PROJECT_READERS)?;
+        respond(
+            async {
+                let items = self.milestones_of(&caller, &code).await?;
+                named(items, name, "milestone", |item| &item.name)
+            }
+            .await,
+        )
+    }
+
+    async fn get_progress_report(
+        &self,
+        request: Request<pb::GetProgressReportRequest>,
+    ) -> Result<Response<pb::ProgressReport>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let name = &request.get_ref().name;
+        let (code, _) = check::parse_child_name("name", name, "progressReports")?;
+        caller.require(&PROJECT_READERS)?;
+        respond(
+            async {
+                let items = self.progress_reports_of(&caller, &code).await?;
+                named(items, name, "progress report", |item| &item.name)
+            }
+            .await,
+        )
+    }
+
+    async fn get_risk_rating(
+        &self,
+        request: Request<pb::GetRiskRatingRequest>,
+    ) -> Result<Response<pb::RiskRating>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let name = &request.get_ref().name;
+        let (code, _) = check::parse_child_name("name", name, "riskRatings")?;
+        caller.require(&PROJECT_READERS)?;
+        respond(
+            async {
+                let items = self.ratings_of(&caller, &code).await?;
+                named(items, name, "risk rating", |item| &item.name)
+            }
+            .await,
+        )
+    }
+
+    async fn get_inspection(
+        &self,
+        request: Request<pb::GetInspectionRequest>,
+    ) -> Result<Response<pb::Inspection>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let name = &request.get_ref().name;
+        let (code, _) = check::parse_child_name("name", name, "inspections")?;
+        caller.require(&PROJECT_READERS)?;
+        respond(
+            async {
+                let items = self.inspections_of(&caller, &code).await?;
+                named(items, name, "inspection", |item| &item.name)
+            }
+            .await,
+        )
+    }
+
+    async fn get_disbursement(
+        &self,
+        request: Request<pb::GetDisbursementRequest>,
+    ) -> Result<Response<pb::Disbursement>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let name = &request.get_ref().name;
+        let (code, _) = check::parse_child_name("name", name, "disbursements")?;
+        caller.require(&PROJECT_READERS)?;
+        respond(
+            async {
+                let (items, _) = self.disbursements_of(&caller, &code).await?;
+                named(items, name, "disbursement", |item| &item.name)
+            }
+            .await,
+        )
+    }
+
+    async fn get_project_snapshot(
+        &self,
+        request: Request<pb::GetProjectSnapshotRequest>,
+    ) -> Result<Response<pb::ProjectSnapshot>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let name = request.get_ref().name.clone();
+        let (code, month) = check::parse_child_name("name", &name, "snapshots")?;
+        let query = SnapshotQuery::try_from(pb::ListSnapshotsRequest {
+            month,
+            project: code.name(),
+            ..Default::default()
+        })
+        .map_err(|_| {
+            Status::from(ServiceError::field(
+                "name",
+                "must be projects/{code}/snapshots/{YYYY-MM}",
+            ))
+        })?;
+        caller.require(SnapshotQuery::ROLES)?;
+        respond(
+            async {
+                let (items, _) = self.snapshots_matching(query).await?;
+                named(items, &name, "snapshot", |item| &item.name)
+            }
+            .await,
+        )
+    }
+
+    async fn get_document(
+        &self,
+        request: Request<pb::GetDocumentRequest>,
+    ) -> Result<Response<pb::Document>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let name = &request.get_ref().name;
+        let (code, id) = check::parse_child_name("name", name, "documents")?;
+        caller.require(&PROJECT_READERS)?;
+        respond(self.document_metadata(&caller, &code, &id, name).await)
+    }
+
+    async fn get_project_event(
+        &self,
+        request: Request<pb::GetProjectEventRequest>,
+    ) -> Result<Response<pb::ProjectEvent>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let name = &request.get_ref().name;
+        let (code, seq) = check::parse_child_name("name", name, "events")?;
+        let seq: i64 = seq.parse().map_err(|_| {
+            Status::from(ServiceError::field(
+                "name",
+                "must be projects/{code}/events/{number}",
+            ))
+        })?;
+        caller.require(&PROJECT_READERS)?;
+        respond(self.project_event(&caller, &code, seq, name).await)
+    }
+
+    async fn get_finding(
+        &self,
+        request: Request<pb::GetFindingRequest>,
+    ) -> Result<Response<pb::Finding>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let name = &request.get_ref().name;
+        let bad = || {
+            Status::from(ServiceError::field(
+                "name",
+                "must be projects/{code}/inspections/{id}/findings/{number}",
+            ))
+        };
+        let (inspection, _) = name.rsplit_once("/findings/").ok_or_else(bad)?;
+        let (code, _) =
+            check::parse_child_name("name", inspection, "inspections").map_err(|_| bad())?;
+        caller.require(&PROJECT_READERS)?;
+        respond(
+            async {
+                let inspections = self.inspections_of(&caller, &code).await?;
+                let findings = inspections
+                    .into_iter()
+                    .filter(|i| i.name == inspection)
+                    .flat_map(|i| i.findings)
+                    .collect();
+                named(findings, name, "finding", |f| &f.name)
+            }
+            .await,
+        )
+    }
+
+    async fn get_outbox_message(
+        &self,
+        request: Request<govit_proto::common::v1::GetOutboxMessageRequest>,
+    ) -> Result<Response<govit_proto::common::v1::OutboxMessage>, Status> {
+        let caller = Caller::from_request(&request)?;
+        respond(govit_platform::outbox::get(&self.store.db, &caller, &request.get_ref().name).await)
+    }
+
+    async fn get_read_event(
+        &self,
+        request: Request<govit_proto::common::v1::GetReadEventRequest>,
+    ) -> Result<Response<govit_proto::common::v1::ReadEvent>, Status> {
+        let caller = Caller::from_request(&request)?;
+        respond(govit_platform::reads::get(&self.store.db, &caller, &request.get_ref().name).await)
+    }
+}
+
+/// The item of a list named `name`: the list's reading rules decide who may see it.
+fn named<T>(
+    items: Vec<T>,
+    name: &str,
+    resource_type: &'static str,
+    name_of: impl Fn(&T) -> &str,
+) -> govit_platform::ServiceResult<T> {
+    items
+        .into_iter()
+        .find(|item| name_of(item) == name)
+        .ok_or_else(|| ServiceError::not_found(resource_type, name))
 }

@@ -345,6 +345,23 @@ impl ProjectsService {
         })
     }
 
+    /// The document's metadata alone (not a read of its content, so not recorded as one).
+    pub(crate) async fn document_metadata(
+        &self,
+        caller: &Caller,
+        code: &ProjectCode,
+        id: &str,
+        name: &str,
+    ) -> ServiceResult<pb::Document> {
+        self.visible_project(caller, code).await?;
+        self.store
+            .get_document(code, id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("document", name.to_owned()))?
+            .to_proto()
+            .map_err(internal)
+    }
+
     /// The document's metadata, then its content in chunks; the read is recorded.
     pub(crate) async fn open_document(
         &self,

@@ -338,17 +338,15 @@ impl ProjectsService {
         &self,
         caller: &Caller,
         code: &ProjectCode,
-    ) -> ServiceResult<pb::ListReviewOverridesResponse> {
+    ) -> ServiceResult<Vec<pb::ReviewOverride>> {
         self.visible_project(caller, code).await?;
-        let overrides = self
-            .store
+        self.store
             .list_overrides(code)
             .await?
             .iter()
             .map(OverrideRow::to_proto)
             .collect::<anyhow::Result<_>>()
-            .map_err(internal)?;
-        Ok(pb::ListReviewOverridesResponse { overrides })
+            .map_err(internal)
     }
 
     /// The project moves as the override says, in one transaction with the override's state,

@@ -174,6 +174,39 @@ stored_by_short_name! {
     scheduling::MeetingState => "MEETING_STATE_", "meeting state";
     scheduling::Channel => "CHANNEL_", "notification channel";
     scheduling::NotificationStatus => "NOTIFICATION_STATUS_", "notification status";
+    projects::BudgetBaselineSource => "BUDGET_BASELINE_SOURCE_", "budget baseline source";
+}
+
+/// Review criteria are stored by their short name in lower case ("necessity"), as opinions'
+/// scores have always been kept.
+impl StoredEnum for scheduling::ReviewCriterion {
+    const WHAT: &'static str = "review criterion";
+
+    fn as_stored(self) -> &'static str {
+        use scheduling::ReviewCriterion as C;
+        match self {
+            C::Unspecified => "unspecified",
+            C::Necessity => "necessity",
+            C::Feasibility => "feasibility",
+            C::TechnicalSoundness => "technical_soundness",
+            C::BudgetReasonableness => "budget_reasonableness",
+            C::Security => "security",
+            C::Completeness => "completeness",
+            C::Quality => "quality",
+            C::Documentation => "documentation",
+            C::UseOfFunds => "use_of_funds",
+        }
+    }
+
+    fn from_stored(text: &str) -> Result<Self, CorruptValue> {
+        let name = format!("REVIEW_CRITERION_{}", text.to_ascii_uppercase());
+        match scheduling::ReviewCriterion::from_str_name(&name) {
+            Some(c) if c != scheduling::ReviewCriterion::Unspecified && c.as_stored() == text => {
+                Ok(c)
+            }
+            _ => Err(CorruptValue::new(Self::WHAT, text)),
+        }
+    }
 }
 
 #[cfg(test)]

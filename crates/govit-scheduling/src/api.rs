@@ -458,4 +458,20 @@ impl ReviewSchedulingService for SchedulingService {
             .await,
         )
     }
+
+    async fn get_outbox_message(
+        &self,
+        request: Request<cpb::GetOutboxMessageRequest>,
+    ) -> Result<Response<cpb::OutboxMessage>, Status> {
+        let caller = Caller::from_request(&request)?;
+        respond(govit_platform::outbox::get(&self.db, &caller, &request.get_ref().name).await)
+    }
+
+    async fn get_read_event(
+        &self,
+        request: Request<cpb::GetReadEventRequest>,
+    ) -> Result<Response<cpb::ReadEvent>, Status> {
+        let caller = Caller::from_request(&request)?;
+        respond(govit_platform::reads::get(&self.db, &caller, &request.get_ref().name).await)
+    }
 }

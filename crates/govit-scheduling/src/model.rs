@@ -97,7 +97,7 @@ impl ConclusionRec {
         Ok(pb::Conclusion {
             decision: self.decision as i32,
             summary: self.summary.clone(),
-            average_scores_centi: scores_proto(&self.averages_centi),
+            average_scores_centi: scores_proto(&self.averages_centi)?,
             overall_average_centi: self.overall_centi,
             chair_expert_id: if show_panel {
                 self.chair.clone()
@@ -109,12 +109,16 @@ impl ConclusionRec {
     }
 }
 
-fn scores_proto(scores: &[(String, i32)]) -> Vec<pb::CriterionScore> {
+/// Scores as stored (criteria by their stored names) in their wire form; an unknown criterion
+/// is a corrupt row.
+fn scores_proto(scores: &[(String, i32)]) -> anyhow::Result<Vec<pb::CriterionScore>> {
     scores
         .iter()
-        .map(|(criterion, score)| pb::CriterionScore {
-            criterion: criterion.clone(),
-            score: *score,
+        .map(|(criterion, score)| {
+            Ok(pb::CriterionScore {
+                criterion: pb::ReviewCriterion::from_stored(criterion)? as i32,
+                score: *score,
+            })
         })
         .collect()
 }
@@ -202,7 +206,7 @@ impl OpinionRow {
         Ok(pb::Opinion {
             name: format!("reviews/{}/opinions/{}", self.review_id, self.expert_id),
             expert_id: self.expert_id.clone(),
-            scores: scores_proto(&scores),
+            scores: scores_proto(&scores)?,
             opinion: self.opinion.clone(),
             recommendation: self.recommendation as i32,
             submit_time: Some(stored_to_timestamp(&self.submit_time)?),

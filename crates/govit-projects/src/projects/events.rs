@@ -52,4 +52,23 @@ impl ProjectsService {
             next_page_token,
         })
     }
+
+    /// One event of the project's audit trail, by its number.
+    pub(crate) async fn project_event(
+        &self,
+        caller: &Caller,
+        code: &ProjectCode,
+        seq: i64,
+        name: &str,
+    ) -> ServiceResult<pb::ProjectEvent> {
+        let project = self.visible_project(caller, code).await?;
+        self.store
+            .list_events(&project.name(), Some(seq - 1), 1)
+            .await?
+            .into_iter()
+            .find(|r| r.seq == seq)
+            .ok_or_else(|| ServiceError::not_found("event", name.to_owned()))?
+            .to_proto()
+            .map_err(internal)
+    }
 }

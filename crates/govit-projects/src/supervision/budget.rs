@@ -22,15 +22,8 @@ use crate::{
     variance,
 };
 
-govit_proto::stored_enum! {
-    /// Where a budget baseline came from.
-    pub enum BaselineSource("baseline source") {
-        /// The approved investment fixed by the preliminary review.
-        Approval = "APPROVAL",
-        /// An approved budget change.
-        Change = "CHANGE",
-    }
-}
+/// Where a budget baseline came from: defined once, in the protos.
+pub(crate) use pb::BudgetBaselineSource as BaselineSource;
 
 /// Office's decision on a pending budget change, taken once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -543,9 +536,10 @@ impl ProjectsService {
         rows.into_iter()
             .map(|r| -> ServiceResult<_> {
                 Ok(pb::BudgetBaseline {
+                    name: format!("projects/{code}/budgetBaselines/{}", r.seq),
                     sequence: r.seq,
                     budget_fen: r.budget_fen.get(),
-                    source: r.source.as_stored().to_owned(),
+                    source: r.source as i32,
                     budget_change: r
                         .budget_change
                         .map(|c| format!("projects/{code}/budgetChanges/{c}"))

@@ -267,11 +267,11 @@ impl ProjectsService {
         &self,
         caller: &Caller,
         code: &ProjectCode,
-    ) -> ServiceResult<pb::ListDisbursementsResponse> {
+    ) -> ServiceResult<(Vec<pb::Disbursement>, i64)> {
         let project = self.visible_project(caller, code).await?;
         let disbursements = sqlx::query_as::<_, DisbursementRow>(
             "SELECT id, amount_fen, payment_date, payee, purpose, supporting_document, recorded_by, create_time FROM disbursements \
-             WHERE project_code = $1 ORDER BY payment_date, create_time",
+             WHERE project_code = $1 ORDER BY payment_date, create_time, id",
         )
         .bind(code.to_owned())
         .fetch_all(&self.store.db.pool)
@@ -279,9 +279,6 @@ impl ProjectsService {
         .iter()
         .map(|r| r.to_proto(code))
         .collect::<ServiceResult<Vec<_>>>()?;
-        Ok(pb::ListDisbursementsResponse {
-            disbursements,
-            total_fen: project.disbursed_fen.get(),
-        })
+        Ok((disbursements, project.disbursed_fen.get()))
     }
 }

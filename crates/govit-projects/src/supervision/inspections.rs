@@ -4,6 +4,7 @@
 use chrono::NaiveDate;
 use govit_platform::{
     Caller, Role, ServiceError, ServiceResult, Tx, Violations,
+    paging::Page,
     time::{
         date_from_proto, date_from_stored, date_to_proto, date_to_stored, now, stored_to_timestamp,
         to_stored,
@@ -188,7 +189,10 @@ impl TryFrom<pb::RecordRectificationRequest> for Rectification {
 }
 
 /// The day findings are overdue as of: given, or today.
-pub(crate) struct OverdueFindingsQuery(NaiveDate);
+pub(crate) struct OverdueFindingsQuery {
+    as_of: NaiveDate,
+    pub(crate) page: Page,
+}
 
 impl OverdueFindingsQuery {
     pub(crate) const ROLES: &[Role] = &BUREAUS;
@@ -203,7 +207,12 @@ impl TryFrom<pb::ListOverdueFindingsRequest> for OverdueFindingsQuery {
                 .ok_or_else(|| ServiceError::field("as_of", "is not a calendar date"))?,
             None => chrono::Utc::now().date_naive(),
         };
-        Ok(Self(day))
+        let page = Page::parse(
+            req.page_size,
+            &req.page_token,
+            &format!("overdue findings {day}"),
+        )?;
+        Ok(Self { as_of: day, page })
     }
 }
 
@@ -528,7 +537,7 @@ impl ProjectsService {
         &self,
         query: OverdueFindingsQuery,
     ) -> ServiceResult<Vec<pb::Finding>> {
-        self.findings_overdue_on(query.0).await
+        self.findings_overdue_on(query.as_of).await
     }
 }
 

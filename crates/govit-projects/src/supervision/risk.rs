@@ -68,6 +68,8 @@ impl TryFrom<pb::RateProjectRiskRequest> for NewRiskRating {
 
 #[derive(Debug, sqlx::FromRow)]
 struct RatingRow {
+    id: String,
+    project_code: ProjectCode,
     #[sqlx(try_from = "String")]
     rating: pb::RiskColor,
     comment: String,
@@ -78,6 +80,7 @@ struct RatingRow {
 impl RatingRow {
     fn to_proto(&self) -> ServiceResult<pb::RiskRating> {
         Ok(pb::RiskRating {
+            name: format!("projects/{}/riskRatings/{}", self.project_code, self.id),
             rating: self.rating as i32,
             comment: self.comment.clone(),
             rating_date: Some(date_to_proto(
@@ -91,7 +94,7 @@ impl RatingRow {
 impl ProjectsService {
     async fn latest_rating(&self, code: &ProjectCode) -> ServiceResult<Option<pb::RiskRating>> {
         sqlx::query_as::<_, RatingRow>(
-            "SELECT rating, comment, rating_date, rated_by FROM risk_ratings WHERE project_code = $1 \
+            "SELECT id, project_code, rating, comment, rating_date, rated_by FROM risk_ratings WHERE project_code = $1 \
              ORDER BY rating_date DESC, create_time DESC LIMIT 1",
         )
         .bind(code.to_owned())
@@ -136,12 +139,13 @@ impl ProjectsService {
         let code = &rating.code;
         self.visible_project(caller, code).await?;
         let stored = rating.rating.as_stored();
+        let id = new_id();
         let mut tx = self.store.db.begin_write().await?;
         sqlx::query(
             "INSERT INTO risk_ratings (id, project_code, rating, comment, rating_date, rated_by, create_time) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
-        .bind(new_id())
+        .bind(&id)
         .bind(code.clone())
         .bind(stored)
         .bind(rating.comment.clone())
@@ -159,6 +163,7 @@ impl ProjectsService {
         Self::audit(&mut tx, code, caller, event).await?;
         tx.commit().await?;
         Ok(pb::RiskRating {
+            name: format!("projects/{code}/riskRatings/{id}"),
             rating: rating.rating as i32,
             comment: rating.comment,
             rating_date: Some(date_to_proto(rating.rating_date)),
@@ -173,8 +178,8 @@ impl ProjectsService {
     ) -> ServiceResult<Vec<pb::RiskRating>> {
         self.visible_project(caller, code).await?;
         sqlx::query_as::<_, RatingRow>(
-            "SELECT rating, comment, rating_date, rated_by FROM risk_ratings WHERE project_code = $1 \
-             ORDER BY rating_date, create_time",
+            "SELECT id, project_code, rating, comment, rating_date, rated_by FROM risk_ratings WHERE project_code = $1 \
+             ORDER BY rating_date, create_time, id",
         )
         .bind(code.to_owned())
         .fetch_all(&self.store.db.pool)

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{Datelike, NaiveDate};
 use govit_platform::{
     Role, ServiceError, ServiceResult, Tx,
+    paging::Page,
     time::{now, stored_to_timestamp, to_stored},
 };
 use govit_proto::{
@@ -93,6 +94,7 @@ pub(crate) struct SnapshotQuery {
     month: String,
     /// The project asked about; None for every project.
     code: Option<ProjectCode>,
+    page: Page,
 }
 
 impl SnapshotQuery {
@@ -116,9 +118,15 @@ impl TryFrom<pb::ListSnapshotsRequest> for SnapshotQuery {
         if !req.month.is_empty() && req.month.len() != 7 {
             return Err(ServiceError::field("month", "must be YYYY-MM"));
         }
+        let page = Page::parse(
+            req.page_size,
+            &req.page_token,
+            &format!("snapshots {:?} {:?}", req.month, req.project),
+        )?;
         Ok(Self {
             month: req.month,
             code,
+            page,
         })
     }
 }
@@ -135,6 +143,7 @@ impl SnapshotRow {
     fn to_proto(&self) -> ServiceResult<pb::ProjectSnapshot> {
         let f: SnapshotFigures = serde_json::from_str(&self.figures).map_err(internal)?;
         Ok(pb::ProjectSnapshot {
+            name: format!("projects/{}/snapshots/{}", self.project_code, self.month),
             month: self.month.clone(),
             project: self.project_code.name(),
             state: S::from_stored(&f.state).map_err(internal)? as i32,
@@ -278,21 +287,43 @@ impl ProjectsService {
         Ok(active.len() as i32)
     }
 
+    /// A page of the snapshots matching `query`, in (month, project) order, read by key.
     pub(crate) async fn snapshots_matching(
         &self,
         query: SnapshotQuery,
-    ) -> ServiceResult<Vec<pb::ProjectSnapshot>> {
-        sqlx::query_as::<_, SnapshotRow>(
-            "SELECT month, project_code, figures, create_time FROM snapshots WHERE ($1 = '' OR month = $1) AND ($2 = '' OR project_code = $2) \
-             ORDER BY month, project_code",
+    ) -> ServiceResult<(Vec<pb::ProjectSnapshot>, String)> {
+        let page = &query.page;
+        let (after_month, after_code) = page
+            .after
+            .as_deref()
+            .and_then(|key| key.split_once(' '))
+            .map(|(m, c)| (m.to_owned(), c.to_owned()))
+            .unwrap_or_default();
+        let mut rows = sqlx::query_as::<_, SnapshotRow>(
+            "SELECT month, project_code, figures, create_time FROM snapshots \
+             WHERE ($1 = '' OR month = $1) AND ($2 = '' OR project_code = $2) \
+             AND (month > $3 OR (month = $3 AND project_code > $4)) \
+             ORDER BY month, project_code LIMIT $5",
         )
         .bind(query.month)
-        .bind(query.code.as_ref().map_or("", ProjectCode::as_str).to_owned())
+        .bind(
+            query
+                .code
+                .as_ref()
+                .map_or("", ProjectCode::as_str)
+                .to_owned(),
+        )
+        .bind(after_month)
+        .bind(after_code)
+        .bind(page.fetch_limit())
         .fetch_all(&self.store.db.pool)
-        .await?
-        .iter()
-        .map(SnapshotRow::to_proto)
-        .collect()
+        .await?;
+        let token = page.finish(&mut rows, |r| format!("{} {}", r.month, r.project_code));
+        let snapshots = rows
+            .iter()
+            .map(SnapshotRow::to_proto)
+            .collect::<ServiceResult<_>>()?;
+        Ok((snapshots, token))
     }
 }
 

@@ -52,23 +52,44 @@ impl NewOpinion {
         let mut v = Violations::new();
         let mut scores = Vec::new();
         let mut seen = BTreeSet::new();
+        // The stage's criteria are kept by their stored names; the wire has the enum.
+        let wire_name = |stored: &str| {
+            pb::ReviewCriterion::from_stored(stored)
+                .map(|c| c.as_str_name())
+                .unwrap_or("?")
+        };
+        let mut given = Vec::new();
         for (i, s) in req.scores.iter().enumerate() {
-            if !criteria.contains(&s.criterion) {
-                v.add(
+            let stored = pb::ReviewCriterion::try_from(s.criterion)
+                .ok()
+                .map(StoredEnum::as_stored)
+                .filter(|c| criteria.iter().any(|k| k == c));
+            match stored {
+                None => v.add(
                     format!("scores[{i}].criterion"),
-                    format!("must be one of {}", criteria.join(", ")),
-                );
-            } else if !seen.insert(s.criterion.clone()) {
-                v.add(format!("scores[{i}].criterion"), "appears twice");
+                    format!(
+                        "must be one of {}",
+                        criteria
+                            .iter()
+                            .map(|c| wire_name(c))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ),
+                Some(c) if !seen.insert(c) => {
+                    v.add(format!("scores[{i}].criterion"), "appears twice")
+                }
+                Some(_) => {}
             }
             if !(0..=100).contains(&s.score) {
                 v.add(format!("scores[{i}].score"), "must be between 0 and 100");
             }
-            scores.push((s.criterion.clone(), s.score));
+            given.extend(stored);
+            scores.push((stored.unwrap_or_default().to_owned(), s.score));
         }
         for c in &criteria {
-            if !req.scores.iter().any(|s| &s.criterion == c) {
-                v.add("scores", format!("no score for {c}"));
+            if !given.contains(&c.as_str()) {
+                v.add("scores", format!("no score for {}", wire_name(c)));
             }
         }
         v.text("opinion", &req.opinion, 20_000);
