@@ -6,6 +6,8 @@ CREATE TABLE idempotency_keys (
     key          TEXT PRIMARY KEY,
     method       TEXT NOT NULL,
     request_hash TEXT NOT NULL,
+    -- The call that holds the claim, so that its later transactions recognise their own.
+    call_id      TEXT NOT NULL,
     -- The answer, protobuf in base64; NULL until the call has answered.
     response     TEXT,
     create_time  TEXT NOT NULL

@@ -306,3 +306,37 @@ async fn an_expert_created_with_a_request_id_is_answered_again_not_refused_as_ex
         Code::AlreadyExists,
     );
 }
+
+#[tokio::test]
+async fn a_kept_answer_is_not_given_to_the_same_subject_under_another_role() {
+    let registry = spawn_registry(Default::default()).await;
+    registry.category("e-government").await;
+    let as_role = |role: Role| {
+        let token = govit_platform::auth::mint_hs256(
+            KEY,
+            "li.na",
+            role,
+            None,
+            None,
+            std::time::Duration::from_secs(600),
+        )
+        .unwrap();
+        govit_proto::experts::v1::expert_registry_service_client::ExpertRegistryServiceClient::with_interceptor(
+            registry.channel.clone(),
+            Bearer(Some(format!("Bearer {token}").parse().unwrap())),
+        )
+    };
+    let request = govit_proto::experts::v1::CreateExpertRequest {
+        expert: Some(expert(&id_number(8), &["e-government"], 3)),
+        request_id: request_id(),
+    };
+    as_role(Role::RegistryAdmin)
+        .create_expert(request.clone())
+        .await
+        .unwrap();
+    // The same person, now holding only the office role, resends it: refused, as any call.
+    assert_code(
+        as_role(Role::Office).create_expert(request).await,
+        Code::PermissionDenied,
+    );
+}

@@ -389,3 +389,83 @@ async fn bad_upload_requests_name_their_field() {
     );
     assert_eq!(violated_fields(&status), vec!["sha256"]);
 }
+
+#[tokio::test]
+async fn a_refused_finish_keeps_the_uploads_bytes_and_an_empty_upload_is_not_finished() {
+    let app = spawn_app().await;
+    let project = draft(&app).await;
+    let applicant = app.client(Role::Applicant);
+    let empty = start(&applicant, &project.name).await.unwrap();
+    let status = assert_code(
+        finish(&applicant, &empty.name, b"").await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(violated_fields(&status), ["name"]);
+
+    let upload = start(&applicant, &project.name).await.unwrap();
+    append(&applicant, &upload.name, 0, b"%PDF kept")
+        .await
+        .unwrap();
+    applicant
+        .clone()
+        .withdraw_project(pb::WithdrawProjectRequest {
+            name: project.name.clone(),
+            etag: project.etag.clone(),
+            reason: "no longer needed".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // The project takes no more documents: the finish is refused, and nothing is lost.
+    assert_code(
+        finish(&applicant, &upload.name, b"%PDF kept").await,
+        Code::FailedPrecondition,
+    );
+    let kept = applicant
+        .clone()
+        .get_upload(pb::GetUploadRequest {
+            name: upload.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((kept.received_bytes, kept.document.as_str()), (9, ""));
+    assert_eq!(
+        app.service.blobs().count_files().await.unwrap(),
+        2,
+        "both uploads' files"
+    );
+}
+
+#[tokio::test]
+async fn a_finished_upload_answers_for_a_day_and_its_expiry_leaves_the_document() {
+    let app = spawn_app().await;
+    let project = draft(&app).await;
+    let applicant = app.client(Role::Applicant);
+    let upload = start(&applicant, &project.name).await.unwrap();
+    append(&applicant, &upload.name, 0, b"%PDF done")
+        .await
+        .unwrap();
+    let document = finish(&applicant, &upload.name, b"%PDF done")
+        .await
+        .unwrap();
+    let finished = applicant
+        .clone()
+        .get_upload(pb::GetUploadRequest {
+            name: upload.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let day = 24 * 3600;
+    let left = finished.expire_time.unwrap().seconds - finished.create_time.unwrap().seconds;
+    assert!((day - 60..=day + 60).contains(&left), "{left}");
+    assert_eq!(app.service.expire_uploads().await.unwrap(), 0);
+    sqlx::query("UPDATE uploads SET expire_time = '2000-01-01T00:00:00.000000Z'")
+        .execute(&app.service.db().pool)
+        .await
+        .unwrap();
+    assert_eq!(app.service.expire_uploads().await.unwrap(), 1);
+    assert_eq!(download(&app, &document.name).await, b"%PDF done");
+    assert_eq!(app.service.blobs().count_files().await.unwrap(), 1);
+}

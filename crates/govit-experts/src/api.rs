@@ -74,6 +74,8 @@ impl ExpertRegistryService for ExpertsService {
         request: Request<pb::CreateCategoryRequest>,
     ) -> Result<Response<pb::Category>, Status> {
         let caller = Caller::from_request(&request)?;
+        // Before a kept answer is given: a retry is the caller's too.
+        caller.require(&[Role::RegistryAdmin])?;
         let once = Once::new(
             &caller,
             "CreateCategory",
@@ -83,7 +85,6 @@ impl ExpertRegistryService for ExpertsService {
         respond(
             once.run(self.db(), async {
                 let new = NewCategory::try_from(request.into_inner())?;
-                caller.require(&[Role::RegistryAdmin])?;
                 self.add_category(new).await
             })
             .await,
@@ -132,6 +133,8 @@ impl ExpertRegistryService for ExpertsService {
         request: Request<pb::CreateExpertRequest>,
     ) -> Result<Response<pb::Expert>, Status> {
         let caller = Caller::from_request(&request)?;
+        // Before a kept answer is given: a retry is the caller's too.
+        caller.require(&[Role::RegistryAdmin])?;
         let once = Once::new(
             &caller,
             "CreateExpert",
@@ -141,7 +144,6 @@ impl ExpertRegistryService for ExpertsService {
         respond(
             once.run(self.db(), async {
                 let new = NewExpert::try_from(request.into_inner())?;
-                caller.require(&[Role::RegistryAdmin])?;
                 self.add_expert(&caller, new).await
             })
             .await,
@@ -223,6 +225,8 @@ impl ExpertRegistryService for ExpertsService {
         request: Request<pb::ImportExpertsRequest>,
     ) -> Result<Response<pb::ImportExpertsResponse>, Status> {
         let caller = Caller::from_request(&request)?;
+        // Before a kept answer is given: a retry is the caller's too.
+        caller.require(&[Role::RegistryAdmin])?;
         let once = Once::new(
             &caller,
             "ImportExperts",
@@ -232,7 +236,6 @@ impl ExpertRegistryService for ExpertsService {
         respond(
             once.run(self.db(), async {
                 let import = RosterImport::try_from(request.into_inner())?;
-                caller.require(&[Role::RegistryAdmin])?;
                 self.import_roster(import).await
             })
             .await,
@@ -375,6 +378,8 @@ impl ExpertRegistryService for ExpertsService {
         request: Request<pb::RecordReviewServiceRequest>,
     ) -> Result<Response<pb::Expert>, Status> {
         let caller = Caller::from_request(&request)?;
+        // Before a kept answer is given: a retry is the caller's too.
+        caller.require(&[Role::Service])?;
         let once = Once::new(
             &caller,
             "RecordReviewService",
@@ -386,7 +391,6 @@ impl ExpertRegistryService for ExpertsService {
                 let service = ReviewService::try_from(request.into_inner())?;
                 // Only review scheduling, whose reviews they are: office rates through it, and
                 // no one else can pre-empt a review's record with a rating of their own.
-                caller.require(&[Role::Service])?;
                 self.count_review_service(&caller, service).await
             })
             .await,
@@ -398,6 +402,8 @@ impl ExpertRegistryService for ExpertsService {
         request: Request<pb::RecordReviewOverrideRequest>,
     ) -> Result<Response<pb::RecordReviewOverrideResponse>, Status> {
         let caller = Caller::from_request(&request)?;
+        // Before a kept answer is given: a retry is the caller's too.
+        caller.require(&[Role::Service])?;
         let once = Once::new(
             &caller,
             "RecordReviewOverride",
@@ -407,7 +413,6 @@ impl ExpertRegistryService for ExpertsService {
         respond(
             once.run(self.db(), async {
                 let outcome_override = OutcomeOverride::try_from(request.into_inner())?;
-                caller.require(&[Role::Service])?;
                 self.log_outcome_override(outcome_override).await
             })
             .await,

@@ -109,12 +109,18 @@ impl Db {
     /// Inside an [`crate::idempotency::Once`] call, the first write transaction also claims the
     /// call's request id, so that the claim commits or rolls back with the write.
     pub async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
-        let mut tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
-        };
+        let mut tx = self.begin_side_write().await?;
         crate::idempotency::claim_in(&mut tx).await?;
         Ok(tx)
+    }
+
+    /// A write beside a call's own, which must not claim its request id: a recorded read, which
+    /// commits even when the call's write then fails.
+    pub async fn begin_side_write(&self) -> Result<Tx, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
     }
 }
 

@@ -59,29 +59,42 @@ struct Claim {
     key: String,
     method: &'static str,
     request_hash: String,
+    /// This call's own mark on its claim row, to tell its claim from another call's.
+    call_id: String,
+    /// Whether a transaction of this call has written or seen its claim.
     claimed: AtomicBool,
 }
 
-/// Claims the current call's request id in `tx`, when the call has one that no earlier write
-/// transaction of the call claimed. A second call with the same id, running at the same time,
-/// fails here on the key's uniqueness and is answered from the first call's record.
+/// Claims the current call's request id in `tx`, inside every write transaction of the call
+/// until one of them holds it: a claim made in a transaction that then rolled back is made
+/// again in the next. A claim already committed by an earlier transaction of the same call is
+/// recognised by its `call_id`. Another call's claim (the same request sent twice at once)
+/// fails this transaction; [`Once::run`] then answers from that call's record.
 pub(crate) async fn claim_in(tx: &mut Tx) -> Result<(), sqlx::Error> {
     let Ok(claim) = CLAIM.try_with(Arc::clone) else {
         return Ok(());
     };
-    if claim.claimed.swap(true, Ordering::AcqRel) {
-        return Ok(());
-    }
     sqlx::query(
-        "INSERT INTO idempotency_keys (key, method, request_hash, create_time) \
-         VALUES ($1, $2, $3, $4)",
+        "INSERT INTO idempotency_keys (key, method, request_hash, call_id, create_time) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO NOTHING",
     )
     .bind(&claim.key)
     .bind(claim.method)
     .bind(&claim.request_hash)
+    .bind(&claim.call_id)
     .bind(time::to_stored(time::now()))
     .execute(&mut **tx)
     .await?;
+    let holder: String = sqlx::query_scalar("SELECT call_id FROM idempotency_keys WHERE key = $1")
+        .bind(&claim.key)
+        .fetch_one(&mut **tx)
+        .await?;
+    if holder != claim.call_id {
+        return Err(sqlx::Error::Protocol(
+            "the request id is claimed by another call".into(),
+        ));
+    }
+    claim.claimed.store(true, Ordering::Release);
     Ok(())
 }
 
@@ -94,8 +107,10 @@ pub struct Once {
 }
 
 impl Once {
-    /// `request` is hashed whole (its `request_id` included, which is the same on every retry),
-    /// with `validate_only` cleared by the caller where the request has it.
+    /// `request` is hashed whole: its `request_id` (the same on every retry) and any
+    /// `validate_only` included. A `validate_only` call writes nothing, so it never claims
+    /// the id; sending the same id with `validate_only` after the real call is another request
+    /// and is refused.
     pub fn new<M: Message>(
         caller: &Caller,
         method: &'static str,
@@ -117,6 +132,7 @@ impl Once {
                 key: scoped_key(caller, request_id),
                 method,
                 request_hash: hex::encode(hasher.finalize()),
+                call_id: uuid::Uuid::new_v4().simple().to_string(),
                 claimed: AtomicBool::new(false),
             })),
         })
@@ -236,11 +252,13 @@ impl Kept {
 /// is then told the request was applied (see [`Kept::answer`]) rather than applying it again.
 async fn keep<R: Message>(db: &Db, claim: &Claim, response: &R) {
     let encoded = BASE64.encode(response.encode_to_vec());
-    let kept = sqlx::query("UPDATE idempotency_keys SET response = $1 WHERE key = $2")
-        .bind(&encoded)
-        .bind(&claim.key)
-        .execute(&db.pool)
-        .await;
+    let kept =
+        sqlx::query("UPDATE idempotency_keys SET response = $1 WHERE key = $2 AND call_id = $3")
+            .bind(&encoded)
+            .bind(&claim.key)
+            .bind(&claim.call_id)
+            .execute(&db.pool)
+            .await;
     if let Err(err) = kept {
         tracing::warn!(method = claim.method, error = %err, "could not keep a request's answer for its retries");
     }

@@ -34,10 +34,17 @@ impl Language {
         for item in header.unwrap_or_default().split(',') {
             let mut parts = item.split(';');
             let tag = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
-            let weight = parts
-                .find_map(|p| p.trim().strip_prefix("q="))
-                .and_then(|q| q.trim().parse::<f32>().ok())
-                .unwrap_or(1.0);
+            // No weight is 1; a weight that is not a number from 0 to 1 counts as 0 ("not
+            // wanted"), as RFC 9110 allows no other.
+            let weight = match parts.find_map(|p| p.trim().strip_prefix("q=")) {
+                None => 1.0,
+                Some(q) => q
+                    .trim()
+                    .parse::<f32>()
+                    .ok()
+                    .filter(|w| (0.0..=1.0).contains(w))
+                    .unwrap_or(0.0),
+            };
             let language = if tag == "zh" || tag.starts_with("zh-") {
                 Language::Chinese
             } else if tag == "en" || tag.starts_with("en-") {
@@ -228,26 +235,41 @@ fn field_reason(description: &str) -> (&'static str, String) {
     }
 }
 
+/// The template with each `{key}` replaced by its value; a placeholder with no value is
+/// dropped. Values are inserted as they are: braces in a value (`projects/{code}`) stay.
 fn fill(template: &str, metadata: &HashMap<String, String>, fields: &str) -> String {
-    let mut text = template.replace("{fields}", fields);
-    for (key, value) in metadata {
-        let shown = if key == "resource_type" {
-            RESOURCE_TYPES
-                .iter()
-                .find(|(en, _)| en == value)
-                .map_or(value.as_str(), |(_, zh)| zh)
-        } else {
-            value.as_str()
-        };
-        text = text.replace(&format!("{{{key}}}"), shown);
-    }
-    // A placeholder the metadata did not fill is dropped, never shown as braces.
-    while let (Some(start), Some(end)) = (text.find('{'), text.find('}')) {
-        if end < start {
-            break;
+    let value_of = |key: &str| -> String {
+        match key {
+            "fields" => fields.to_owned(),
+            "resource_type" => metadata
+                .get(key)
+                .map(|v| {
+                    RESOURCE_TYPES
+                        .iter()
+                        .find(|(en, _)| en == v)
+                        .map_or(v.as_str(), |(_, zh)| zh)
+                        .to_owned()
+                })
+                .unwrap_or_default(),
+            _ => metadata.get(key).cloned().unwrap_or_default(),
         }
-        text.replace_range(start..=end, "");
+    };
+    let mut text = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        text.push_str(&rest[..start]);
+        match rest[start..].find('}') {
+            Some(len) => {
+                text.push_str(&value_of(&rest[start + 1..start + len]));
+                rest = &rest[start + len + 1..];
+            }
+            None => {
+                text.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
     }
+    text.push_str(rest);
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -352,6 +374,8 @@ mod tests {
             (Some("de"), Chinese),
             (Some("en;q=0, zh;q=0.1"), Chinese),
             (Some("EN-gb"), English),
+            (Some("en;q=inf, zh;q=0.5"), Chinese),
+            (Some("en;q=abc"), Chinese),
         ] {
             assert_eq!(
                 Language::from_accept_language(header),
@@ -447,6 +471,19 @@ mod tests {
         assert_eq!(
             violations[3].localized_message.as_ref().unwrap().message,
             "parent：名称格式不正确，应为 projects/{code}"
+        );
+        // The summary keeps a value's braces too.
+        let summary = enrich(
+            &Status::from(ServiceError::field("parent", "must be projects/{code}")),
+            Language::Chinese,
+        );
+        assert_eq!(
+            summary
+                .get_error_details()
+                .localized_message()
+                .unwrap()
+                .message,
+            "请求有误：parent 名称格式不正确，应为 projects/{code}"
         );
         // The descriptions stay as they were, for English readers and logs.
         assert_eq!(violations[1].description, "must be at most 2000 characters");

@@ -99,10 +99,12 @@ impl Page {
 }
 
 impl Page {
-    /// Pages a list read whole, in its stable order: for one project's own records (its
+    /// Pages a list read whole, in its order: for one project's own records (its
     /// disbursements, milestones, inspections…), which a project's life keeps few and which are
-    /// never deleted. The token holds the key of the last item shown; the next page starts after
-    /// it, so items added meanwhile are neither skipped before the cursor nor shown twice.
+    /// never deleted. The token holds the key of the last item shown and the next page starts
+    /// after that item: an item added before it meanwhile is not shown, none is shown twice,
+    /// unless an edit moves an item across the cursor (a milestone whose planned start
+    /// changes). A list whose items leave (overdue findings) uses [`Page::slice_ordered`].
     pub fn slice<T>(
         &self,
         items: Vec<T>,
@@ -133,6 +135,29 @@ impl Page {
     }
 }
 
+impl Page {
+    /// Pages a list read whole whose keys sort as the list does: the next page starts at the
+    /// first item whose key is past the token's, so an item that left the list meanwhile does
+    /// not break the cursor.
+    pub fn slice_ordered<T>(
+        &self,
+        items: Vec<T>,
+        key_of: impl Fn(&T) -> String,
+    ) -> (Vec<T>, String) {
+        let mut page: Vec<T> = items
+            .into_iter()
+            .filter(|item| {
+                self.after
+                    .as_ref()
+                    .is_none_or(|after| key_of(item) > *after)
+            })
+            .take(self.fetch_limit() as usize)
+            .collect();
+        let token = self.finish(&mut page, key_of);
+        (page, token)
+    }
+}
+
 fn hex_prefix(query: &str) -> String {
     let digest = Sha256::digest(query.as_bytes());
     digest[..12].iter().map(|b| format!("{b:02x}")).collect()
@@ -152,6 +177,18 @@ mod tests {
         assert_eq!(next.after.as_deref(), Some("2"));
         assert!(Page::parse(2, &token, "state=SUBMITTED").is_err());
         assert!(Page::parse(2, "garbage", "state=DRAFT").is_err());
+    }
+
+    #[test]
+    fn an_ordered_list_pages_past_an_item_that_left_it() {
+        let first = Page::parse(2, "", "overdue").unwrap();
+        let (page, token) = first.slice_ordered(vec!["a", "b", "c", "d"], |s| s.to_string());
+        assert_eq!(page, ["a", "b"]);
+        // "b" was rectified and left the list; the cursor holds.
+        let (page, token) = Page::parse(2, &token, "overdue")
+            .unwrap()
+            .slice_ordered(vec!["a", "c", "d"], |s| s.to_string());
+        assert_eq!((page, token.as_str()), (vec!["c", "d"], ""));
     }
 
     #[test]

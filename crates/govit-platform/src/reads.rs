@@ -29,7 +29,7 @@ pub async fn record_all(
         return Ok(());
     }
     let at = to_stored(now());
-    let mut tx = db.begin_write().await?;
+    let mut tx = db.begin_side_write().await?;
     for resource in resources {
         sqlx::query("INSERT INTO read_events (id, read_time, subject, role, kind, resource) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(uuid::Uuid::now_v7().simple().to_string())

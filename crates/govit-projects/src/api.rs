@@ -841,9 +841,10 @@ impl ProjectService for ProjectsService {
             async {
                 let page = query.page.clone();
                 // Overdue findings are few by nature (each one is a rectification late); they
-                // are read whole and paged by name.
+                // are read whole, in (due date, inspection, number) order, and paged by that
+                // key, so a finding rectified meanwhile leaves without breaking the cursor.
                 let findings = self.overdue_findings(query).await?;
-                page.slice(findings, |f| f.name.clone())
+                Ok::<_, ServiceError>(page.slice_ordered(findings, overdue_order_key))
             }
             .await
             .map(
@@ -1171,4 +1172,20 @@ fn named<T>(
         .into_iter()
         .find(|item| name_of(item) == name)
         .ok_or_else(|| ServiceError::not_found(resource_type, name))
+}
+
+/// An overdue finding's place in its list, as text that sorts the same way: due date, then
+/// inspection id, then the finding's number.
+fn overdue_order_key(finding: &pb::Finding) -> String {
+    let due = finding
+        .due_date
+        .map(|d| format!("{:04}-{:02}-{:02}", d.year, d.month, d.day))
+        .unwrap_or_default();
+    let (inspection, number) = finding
+        .name
+        .split_once("/inspections/")
+        .and_then(|(_, rest)| rest.split_once("/findings/"))
+        .unwrap_or_default();
+    let number: u64 = number.parse().unwrap_or_default();
+    format!("{due} {inspection} {number:020}")
 }

@@ -58,7 +58,7 @@ impl BlobStore {
         let path = self.root.join("tmp").join(uuid::Uuid::new_v4().to_string());
         let file = fs::File::create(&path).await?;
         Ok(PendingBlob {
-            path: TempPath(path),
+            path: TempPath::armed(path),
             file,
             hasher: Sha256::new(),
             size: 0,
@@ -68,7 +68,15 @@ impl BlobStore {
 
     /// Moves a finished upload to its final name.
     pub async fn place(&self, blob: FinishedBlob, id: &str) -> std::io::Result<()> {
-        fs::rename(&blob.path.0, self.path_of(id)).await?;
+        if blob.cut_to_size {
+            let file = fs::OpenOptions::new()
+                .write(true)
+                .open(&blob.path.path)
+                .await?;
+            file.set_len(blob.size).await?;
+            file.sync_all().await?;
+        }
+        fs::rename(&blob.path.path, self.path_of(id)).await?;
         blob.path.disarm();
         Ok(())
     }
@@ -102,31 +110,47 @@ impl BlobStore {
     }
 
     /// An upload's first `size` bytes as a finished blob, hashed; bytes past `size` (written by
-    /// an append whose row update never happened) are cut off. Removed on drop unless placed.
+    /// an append whose row update never happened) are cut off. Not removed on drop: if making
+    /// the document fails, the upload keeps its bytes and can be finished again.
     pub async fn finish_upload(&self, upload_id: &str, size: u64) -> std::io::Result<FinishedBlob> {
         use tokio::io::AsyncReadExt;
-        let path = TempPath(self.upload_path(upload_id));
-        let mut file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path.0)
-            .await?;
-        file.set_len(size).await?;
+        let path = TempPath {
+            path: self.upload_path(upload_id),
+            armed: false,
+        };
+        let file = fs::File::open(&path.path).await?;
+        // Only the bytes acknowledged; the file is cut to them when placed, under the upload's
+        // lock, so an append racing this finish loses nothing it was told it had.
+        let mut acknowledged = file.take(size);
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 256 * 1024];
+        let mut read = 0;
         loop {
-            let n = file.read(&mut buf).await?;
+            let n = acknowledged.read(&mut buf).await?;
             if n == 0 {
                 break;
             }
+            read += n as u64;
             hasher.update(&buf[..n]);
         }
-        file.sync_all().await?;
+        if read != size {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("upload {upload_id} has {read} of its {size} bytes"),
+            ));
+        }
         Ok(FinishedBlob {
             path,
             size,
             sha256: hex::encode(hasher.finalize()),
+            cut_to_size: true,
         })
+    }
+
+    pub async fn upload_exists(&self, upload_id: &str) -> bool {
+        fs::try_exists(self.upload_path(upload_id))
+            .await
+            .unwrap_or(false)
     }
 
     pub async fn remove_upload(&self, upload_id: &str) {
@@ -176,6 +200,7 @@ impl PendingBlob {
             path: self.path,
             size: self.size,
             sha256,
+            cut_to_size: false,
         })
     }
 }
@@ -185,20 +210,32 @@ pub struct FinishedBlob {
     path: TempPath,
     pub size: u64,
     pub sha256: String,
+    /// A resumable upload's file may hold bytes past `size` (an append whose row update never
+    /// happened): cut when placed.
+    cut_to_size: bool,
 }
 
-struct TempPath(PathBuf);
+/// A file that is removed when dropped, unless disarmed (or made unarmed: a resumable upload's
+/// bytes, which must survive a finish that fails).
+struct TempPath {
+    path: PathBuf,
+    armed: bool,
+}
 
 impl TempPath {
+    fn armed(path: PathBuf) -> TempPath {
+        TempPath { path, armed: true }
+    }
+
     fn disarm(mut self) {
-        self.0 = PathBuf::new();
+        self.armed = false;
     }
 }
 
 impl Drop for TempPath {
     fn drop(&mut self) {
-        if !self.0.as_os_str().is_empty() {
-            let _ = std::fs::remove_file(&self.0);
+        if self.armed {
+            let _ = std::fs::remove_file(&self.path);
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::{
     blobs::{FinishedBlob, PendingBlob, UploadError},
     lifecycle::TERMINAL,
     model::{DocumentRow, ProjectCode, ProjectRow},
+    store::Finishing,
     validation as check,
 };
 
@@ -277,7 +278,7 @@ impl ProjectsService {
         caller: &Caller,
         upload: Upload,
         blob: FinishedBlob,
-        finishing: Option<&str>,
+        finishing: Option<Finishing<'_>>,
     ) -> ServiceResult<pb::Document> {
         self.taking_documents(caller, &upload.code).await?;
         if blob.size == 0 {

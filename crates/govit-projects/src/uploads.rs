@@ -16,11 +16,13 @@ use crate::{
     ProjectsService,
     documents::{MAX_CHUNK_BYTES, Upload},
     model::ProjectCode,
+    store::Finishing,
     validation as check,
 };
 
 /// How long an upload may wait for its next chunk before it is removed with its bytes; a
-/// finished upload is kept as long, so that finishing again still answers its document.
+/// finished upload's row is kept as long after finishing, so that finishing again (its reply
+/// was lost) still answers its document.
 pub const UPLOAD_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 fn internal(e: impl Into<anyhow::Error>) -> ServiceError {
@@ -260,9 +262,23 @@ impl ProjectsService {
         caller: &Caller,
         chunk: Chunk,
     ) -> ServiceResult<pb::Upload> {
-        let mut row = self
-            .own_upload(caller, &chunk.code, &chunk.id, &chunk.name)
+        // Owner and name first, outside the lock; then, with the row locked (a write
+        // transaction), the state as it is now: no finish or other append can move it while
+        // the bytes are written.
+        self.own_upload(caller, &chunk.code, &chunk.id, &chunk.name)
             .await?;
+        let mut tx = self.db().begin_write().await?;
+        let sql = format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = $1");
+        sqlx::query("UPDATE uploads SET received_bytes = received_bytes WHERE id = $1")
+            .bind(&chunk.id)
+            .execute(&mut *tx)
+            .await?;
+        let mut row: UploadRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(&chunk.id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .filter(|row: &UploadRow| !row.expired())
+            .ok_or_else(|| ServiceError::not_found("upload", chunk.name.clone()))?;
         Self::unfinished(&row)?;
         let received = row.received_bytes as u64;
         let end = chunk.offset + chunk.data.len() as u64;
@@ -291,22 +307,13 @@ impl ProjectsService {
             .await
             .map_err(internal)?;
         let expire_time = expiry_from_now();
-        let moved = sqlx::query(
-            "UPDATE uploads SET received_bytes = $1, expire_time = $2 \
-             WHERE id = $3 AND received_bytes = $4 AND document_id IS NULL",
-        )
-        .bind(end as i64)
-        .bind(&expire_time)
-        .bind(&row.id)
-        .bind(row.received_bytes)
-        .execute(&self.db().pool)
-        .await?;
-        if moved.rows_affected() != 1 {
-            return Err(ServiceError::Aborted(format!(
-                "{} was changed by a concurrent call; read it with GetUpload and continue",
-                row.name()
-            )));
-        }
+        sqlx::query("UPDATE uploads SET received_bytes = $1, expire_time = $2 WHERE id = $3")
+            .bind(end as i64)
+            .bind(&expire_time)
+            .bind(&row.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         row.received_bytes = end as i64;
         row.expire_time = expire_time;
         row.to_proto(self.max_document_bytes).map_err(internal)
@@ -339,6 +346,12 @@ impl ProjectsService {
             }
             return document.to_proto().map_err(internal);
         }
+        if row.received_bytes == 0 {
+            return Err(ServiceError::field(
+                "name",
+                "the upload has received no bytes; append the content first",
+            ));
+        }
         let blob = self
             .blobs
             .finish_upload(&row.id, row.received_bytes as u64)
@@ -349,6 +362,7 @@ impl ProjectsService {
             let received_sha256 = blob.sha256.clone();
             drop(blob);
             self.delete_upload_row(&row.id).await?;
+            self.blobs.remove_upload(&row.id).await;
             return Err(ServiceError::field(
                 "sha256",
                 format!(
@@ -358,8 +372,20 @@ impl ProjectsService {
             ));
         }
         let upload = row.metadata().map_err(internal)?;
-        self.record_document(caller, upload, blob, Some(&row.id))
-            .await
+        let expire_time = expiry_from_now();
+        let finishing = Finishing {
+            id: &row.id,
+            expire_time: &expire_time,
+        };
+        let recorded = self
+            .record_document(caller, upload, blob, Some(finishing))
+            .await;
+        if recorded.is_err() && !self.blobs.upload_exists(&row.id).await {
+            // The content was moved into place and the commit then failed: there are no bytes
+            // left to finish from, so the upload goes, and the client starts again.
+            self.delete_upload_row(&row.id).await?;
+        }
+        recorded
     }
 
     pub(crate) async fn cancel_upload(&self, caller: &Caller, name: &str) -> ServiceResult<()> {
@@ -380,24 +406,32 @@ impl ProjectsService {
     }
 
     /// Removes uploads past their expiry time, with their bytes (finished ones have none left).
-    /// Returns how many.
+    /// Each is deleted only if still expired, so an append or finish that came in meanwhile
+    /// keeps it. Returns how many.
     pub async fn expire_uploads(&self) -> anyhow::Result<u64> {
-        let expired: Vec<(String, Option<String>)> = sqlx::query_as(
-            "SELECT id, document_id FROM uploads WHERE expire_time <= $1 LIMIT 1000",
-        )
-        .bind(to_stored(now()))
-        .fetch_all(&self.db().pool)
-        .await?;
-        for (id, document_id) in &expired {
-            sqlx::query("DELETE FROM uploads WHERE id = $1")
-                .bind(id)
-                .execute(&self.db().pool)
+        let now = to_stored(now());
+        let expired: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM uploads WHERE expire_time <= $1 LIMIT 1000")
+                .bind(&now)
+                .fetch_all(&self.db().pool)
                 .await?;
-            if document_id.is_none() {
-                self.blobs.remove_upload(id).await;
+        let mut removed = 0;
+        for id in &expired {
+            let deleted: Option<(Option<String>,)> = sqlx::query_as(
+                "DELETE FROM uploads WHERE id = $1 AND expire_time <= $2 RETURNING document_id",
+            )
+            .bind(id)
+            .bind(&now)
+            .fetch_optional(&self.db().pool)
+            .await?;
+            if let Some((document_id,)) = deleted {
+                removed += 1;
+                if document_id.is_none() {
+                    self.blobs.remove_upload(id).await;
+                }
             }
         }
-        Ok(expired.len() as u64)
+        Ok(removed)
     }
 }
 

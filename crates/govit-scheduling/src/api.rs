@@ -330,6 +330,8 @@ impl ReviewSchedulingService for SchedulingService {
         request: Request<pb::SubmitOpinionRequest>,
     ) -> Result<Response<pb::Opinion>, Status> {
         let caller = Caller::from_request(&request)?;
+        // Before a kept answer is given: a retry is the caller's too.
+        caller.require(&[Role::Expert])?;
         let once = Once::new(
             &caller,
             "SubmitOpinion",
@@ -341,7 +343,6 @@ impl ReviewSchedulingService for SchedulingService {
                 let new = NewOpinion::try_from(request.into_inner())?;
                 let r = self.review(&new.id).await?;
                 let opinion = new.check(&r, &self.policy)?;
-                caller.require(&[Role::Expert])?;
                 let opinion = self.add_opinion(&caller, &r, opinion).await?;
                 opinion.to_proto().map_err(internal)
             })
@@ -354,6 +355,8 @@ impl ReviewSchedulingService for SchedulingService {
         request: Request<pb::RecordConclusionRequest>,
     ) -> Result<Response<pb::Review>, Status> {
         let caller = Caller::from_request(&request)?;
+        // Before a kept answer is given: a retry is the caller's too.
+        caller.require(&[Role::Expert])?;
         let once = Once::new(
             &caller,
             "RecordConclusion",
@@ -365,7 +368,6 @@ impl ReviewSchedulingService for SchedulingService {
                 let conclusion = Conclusion::try_from(request.into_inner())?;
                 let r = self.review(&conclusion.id).await?;
                 let conclusion = conclusion.check(&r)?;
-                caller.require(&[Role::Expert])?;
                 let r = self.conclude(&caller, &r, conclusion).await?;
                 self.view(&caller, &r).await
             })
@@ -378,6 +380,8 @@ impl ReviewSchedulingService for SchedulingService {
         request: Request<pb::RateExpertRequest>,
     ) -> Result<Response<pb::Review>, Status> {
         let caller = Caller::from_request(&request)?;
+        // Before a kept answer is given: a retry is the caller's too.
+        caller.require(&[Role::Office])?;
         let once = Once::new(
             &caller,
             "RateExpert",
@@ -387,7 +391,6 @@ impl ReviewSchedulingService for SchedulingService {
         respond(
             once.run(self.db(), async {
                 let rating = RateExpert::try_from(request.into_inner())?;
-                caller.require(&[Role::Office])?;
                 let r = self.rate(&caller, rating).await?;
                 self.view(&caller, &r).await
             })

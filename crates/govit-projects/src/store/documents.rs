@@ -10,6 +10,12 @@ use crate::model::{DocumentRow, ProjectCode};
 const DOCUMENT_COLUMNS: &str = "id, project_code, kind, file_name, media_type, size_bytes, sha256, \
     sealed_copies, uploaded_by, create_time";
 
+/// The resumable upload a document is made from, and how long its finished row answers.
+pub struct Finishing<'a> {
+    pub id: &'a str,
+    pub expire_time: &'a str,
+}
+
 impl Store {
     /// Records an uploaded document and its audit event. `place_blob` moves the content into
     /// the blob store; it runs inside the transaction, so a failure there writes nothing, and a
@@ -19,22 +25,28 @@ impl Store {
         &self,
         row: &DocumentRow,
         actor: &Caller,
-        finishing: Option<&str>,
+        finishing: Option<Finishing<'_>>,
         place_blob: impl AsyncFnOnce() -> std::io::Result<()>,
         remove_blob: impl AsyncFnOnce(),
     ) -> ServiceResult<()> {
         let mut tx = self.db.begin_write().await?;
-        if let Some(upload_id) = finishing {
+        if let Some(upload) = finishing {
+            // Only as hashed: an append that came in meanwhile, a concurrent finish or a
+            // cancellation leaves this one nothing to finish. The row stays locked until the
+            // content is in place, so no append can reach the file after this.
             let marked = sqlx::query(
-                "UPDATE uploads SET document_id = $1 WHERE id = $2 AND document_id IS NULL",
+                "UPDATE uploads SET document_id = $1, expire_time = $2 \
+                 WHERE id = $3 AND document_id IS NULL AND received_bytes = $4",
             )
             .bind(&row.id)
-            .bind(upload_id)
+            .bind(upload.expire_time)
+            .bind(upload.id)
+            .bind(row.size_bytes)
             .execute(&mut *tx)
             .await?;
             if marked.rows_affected() != 1 {
                 return Err(ServiceError::Aborted(
-                    "the upload was finished or cancelled by a concurrent call; read it again"
+                    "the upload was changed, finished or cancelled by a concurrent call; read it again"
                         .into(),
                 ));
             }

@@ -13,6 +13,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use crate::model::{EventRow, Fen, ProjectCode, to_json};
 
+pub use documents::Finishing;
 pub use overrides::{OverrideEvent, OverrideRow, move_override};
 pub use projects::{Extra, ReviewOutcomeRecord};
 
