@@ -340,3 +340,58 @@ async fn a_kept_answer_is_not_given_to_the_same_subject_under_another_role() {
         Code::PermissionDenied,
     );
 }
+
+#[tokio::test]
+async fn a_streamed_upload_resent_after_its_reply_was_lost_makes_one_document() {
+    let app = spawn_app().await;
+    let project = draft(&app).await;
+    let proxy = LossyProxy::to(app.addr).await;
+    let id = request_id();
+    let messages = || {
+        vec![
+            pb::UploadDocumentRequest {
+                part: Some(pb::upload_document_request::Part::Metadata(
+                    pb::DocumentUpload {
+                        parent: project.name.clone(),
+                        kind: pb::DocumentKind::FeasibilityStudyReport as i32,
+                        file_name: "study.pdf".into(),
+                        media_type: "application/pdf".into(),
+                        request_id: id.clone(),
+                        ..Default::default()
+                    },
+                )),
+            },
+            pb::UploadDocumentRequest {
+                part: Some(pb::upload_document_request::Part::Chunk(
+                    b"%PDF the study".to_vec(),
+                )),
+            },
+        ]
+    };
+    let mut lossy = applicant_through(&app, &proxy);
+    proxy.lose_replies();
+    let first = messages();
+    let call = tokio::spawn(async move { lossy.upload_document(tokio_stream::iter(first)).await });
+    until_answer_kept(app.service.db(), "UploadDocument").await;
+    proxy.cut();
+    assert!(call.await.unwrap().is_err());
+
+    let retried = app
+        .client(Role::Applicant)
+        .upload_document(tokio_stream::iter(messages()))
+        .await
+        .unwrap()
+        .into_inner();
+    let documents = app
+        .client(Role::Applicant)
+        .list_documents(pb::ListDocumentsRequest {
+            parent: project.name.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .documents;
+    assert_eq!(documents, vec![retried]);
+    assert_eq!(app.service.blobs().count_files().await.unwrap(), 1);
+}
