@@ -11,6 +11,30 @@ use tonic::Code;
 
 use crate::helpers::*;
 
+/// The item a List answers at `$index`, checked against the same item by its Get.
+macro_rules! listed_and_got {
+    ($client:expr, $list:ident($request:expr).$field:ident[$index:expr], $get:ident($get_request:ident)) => {{
+        let item = $client
+            .clone()
+            .$list($request)
+            .await
+            .unwrap()
+            .into_inner()
+            .$field
+            .remove($index);
+        let got = $client
+            .clone()
+            .$get(pb::$get_request {
+                name: item.name.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(got, item, "{} by its Get", item.name);
+        item
+    }};
+}
+
 async fn milestones(app: &TestApp, p: &pb::Project, count: u32) {
     for n in 1..=count {
         app.client(Role::Applicant)
@@ -181,95 +205,43 @@ async fn every_listed_supervision_record_is_got_by_its_name() {
             .into_inner();
         assert_eq!(&got, m);
     }
-    let disbursement = office
-        .clone()
-        .list_disbursements(pb::ListDisbursementsRequest {
+    listed_and_got!(
+        office,
+        list_disbursements(pb::ListDisbursementsRequest {
             parent: parent(),
             ..Default::default()
         })
-        .await
-        .unwrap()
-        .into_inner()
-        .disbursements
-        .remove(0);
-    assert_eq!(
-        office
-            .clone()
-            .get_disbursement(pb::GetDisbursementRequest {
-                name: disbursement.name.clone()
-            })
-            .await
-            .unwrap()
-            .into_inner(),
-        disbursement
+        .disbursements[0],
+        get_disbursement(GetDisbursementRequest)
     );
-    let baseline = office
-        .clone()
-        .list_budget_baselines(pb::ListBudgetBaselinesRequest {
+    let baseline = listed_and_got!(
+        office,
+        list_budget_baselines(pb::ListBudgetBaselinesRequest {
             parent: parent(),
             ..Default::default()
         })
-        .await
-        .unwrap()
-        .into_inner()
-        .baselines
-        .remove(0);
+        .baselines[0],
+        get_budget_baseline(GetBudgetBaselineRequest)
+    );
     assert_eq!(baseline.name, format!("{}/budgetBaselines/1", p.name));
-    assert_eq!(
-        office
-            .clone()
-            .get_budget_baseline(pb::GetBudgetBaselineRequest {
-                name: baseline.name.clone()
-            })
-            .await
-            .unwrap()
-            .into_inner(),
-        baseline
-    );
-    let rating = office
-        .clone()
-        .list_risk_ratings(pb::ListRiskRatingsRequest {
+    let rating = listed_and_got!(
+        office,
+        list_risk_ratings(pb::ListRiskRatingsRequest {
             name: parent(),
             ..Default::default()
         })
-        .await
-        .unwrap()
-        .into_inner()
-        .ratings
-        .remove(0);
-    assert!(rating.name.starts_with(&format!("{}/riskRatings/", p.name)));
-    assert_eq!(
-        office
-            .clone()
-            .get_risk_rating(pb::GetRiskRatingRequest {
-                name: rating.name.clone()
-            })
-            .await
-            .unwrap()
-            .into_inner(),
-        rating
+        .ratings[0],
+        get_risk_rating(GetRiskRatingRequest)
     );
-    let inspection = office
-        .clone()
-        .list_inspections(pb::ListInspectionsRequest {
+    assert!(rating.name.starts_with(&format!("{}/riskRatings/", p.name)));
+    let inspection = listed_and_got!(
+        office,
+        list_inspections(pb::ListInspectionsRequest {
             parent: parent(),
             ..Default::default()
         })
-        .await
-        .unwrap()
-        .into_inner()
-        .inspections
-        .remove(0);
-    assert_eq!(
-        office
-            .clone()
-            .get_inspection(pb::GetInspectionRequest {
-                name: inspection.name.clone()
-            })
-            .await
-            .unwrap()
-            .into_inner(),
-        inspection
+        .inspections[0],
+        get_inspection(GetInspectionRequest)
     );
     let finding = &inspection.findings[0];
     assert_eq!(
@@ -283,49 +255,23 @@ async fn every_listed_supervision_record_is_got_by_its_name() {
             .into_inner(),
         finding
     );
-    let event = office
-        .clone()
-        .list_project_events(pb::ListProjectEventsRequest {
+    listed_and_got!(
+        office,
+        list_project_events(pb::ListProjectEventsRequest {
             parent: parent(),
             ..Default::default()
         })
-        .await
-        .unwrap()
-        .into_inner()
-        .events
-        .remove(1);
-    assert_eq!(
-        office
-            .clone()
-            .get_project_event(pb::GetProjectEventRequest {
-                name: event.name.clone()
-            })
-            .await
-            .unwrap()
-            .into_inner(),
-        event
+        .events[1],
+        get_project_event(GetProjectEventRequest)
     );
-    let document = office
-        .clone()
-        .list_documents(pb::ListDocumentsRequest {
+    listed_and_got!(
+        office,
+        list_documents(pb::ListDocumentsRequest {
             parent: parent(),
             ..Default::default()
         })
-        .await
-        .unwrap()
-        .into_inner()
-        .documents
-        .remove(0);
-    assert_eq!(
-        office
-            .clone()
-            .get_document(pb::GetDocumentRequest {
-                name: document.name.clone()
-            })
-            .await
-            .unwrap()
-            .into_inner(),
-        document
+        .documents[0],
+        get_document(GetDocumentRequest)
     );
 
     // What does not exist is not found; another organisation's applicant is refused as the

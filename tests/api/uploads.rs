@@ -60,6 +60,16 @@ async fn finish(
         .map(|r| r.into_inner())
 }
 
+async fn get_upload(client: &Client, name: &str) -> Result<pb::Upload, tonic::Status> {
+    client
+        .clone()
+        .get_upload(pb::GetUploadRequest {
+            name: name.to_owned(),
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
 async fn documents(app: &TestApp, parent: &str) -> Vec<pb::Document> {
     app.client(Role::Office)
         .list_documents(pb::ListDocumentsRequest {
@@ -128,14 +138,9 @@ async fn an_upload_in_chunks_resumed_after_a_break_becomes_the_document() {
     assert_eq!(info.metadata["received_bytes"], "100000");
 
     // After a break, the client asks where it was and goes on from there.
-    let resumed_at = applicant
-        .clone()
-        .get_upload(pb::GetUploadRequest {
-            name: upload.name.clone(),
-        })
+    let resumed_at = get_upload(&applicant, &upload.name)
         .await
         .unwrap()
-        .into_inner()
         .received_bytes as usize;
     append(&applicant, &upload.name, resumed_at, &content[resumed_at..])
         .await
@@ -157,14 +162,7 @@ async fn an_upload_in_chunks_resumed_after_a_break_becomes_the_document() {
         finish(&applicant, &upload.name, &content).await.unwrap(),
         document
     );
-    let finished = applicant
-        .clone()
-        .get_upload(pb::GetUploadRequest {
-            name: upload.name.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let finished = get_upload(&applicant, &upload.name).await.unwrap();
     assert_eq!(finished.document, document.name);
     assert_code(
         append(&applicant, &upload.name, content.len(), b"more").await,
@@ -202,15 +200,7 @@ async fn a_wrong_hash_discards_the_upload_and_makes_no_document() {
     assert_eq!(violated_fields(&refused), vec!["sha256"]);
     assert!(documents(&app, &project.name).await.is_empty());
     assert_eq!(app.service.blobs().count_files().await.unwrap(), 0);
-    assert_code(
-        applicant
-            .clone()
-            .get_upload(pb::GetUploadRequest {
-                name: upload.name.clone(),
-            })
-            .await,
-        Code::NotFound,
-    );
+    assert_code(get_upload(&applicant, &upload.name).await, Code::NotFound);
 }
 
 #[tokio::test]
@@ -421,14 +411,7 @@ async fn a_refused_finish_keeps_the_uploads_bytes_and_an_empty_upload_is_not_fin
         finish(&applicant, &upload.name, b"%PDF kept").await,
         Code::FailedPrecondition,
     );
-    let kept = applicant
-        .clone()
-        .get_upload(pb::GetUploadRequest {
-            name: upload.name.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let kept = get_upload(&applicant, &upload.name).await.unwrap();
     assert_eq!((kept.received_bytes, kept.document.as_str()), (9, ""));
     assert_eq!(
         app.service.blobs().count_files().await.unwrap(),
@@ -449,14 +432,7 @@ async fn a_finished_upload_answers_for_a_day_and_its_expiry_leaves_the_document(
     let document = finish(&applicant, &upload.name, b"%PDF done")
         .await
         .unwrap();
-    let finished = applicant
-        .clone()
-        .get_upload(pb::GetUploadRequest {
-            name: upload.name.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let finished = get_upload(&applicant, &upload.name).await.unwrap();
     let day = 24 * 3600;
     let left = finished.expire_time.unwrap().seconds - finished.create_time.unwrap().seconds;
     assert!((day - 60..=day + 60).contains(&left), "{left}");
