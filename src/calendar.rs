@@ -99,6 +99,7 @@ pub async fn import(
     };
     let year = client
         .import_calendar_year(spb::ImportCalendarYearRequest {
+            request_id: String::new(),
             year,
             status: status as i32,
             source: source.to_owned(),

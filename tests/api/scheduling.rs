@@ -104,6 +104,7 @@ async fn importing_a_year_is_checked_and_recomputes_open_deadlines() {
     let bad = office
         .clone()
         .import_calendar_year(spb::ImportCalendarYearRequest {
+            request_id: String::new(),
             year: 2027,
             status: spb::CalendarStatus::Provisional as i32,
             source: "draft".into(),
@@ -143,6 +144,7 @@ async fn importing_a_year_is_checked_and_recomputes_open_deadlines() {
     let denied = system
         .scheduling_client(Role::Supervisor)
         .import_calendar_year(spb::ImportCalendarYearRequest {
+            request_id: String::new(),
             year: 2027,
             status: 1,
             source: "x".into(),
@@ -154,6 +156,7 @@ async fn importing_a_year_is_checked_and_recomputes_open_deadlines() {
     let imported = office
         .clone()
         .import_calendar_year(spb::ImportCalendarYearRequest {
+            request_id: String::new(),
             year: 2027,
             status: spb::CalendarStatus::Provisional as i32,
             source: "expected arrangement".into(),
@@ -219,6 +222,7 @@ async fn importing_a_year_is_checked_and_recomputes_open_deadlines() {
     let corrected = office
         .clone()
         .import_calendar_year(spb::ImportCalendarYearRequest {
+            request_id: String::new(),
             year,
             status: spb::CalendarStatus::Official as i32,
             source: "corrected".into(),
@@ -1198,5 +1202,46 @@ async fn a_year_lists_its_festivals_weekend_days_as_the_working_day_query_names_
     assert_eq!(
         listed(year),
         Some((spb::DayKind::Holiday as i32, "国庆节".to_owned()))
+    );
+}
+
+#[tokio::test]
+async fn a_calendar_import_resent_with_its_request_id_makes_one_version() {
+    let system = spawn_system(DrawPolicy::default()).await;
+    let office = system.scheduling_client(Role::Office);
+    let import = |request_id: &str| spb::ImportCalendarYearRequest {
+        request_id: request_id.into(),
+        year: 2028,
+        status: spb::CalendarStatus::Provisional as i32,
+        source: "expected arrangement".into(),
+        days: vec![spb::CalendarDay {
+            date: d(2028, 1, 3),
+            kind: spb::DayKind::Holiday as i32,
+            name: "New Year".into(),
+        }],
+    };
+    let first = office
+        .clone()
+        .import_calendar_year(import("calendar-2028"))
+        .await
+        .unwrap()
+        .into_inner();
+    let resent = office
+        .clone()
+        .import_calendar_year(import("calendar-2028"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resent, first, "the first import's answer, no new version");
+    let plain = office
+        .clone()
+        .import_calendar_year(import(""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (first.version, plain.version),
+        (1, 2),
+        "without the id, importing again is a new version"
     );
 }

@@ -566,6 +566,7 @@ async fn a_snapshot_is_frozen_and_taken_once_a_month() {
         let refused = office
             .clone()
             .create_monthly_snapshot(pb::CreateMonthlySnapshotRequest {
+                request_id: String::new(),
                 month: wrong.into(),
             })
             .await
@@ -575,6 +576,7 @@ async fn a_snapshot_is_frozen_and_taken_once_a_month() {
     let taken = office
         .clone()
         .create_monthly_snapshot(pb::CreateMonthlySnapshotRequest {
+            request_id: String::new(),
             month: closed.clone(),
         })
         .await
@@ -584,6 +586,7 @@ async fn a_snapshot_is_frozen_and_taken_once_a_month() {
     let again = office
         .clone()
         .create_monthly_snapshot(pb::CreateMonthlySnapshotRequest {
+            request_id: String::new(),
             month: closed.clone(),
         })
         .await
@@ -623,6 +626,7 @@ async fn a_snapshot_is_frozen_and_taken_once_a_month() {
     let bad = office
         .clone()
         .create_monthly_snapshot(pb::CreateMonthlySnapshotRequest {
+            request_id: String::new(),
             month: "2027-13".into(),
         })
         .await
@@ -631,6 +635,7 @@ async fn a_snapshot_is_frozen_and_taken_once_a_month() {
     let denied = app
         .client(Role::Supervisor)
         .create_monthly_snapshot(pb::CreateMonthlySnapshotRequest {
+            request_id: String::new(),
             month: closed.clone(),
         })
         .await
@@ -1074,7 +1079,10 @@ async fn the_previous_month_is_frozen_once_without_anyone_asking() {
     // Office asking for the same month again is told it exists.
     let again = app
         .client(Role::Office)
-        .create_monthly_snapshot(pb::CreateMonthlySnapshotRequest { month: previous })
+        .create_monthly_snapshot(pb::CreateMonthlySnapshotRequest {
+            request_id: String::new(),
+            month: previous,
+        })
         .await
         .unwrap_err();
     assert_eq!(again.code(), Code::AlreadyExists);
@@ -1145,6 +1153,7 @@ async fn an_empty_month_is_taken_once_too() {
     let again = app
         .client(Role::Office)
         .create_monthly_snapshot(pb::CreateMonthlySnapshotRequest {
+            request_id: String::new(),
             month: previous.clone(),
         })
         .await
@@ -1265,4 +1274,38 @@ async fn records_of_what_happened_are_dated_within_the_projects_life() {
         })
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_snapshot_resent_with_its_request_id_is_answered_not_refused_as_taken() {
+    let app = spawn_app().await;
+    under_construction(&app).await;
+    let office = app.client(Role::Office);
+    let with_id = || pb::CreateMonthlySnapshotRequest {
+        request_id: "snapshot-retry-1".into(),
+        month: previous_month(),
+    };
+    let first = office
+        .clone()
+        .create_monthly_snapshot(with_id())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.projects, 1);
+    let resent = office
+        .clone()
+        .create_monthly_snapshot(with_id())
+        .await
+        .expect("answered from the first call")
+        .into_inner();
+    assert_eq!(resent, first);
+    // Without the id, the month is taken.
+    let plain = office
+        .clone()
+        .create_monthly_snapshot(pb::CreateMonthlySnapshotRequest {
+            request_id: String::new(),
+            month: previous_month(),
+        })
+        .await;
+    assert_code(plain, Code::AlreadyExists);
 }

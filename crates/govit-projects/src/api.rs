@@ -740,12 +740,21 @@ impl ProjectService for ProjectsService {
         request: Request<pb::CreateMonthlySnapshotRequest>,
     ) -> Result<Response<pb::CreateMonthlySnapshotResponse>, Status> {
         let caller = Caller::from_request(&request)?;
+        let once = Once::new(
+            &caller,
+            "CreateMonthlySnapshot",
+            &request.get_ref().request_id,
+            request.get_ref(),
+        )?;
         let month = SnapshotMonth::try_from(request.into_inner())?;
         caller.require(SnapshotMonth::ROLES)?;
         respond(
-            self.snapshot_closed_month(month)
-                .await
-                .map(|projects| pb::CreateMonthlySnapshotResponse { projects }),
+            once.run(self.db(), async {
+                self.snapshot_closed_month(month)
+                    .await
+                    .map(|projects| pb::CreateMonthlySnapshotResponse { projects })
+            })
+            .await,
         )
     }
 

@@ -34,12 +34,18 @@ impl ReviewSchedulingService for SchedulingService {
         request: Request<pb::ImportCalendarYearRequest>,
     ) -> Result<Response<pb::CalendarYear>, Status> {
         let caller = Caller::from_request(&request)?;
+        caller.require(&[Role::Office])?;
+        let once = Once::new(
+            &caller,
+            "ImportCalendarYear",
+            &request.get_ref().request_id,
+            request.get_ref(),
+        )?;
         respond(
-            async {
+            once.run(self.db(), async {
                 let import = YearImport::try_from(request.into_inner())?;
-                caller.require(&[Role::Office])?;
                 self.import_calendar(&caller, import).await
-            }
+            })
             .await,
         )
     }
