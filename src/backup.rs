@@ -44,7 +44,7 @@ pub async fn backup(settings: &Settings, dir: &Path) -> anyhow::Result<()> {
     println!("blobs: {blobs} files");
     // The log's signing key: a restore without it would sign as a different log. The backup
     // holds a secret from here on; keep it as guarded as the key file.
-    let keys = copy_tree(&settings.data_dir.join("keys"), &dir.join("keys"))?;
+    let keys = copy_tree(&settings.keys_dir(), &dir.join("keys"))?;
     println!("keys: {keys} files");
     Ok(())
 }
@@ -72,7 +72,7 @@ pub fn restore(settings: &Settings, dir: &Path, force: bool) -> anyhow::Result<(
         plan.push((source, std::path::PathBuf::from(target)));
     }
     anyhow::ensure!(!plan.is_empty(), "{} holds no database", dir.display());
-    let (backup_keys, keys_dir) = (dir.join("keys"), settings.data_dir.join("keys"));
+    let (backup_keys, keys_dir) = (dir.join("keys"), settings.keys_dir());
     // A different key beside the restored log would sign as another log: replace it only when
     // told to, like the databases.
     if backup_keys.exists() && !force {

@@ -186,6 +186,12 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Where the data directory keeps secrets (the log's signing key): backed up and restored
+    /// with the databases.
+    pub fn keys_dir(&self) -> PathBuf {
+        self.data_dir.join("keys")
+    }
+
     pub fn resolve(args: &GlobalArgs) -> anyhow::Result<Settings> {
         let file = read_file_config(args)?;
         let data_dir = args

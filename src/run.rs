@@ -259,7 +259,7 @@ async fn open_registry(
 ) -> anyhow::Result<govit_experts::ExpertsService> {
     // A configured key must be there (a wrong path must not silently start a new log
     // identity); the default one, in the data directory, is made on first start.
-    let default_file = settings.data_dir.join("keys").join("log-signing-key.pem");
+    let default_file = settings.keys_dir().join("log-signing-key.pem");
     let (key_file, missing) = match &settings.log.key_file {
         Some(path) => (path.clone(), MissingKeyFile::Refuse),
         // Replicas of a PostgreSQL registry would each make a key of their own.

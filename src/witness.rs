@@ -467,9 +467,7 @@ pub async fn serve(
 /// not exist, readable by its owner only.
 pub fn load_or_create_key(path: &Path, create: bool) -> anyhow::Result<SigningKey> {
     if create && !path.exists() {
-        let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
-        let key = SigningKey::from_bytes(&secret);
+        let key = govit_experts::fresh_signing_key()?;
         let pem = signing_key_to_pem(&key)?;
         govit_platform::secret_file::create(path, pem.as_bytes())
             .context("creating the witness key")?;

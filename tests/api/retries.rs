@@ -72,11 +72,12 @@ async fn a_request_id_sent_with_another_request_is_refused_and_writes_nothing() 
     let app = spawn_app().await;
     let id = request_id();
     let applicant = app.client(Role::Applicant);
-    applicant
+    let mine = applicant
         .clone()
         .create_project(create(&id, &app))
         .await
-        .unwrap();
+        .unwrap()
+        .into_inner();
     let mut changed = create(&id, &app);
     changed.project.as_mut().unwrap().display_name = "Another project".into();
     let refused = assert_code(
@@ -92,9 +93,13 @@ async fn a_request_id_sent_with_another_request_is_refused_and_writes_nothing() 
         .clone()
         .create_project(create(&id, &app))
         .await
-        .unwrap();
+        .unwrap()
+        .into_inner();
     assert_eq!(app.project_count().await, 2);
-    assert_ne!(theirs.into_inner().name, "");
+    assert_ne!(
+        theirs.name, mine.name,
+        "not answered with the applicant's project"
+    );
 }
 
 #[tokio::test]

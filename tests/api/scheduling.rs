@@ -1245,3 +1245,41 @@ async fn a_calendar_import_resent_with_its_request_id_makes_one_version() {
         "without the id, importing again is a new version"
     );
 }
+
+/// The worker's own wake-up, without the test helper that wakes every waiting review: a
+/// review that needs the worker is due at once, one pass takes it as far as it goes, and a
+/// review with nothing pending sleeps until an event wakes it.
+#[tokio::test]
+async fn a_requested_review_is_due_at_once_and_sleeps_once_nothing_is_pending() {
+    let system = spawn_system(DrawPolicy {
+        require_witness: false,
+        ..DrawPolicy::default()
+    })
+    .await;
+    seed_pool(&system).await;
+    let p = accepted_for_review(
+        &system,
+        vec![pb::PanelRequirement {
+            category: "software".into(),
+            count: 2,
+            alternates: 0,
+        }],
+    )
+    .await;
+    system.deliver_projects_outbox().await;
+    let wake_at = || async {
+        sqlx::query_scalar::<_, Option<String>>("SELECT wake_at FROM reviews")
+            .fetch_one(&system.scheduling.db().pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(wake_at().await.as_deref(), Some(""), "due at once");
+    system.scheduling.tick().await.unwrap();
+    let r = the_review(&system, &p).await;
+    assert_eq!(r.state, spb::ReviewState::Inviting as i32, "{r:?}");
+    assert_eq!(r.invitations.len(), 2, "drawn and invited in one pass");
+    assert_eq!(wake_at().await, None, "nothing pending: asleep");
+    // A pass with nothing due changes nothing.
+    system.scheduling.tick().await.unwrap();
+    assert_eq!(the_review(&system, &p).await, r);
+}

@@ -15,6 +15,9 @@ mod reviews;
 mod roster;
 mod store;
 mod translog;
+
+/// A new Ed25519 key from the OS's randomness: the log's, a witness's.
+pub use translog::fresh_signing_key;
 mod validation;
 
 use std::{sync::Arc, time::Duration};

@@ -168,11 +168,7 @@ impl ServiceError {
         message: impl Into<String>,
         metadata: &[(&str, &str)],
     ) -> ServiceError {
-        ServiceError::Relayed(Status::with_error_details(
-            code,
-            message.into(),
-            info(reason, metadata),
-        ))
+        ServiceError::Relayed(with_info(code, message.into(), reason, metadata))
     }
 
     /// An idempotency key sent again by another caller or with another request: refused, so a

@@ -1,7 +1,6 @@
 //! Idempotency keys (AIP-155 request ids) are scoped to their caller and bound to their
 //! request: a key names one caller's one request, so another caller cannot pre-empt it and the
 //! same caller cannot replay it with different content.
-
 //!
 //! [`Once`] makes a create or record call retry-safe. Its request id is claimed inside the
 //! call's first write transaction ([`crate::Db::begin_write`] does it, reading the id from a
@@ -208,7 +207,8 @@ async fn kept(db: &Db, key: &str) -> ServiceResult<Option<Kept>> {
 
 impl Kept {
     fn answer<R: Message + Default>(self, claim: &Claim) -> ServiceResult<R> {
-        if self.request_hash != claim.request_hash || self.method != claim.method {
+        // The hash covers the method too: the same id sent to another method is refused here.
+        if self.request_hash != claim.request_hash {
             return Err(ServiceError::with_reason(
                 Code::AlreadyExists,
                 "REQUEST_ID_REUSED",

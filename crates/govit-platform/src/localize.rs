@@ -306,8 +306,9 @@ pub fn enrich(status: &Status, language: Language) -> Status {
         }
     };
     let mut fields = Vec::new();
-    // The status travels in a header, which clients cap (16 KiB by default in hyper): beyond
-    // this many bytes of localized text, violations keep their reason and description only.
+    // The status travels in a header, whose size clients cap (a default tonic client refused
+    // fifty violations each with its localized text): beyond this many bytes of localized
+    // text, violations keep their reason and description only.
     let mut budget: usize = 4096;
     if let Some(bad_request) = details.bad_request().cloned() {
         let violations: Vec<FieldViolation> = bad_request

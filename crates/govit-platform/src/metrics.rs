@@ -143,13 +143,13 @@ static KNOWN_METHODS: std::sync::LazyLock<std::collections::HashSet<String>> =
 /// `/govit.projects.v1.ProjectService/GetProject` → (`govit.projects.v1.ProjectService`,
 /// `GetProject`). Any other path a client sends is labelled `unknown`: labels come from a
 /// fixed set, or anyone could grow the metrics without bound by calling made-up methods.
-fn method_of(path: &str) -> (String, String) {
-    match path.strip_prefix('/').and_then(|p| p.split_once('/')) {
-        Some((service, method)) if KNOWN_METHODS.contains(path) => {
-            (service.to_owned(), method.to_owned())
-        }
-        _ => ("unknown".to_owned(), "unknown".to_owned()),
-    }
+/// The labels borrow from the set, which lives as long as the process: no allocation per call.
+fn method_of(path: &str) -> (&'static str, &'static str) {
+    let known: &'static std::collections::HashSet<String> = &KNOWN_METHODS;
+    known
+        .get(path)
+        .and_then(|known| known.strip_prefix('/')?.split_once('/'))
+        .unwrap_or(("unknown", "unknown"))
 }
 
 fn status_of(headers: &http::HeaderMap) -> Option<tonic::Code> {
@@ -163,8 +163,8 @@ fn status_of(headers: &http::HeaderMap) -> Option<tonic::Code> {
 }
 
 struct Call {
-    service: String,
-    method: String,
+    service: &'static str,
+    method: &'static str,
     started: Instant,
 }
 
@@ -172,8 +172,8 @@ impl Call {
     fn finish(self, code: tonic::Code) {
         let seconds = self.started.elapsed().as_secs_f64();
         metrics::counter!(HANDLED,
-            "grpc_service" => self.service.clone(),
-            "grpc_method" => self.method.clone(),
+            "grpc_service" => self.service,
+            "grpc_method" => self.method,
             "grpc_code" => code_name(code))
         .increment(1);
         metrics::histogram!(HANDLING_SECONDS,
@@ -290,16 +290,13 @@ mod tests {
     fn only_methods_served_get_their_own_labels() {
         assert_eq!(
             method_of("/govit.projects.v1.ProjectService/GetProject"),
-            (
-                "govit.projects.v1.ProjectService".into(),
-                "GetProject".into()
-            )
+            ("govit.projects.v1.ProjectService", "GetProject")
         );
         assert_eq!(
             method_of("/grpc.health.v1.Health/Check"),
-            ("grpc.health.v1.Health".into(), "Check".into())
+            ("grpc.health.v1.Health", "Check")
         );
-        let unknown = ("unknown".to_owned(), "unknown".to_owned());
+        let unknown = ("unknown", "unknown");
         assert_eq!(
             method_of("/govit.projects.v1.ProjectService/MadeUp"),
             unknown

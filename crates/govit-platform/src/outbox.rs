@@ -246,11 +246,7 @@ async fn record_failure(
 
 /// Messages not yet delivered nor parked: for tests and operators.
 pub async fn pending(db: &Db) -> anyhow::Result<i64> {
-    Ok(sqlx::query_scalar(
-        "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL AND parked_at IS NULL",
-    )
-    .fetch_one(&db.pool)
-    .await?)
+    Ok(pending_and_oldest(db).await?.0)
 }
 
 /// Messages not yet delivered nor parked, and when the oldest of them was queued.

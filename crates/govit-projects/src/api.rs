@@ -47,6 +47,48 @@ macro_rules! lifecycle_step {
     }};
 }
 
+/// A page of one project's records: the project named by the request's `$field`, its records
+/// read whole by `$read` (which applies the List's reading rules) and paged by name.
+macro_rules! project_records_page {
+    ($service:ident, $request:ident, $field:ident, $readers:expr, $read:ident, $what:literal,
+     $response:ident { $items:ident }) => {{
+        let caller = Caller::from_request(&$request)?;
+        let req = $request.get_ref();
+        let code = check::parse_project_name(stringify!($field), &req.$field)?;
+        let page = Page::parse(req.page_size, &req.page_token, &format!("{} {code}", $what))?;
+        caller.require($readers)?;
+        respond(
+            async {
+                let items = $service.$read(&caller, &code).await?;
+                page.slice(items, |item| item.name.clone())
+            }
+            .await
+            .map(|($items, next_page_token)| pb::$response {
+                $items,
+                next_page_token,
+            }),
+        )
+    }};
+}
+
+/// One of a project's records by name, read as its List reads them.
+macro_rules! project_record {
+    ($service:ident, $request:ident, $collection:literal, $readers:expr, $read:ident,
+     $what:literal) => {{
+        let caller = Caller::from_request(&$request)?;
+        let name = &$request.get_ref().name;
+        let (code, _) = check::parse_child_name("name", name, $collection)?;
+        caller.require($readers)?;
+        respond(
+            async {
+                let items = $service.$read(&caller, &code).await?;
+                named(items, name, $what, |item| &item.name)
+            }
+            .await,
+        )
+    }};
+}
+
 #[tonic::async_trait]
 impl ProjectService for ProjectsService {
     async fn create_organization(
@@ -217,21 +259,14 @@ impl ProjectService for ProjectsService {
         &self,
         request: Request<pb::ListReviewOverridesRequest>,
     ) -> Result<Response<pb::ListReviewOverridesResponse>, Status> {
-        let caller = Caller::from_request(&request)?;
-        let req = request.get_ref();
-        let code = check::parse_project_name("parent", &req.parent)?;
-        let page = Page::parse(req.page_size, &req.page_token, &format!("overrides {code}"))?;
-        caller.require(&OVERRIDE_READERS)?;
-        respond(
-            async {
-                let items = self.project_overrides(&caller, &code).await?;
-                page.slice(items, |item| item.name.clone())
-            }
-            .await
-            .map(|(items, next_page_token)| pb::ListReviewOverridesResponse {
-                overrides: items,
-                next_page_token,
-            }),
+        project_records_page!(
+            self,
+            request,
+            parent,
+            &OVERRIDE_READERS,
+            project_overrides,
+            "overrides",
+            ListReviewOverridesResponse { overrides }
         )
     }
 
@@ -478,25 +513,14 @@ impl ProjectService for ProjectsService {
         &self,
         request: Request<pb::ListBudgetChangesRequest>,
     ) -> Result<Response<pb::ListBudgetChangesResponse>, Status> {
-        let caller = Caller::from_request(&request)?;
-        let req = request.get_ref();
-        let code = check::parse_project_name("parent", &req.parent)?;
-        let page = Page::parse(
-            req.page_size,
-            &req.page_token,
-            &format!("budget changes {code}"),
-        )?;
-        caller.require(&PROJECT_READERS)?;
-        respond(
-            async {
-                let items = self.budget_changes_of(&caller, &code).await?;
-                page.slice(items, |item| item.name.clone())
-            }
-            .await
-            .map(|(items, next_page_token)| pb::ListBudgetChangesResponse {
-                budget_changes: items,
-                next_page_token,
-            }),
+        project_records_page!(
+            self,
+            request,
+            parent,
+            &PROJECT_READERS,
+            budget_changes_of,
+            "budget changes",
+            ListBudgetChangesResponse { budget_changes }
         )
     }
 
@@ -504,25 +528,14 @@ impl ProjectService for ProjectsService {
         &self,
         request: Request<pb::ListBudgetBaselinesRequest>,
     ) -> Result<Response<pb::ListBudgetBaselinesResponse>, Status> {
-        let caller = Caller::from_request(&request)?;
-        let req = request.get_ref();
-        let code = check::parse_project_name("parent", &req.parent)?;
-        let page = Page::parse(
-            req.page_size,
-            &req.page_token,
-            &format!("budget baselines {code}"),
-        )?;
-        caller.require(&PROJECT_READERS)?;
-        respond(
-            async {
-                let items = self.baselines_of(&caller, &code).await?;
-                page.slice(items, |item| item.name.clone())
-            }
-            .await
-            .map(|(items, next_page_token)| pb::ListBudgetBaselinesResponse {
-                baselines: items,
-                next_page_token,
-            }),
+        project_records_page!(
+            self,
+            request,
+            parent,
+            &PROJECT_READERS,
+            baselines_of,
+            "budget baselines",
+            ListBudgetBaselinesResponse { baselines }
         )
     }
 
@@ -606,25 +619,14 @@ impl ProjectService for ProjectsService {
         &self,
         request: Request<pb::ListMilestonesRequest>,
     ) -> Result<Response<pb::ListMilestonesResponse>, Status> {
-        let caller = Caller::from_request(&request)?;
-        let req = request.get_ref();
-        let code = check::parse_project_name("parent", &req.parent)?;
-        let page = Page::parse(
-            req.page_size,
-            &req.page_token,
-            &format!("milestones {code}"),
-        )?;
-        caller.require(&PROJECT_READERS)?;
-        respond(
-            async {
-                let items = self.milestones_of(&caller, &code).await?;
-                page.slice(items, |item| item.name.clone())
-            }
-            .await
-            .map(|(items, next_page_token)| pb::ListMilestonesResponse {
-                milestones: items,
-                next_page_token,
-            }),
+        project_records_page!(
+            self,
+            request,
+            parent,
+            &PROJECT_READERS,
+            milestones_of,
+            "milestones",
+            ListMilestonesResponse { milestones }
         )
     }
 
@@ -661,25 +663,14 @@ impl ProjectService for ProjectsService {
         &self,
         request: Request<pb::ListProgressReportsRequest>,
     ) -> Result<Response<pb::ListProgressReportsResponse>, Status> {
-        let caller = Caller::from_request(&request)?;
-        let req = request.get_ref();
-        let code = check::parse_project_name("parent", &req.parent)?;
-        let page = Page::parse(
-            req.page_size,
-            &req.page_token,
-            &format!("progress reports {code}"),
-        )?;
-        caller.require(&PROJECT_READERS)?;
-        respond(
-            async {
-                let items = self.progress_reports_of(&caller, &code).await?;
-                page.slice(items, |item| item.name.clone())
-            }
-            .await
-            .map(|(items, next_page_token)| pb::ListProgressReportsResponse {
-                reports: items,
-                next_page_token,
-            }),
+        project_records_page!(
+            self,
+            request,
+            parent,
+            &PROJECT_READERS,
+            progress_reports_of,
+            "progress reports",
+            ListProgressReportsResponse { reports }
         )
     }
 
@@ -713,25 +704,14 @@ impl ProjectService for ProjectsService {
         &self,
         request: Request<pb::ListRiskRatingsRequest>,
     ) -> Result<Response<pb::ListRiskRatingsResponse>, Status> {
-        let caller = Caller::from_request(&request)?;
-        let req = request.get_ref();
-        let code = check::parse_project_name("name", &req.name)?;
-        let page = Page::parse(
-            req.page_size,
-            &req.page_token,
-            &format!("risk ratings {code}"),
-        )?;
-        caller.require(&PROJECT_READERS)?;
-        respond(
-            async {
-                let items = self.ratings_of(&caller, &code).await?;
-                page.slice(items, |item| item.name.clone())
-            }
-            .await
-            .map(|(items, next_page_token)| pb::ListRiskRatingsResponse {
-                ratings: items,
-                next_page_token,
-            }),
+        project_records_page!(
+            self,
+            request,
+            name,
+            &PROJECT_READERS,
+            ratings_of,
+            "risk ratings",
+            ListRiskRatingsResponse { ratings }
         )
     }
 
@@ -817,25 +797,14 @@ impl ProjectService for ProjectsService {
         &self,
         request: Request<pb::ListInspectionsRequest>,
     ) -> Result<Response<pb::ListInspectionsResponse>, Status> {
-        let caller = Caller::from_request(&request)?;
-        let req = request.get_ref();
-        let code = check::parse_project_name("parent", &req.parent)?;
-        let page = Page::parse(
-            req.page_size,
-            &req.page_token,
-            &format!("inspections {code}"),
-        )?;
-        caller.require(&PROJECT_READERS)?;
-        respond(
-            async {
-                let items = self.inspections_of(&caller, &code).await?;
-                page.slice(items, |item| item.name.clone())
-            }
-            .await
-            .map(|(items, next_page_token)| pb::ListInspectionsResponse {
-                inspections: items,
-                next_page_token,
-            }),
+        project_records_page!(
+            self,
+            request,
+            parent,
+            &PROJECT_READERS,
+            inspections_of,
+            "inspections",
+            ListInspectionsResponse { inspections }
         )
     }
 
@@ -935,16 +904,13 @@ impl ProjectService for ProjectsService {
         &self,
         request: Request<pb::GetReviewOverrideRequest>,
     ) -> Result<Response<pb::ReviewOverride>, Status> {
-        let caller = Caller::from_request(&request)?;
-        let name = &request.get_ref().name;
-        let (code, _) = check::parse_child_name("name", name, "overrides")?;
-        caller.require(&OVERRIDE_READERS)?;
-        respond(
-            async {
-                let items = self.project_overrides(&caller, &code).await?;
-                named(items, name, "review override", |item| &item.name)
-            }
-            .await,
+        project_record!(
+            self,
+            request,
+            "overrides",
+            &OVERRIDE_READERS,
+            project_overrides,
+            "review override"
         )
     }
 
@@ -952,16 +918,13 @@ impl ProjectService for ProjectsService {
         &self,
         request: Request<pb::GetBudgetChangeRequest>,
     ) -> Result<Response<pb::BudgetChange>, Status> {
-        let caller = Caller::from_request(&request)?;
-        let name = &request.get_ref().name;
-        let (code, _) = check::parse_child_name("name", name, "budgetChanges")?;
-        caller.require(&PROJECT_READERS)?;
-        respond(
-            async {
-                let items = self.budget_changes_of(&caller, &code).await?;
-                named(items, name, "budget change", |item| &item.name)
-            }
-            .await,
+        project_record!(
+            self,
+            request,
+            "budgetChanges",
+            &PROJECT_READERS,
+            budget_changes_of,
+            "budget change"
         )
     }
 
@@ -969,16 +932,13 @@ impl ProjectService for ProjectsService {
         &self,
         request: Request<pb::GetBudgetBaselineRequest>,
     ) -> Result<Response<pb::BudgetBaseline>, Status> {
-        let caller = Caller::from_request(&request)?;
-        let name = &request.get_ref().name;
-        let (code, _) = check::parse_child_name("name", name, "budgetBaselines")?;
-        caller.require(&PROJECT_READERS)?;
-        respond(
-            async {
-                let items = self.baselines_of(&caller, &code).await?;
-                named(items, name, "budget baseline", |item| &item.name)
-            }
-            .await,
+        project_record!(
+            self,
+            request,
+            "budgetBaselines",
+            &PROJECT_READERS,
+            baselines_of,
+            "budget baseline"
         )
     }
 
@@ -986,16 +946,13 @@ impl ProjectService for ProjectsService {
         &self,
         request: Request<pb::GetMilestoneRequest>,
     ) -> Result<Response<pb::Milestone>, Status> {
-        let caller = Caller::from_request(&request)?;
-        let name = &request.get_ref().name;
-        let (code, _) = check::parse_child_name("name", name, "milestones")?;
-        caller.require(&PROJECT_READERS)?;
-        respond(
-            async {
-                let items = self.milestones_of(&caller, &code).await?;
-                named(items, name, "milestone", |item| &item.name)
-            }
-            .await,
+        project_record!(
+            self,
+            request,
+            "milestones",
+            &PROJECT_READERS,
+            milestones_of,
+            "milestone"
         )
     }
 
@@ -1003,16 +960,13 @@ impl ProjectService for ProjectsService {
         &self,
         request: Request<pb::GetProgressReportRequest>,
     ) -> Result<Response<pb::ProgressReport>, Status> {
-        let caller = Caller::from_request(&request)?;
-        let name = &request.get_ref().name;
-        let (code, _) = check::parse_child_name("name", name, "progressReports")?;
-        caller.require(&PROJECT_READERS)?;
-        respond(
-            async {
-                let items = self.progress_reports_of(&caller, &code).await?;
-                named(items, name, "progress report", |item| &item.name)
-            }
-            .await,
+        project_record!(
+            self,
+            request,
+            "progressReports",
+            &PROJECT_READERS,
+            progress_reports_of,
+            "progress report"
         )
     }
 
@@ -1020,16 +974,13 @@ impl ProjectService for ProjectsService {
         &self,
         request: Request<pb::GetRiskRatingRequest>,
     ) -> Result<Response<pb::RiskRating>, Status> {
-        let caller = Caller::from_request(&request)?;
-        let name = &request.get_ref().name;
-        let (code, _) = check::parse_child_name("name", name, "riskRatings")?;
-        caller.require(&PROJECT_READERS)?;
-        respond(
-            async {
-                let items = self.ratings_of(&caller, &code).await?;
-                named(items, name, "risk rating", |item| &item.name)
-            }
-            .await,
+        project_record!(
+            self,
+            request,
+            "riskRatings",
+            &PROJECT_READERS,
+            ratings_of,
+            "risk rating"
         )
     }
 
@@ -1037,16 +988,13 @@ impl ProjectService for ProjectsService {
         &self,
         request: Request<pb::GetInspectionRequest>,
     ) -> Result<Response<pb::Inspection>, Status> {
-        let caller = Caller::from_request(&request)?;
-        let name = &request.get_ref().name;
-        let (code, _) = check::parse_child_name("name", name, "inspections")?;
-        caller.require(&PROJECT_READERS)?;
-        respond(
-            async {
-                let items = self.inspections_of(&caller, &code).await?;
-                named(items, name, "inspection", |item| &item.name)
-            }
-            .await,
+        project_record!(
+            self,
+            request,
+            "inspections",
+            &PROJECT_READERS,
+            inspections_of,
+            "inspection"
         )
     }
 

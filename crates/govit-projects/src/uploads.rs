@@ -94,6 +94,27 @@ impl UploadRow {
     }
 }
 
+/// The caller's own upload, read through `executor`; another's, or an expired one, is not
+/// found.
+async fn own_upload<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    caller: &Caller,
+    code: &ProjectCode,
+    id: &str,
+    name: &str,
+) -> ServiceResult<UploadRow> {
+    let sql = format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = $1 AND project_code = $2");
+    let row: Option<UploadRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(code.as_str())
+        .fetch_optional(executor)
+        .await?;
+    match row {
+        Some(row) if row.uploaded_by == caller.subject && !row.expired() => Ok(row),
+        _ => Err(ServiceError::not_found("upload", name.to_owned())),
+    }
+}
+
 /// `projects/{code}/uploads/{id}`, parsed.
 pub(crate) fn parse_upload_name(field: &str, name: &str) -> ServiceResult<(ProjectCode, String)> {
     let malformed = || ServiceError::field(field, "must be projects/{code}/uploads/{id}");
@@ -223,17 +244,7 @@ impl ProjectsService {
         id: &str,
         name: &str,
     ) -> ServiceResult<UploadRow> {
-        let sql =
-            format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = $1 AND project_code = $2");
-        let row: Option<UploadRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .bind(code.as_str())
-            .fetch_optional(&self.db().pool)
-            .await?;
-        match row {
-            Some(row) if row.uploaded_by == caller.subject && !row.expired() => Ok(row),
-            _ => Err(ServiceError::not_found("upload", name.to_owned())),
-        }
+        own_upload(&self.db().pool, caller, code, id, name).await
     }
 
     fn unfinished(row: &UploadRow) -> ServiceResult<()> {
@@ -262,23 +273,14 @@ impl ProjectsService {
         caller: &Caller,
         chunk: Chunk,
     ) -> ServiceResult<pb::Upload> {
-        // Owner and name first, outside the lock; then, with the row locked (a write
-        // transaction), the state as it is now: no finish or other append can move it while
-        // the bytes are written.
-        self.own_upload(caller, &chunk.code, &chunk.id, &chunk.name)
-            .await?;
+        // The row is read locked (a write transaction): no finish or other append can move it
+        // while the bytes are written.
         let mut tx = self.db().begin_write().await?;
-        let sql = format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = $1");
         sqlx::query("UPDATE uploads SET received_bytes = received_bytes WHERE id = $1")
             .bind(&chunk.id)
             .execute(&mut *tx)
             .await?;
-        let mut row: UploadRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(&chunk.id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .filter(|row: &UploadRow| !row.expired())
-            .ok_or_else(|| ServiceError::not_found("upload", chunk.name.clone()))?;
+        let mut row = own_upload(&mut *tx, caller, &chunk.code, &chunk.id, &chunk.name).await?;
         Self::unfinished(&row)?;
         let received = row.received_bytes as u64;
         let end = chunk.offset + chunk.data.len() as u64;

@@ -349,6 +349,9 @@ fn check_within_life(project_created: &str, day: NaiveDate) -> ServiceResult<()>
     Ok(())
 }
 
+/// Findings across inspections, soonest due first (the order overdue findings page in).
+pub(super) const BY_DUE_DATE: &str = "due_date, inspection_id, seq";
+
 impl ProjectsService {
     pub(crate) async fn record_inspection(
         &self,
@@ -409,14 +412,14 @@ impl ProjectsService {
         }
     }
 
-    /// The findings matching `clause`, whose placeholders `args` fill, by due date.
+    /// The findings matching `clause`, whose placeholders `args` fill, in `order` (SQL).
     pub(super) async fn findings_where(
         &self,
         clause: &'static str,
         args: Vec<String>,
+        order: &'static str,
     ) -> ServiceResult<Vec<pb::Finding>> {
-        let sql =
-            format!("SELECT * FROM findings WHERE {clause} ORDER BY due_date, inspection_id, seq");
+        let sql = format!("SELECT * FROM findings WHERE {clause} ORDER BY {order}");
         let mut q = sqlx::query_as::<_, FindingRow>(AssertSqlSafe(sql));
         for a in args {
             q = q.bind(a);
@@ -433,8 +436,12 @@ impl ProjectsService {
         &self,
         day: NaiveDate,
     ) -> ServiceResult<Vec<pb::Finding>> {
-        self.findings_where("rectified = 0 AND due_date < $1", vec![date_to_stored(day)])
-            .await
+        self.findings_where(
+            "rectified = 0 AND due_date < $1",
+            vec![date_to_stored(day)],
+            BY_DUE_DATE,
+        )
+        .await
     }
 
     async fn inspection(&self, code: &ProjectCode, id: &str) -> ServiceResult<pb::Inspection> {
@@ -448,16 +455,10 @@ impl ProjectsService {
         .await?
         .ok_or_else(|| ServiceError::not_found("inspection", name.clone()))?;
         let scopes: Vec<String> = serde_json::from_str(&r.scopes).map_err(internal)?;
-        let mut findings = self
-            .findings_where("inspection_id = $1", vec![id.to_owned()])
-            .await?;
         // In the order they were recorded: findings/2 before findings/10.
-        findings.sort_by_key(|f| {
-            f.name
-                .rsplit('/')
-                .next()
-                .and_then(|n| n.parse::<u64>().ok())
-        });
+        let findings = self
+            .findings_where("inspection_id = $1", vec![id.to_owned()], "seq")
+            .await?;
         Ok(pb::Inspection {
             name,
             inspection_date: Some(date_to_proto(
@@ -488,6 +489,7 @@ impl ProjectsService {
                 .findings_where(
                     "project_code = $1 AND inspection_id = $2",
                     vec![r.code.to_string(), r.inspection_id.clone()],
+                    "seq",
                 )
                 .await?;
             return Err(if siblings.iter().any(|f| f.name == r.finding) {

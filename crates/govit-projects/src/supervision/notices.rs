@@ -243,8 +243,12 @@ impl ProjectsService {
         let mut findings = Vec::new();
         for c in &codes {
             findings.extend(
-                self.findings_where("project_code = $1", vec![c.to_string()])
-                    .await?,
+                self.findings_where(
+                    "project_code = $1",
+                    vec![c.to_string()],
+                    super::inspections::BY_DUE_DATE,
+                )
+                .await?,
             );
         }
         let (commendations, violations) = self.notices_of(name, code).await?;

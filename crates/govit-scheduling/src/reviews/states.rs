@@ -179,20 +179,22 @@ pub async fn wake_review(tx: &mut Tx, id: &str) -> ServiceResult<()> {
 /// rows read are those committed by now (PostgreSQL reads a statement's subqueries as of its
 /// start): a draw added by a change that raced the pass is never slept through.
 pub async fn next_wake(tx: &mut Tx, id: &str, retry: &str) -> ServiceResult<()> {
-    sqlx::query("UPDATE reviews SET wake_at = wake_at WHERE id = $1")
-        .bind(id.to_owned())
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query(AssertSqlSafe(format!(
+    if !lock_review_in(tx, id, &OPEN_STATES).await? {
+        // Ended or paused: nothing for the worker to do.
+        sqlx::query("UPDATE reviews SET wake_at = NULL WHERE id = $1")
+            .bind(id.to_owned())
+            .execute(&mut **tx)
+            .await?;
+        return Ok(());
+    }
+    sqlx::query(
         "UPDATE reviews SET wake_at = CASE \
-           WHEN state NOT IN ({open}) THEN NULL \
            WHEN NOT EXISTS (SELECT 1 FROM review_draws d WHERE d.review_id = reviews.id AND d.abandoned = 0) \
              OR EXISTS (SELECT 1 FROM review_draws d WHERE d.review_id = reviews.id AND d.abandoned = 0 AND d.invited = 0) \
              THEN $2 \
            ELSE NULL END \
          WHERE id = $1",
-        open = sql_states(&OPEN_STATES)
-    )))
+    )
     .bind(id.to_owned())
     .bind(retry.to_owned())
     .execute(&mut **tx)
