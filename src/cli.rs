@@ -251,6 +251,9 @@ pub enum Command {
         )]
         scheduling_url: String,
     },
+    /// Load and timings for docs/BENCHMARKS.md: each starts the service it measures on scratch
+    /// data and prints the figure beside its floor measured in the same run.
+    Bench(crate::bench::BenchArgs),
     /// Copies the embedded databases (online, consistently) and the document blobs into a new
     /// directory.
     Backup { dir: PathBuf },
@@ -446,6 +449,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .map(|_| ())
         }
+        Command::Bench(args) => crate::bench::run(&settings, args).await,
         Command::Token {
             role,
             subject,

@@ -7,6 +7,7 @@ use govit_platform::{Role, client::BearerToken};
 use govit_proto::StoredEnum;
 use govit_proto::experts::v1::{
     self as epb, expert_registry_service_client::ExpertRegistryServiceClient,
+    stream_import_experts_request::Part,
 };
 use tonic::{Status, service::interceptor::InterceptedService, transport::Channel};
 
@@ -101,6 +102,9 @@ pub fn explain(status: Status) -> anyhow::Error {
     anyhow::anyhow!(text)
 }
 
+/// The size of each message of a streamed roster, well under the 4 MiB a message may have.
+const IMPORT_CHUNK_BYTES: usize = 1024 * 1024;
+
 pub async fn import(
     settings: &Settings,
     remote: &Remote,
@@ -119,13 +123,25 @@ pub async fn import(
     };
     let content = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let mut client = registry(settings, remote, Role::RegistryAdmin).await?;
-    let result = client
-        .import_experts(epb::ImportExpertsRequest {
+    // Streamed, so that a roster of any size goes in one call and one transaction.
+    let first = epb::StreamImportExpertsRequest {
+        part: Some(Part::Request(epb::ImportExpertsRequest {
             request_id: String::new(),
             format: format as i32,
-            content,
+            content: Vec::new(),
             validate_only,
+        })),
+    };
+    let chunks: Vec<epb::StreamImportExpertsRequest> = content
+        .chunks(IMPORT_CHUNK_BYTES)
+        .map(|chunk| epb::StreamImportExpertsRequest {
+            part: Some(Part::Chunk(chunk.to_vec())),
         })
+        .collect();
+    drop(content);
+    let messages = tokio_stream::iter(std::iter::once(first).chain(chunks));
+    let result = client
+        .stream_import_experts(messages)
         .await
         .map_err(explain)?
         .into_inner();

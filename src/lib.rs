@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod backup;
+pub mod bench;
 pub mod calendar;
 pub mod cli;
 pub mod client;

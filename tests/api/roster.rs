@@ -256,3 +256,253 @@ async fn an_xlsx_roster_imports_with_date_cells_and_lettered_columns() {
     assert_eq!(e.appointment_end_date, date(2027, 2, 28));
     assert_eq!(e.source, epb::ExpertSource::University as i32);
 }
+
+/// A roster of `rows` experts whose names, employers and titles are as long as the rules
+/// allow, so that a few thousand rows exceed the 4 MiB a unary call may carry.
+fn large_roster(rows: u32) -> Vec<u8> {
+    let employer: String = "新疆维吾尔自治区信息技术有限公司".repeat(13)[..]
+        .chars()
+        .take(200)
+        .collect();
+    let title: String = "高级工程师".repeat(20);
+    let mut csv = format!("{HEADER}\n");
+    for i in 0..rows {
+        let born = 19_600_101 + (i / 1000) * 100;
+        let id = govit_platform::resident_id::with_check_character(&format!(
+            "650102{born}{:03}",
+            i % 1000
+        ))
+        .unwrap();
+        let name: String = format!("专家{i}")
+            .chars()
+            .chain("某".repeat(100).chars())
+            .take(100)
+            .collect();
+        csv.push_str(&format!(
+            "big-{i},{name},{},{employer},企业,{title},software,139{i:08},,{id},2025-01-01,2028-12-31\n",
+            credit_code(20)
+        ));
+    }
+    csv.into_bytes()
+}
+
+fn streamed(
+    request: epb::ImportExpertsRequest,
+    chunk_bytes: usize,
+) -> impl tokio_stream::Stream<Item = epb::StreamImportExpertsRequest> {
+    use epb::stream_import_experts_request::Part;
+    let content = request.content.clone();
+    let first = epb::StreamImportExpertsRequest {
+        part: Some(Part::Request(epb::ImportExpertsRequest {
+            content: Vec::new(),
+            ..request
+        })),
+    };
+    let rest: Vec<_> = content
+        .chunks(chunk_bytes)
+        .map(|c| epb::StreamImportExpertsRequest {
+            part: Some(Part::Chunk(c.to_vec())),
+        })
+        .collect();
+    tokio_stream::iter(std::iter::once(first).chain(rest))
+}
+
+#[tokio::test]
+async fn a_roster_larger_than_one_message_imports_in_one_streamed_call_and_one_log_batch() {
+    let r = spawn_registry(DrawPolicy::default()).await;
+    r.category("software").await;
+    let log_before = r.log_size().await;
+    let csv = large_roster(3_600);
+    assert!(csv.len() > 4 * 1024 * 1024, "{} bytes", csv.len());
+    let request = epb::ImportExpertsRequest {
+        request_id: String::new(),
+        format: epb::RosterFormat::Csv as i32,
+        content: csv,
+        validate_only: false,
+    };
+    let admin = r.client(Role::RegistryAdmin);
+
+    // One message cannot carry it.
+    let refused = admin
+        .clone()
+        .import_experts(request.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert_eq!(error_reason(&refused), "MESSAGE_TOO_LARGE");
+    assert_eq!(r.count("experts").await, 0);
+
+    let result = admin
+        .clone()
+        .stream_import_experts(streamed(request.clone(), 1024 * 1024))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((result.created, result.updated), (3_600, 0));
+    let last = admin
+        .clone()
+        .get_expert(epb::GetExpertRequest {
+            name: "experts/big-3599".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(last.categories, ["software"]);
+    assert_eq!(last.title, "高级工程师".repeat(20));
+
+    // Every expert has its entry, and the signed head is the root of exactly those leaves.
+    let inspector = r.client(Role::Inspector);
+    let head = inspector
+        .clone()
+        .get_log_head(epb::GetLogHeadRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(head.tree_size as i64, log_before + 3_600);
+    let mut leaves = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = inspector
+            .clone()
+            .list_log_entries(epb::ListLogEntriesRequest {
+                page_size: 1000,
+                page_token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        for e in &page.entries {
+            assert_eq!(
+                hex::encode(govit_draw::merkle::leaf_hash(e.entry_json.as_bytes())),
+                e.leaf_hash
+            );
+            leaves.push(hash(&e.leaf_hash));
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert_eq!(leaves.len() as u64, head.tree_size);
+    assert_eq!(
+        hex::encode(govit_draw::merkle::root(&leaves)),
+        head.root_hash,
+        "the stored subtrees of the batch give the head every leaf gives"
+    );
+    let middle = 1_777;
+    let proof = inspector
+        .clone()
+        .get_inclusion_proof(epb::GetInclusionProofRequest {
+            index: middle,
+            tree_size: head.tree_size,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let path: Vec<_> = proof.hashes.iter().map(|h| hash(h)).collect();
+    assert!(govit_draw::merkle::verify_inclusion(
+        middle,
+        head.tree_size,
+        &leaves[middle as usize],
+        &path,
+        &hash(&head.root_hash)
+    ));
+
+    // The same roster again updates every expert, streamed in other chunk sizes.
+    let again = admin
+        .clone()
+        .stream_import_experts(streamed(request, 333_333))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((again.created, again.updated), (0, 3_600));
+    assert_eq!(r.log_size().await, log_before + 7_200);
+}
+
+#[tokio::test]
+async fn a_streamed_import_checks_the_role_first_and_wants_the_request_first() {
+    let r = spawn_registry(DrawPolicy::default()).await;
+    r.category("software").await;
+    let request = epb::ImportExpertsRequest {
+        request_id: String::new(),
+        format: epb::RosterFormat::Csv as i32,
+        content: format!(
+            "{HEADER}\n{}\n",
+            line("s-1", "software", "13800000001", &id_number(1))
+        )
+        .into_bytes(),
+        validate_only: false,
+    };
+    for role in [
+        Role::Office,
+        Role::Inspector,
+        Role::Supervisor,
+        Role::Applicant,
+        Role::Service,
+    ] {
+        let status = r
+            .client(role)
+            .stream_import_experts(streamed(request.clone(), 16))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::PermissionDenied, "{role}");
+    }
+    let admin = r.client(Role::RegistryAdmin);
+    let headless = admin
+        .clone()
+        .stream_import_experts(tokio_stream::iter(vec![epb::StreamImportExpertsRequest {
+            part: Some(epb::stream_import_experts_request::Part::Chunk(
+                request.content.clone(),
+            )),
+        }]))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&headless), ["request"]);
+    let twice = admin
+        .clone()
+        .stream_import_experts(tokio_stream::iter(vec![
+            epb::StreamImportExpertsRequest {
+                part: Some(epb::stream_import_experts_request::Part::Request(
+                    request.clone(),
+                )),
+            },
+            epb::StreamImportExpertsRequest {
+                part: Some(epb::stream_import_experts_request::Part::Request(
+                    request.clone(),
+                )),
+            },
+        ]))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&twice), ["request"]);
+    assert_eq!(r.count("experts").await, 0);
+
+    // A resend with its request id, by either call, answers the first import.
+    let with_id = epb::ImportExpertsRequest {
+        request_id: "3f0b8f52-6c39-4c1e-9a54-2f1b7a0c9d11".into(),
+        ..request
+    };
+    let first = admin
+        .clone()
+        .stream_import_experts(streamed(with_id.clone(), 7))
+        .await
+        .unwrap()
+        .into_inner();
+    let resent = admin
+        .clone()
+        .import_experts(with_id)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((first.created, resent.created), (1, 1));
+    assert_eq!(r.count("experts").await, 1);
+}
+
+fn hash(hex_text: &str) -> govit_draw::merkle::Hash {
+    hex::decode(hex_text).unwrap().try_into().unwrap()
+}

@@ -4,14 +4,14 @@
 
 use govit_platform::{Caller, Role, error::respond, idempotency::Once};
 use govit_proto::experts::v1::{self as pb, expert_registry_service_server::ExpertRegistryService};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::{
     ExpertsService,
     categories::{CategoryChange, NewCategory},
     draws::{DrawCancel, DrawQuery, OpenDraw, PanelReplacement, Witness, draw_id},
     experts::{ExpertChange, ExpertEvent, ExpertQuery, NewExpert, StatusChange, StatusRequest},
-    import::RosterImport,
+    import::{self, RosterImport},
     reviews::{OutcomeOverride, ReviewService},
     translog::EntriesQuery,
     validation::parse_name,
@@ -237,6 +237,24 @@ impl ExpertRegistryService for ExpertsService {
             once.run(self.db(), async {
                 let import = RosterImport::try_from(request.into_inner())?;
                 self.import_roster(import).await
+            })
+            .await,
+        )
+    }
+
+    async fn stream_import_experts(
+        &self,
+        request: Request<Streaming<pb::StreamImportExpertsRequest>>,
+    ) -> Result<Response<pb::ImportExpertsResponse>, Status> {
+        let caller = Caller::from_request(&request)?;
+        // Before any of the file is read: only the registry's administrator may send one.
+        caller.require(&[Role::RegistryAdmin])?;
+        let whole = import::assemble(&mut request.into_inner()).await?;
+        // The unary call's method name: a retry may come by either call.
+        let once = Once::new(&caller, "ImportExperts", &whole.request_id, &whole)?;
+        respond(
+            once.run(self.db(), async {
+                self.import_roster(RosterImport::try_from(whole)?).await
             })
             .await,
         )

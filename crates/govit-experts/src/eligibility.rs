@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 use govit_platform::time::date_from_stored;
 use govit_proto::{StoredEnum, experts::v1::ExpertStatus};
 
-use crate::model::{ConflictRec, ExpertRow, PeriodRec, from_json};
+use crate::model::{ConflictRec, PeriodRec, PoolMember, from_json};
 
 govit_proto::stored_enum! {
     /// Why an expert may not be drawn, by the reason code draw-v1 records in the input.
@@ -35,7 +35,10 @@ pub struct Rules<'a> {
 
 /// The reasons that exclude `expert`, sorted by code as draw-v1 wants them; empty when
 /// eligible.
-pub fn exclusion_reasons(expert: &ExpertRow, rules: &Rules<'_>) -> anyhow::Result<Vec<Ineligible>> {
+pub fn exclusion_reasons(
+    expert: &PoolMember,
+    rules: &Rules<'_>,
+) -> anyhow::Result<Vec<Ineligible>> {
     let mut reasons = Vec::new();
     if expert.status != ExpertStatus::Active {
         reasons.push(Ineligible::Inactive);
@@ -85,34 +88,21 @@ pub fn exclusion_reasons(expert: &ExpertRow, rules: &Rules<'_>) -> anyhow::Resul
 mod tests {
     use super::*;
 
-    fn expert() -> ExpertRow {
-        ExpertRow {
+    fn expert() -> PoolMember {
+        PoolMember {
+            category: "software".into(),
             id: "e1".into(),
-            display_name: "n".into(),
             employer_credit_code: "EMP".into(),
-            employer_name: "e".into(),
-            source: govit_proto::experts::v1::ExpertSource::City,
-            title: String::new(),
-            phone: String::new(),
-            email: String::new(),
-            id_number: String::new(),
             appointment_start: "2026-01-01".into(),
             appointment_end: "2028-12-31".into(),
             status: ExpertStatus::Active,
             unavailable: r#"[{"start":"2026-12-01","end":"2026-12-05","reason":"travel"}]"#.into(),
             conflicts: r#"[{"credit_code":"CONF","reason":"former employer"}]"#.into(),
-            draws_count: 0,
-            reviews_count: 0,
-            version: 1,
-            create_time: String::new(),
-            update_time: String::new(),
-            rating_count: 0,
-            rating_sum: 0,
         }
     }
 
     fn reasons(
-        e: &ExpertRow,
+        e: &PoolMember,
         date: &str,
         orgs: &[&str],
         workload: Option<i64>,

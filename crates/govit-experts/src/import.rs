@@ -8,6 +8,7 @@ use govit_platform::{
     time::{now, to_stored},
 };
 use govit_proto::experts::v1::{self as pb, ExpertStatus};
+use tonic::Streaming;
 
 use crate::{
     ExpertsService,
@@ -18,6 +19,41 @@ use crate::{
     store::Store,
     translog, validation as check,
 };
+
+/// The largest roster `StreamImportExperts` takes, whole (about a million rows of CSV).
+pub const MAX_STREAMED_ROSTER_BYTES: usize = 128 * 1024 * 1024;
+
+/// Reads a streamed import into the one request it stands for, so that both import calls share
+/// every rule, the request id included: the request first, then the rest of its file.
+pub(crate) async fn assemble(
+    stream: &mut Streaming<pb::StreamImportExpertsRequest>,
+) -> ServiceResult<pb::ImportExpertsRequest> {
+    use pb::stream_import_experts_request::Part;
+    let broken = |s: tonic::Status| ServiceError::field("content", s.message().to_owned());
+    let first = stream.message().await.map_err(broken)?;
+    let Some(Part::Request(mut request)) = first.and_then(|m| m.part) else {
+        return Err(ServiceError::field(
+            "request",
+            "the first message must carry the request",
+        ));
+    };
+    while let Some(message) = stream.message().await.map_err(broken)? {
+        let Some(Part::Chunk(bytes)) = message.part else {
+            return Err(ServiceError::field(
+                "request",
+                "must come in the first message only",
+            ));
+        };
+        if request.content.len() + bytes.len() > MAX_STREAMED_ROSTER_BYTES {
+            return Err(ServiceError::field(
+                "content",
+                format!("exceeds the limit of {MAX_STREAMED_ROSTER_BYTES} bytes"),
+            ));
+        }
+        request.content.extend_from_slice(&bytes);
+    }
+    Ok(request)
+}
 
 /// A roster to import.
 pub struct RosterImport {
@@ -56,15 +92,7 @@ impl ExpertsService {
         let updated = experts.len() as i32 - created;
         if !import.validate_only {
             let mut tx = translog::begin(&self.store.db).await?;
-            for (expert, expected) in &experts {
-                Store::write_expert(
-                    &mut tx,
-                    expert,
-                    *expected,
-                    &EXPERT_FIELDS.map(str::to_owned),
-                )
-                .await?;
-            }
+            Store::write_experts(&mut tx, &experts, &EXPERT_FIELDS.map(str::to_owned)).await?;
             tx.commit().await?;
             tracing::info!(created, updated, "roster imported");
         }

@@ -110,6 +110,23 @@ pub struct ConflictRec {
     pub reason: String,
 }
 
+/// What a draw reads of each expert in its pool: the columns eligibility decides by, never
+/// names, phones or ID numbers.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PoolMember {
+    /// The requested category the expert is in the pool for.
+    #[sqlx(rename = "pool_category")]
+    pub category: String,
+    pub id: String,
+    pub employer_credit_code: String,
+    pub appointment_start: String,
+    pub appointment_end: String,
+    #[sqlx(try_from = "String")]
+    pub status: pb::ExpertStatus,
+    pub unavailable: String,
+    pub conflicts: String,
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ExpertRow {
     pub id: String,

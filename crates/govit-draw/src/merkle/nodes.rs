@@ -79,6 +79,39 @@ pub fn append(
     Ok(made)
 }
 
+/// The hashes of the nodes appending `leaves` at `first`, `first + 1`, … completes, in append
+/// order. Left siblings made within the batch come from the batch; only those completed before
+/// `first` (at most one per level) are read from `source`, so [`needed`] names them all.
+pub fn append_many(
+    first: u64,
+    leaves: &[Hash],
+    source: &impl NodeSource,
+) -> Result<Vec<(NodeId, Hash)>, MissingNode> {
+    let mut made: Vec<(NodeId, Hash)> = Vec::with_capacity(leaves.len() * 2);
+    // Nodes of this batch that may still be a left sibling: one per level at most, as in a
+    // running frontier.
+    let mut frontier: std::collections::HashMap<NodeId, Hash> = std::collections::HashMap::new();
+    for (offset, leaf) in leaves.iter().enumerate() {
+        let index = first + offset as u64;
+        let lookup = |id: NodeId| frontier.get(&id).copied().or_else(|| source.node(id));
+        let new = append(index, *leaf, &lookup)?;
+        for &(id, hash) in &new {
+            // A node is a left sibling exactly when its index is even.
+            if id.index % 2 == 0 {
+                frontier.insert(id, hash);
+            }
+            if id.level > 0 {
+                frontier.remove(&NodeId {
+                    level: id.level - 1,
+                    index: id.index * 2,
+                });
+            }
+        }
+        made.extend(new);
+    }
+    Ok(made)
+}
+
 /// MTH(D[start:end]) where `start` is a multiple of the largest power of two not above
 /// `end - start` (every range RFC 6962's recursion produces is): the complete subtrees of the
 /// range, largest first, folded from the right.
@@ -221,6 +254,29 @@ mod tests {
             nodes.extend(made);
         }
         nodes
+    }
+
+    #[test]
+    fn a_batch_makes_the_nodes_its_appends_one_by_one_make() {
+        let leaves: Vec<Hash> = (0..300u32)
+            .map(|i| merkle::leaf_hash(&i.to_be_bytes()))
+            .collect();
+        let one_by_one = stored(&leaves);
+        for split in [0usize, 1, 5, 64, 127, 128, 299] {
+            let mut nodes = stored(&leaves[..split]);
+            let wanted = needed(|s| append_many(split as u64, &leaves[split..], &s));
+            // Only nodes completed before the batch are read, at most one per level.
+            assert!(
+                wanted
+                    .iter()
+                    .all(|id| (id.index + 1) << id.level <= split as u64)
+            );
+            assert!(wanted.len() <= 9, "{split}: {wanted:?}");
+            let lookup = |id: NodeId| nodes.get(&id).copied();
+            let made = append_many(split as u64, &leaves[split..], &lookup).unwrap();
+            nodes.extend(made);
+            assert_eq!(nodes, one_by_one, "batch from {split}");
+        }
     }
 
     #[test]

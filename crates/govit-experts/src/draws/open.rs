@@ -294,7 +294,6 @@ impl ExpertsService {
             .iter()
             .map(|r| r.category.clone())
             .collect();
-        let pool = self.store.pool(&categories).await?;
         let workload = match self.policy.workload {
             Some(rule) => {
                 let since = to_stored(now() - chrono::Duration::days(i64::from(rule.days)));
@@ -316,21 +315,25 @@ impl ExpertsService {
         let mut candidates: BTreeMap<String, Vec<String>> =
             categories.iter().map(|c| (c.clone(), Vec::new())).collect();
         let mut exclusions = Vec::new();
-        for (category, expert) in &pool {
-            let reasons = exclusion_reasons(expert, &rules).map_err(internal)?;
-            if reasons.is_empty() {
-                candidates
-                    .entry(category.clone())
-                    .or_default()
-                    .push(expert.id.clone());
-            } else {
-                exclusions.push(Exclusion {
-                    category: category.clone(),
-                    expert_id: expert.id.clone(),
-                    reasons: reasons.iter().map(|r| r.as_stored().to_owned()).collect(),
-                });
-            }
-        }
+        let pool_size = self
+            .store
+            .each_in_pool(&categories, |expert| {
+                let reasons = exclusion_reasons(&expert, &rules).map_err(internal)?;
+                if reasons.is_empty() {
+                    candidates
+                        .entry(expert.category)
+                        .or_default()
+                        .push(expert.id);
+                } else {
+                    exclusions.push(Exclusion {
+                        category: expert.category,
+                        expert_id: expert.id,
+                        reasons: reasons.iter().map(|r| r.as_stored().to_owned()).collect(),
+                    });
+                }
+                Ok(())
+            })
+            .await?;
         for ids in candidates.values_mut() {
             ids.sort_unstable();
         }
@@ -339,7 +342,7 @@ impl ExpertsService {
         Ok(Eligible {
             candidates,
             exclusions,
-            pool_size: pool.len(),
+            pool_size,
         })
     }
 }

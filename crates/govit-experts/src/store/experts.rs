@@ -4,13 +4,14 @@ use std::collections::BTreeMap;
 
 use govit_platform::{ServiceError, ServiceResult, StateMachine, Tx, db::is_unique_violation};
 use govit_proto::{StoredEnum, experts::v1 as pb};
-use serde_json::json;
+use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, Row};
+use tokio_stream::StreamExt;
 
 use super::{Store, internal, placeholders};
 use crate::{
     experts::ExpertEvent,
-    model::{ExpertFull, ExpertRow, SelectionRole},
+    model::{ExpertFull, ExpertRow, PoolMember, SelectionRole},
     translog,
 };
 
@@ -176,6 +177,65 @@ impl Store {
         log_expert(tx, expert, change, log_fields).await
     }
 
+    /// Writes many experts as [`Store::write_expert`] writes one, in a few statements: new
+    /// experts and their categories in multi-row inserts, the log entries in one batch. Each
+    /// update still checks its expert's version.
+    pub async fn write_experts(
+        tx: &mut Tx,
+        experts: &[(ExpertFull, Option<i64>)],
+        log_fields: &[String],
+    ) -> ServiceResult<()> {
+        let (new, existing): (Vec<_>, Vec<_>) =
+            experts.iter().partition(|(_, expected)| expected.is_none());
+        // 21 parameters a row.
+        for chunk in new.chunks(400) {
+            insert_expert_rows(tx, chunk.iter().map(|(e, _)| &e.row)).await?;
+        }
+        for (expert, expected) in &existing {
+            update_expert_row(tx, &expert.row, expected.unwrap_or_default()).await?;
+        }
+        for chunk in existing.chunks(1000) {
+            let sql = format!(
+                "DELETE FROM expert_categories WHERE expert_id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (expert, _) in chunk {
+                query = query.bind(expert.row.id.clone());
+            }
+            query.execute(&mut **tx).await?;
+        }
+        let pairs: Vec<(&String, &String)> = experts
+            .iter()
+            .flat_map(|(e, _)| e.categories.iter().map(move |c| (c, &e.row.id)))
+            .collect();
+        for chunk in pairs.chunks(1000) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+                .collect();
+            let sql = format!(
+                "INSERT INTO expert_categories (category, expert_id) VALUES {}",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (category, id) in chunk {
+                query = query.bind((*category).clone()).bind((*id).clone());
+            }
+            query.execute(&mut **tx).await?;
+        }
+        let entries = experts
+            .iter()
+            .map(|(expert, expected)| {
+                let change = match expected {
+                    None => ExpertChange::Created,
+                    Some(_) => ExpertChange::Updated,
+                };
+                expert_entry(expert, change, log_fields)
+            })
+            .collect();
+        translog::append_many(tx, entries).await.map_err(internal)
+    }
+
     pub async fn save_expert(
         &self,
         expert: &ExpertFull,
@@ -225,25 +285,30 @@ impl Store {
         Ok(())
     }
 
-    /// The pool for a draw: every expert tagged with one of `categories`, with that category.
-    pub async fn pool(&self, categories: &[String]) -> ServiceResult<Vec<(String, ExpertRow)>> {
+    /// Every expert tagged with one of `categories`, once per matching category, handed to
+    /// `each` as it is read, so that a pool of 100,000 is never held whole; returns how many.
+    pub async fn each_in_pool(
+        &self,
+        categories: &[String],
+        mut each: impl FnMut(PoolMember) -> ServiceResult<()>,
+    ) -> ServiceResult<usize> {
         let sql = format!(
-            "SELECT c.category AS pool_category, {} FROM expert_categories c JOIN experts e ON e.id = c.expert_id \
-             WHERE c.category IN ({})",
-            aliased_columns(),
+            "SELECT c.category AS pool_category, e.id, e.employer_credit_code, e.appointment_start, \
+             e.appointment_end, e.status, e.unavailable, e.conflicts \
+             FROM expert_categories c JOIN experts e ON e.id = c.expert_id WHERE c.category IN ({})",
             placeholders(1, categories.len())
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = sqlx::query_as::<_, PoolMember>(AssertSqlSafe(sql));
         for c in categories {
             q = q.bind(c.clone());
         }
-        let rows = q.fetch_all(&self.db.pool).await?;
-        rows.iter()
-            .map(|row| -> ServiceResult<_> {
-                let category: String = row.try_get("pool_category")?;
-                Ok((category, <ExpertRow as sqlx::FromRow<_>>::from_row(row)?))
-            })
-            .collect()
+        let mut rows = q.fetch(&self.db.pool);
+        let mut count = 0;
+        while let Some(member) = rows.next().await {
+            each(member?)?;
+            count += 1;
+        }
+        Ok(count)
     }
 
     /// How often each expert was selected since `since` (stored instant).
@@ -258,6 +323,53 @@ impl Store {
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()
+    }
+}
+
+/// Inserts rows in one statement. A unique violation means another call created one of them
+/// after the caller read the pool: the caller should read it again.
+async fn insert_expert_rows<'a>(
+    tx: &mut Tx,
+    rows: impl ExactSizeIterator<Item = &'a ExpertRow>,
+) -> ServiceResult<()> {
+    const COLUMNS: usize = 21;
+    let values: Vec<String> = (0..rows.len())
+        .map(|i| format!("({})", placeholders(i * COLUMNS + 1, COLUMNS)))
+        .collect();
+    let sql = format!(
+        "INSERT INTO experts ({EXPERT_COLUMNS}) VALUES {}",
+        values.join(", ")
+    );
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for r in rows {
+        query = query
+            .bind(r.id.clone())
+            .bind(r.display_name.clone())
+            .bind(r.employer_credit_code.clone())
+            .bind(r.employer_name.clone())
+            .bind(r.source.as_stored())
+            .bind(r.title.clone())
+            .bind(r.phone.clone())
+            .bind(r.email.clone())
+            .bind(r.id_number.clone())
+            .bind(r.appointment_start.clone())
+            .bind(r.appointment_end.clone())
+            .bind(r.status.as_stored())
+            .bind(r.unavailable.clone())
+            .bind(r.conflicts.clone())
+            .bind(r.draws_count)
+            .bind(r.reviews_count)
+            .bind(r.version)
+            .bind(r.create_time.clone())
+            .bind(r.update_time.clone())
+            .bind(r.rating_count)
+            .bind(r.rating_sum);
+    }
+    match query.execute(&mut **tx).await {
+        Err(e) if is_unique_violation(&e) => Err(ServiceError::Aborted(
+            "another call created some of these experts meanwhile; send the roster again".into(),
+        )),
+        other => other.map(drop).map_err(Into::into),
     }
 }
 
@@ -338,8 +450,15 @@ async fn log_expert(
     change: ExpertChange,
     log_fields: &[String],
 ) -> ServiceResult<()> {
+    translog::append(tx, expert_entry(expert, change, log_fields), None)
+        .await
+        .map_err(internal)?;
+    Ok(())
+}
+
+fn expert_entry(expert: &ExpertFull, change: ExpertChange, log_fields: &[String]) -> Value {
     let r = &expert.row;
-    let entry = json!({
+    json!({
         "type": match change {
             ExpertChange::Created => "expert_created",
             ExpertChange::Updated => "expert_updated",
@@ -351,7 +470,5 @@ async fn log_expert(
         "employer_credit_code": r.employer_credit_code,
         "appointment_start": r.appointment_start,
         "appointment_end": r.appointment_end,
-    });
-    translog::append(tx, entry, None).await.map_err(internal)?;
-    Ok(())
+    })
 }
