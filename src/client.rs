@@ -104,6 +104,8 @@ pub fn explain(status: Status) -> anyhow::Error {
 
 /// The size of each message of a streamed roster, well under the 4 MiB a message may have.
 const IMPORT_CHUNK_BYTES: usize = 1024 * 1024;
+/// How long an import may take: a million rows, with room to spare.
+const IMPORT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(600);
 
 pub async fn import(
     settings: &Settings,
@@ -139,9 +141,11 @@ pub async fn import(
         })
         .collect();
     drop(content);
-    let messages = tokio_stream::iter(std::iter::once(first).chain(chunks));
+    let mut request = tonic::Request::new(tokio_stream::iter(std::iter::once(first).chain(chunks)));
+    // The server's default deadline is for interactive calls; a large roster may need more.
+    request.set_timeout(IMPORT_DEADLINE);
     let result = client
-        .stream_import_experts(messages)
+        .stream_import_experts(request)
         .await
         .map_err(explain)?
         .into_inner();

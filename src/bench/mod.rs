@@ -4,6 +4,7 @@
 //! both with their ratio. Calls come from many concurrent streams over several HTTP/2
 //! connections, as an h2load run would send them.
 
+mod draw;
 mod floor;
 mod load;
 pub mod roster;
@@ -74,6 +75,15 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 100_000)]
         rows: usize,
     },
+    /// OpenDraw + ExecuteDraw over a pool of POOL experts, DRAWS times, against the database's
+    /// own shell reading the pool's rows; with the resident memory of the registry process
+    /// (run as `govit serve experts`) during the draws and after a minute idle.
+    Draw {
+        #[arg(long, default_value_t = 100_000)]
+        pool: usize,
+        #[arg(long, default_value_t = 100)]
+        draws: usize,
+    },
     /// Writes a generated roster (valid codes, distinct ids) to a file, for trying an import
     /// by hand.
     Roster {
@@ -120,8 +130,10 @@ impl Bench {
     async fn start(settings: &Settings, args: &BenchArgs) -> anyhow::Result<Bench> {
         let scratch = std::env::temp_dir().join(format!("govit-bench-{}", std::process::id()));
         std::fs::create_dir_all(&scratch)?;
-        let mut key = vec![0u8; 32];
-        getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        let mut random = [0u8; 32];
+        getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        // As text, because a child process is given it as GOVIT_JWT_HS256_KEY.
+        let key = hex::encode(random).into_bytes();
         let mut settings = settings.clone();
         settings.data_dir = scratch.clone();
         settings.blob_dir = scratch.join("blobs");
@@ -131,7 +143,16 @@ impl Bench {
         // the limiter, not the service.
         settings.rate_limit = None;
         let postgres = match &args.postgres {
-            Some(url) => Some(floor::ScratchDatabase::create(url).await?),
+            Some(url) => {
+                // A registry on PostgreSQL is given its log key, as its replicas would be.
+                let keys = settings.keys_dir();
+                std::fs::create_dir_all(&keys)?;
+                govit_experts::generate_log_key(
+                    &keys.join("log-signing-key.pem"),
+                    &settings.log.origin,
+                )?;
+                Some(floor::ScratchDatabase::create(url).await?)
+            }
             None => None,
         };
         Ok(Bench {
@@ -218,6 +239,7 @@ impl Bench {
             BenchWhat::CreateProject => self.create_project().await,
             BenchWhat::Portfolio { projects } => self.portfolio(*projects).await,
             BenchWhat::Import { rows } => self.import(*rows).await,
+            BenchWhat::Draw { pool, draws } => self.draws(*pool, *draws).await,
             BenchWhat::Roster { .. } => unreachable!("handled before a service starts"),
         }
     }
@@ -467,15 +489,17 @@ impl Bench {
             server: url,
             token: Some(self.token_text(Role::RegistryAdmin, None)?),
         };
-        let started = std::time::Instant::now();
-        crate::client::import(&self.settings, &remote, &file, false).await?;
-        let elapsed = started.elapsed();
-        println!(
-            "imported {rows} rows ({:.1} MB) in {:.2} s: {:.0} rows/s",
-            bytes as f64 / 1e6,
-            elapsed.as_secs_f64(),
-            rows as f64 / elapsed.as_secs_f64()
-        );
+        for what in ["new experts", "the same file again: every row an update"] {
+            let started = std::time::Instant::now();
+            crate::client::import(&self.settings, &remote, &file, false).await?;
+            let elapsed = started.elapsed();
+            println!(
+                "{rows} rows ({:.1} MB), {what}: {:.2} s, {:.0} rows/s",
+                bytes as f64 / 1e6,
+                elapsed.as_secs_f64(),
+                rows as f64 / elapsed.as_secs_f64()
+            );
+        }
         Ok(())
     }
 

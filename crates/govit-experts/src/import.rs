@@ -94,6 +94,9 @@ impl ExpertsService {
             let mut tx = translog::begin(&self.store.db).await?;
             Store::write_experts(&mut tx, &experts, &EXPERT_FIELDS.map(str::to_owned)).await?;
             tx.commit().await?;
+            if created > 1000 {
+                self.store.refresh_statistics().await?;
+            }
             tracing::info!(created, updated, "roster imported");
         }
         Ok(pb::ImportExpertsResponse { created, updated })

@@ -17,6 +17,7 @@ use govit_draw::merkle::{
 };
 use govit_platform::{
     Db, ServiceError, ServiceResult, Tx, Violations,
+    db::Backend,
     paging::Page,
     time::{now, to_stored},
 };
@@ -95,9 +96,8 @@ pub async fn append_many(tx: &mut Tx, entries: Vec<Value>) -> anyhow::Result<()>
             .await?
             .try_get(0)?;
     let first = size - count;
-    // Four parameters a row, in chunks well under either database's parameter limit.
-    const ROWS: usize = 500;
-    for (c, chunk) in texts.chunks(ROWS).enumerate() {
+    let rows_per = Backend::of_connection(tx).rows_per_statement(4);
+    for (c, chunk) in texts.chunks(rows_per).enumerate() {
         let rows: Vec<String> = (0..chunk.len())
             .map(|i| {
                 format!(
@@ -115,7 +115,7 @@ pub async fn append_many(tx: &mut Tx, entries: Vec<Value>) -> anyhow::Result<()>
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for (i, text) in chunk.iter().enumerate() {
-            let offset = c * ROWS + i;
+            let offset = c * rows_per + i;
             query = query
                 .bind(first + offset as i64)
                 .bind(text.clone())
@@ -140,8 +140,7 @@ async fn store_nodes(tx: &mut Tx, index: u64, leaf: Hash) -> anyhow::Result<()> 
 }
 
 async fn insert_nodes(tx: &mut Tx, made: &[(NodeId, Hash)]) -> anyhow::Result<()> {
-    // Rows of three parameters, in chunks well under either database's parameter limit.
-    for chunk in made.chunks(500) {
+    for chunk in made.chunks(Backend::of_connection(tx).rows_per_statement(3)) {
         let rows: Vec<String> = (0..chunk.len())
             .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
             .collect();

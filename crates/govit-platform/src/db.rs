@@ -32,6 +32,30 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// The backend behind a connection of the pool.
+    pub fn of_connection(conn: &sqlx::AnyConnection) -> Backend {
+        if conn.backend_name() == "SQLite" {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        }
+    }
+
+    /// How many rows of `columns` parameters one multi-row statement should carry. The SQLite
+    /// driver looks every parameter up by name among all of its statement's, so a statement's
+    /// cost grows with the square of its parameters: near 128 is the sweet spot (measured in
+    /// docs/BENCHMARKS.md, roster import). PostgreSQL pays a round trip per statement
+    /// instead, so there larger statements win, well under its 65,535-parameter limit.
+    pub fn rows_per_statement(self, columns: usize) -> usize {
+        let parameters = match self {
+            Backend::Sqlite => 128,
+            Backend::Postgres => 4096,
+        };
+        (parameters / columns.max(1)).max(1)
+    }
+}
+
 /// A service's database: the pool and which backend is behind it.
 #[derive(Debug, Clone)]
 pub struct Db {
