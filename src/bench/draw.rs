@@ -77,7 +77,14 @@ impl Bench {
         })
     }
 
-    pub(super) async fn draws(&self, pool: usize, draws: usize) -> anyhow::Result<()> {
+    /// `rest`: how long the registry rests after the import, and is watched idle after the
+    /// draws.
+    pub(super) async fn draws(
+        &self,
+        pool: usize,
+        draws: usize,
+        rest: (Duration, Duration),
+    ) -> anyhow::Result<()> {
         self.describe(crate::config::ServiceName::Experts);
         let registry = self.spawn_registry()?;
         let channel = wait_until_serving(&registry.url).await?;
@@ -108,7 +115,7 @@ impl Bench {
         crate::client::import(&self.settings, &remote, &file, false).await?;
         let imported_mb = registry.resident_mb()?;
         // The import's peak is returned over some seconds; the draws are measured from rest.
-        tokio::time::sleep(Duration::from_secs(20)).await;
+        tokio::time::sleep(rest.0).await;
         let rested_mb = registry.resident_mb()?;
 
         let shell = pool_read_in_shell(&self.scratch, self.postgres.as_ref(), 5)?;
@@ -153,8 +160,9 @@ impl Bench {
         }
         let after_mb = registry.resident_mb()?;
         let mut idle = Vec::new();
-        for _ in 0..12 {
-            tokio::time::sleep(Duration::from_secs(5)).await;
+        let idle_started = Instant::now();
+        while idle_started.elapsed() < rest.1 {
+            tokio::time::sleep(Duration::from_secs(5).min(rest.1)).await;
             idle.push(registry.resident_mb()?);
         }
         times.sort();

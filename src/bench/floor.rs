@@ -34,14 +34,34 @@ impl ScratchDatabase {
         })
     }
 
+    /// A further scratch database beside this one, for one more service (`name_suffix`);
+    /// dropped with it. The experts service keeps `url` itself, which the floors read.
+    pub async fn for_service(&self, suffix: &str) -> anyhow::Result<String> {
+        if suffix == "experts" {
+            return Ok(self.url.clone());
+        }
+        let name = format!("{}_{suffix}", self.name);
+        let admin = govit_platform::Db::connect(&self.admin_url).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin.pool)
+            .await?;
+        let (base, _) = self.url.rsplit_once('/').context("no database path")?;
+        Ok(format!("{base}/{name}"))
+    }
+
     pub async fn drop(self) -> anyhow::Result<()> {
         let admin = govit_platform::Db::connect(&self.admin_url).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        )))
-        .execute(&admin.pool)
-        .await?;
+        for name in [
+            self.name.clone(),
+            format!("{}_projects", self.name),
+            format!("{}_scheduling", self.name),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&admin.pool)
+            .await?;
+        }
         Ok(())
     }
 }

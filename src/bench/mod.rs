@@ -87,6 +87,12 @@ pub enum BenchWhat {
         pool: usize,
         #[arg(long, default_value_t = 100)]
         draws: usize,
+        /// How long the registry rests after the import before the draws.
+        #[arg(long, default_value_t = 20)]
+        settle_seconds: u64,
+        /// How long its memory is watched, idle, after the draws.
+        #[arg(long, default_value_t = 60)]
+        idle_seconds: u64,
     },
     /// Writes a generated roster (valid codes, distinct ids) to a file, for trying an import
     /// by hand.
@@ -180,36 +186,47 @@ impl Bench {
         Ok(())
     }
 
-    fn database_url(&self, service: ServiceName) -> String {
-        match &self.postgres {
-            Some(db) => db.url.clone(),
-            None => self.settings.database_url(service, None),
-        }
-    }
-
-    /// Starts `service` on a fresh port; returns its address.
+    /// Starts the three services as `govit up` does, each on a fresh port, for the calls
+    /// that ask the others (a summary asks review scheduling for overdue reviews); returns
+    /// the address of `service`.
     async fn serve(&self, service: ServiceName) -> anyhow::Result<String> {
-        let nowhere = "http://127.0.0.1:9".to_owned();
-        let peers = crate::run::Addresses {
-            projects: nowhere.clone(),
-            experts: nowhere.clone(),
-            scheduling: nowhere,
+        let mut listeners = Vec::new();
+        for _ in ServiceName::ALL {
+            listeners.push(TcpListener::bind("127.0.0.1:0").await?);
+        }
+        let url = |i: usize| -> anyhow::Result<String> {
+            Ok(format!("http://{}", listeners[i].local_addr()?))
         };
-        let (routes, _) = crate::run::start_service(
-            &self.settings,
-            service,
-            &self.database_url(service),
-            self.settings.authenticator()?,
-            &peers,
-        )
-        .await?;
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let options = self.settings.server.clone();
-        tokio::spawn(async move {
-            govit_platform::server::serve(listener, routes, &options, std::future::pending()).await
-        });
-        Ok(format!("http://{addr}"))
+        let peers = crate::run::Addresses {
+            projects: url(0)?,
+            experts: url(1)?,
+            scheduling: url(2)?,
+        };
+        let wanted = url(ServiceName::ALL
+            .iter()
+            .position(|s| *s == service)
+            .context("an unknown service")?)?;
+        for (name, listener) in ServiceName::ALL.into_iter().zip(listeners) {
+            let database_url = match &self.postgres {
+                // One scratch database each, as every service has its own.
+                Some(db) => db.for_service(name.as_str()).await?,
+                None => self.settings.database_url(name, None),
+            };
+            let (routes, _) = crate::run::start_service(
+                &self.settings,
+                name,
+                &database_url,
+                self.settings.authenticator()?,
+                &peers,
+            )
+            .await?;
+            let options = self.settings.server.clone();
+            tokio::spawn(async move {
+                govit_platform::server::serve(listener, routes, &options, std::future::pending())
+                    .await
+            });
+        }
+        Ok(wanted)
     }
 
     fn token_text(&self, role: Role, org: Option<&str>) -> anyhow::Result<String> {
@@ -243,7 +260,18 @@ impl Bench {
             BenchWhat::CreateProject => self.create_project().await,
             BenchWhat::Portfolio { projects } => self.portfolio(*projects).await,
             BenchWhat::Import { rows } => self.import(*rows).await,
-            BenchWhat::Draw { pool, draws } => self.draws(*pool, *draws).await,
+            BenchWhat::Draw {
+                pool,
+                draws,
+                settle_seconds,
+                idle_seconds,
+            } => {
+                let rest = (
+                    Duration::from_secs(*settle_seconds),
+                    Duration::from_secs(*idle_seconds),
+                );
+                self.draws(*pool, *draws, rest).await
+            }
             BenchWhat::Roster { .. } => unreachable!("handled before a service starts"),
         }
     }

@@ -2,6 +2,7 @@
 //! The same suite runs on SQLite and, with GOVIT_TEST_POSTGRES_URL set, on PostgreSQL.
 
 mod authorization;
+mod bench;
 mod boundaries;
 mod checkpoints;
 mod cli;

@@ -1,6 +1,8 @@
 //! Milestones: a project's plan, dates and costs as planned, projected and actual, from which
 //! variance is computed.
 
+use std::collections::HashMap;
+
 use govit_platform::{
     Caller, Role, ServiceError, ServiceResult, Tx, Violations,
     time::{date_from_stored, date_to_proto, date_to_stored, now, to_stored},
@@ -9,7 +11,25 @@ use govit_proto::projects::v1 as pb;
 use sqlx::AssertSqlSafe;
 
 use super::{KEEPERS, date_field, internal, new_id};
-use crate::{ProjectsService, model::ProjectCode, store::NewEvent, validation as check};
+use crate::{
+    ProjectsService,
+    model::ProjectCode,
+    store::{Arg, NewEvent, bind_all},
+    validation as check,
+};
+
+/// Milestones grouped by their project, in their project's order.
+#[derive(Debug, Default)]
+pub struct MilestonesByProject(HashMap<ProjectCode, Vec<MilestoneRow>>);
+
+impl MilestonesByProject {
+    pub fn of(&self, code: &ProjectCode) -> Vec<&MilestoneRow> {
+        self.0
+            .get(code)
+            .map(|ms| ms.iter().collect())
+            .unwrap_or_default()
+    }
+}
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct MilestoneRow {
@@ -326,6 +346,29 @@ impl ProjectsService {
             .into_iter()
             .map(|m| (m.project_code.clone(), m))
             .collect())
+    }
+
+    /// The milestones of every project `filters` select (the ListProjects filters), in one
+    /// query however many projects that is. An IN list of their codes outgrew SQLite's
+    /// parameter limit at 100,000 projects, and the summary failed.
+    pub(super) async fn milestones_where(
+        &self,
+        filters: &[(&'static str, Arg)],
+    ) -> ServiceResult<MilestonesByProject> {
+        let mut sql = String::from(
+            "SELECT m.* FROM milestones m JOIN projects p ON p.code = m.project_code WHERE 1 = 1",
+        );
+        for (i, (column, _)) in filters.iter().enumerate() {
+            sql.push_str(&format!(" AND p.{column} = ${}", i + 1));
+        }
+        sql.push_str(" ORDER BY m.project_code, m.planned_start, m.id");
+        let args = filters.iter().map(|(_, arg)| arg.clone()).collect();
+        let query = bind_all(sqlx::query_as::<_, MilestoneRow>(AssertSqlSafe(sql)), args);
+        let mut grouped: HashMap<ProjectCode, Vec<MilestoneRow>> = HashMap::new();
+        for m in query.fetch_all(&self.store.db.pool).await? {
+            grouped.entry(m.project_code.clone()).or_default().push(m);
+        }
+        Ok(MilestonesByProject(grouped))
     }
 
     pub(crate) async fn add_milestone(

@@ -32,7 +32,7 @@ use crate::{
 pub(crate) use budget::{BaselineSource, BudgetDecision, NewBudgetChange};
 pub(crate) use disbursements::NewDisbursement;
 pub(crate) use inspections::{NewInspection, OverdueFindingsQuery, Rectification};
-pub use milestones::MilestoneRow;
+pub use milestones::{MilestoneRow, MilestonesByProject};
 pub(crate) use milestones::{MilestoneUpdate, NewMilestone};
 pub(crate) use notices::{NewNotice, RECORD_READERS};
 pub(crate) use portfolio::PortfolioQuery;

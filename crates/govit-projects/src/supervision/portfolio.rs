@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 use govit_platform::{Role, ServiceError, ServiceResult, Violations, time::from_stored};
 use govit_proto::projects::v1::{self as pb, ProjectState as S};
 
-use super::{BUREAUS, MilestoneRow, internal, risk::figures};
+use super::{BUREAUS, MilestonesByProject, internal, risk::figures};
 use crate::{
     ProjectsService,
     lifecycle::Action,
@@ -95,12 +95,12 @@ impl ProjectsService {
         &self,
         query: PortfolioQuery,
     ) -> ServiceResult<pb::PortfolioSummary> {
+        let milestones = self.milestones_where(&query.filters).await?;
         let projects = self
             .store
             .list_projects(query.filters, None, false, i64::MAX / 2)
             .await?;
-        let codes: Vec<ProjectCode> = projects.iter().map(|p| p.code.clone()).collect();
-        let milestones = self.milestone_rows(&codes).await?;
+        let codes: BTreeSet<&str> = projects.iter().map(|p| p.code.as_str()).collect();
         let today = chrono::Utc::now().date_naive();
         let overdue = self.overdue_reviews(today).await?;
         let mut counts: BTreeMap<i32, i32> = BTreeMap::new();
@@ -124,9 +124,10 @@ impl ProjectsService {
             .await?
             .iter()
             .filter(|f| {
-                codes
-                    .iter()
-                    .any(|c| f.name.starts_with(&format!("projects/{c}/")))
+                f.name
+                    .strip_prefix("projects/")
+                    .and_then(|rest| rest.split('/').next())
+                    .is_some_and(|code| codes.contains(code))
             })
             .count() as i32;
         Ok(summary)
@@ -137,14 +138,10 @@ impl ProjectsService {
         &self,
         summary: &mut pb::PortfolioSummary,
         p: &ProjectRow,
-        milestones: &[(ProjectCode, MilestoneRow)],
+        milestones: &MilestonesByProject,
         overdue: &OverdueReviews,
     ) -> ServiceResult<()> {
-        let ms: Vec<&MilestoneRow> = milestones
-            .iter()
-            .filter(|(c, _)| c == &p.code)
-            .map(|(_, m)| m)
-            .collect();
+        let ms = milestones.of(&p.code);
         if variance::variance(&figures(&ms)?, self.policy.bands).color != Color::Green {
             summary.beyond_variance_bands.push(p.name());
         }

@@ -15,7 +15,7 @@ use govit_proto::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{MilestoneRow, color_proto, internal, risk::figures};
+use super::{MilestonesByProject, color_proto, internal, risk::figures};
 use crate::{
     ProjectsService,
     model::{ProjectCode, ProjectRow, to_json},
@@ -227,14 +227,10 @@ impl ProjectsService {
     fn snapshot_figures(
         &self,
         project: &ProjectRow,
-        milestones: &[(ProjectCode, MilestoneRow)],
+        milestones: &MilestonesByProject,
         percent: &BTreeMap<ProjectCode, i64>,
     ) -> ServiceResult<SnapshotFigures> {
-        let ms: Vec<&MilestoneRow> = milestones
-            .iter()
-            .filter(|(c, _)| c == &project.code)
-            .map(|(_, m)| m)
-            .collect();
+        let ms = milestones.of(&project.code);
         let v = variance::variance(&figures(&ms)?, self.policy.bands);
         Ok(SnapshotFigures {
             state: project.state.as_stored().to_owned(),
@@ -260,8 +256,7 @@ impl ProjectsService {
             .iter()
             .filter(|p| !UNSUPERVISED.contains(&p.state))
             .collect();
-        let codes: Vec<ProjectCode> = active.iter().map(|p| p.code.clone()).collect();
-        let milestones = self.milestone_rows(&codes).await?;
+        let milestones = self.milestones_where(&[]).await?;
         let percent = self.latest_percent().await?;
         let at = to_stored(now());
         let mut tx = self.store.db.begin_write().await?;
