@@ -183,11 +183,11 @@ impl Bench {
         println!();
         println!("resident memory of the registry process (MB):");
         println!(
-            "| started | after the import | peak during the draws | after the draws | after 1 min idle |"
+            "| started | after the import | rested before the draws | peak during the draws | after the draws | idle after |"
         );
-        println!("|---:|---:|---:|---:|---:|");
+        println!("|---:|---:|---:|---:|---:|---:|");
         println!(
-            "| {started_mb:.0} | {imported_mb:.0} | {peak_mb:.0} | {after_mb:.0} | {:.0} |",
+            "| {started_mb:.0} | {imported_mb:.0} | {rested_mb:.0} | {peak_mb:.0} | {after_mb:.0} | {:.0} |",
             idle.last().copied().unwrap_or(after_mb)
         );
         println!(

@@ -138,7 +138,8 @@ pub fn raw_inserts(
     // A short run to size the real one.
     let probe = run(300, 0)?;
     let wanted = (probe.rate() * duration.as_secs_f64()) as usize;
-    run(wanted.clamp(300, 500_000), 300)
+    // Keys far past the probe's, however its rows were shared among sessions.
+    run(wanted.clamp(300, 500_000), 1_000_000)
 }
 
 const TABLES: &str = "CREATE TABLE IF NOT EXISTS floor_rows (id TEXT PRIMARY KEY, body TEXT NOT NULL);\n\
