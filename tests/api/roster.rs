@@ -445,12 +445,30 @@ async fn a_streamed_import_checks_the_role_first_and_wants_the_request_first() {
         Role::Applicant,
         Role::Service,
     ] {
-        let status = r
-            .client(role)
-            .stream_import_experts(streamed(request.clone(), 16))
+        // The stream sends the request and then stays open: the refusal must come before the
+        // server waits for any of the file.
+        let (sender, receiver) = tokio::sync::mpsc::channel(1);
+        sender
+            .send(epb::StreamImportExpertsRequest {
+                part: Some(epb::stream_import_experts_request::Part::Request(
+                    request.clone(),
+                )),
+            })
             .await
-            .unwrap_err();
-        assert_eq!(status.code(), tonic::Code::PermissionDenied, "{role}");
+            .unwrap();
+        let mut client = r.client(role);
+        let answer = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            client.stream_import_experts(tokio_stream::wrappers::ReceiverStream::new(receiver)),
+        )
+        .await
+        .expect("refused before the file is read");
+        assert_eq!(
+            answer.unwrap_err().code(),
+            tonic::Code::PermissionDenied,
+            "{role}"
+        );
+        drop(sender);
     }
     let admin = r.client(Role::RegistryAdmin);
     let headless = admin

@@ -29,7 +29,8 @@ pub(crate) async fn assemble(
     stream: &mut Streaming<pb::StreamImportExpertsRequest>,
 ) -> ServiceResult<pb::ImportExpertsRequest> {
     use pb::stream_import_experts_request::Part;
-    let broken = |s: tonic::Status| ServiceError::field("content", s.message().to_owned());
+    // A broken stream (the client cancelled, a message too large) keeps its own status.
+    let broken = ServiceError::Relayed;
     let first = stream.message().await.map_err(broken)?;
     let Some(Part::Request(mut request)) = first.and_then(|m| m.part) else {
         return Err(ServiceError::field(
@@ -79,6 +80,14 @@ impl TryFrom<pb::ImportExpertsRequest> for RosterImport {
 type Imported = (ExpertFull, Option<i64>);
 
 impl ExpertsService {
+    /// Waits for the import before this one to finish.
+    pub(crate) async fn import_permit(&self) -> ServiceResult<tokio::sync::SemaphorePermit<'_>> {
+        self.imports
+            .acquire()
+            .await
+            .map_err(|_| ServiceError::Unavailable("the registry is stopping".into()))
+    }
+
     pub(crate) async fn import_roster(
         &self,
         import: RosterImport,
@@ -94,8 +103,12 @@ impl ExpertsService {
             let mut tx = translog::begin(&self.store.db).await?;
             Store::write_experts(&mut tx, &experts, &EXPERT_FIELDS.map(str::to_owned)).await?;
             tx.commit().await?;
-            if created > 1000 {
-                self.store.refresh_statistics().await?;
+            if experts.len() > 1000 {
+                // Committed: statistics that cannot be refreshed now are autovacuum's later,
+                // never a failed answer to an import that happened.
+                if let Err(error) = self.store.refresh_statistics().await {
+                    tracing::warn!(%error, "statistics not refreshed after the import");
+                }
             }
             tracing::info!(created, updated, "roster imported");
         }

@@ -75,6 +75,9 @@ pub struct ExpertsService {
     log: checkpoints::LogIdentity,
     /// The witnesses asked to cosign each checkpoint.
     witnesses: Arc<[WitnessPeer]>,
+    /// One roster import at a time: each holds its whole file and rows in memory (up to
+    /// 128 MiB of file), and imports serialise on the log's lock anyway.
+    imports: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for ExpertsService {
@@ -152,6 +155,7 @@ impl ExpertsService {
             key,
             policy,
             witnesses: Arc::from(Vec::new()),
+            imports: Arc::new(tokio::sync::Semaphore::new(1)),
         })
     }
 
