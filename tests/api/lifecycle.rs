@@ -216,6 +216,33 @@ async fn a_project_walks_from_draft_to_closed_and_the_audit_trail_tells_it() {
             .unwrap_err();
         assert_eq!(violated_fields(&refused), [field]);
     }
+    // A contract above the approved budget is refused; the project stays in tendering.
+    assert!(p.approved_budget_fen > 0);
+    let refused = applicant
+        .clone()
+        .record_tender_result(pb::RecordTenderResultRequest {
+            request_id: String::new(),
+            name: p.name.clone(),
+            etag: p.etag.clone(),
+            result: Some(pb::TenderResult {
+                contract_amount_fen: p.approved_budget_fen + 1,
+                ..result.clone()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(error_reason(&refused), "CONTRACT_EXCEEDS_BUDGET");
+    let unchanged = office
+        .clone()
+        .get_project(pb::GetProjectRequest {
+            name: p.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&unchanged), S::Tendering);
+    assert_eq!(unchanged.tender_result, None);
     let p = applicant
         .clone()
         .record_tender_result(pb::RecordTenderResultRequest {

@@ -106,6 +106,10 @@ const CHINESE: &[(&str, &str)] = &[
     ("FIELD_MISSING", "此步骤所需的内容尚未填写：{subject}"),
     ("BUDGET_EXCEEDED", "支出将超过批复的概算"),
     (
+        "CONTRACT_EXCEEDS_BUDGET",
+        "合同金额超过批复的概算，请先申请概算调整并获批准",
+    ),
+    (
         "REAPPROVAL_REQUIRED",
         "概算调整超过规定比例，需报原审批部门重新审批",
     ),

@@ -597,6 +597,24 @@ fn set_tender_result(
             ));
         }
     }
+    // A contract cannot commit more than was approved: a larger one goes through a budget
+    // change (RequestBudgetChange) first, which is reviewed and may need re-approval.
+    if let Some(budget) = row.approved_budget_fen
+        && contract_amount.get() > budget.get()
+    {
+        let (contract, budget) = (contract_amount.get(), budget.get());
+        return Err(ServiceError::FailedPrecondition {
+            message: format!(
+                "a contract of {contract} fen is above the approved budget of {budget} fen: \
+                 have a budget change approved first"
+            ),
+            violations: vec![PreconditionViolation::new(
+                "CONTRACT_EXCEEDS_BUDGET",
+                row.name(),
+                format!("approved {budget} fen, contract {contract} fen"),
+            )],
+        });
+    }
     row.contractor = Some(contractor);
     row.supervision_firm = Some(firm);
     row.contract_amount_fen = Some(contract_amount);
