@@ -192,6 +192,7 @@ pub async fn run(t: &Targets, out: &mut impl Write) -> anyhow::Result<Outcome> {
     let (p, first) = d.preliminary_review(p).await?;
     let p = d.plan_and_tender(p, &firms).await?;
     let (p, second) = d.acceptance(p).await?;
+    d.publish_commendation(&p, &firms).await?;
     let events = d.audit_trail(&p).await?;
     writeln!(
         d.out,
@@ -494,6 +495,43 @@ impl<W: Write> Demo<'_, W> {
             .await?;
         self.say(format!("The project is {}.", state(&p)))?;
         Ok((p, review))
+    }
+
+    /// Office commends the contractor, and anyone reads the published notice without a token.
+    async fn publish_commendation(&mut self, p: &pb::Project, firms: &Firms) -> anyhow::Result<()> {
+        let today = chrono::Utc::now().date_naive();
+        self.projects(Role::Office)?
+            .create_organization_notice(pb::CreateOrganizationNoticeRequest {
+                request_id: String::new(),
+                parent: format!("organizations/{}", firms.contractor),
+                notice: Some(pb::OrganizationNotice {
+                    kind: pb::NoticeKind::Commendation as i32,
+                    projects: vec![p.name.clone()],
+                    grounds: "delivered the platform on schedule and under its contract".into(),
+                    rule: "the city's rules on commending IT construction units".into(),
+                    notice_date: date(today),
+                    ..Default::default()
+                }),
+            })
+            .await?;
+        let published = govit_proto::projects::v1::public_notice_service_client::PublicNoticeServiceClient::new(
+            lazy_channel(&self.t.projects, self.t.tls.as_ref())?,
+        )
+        .list_public_notices(pb::ListPublicNoticesRequest {
+            organization: format!("organizations/{}", firms.contractor),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+        let notice = published
+            .notices
+            .first()
+            .context("the commendation is not published")?;
+        self.say(format!(
+            "Office commended {} (通报表扬); anyone can read it without signing in: \"{}\", {}.",
+            notice.organization_display_name, notice.grounds, p.name
+        ))?;
+        Ok(())
     }
 
     async fn audit_trail(&mut self, p: &pb::Project) -> anyhow::Result<Vec<pb::ProjectEvent>> {

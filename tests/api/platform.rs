@@ -94,10 +94,19 @@ async fn all_three_services_report_serving_and_list_themselves_without_a_token()
     .routes(auth, &options)
     .await
     .unwrap();
-    for (routes, name) in [
-        (projects, "govit.projects.v1.ProjectService"),
-        (experts, "govit.experts.v1.ExpertRegistryService"),
-        (scheduling, "govit.scheduling.v1.ReviewSchedulingService"),
+    for (routes, name, also) in [
+        (
+            projects,
+            "govit.projects.v1.ProjectService",
+            // Published notices, which anyone may read, are a service of their own.
+            Some("govit.projects.v1.PublicNoticeService"),
+        ),
+        (experts, "govit.experts.v1.ExpertRegistryService", None),
+        (
+            scheduling,
+            "govit.scheduling.v1.ReviewSchedulingService",
+            None,
+        ),
     ] {
         let (_, channel) = serve_on_free_port(routes, &options).await;
         assert_eq!(
@@ -110,16 +119,24 @@ async fn all_three_services_report_serving_and_list_themselves_without_a_token()
             ServingStatus::Serving as i32,
             "{name}"
         );
+        if let Some(also) = also {
+            assert_eq!(
+                health(channel.clone(), also).await,
+                ServingStatus::Serving as i32,
+                "{also}"
+            );
+        }
         let services = reflected_services(channel).await;
-        // Sorted, as reflected_services returns them: the service's own name sorts first.
-        assert_eq!(
-            services,
-            [
-                name,
+        // Sorted, as reflected_services returns them: the services' own names sort first.
+        let expected: Vec<&str> = [name]
+            .into_iter()
+            .chain(also)
+            .chain([
                 "grpc.health.v1.Health",
-                "grpc.reflection.v1.ServerReflection"
-            ]
-        );
+                "grpc.reflection.v1.ServerReflection",
+            ])
+            .collect();
+        assert_eq!(services, expected);
     }
 }
 

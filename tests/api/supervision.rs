@@ -781,7 +781,10 @@ async fn inspections_track_findings_to_rectification_and_records_show_them() {
         })
         .await
         .unwrap_err();
-    assert_eq!(violated_fields(&missing_handling), ["notice.handling"]);
+    assert_eq!(
+        violated_fields(&missing_handling),
+        ["notice.handling", "notice.rule"]
+    );
     let record = app
         .client(Role::Supervisor)
         .get_organization_record(pb::GetOrganizationRecordRequest {
@@ -1308,4 +1311,189 @@ async fn a_snapshot_resent_with_its_request_id_is_answered_not_refused_as_taken(
         })
         .await;
     assert_code(plain, Code::AlreadyExists);
+}
+
+#[tokio::test]
+async fn published_notices_are_for_anyone_newest_first_by_year_unit_and_kind() {
+    use pb::public_notice_service_client::PublicNoticeServiceClient;
+    let app = spawn_app().await;
+    let p = draft(&app).await;
+    let office = app.client(Role::Office);
+    let unit = org_name(&app.applicant_code);
+    let issue = |kind: pb::NoticeKind, grounds: &str, rule: &str, loss_fen: i64, day| {
+        let office = office.clone();
+        let notice = pb::OrganizationNotice {
+            kind: kind as i32,
+            projects: vec![p.name.clone()],
+            grounds: grounds.into(),
+            handling: if kind == pb::NoticeKind::Violation {
+                "funds recovered; unit barred from applying for a year".into()
+            } else {
+                String::new()
+            },
+            rule: rule.into(),
+            loss_fen,
+            notice_date: day,
+            ..Default::default()
+        };
+        let parent = unit.clone();
+        async move {
+            office
+                .clone()
+                .create_organization_notice(pb::CreateOrganizationNoticeRequest {
+                    request_id: String::new(),
+                    parent,
+                    notice: Some(notice),
+                })
+                .await
+        }
+    };
+    let violation = issue(
+        pb::NoticeKind::Violation,
+        "split the procurement to avoid open tender",
+        "Government Procurement Law, art. 41",
+        3_500_000,
+        date(2025, 12, 30),
+    )
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!(violation.rule, "Government Procurement Law, art. 41");
+    assert_eq!(violation.loss_fen, 3_500_000);
+    assert!(!violation.organization_display_name.is_empty());
+    issue(
+        pb::NoticeKind::Commendation,
+        "data-sharing platform delivered under budget",
+        "",
+        0,
+        date(2026, 11, 28),
+    )
+    .await
+    .unwrap();
+
+    // Refused when issued: personal data, a violation without its rule, a loss that is not one.
+    let refused = issue(
+        pb::NoticeKind::Violation,
+        &format!(
+            "the project lead ({}) signed unpaid invoices",
+            govit_platform::resident_id::with_check_character("11010519491231002").unwrap()
+        ),
+        "",
+        -1,
+        date(2026, 11, 1),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        violated_fields(&refused),
+        ["notice.rule", "notice.loss_fen", "notice.grounds"]
+    );
+    let refused = issue(
+        pb::NoticeKind::Commendation,
+        "good work; call 13912345678",
+        "",
+        100,
+        date(2026, 11, 1),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        violated_fields(&refused),
+        ["notice.loss_fen", "notice.grounds"]
+    );
+
+    // Anyone reads them: no token at all.
+    let mut public = PublicNoticeServiceClient::new(app.channel.clone());
+    let all = public
+        .list_public_notices(pb::ListPublicNoticesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let grounds: Vec<&str> = all.notices.iter().map(|n| n.grounds.as_str()).collect();
+    assert_eq!(
+        grounds,
+        [
+            "data-sharing platform delivered under budget",
+            "split the procurement to avoid open tender"
+        ],
+        "newest first"
+    );
+    assert!(all.notices.iter().all(|n| n.issued_by.is_empty()));
+    assert!(all.notices.iter().all(|n| n.name.starts_with(&unit)));
+    assert_eq!(all.notices[1].loss_fen, 3_500_000);
+    assert_eq!(all.notices[1].projects, std::slice::from_ref(&p.name));
+
+    let list = |request: pb::ListPublicNoticesRequest| {
+        let mut public = public.clone();
+        async move { public.list_public_notices(request).await }
+    };
+    let of_2025 = list(pb::ListPublicNoticesRequest {
+        year: 2025,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!(of_2025.notices.len(), 1);
+    assert_eq!(of_2025.notices[0].kind, pb::NoticeKind::Violation as i32);
+    let commendations = list(pb::ListPublicNoticesRequest {
+        kind: pb::NoticeKind::Commendation as i32,
+        organization: unit.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!(commendations.notices.len(), 1);
+    let other_unit = list(pb::ListPublicNoticesRequest {
+        organization: org_name(&credit_code(77)),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner();
+    assert!(other_unit.notices.is_empty());
+
+    // One at a time, the pages give both once, in the same order.
+    let first = list(pb::ListPublicNoticesRequest {
+        page_size: 1,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!(first.notices.len(), 1);
+    let second = list(pb::ListPublicNoticesRequest {
+        page_size: 1,
+        page_token: first.next_page_token.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!(
+        [
+            first.notices[0].name.clone(),
+            second.notices[0].name.clone()
+        ],
+        [all.notices[0].name.clone(), all.notices[1].name.clone()]
+    );
+    assert!(second.next_page_token.is_empty());
+    let mixed = list(pb::ListPublicNoticesRequest {
+        page_size: 1,
+        page_token: first.next_page_token,
+        year: 2026,
+        ..Default::default()
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(violated_fields(&mixed), ["page_token"]);
+    let bad = list(pb::ListPublicNoticesRequest {
+        year: 1999,
+        organization: "units/x".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(violated_fields(&bad), ["year", "organization"]);
 }

@@ -280,6 +280,11 @@ async fn the_demo_walks_a_project_through_all_three_services() {
         text.contains("declined") && text.contains("reproduced") && text.contains("ACCEPTED"),
         "{text}"
     );
+    // The commendation is published and read back without a token.
+    assert!(
+        text.contains("Office commended Tianshan Systems Co. (通报表扬)"),
+        "{text}"
+    );
     // The declined expert's place went to an alternate, never a new random choice.
     let first = &outcome.reviews[0];
     assert_eq!(

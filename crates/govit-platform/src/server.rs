@@ -93,36 +93,51 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub async fn base_routes<S: NamedService>(
     options: &ServerOptions,
 ) -> anyhow::Result<(Routes, HealthReporter)> {
+    base_routes_named(&[S::NAME], options).await
+}
+
+/// [`base_routes`] for a listener that serves several services (`names`).
+pub async fn base_routes_named(
+    names: &[&'static str],
+    options: &ServerOptions,
+) -> anyhow::Result<(Routes, HealthReporter)> {
     let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_service_status(S::NAME, ServingStatus::Serving)
-        .await;
+    for name in names {
+        reporter
+            .set_service_status(*name, ServingStatus::Serving)
+            .await;
+    }
     reporter
         .set_service_status("", ServingStatus::Serving)
         .await;
     let (drain, draining) = (options.drain.clone(), reporter.clone());
+    let all: Vec<&'static str> = names.iter().copied().chain([""]).collect();
     tokio::spawn(async move {
         drain.started().await;
-        for name in [S::NAME, ""] {
+        for name in all {
             draining
                 .set_service_status(name, ServingStatus::NotServing)
                 .await;
         }
     });
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
+    let mut reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(govit_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .with_service_name(S::NAME)
         .with_service_name("grpc.health.v1.Health")
-        .with_service_name("grpc.reflection.v1.ServerReflection")
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .with_service_name("grpc.reflection.v1.ServerReflection");
+    for name in names {
+        reflection_v1 = reflection_v1.with_service_name(*name);
+    }
+    let reflection_v1 = reflection_v1.build_v1()?;
+    let mut reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(govit_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .with_service_name(S::NAME)
         .with_service_name("grpc.health.v1.Health")
-        .with_service_name("grpc.reflection.v1alpha.ServerReflection")
-        .build_v1alpha()?;
+        .with_service_name("grpc.reflection.v1alpha.ServerReflection");
+    for name in names {
+        reflection_v1alpha = reflection_v1alpha.with_service_name(*name);
+    }
+    let reflection_v1alpha = reflection_v1alpha.build_v1alpha()?;
     let routes = Routes::new(health);
     if !options.reflection {
         return Ok((routes, reporter));

@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::supervision::{
     BudgetDecision, MilestoneUpdate, NewBudgetChange, NewDisbursement, NewInspection, NewMilestone,
     NewNotice, NewProgressReport, NewRiskRating, OverdueFindingsQuery, PortfolioQuery,
-    ProgressReview, RECORD_READERS, Rectification, SnapshotMonth, SnapshotQuery,
+    ProgressReview, PublicNoticeQuery, RECORD_READERS, Rectification, SnapshotMonth, SnapshotQuery,
 };
 use crate::{
     ProjectsService,
@@ -1145,4 +1145,16 @@ fn overdue_order_key(finding: &pb::Finding) -> String {
         .unwrap_or_default();
     let number: u64 = number.parse().unwrap_or_default();
     format!("{due} {inspection} {number:020}")
+}
+
+#[tonic::async_trait]
+impl pb::public_notice_service_server::PublicNoticeService for ProjectsService {
+    // No caller: the service is served without the authenticator.
+    async fn list_public_notices(
+        &self,
+        request: Request<pb::ListPublicNoticesRequest>,
+    ) -> Result<Response<pb::ListPublicNoticesResponse>, Status> {
+        let query = PublicNoticeQuery::try_from(request.into_inner())?;
+        respond(self.public_notices(query).await)
+    }
 }

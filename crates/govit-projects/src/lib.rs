@@ -174,17 +174,26 @@ impl ProjectsService {
         auth: Authenticator,
         options: &ServerOptions,
     ) -> anyhow::Result<Routes> {
-        let (routes, _health) =
-            govit_platform::server::base_routes::<ProjectServiceServer<ProjectsService>>(options)
-                .await?;
+        use govit_proto::projects::v1::public_notice_service_server::PublicNoticeServiceServer;
+        use tonic::server::NamedService;
+        let (routes, _health) = govit_platform::server::base_routes_named(
+            &[
+                ProjectServiceServer::<ProjectsService>::NAME,
+                PublicNoticeServiceServer::<ProjectsService>::NAME,
+            ],
+            options,
+        )
+        .await?;
+        // Published notices are for anyone: that one service takes no token.
+        let public = PublicNoticeServiceServer::new(self.clone())
+            .max_decoding_message_size(options.max_message_bytes)
+            .max_encoding_message_size(options.max_message_bytes);
         let service = ProjectServiceServer::new(self)
             .max_decoding_message_size(options.max_message_bytes)
             .max_encoding_message_size(options.max_message_bytes);
-        Ok(
-            routes.add_service(tonic::service::interceptor::InterceptedService::new(
-                service, auth,
-            )),
-        )
+        Ok(routes.add_service(public).add_service(
+            tonic::service::interceptor::InterceptedService::new(service, auth),
+        ))
     }
 }
 

@@ -34,7 +34,7 @@ pub(crate) use disbursements::NewDisbursement;
 pub(crate) use inspections::{NewInspection, OverdueFindingsQuery, Rectification};
 pub use milestones::{MilestoneRow, MilestonesByProject};
 pub(crate) use milestones::{MilestoneUpdate, NewMilestone};
-pub(crate) use notices::{NewNotice, RECORD_READERS};
+pub(crate) use notices::{NewNotice, PublicNoticeQuery, RECORD_READERS};
 pub(crate) use portfolio::PortfolioQuery;
 pub(crate) use progress::{NewProgressReport, ProgressReview};
 pub(crate) use risk::NewRiskRating;

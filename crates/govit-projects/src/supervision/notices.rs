@@ -4,10 +4,12 @@
 use chrono::NaiveDate;
 use govit_platform::{
     Caller, Role, ServiceError, ServiceResult, Tx, Violations,
+    paging::Page,
     time::{date_from_stored, date_to_proto, date_to_stored, now, to_stored},
     uscc::CreditCode,
 };
 use govit_proto::{StoredEnum, projects::v1 as pb};
+use sqlx::AssertSqlSafe;
 
 use super::{internal, new_id};
 use crate::{
@@ -26,6 +28,8 @@ pub(crate) struct NewNotice {
     codes: Vec<ProjectCode>,
     grounds: String,
     handling: String,
+    rule: String,
+    loss_fen: i64,
     notice_date: Option<NaiveDate>,
 }
 
@@ -55,6 +59,29 @@ impl TryFrom<pb::CreateOrganizationNoticeRequest> for NewNotice {
         } else {
             check::optional_text(&mut v, "notice.handling", &n.handling, MAX_TEXT_CHARS);
         }
+        if kind == Some(pb::NoticeKind::Violation) {
+            check::text(&mut v, "notice.rule", &n.rule, MAX_TEXT_CHARS);
+        } else {
+            check::optional_text(&mut v, "notice.rule", &n.rule, MAX_TEXT_CHARS);
+        }
+        if n.loss_fen < 0 {
+            v.add("notice.loss_fen", "must not be negative");
+        } else if n.loss_fen > 0 && kind == Some(pb::NoticeKind::Commendation) {
+            v.add("notice.loss_fen", "must be 0 for a commendation");
+        }
+        // Notices are published to anyone (ListPublicNotices): no personal data in them.
+        for (field, text) in [
+            ("notice.grounds", &n.grounds),
+            ("notice.handling", &n.handling),
+            ("notice.rule", &n.rule),
+        ] {
+            if let Some(what) = personal_data_in(text) {
+                v.add(
+                    field,
+                    format!("must not contain {what}: notices are published to anyone"),
+                );
+            }
+        }
         let notice_date =
             super::date_field(&mut v, "notice.notice_date", n.notice_date.as_ref(), true);
         let mut codes = Vec::new();
@@ -78,36 +105,134 @@ impl TryFrom<pb::CreateOrganizationNoticeRequest> for NewNotice {
             codes,
             grounds: n.grounds,
             handling: n.handling,
+            rule: n.rule,
+            loss_fen: n.loss_fen,
             notice_date,
         })
     }
 }
 
+/// A page of the public list, checked.
+pub(crate) struct PublicNoticeQuery {
+    year: Option<i32>,
+    organization: Option<CreditCode>,
+    kind: Option<pb::NoticeKind>,
+    page: Page,
+}
+
+impl TryFrom<pb::ListPublicNoticesRequest> for PublicNoticeQuery {
+    type Error = ServiceError;
+
+    fn try_from(req: pb::ListPublicNoticesRequest) -> ServiceResult<Self> {
+        let mut v = Violations::new();
+        if req.year != 0 && !(2000..=2100).contains(&req.year) {
+            v.add("year", "must be 0 (all) or a year between 2000 and 2100");
+        }
+        let organization = if req.organization.is_empty() {
+            None
+        } else {
+            check::org_name(&mut v, "organization", &req.organization)
+        };
+        let kind = check::enum_value::<pb::NoticeKind>(&mut v, "kind", req.kind, true)
+            .filter(|k| *k != pb::NoticeKind::Unspecified);
+        v.finish()?;
+        let page = Page::parse(
+            req.page_size,
+            &req.page_token,
+            &format!(
+                "public notices year={} organization={} kind={}",
+                req.year, req.organization, req.kind
+            ),
+        )?;
+        Ok(Self {
+            year: (req.year != 0).then_some(req.year),
+            organization,
+            kind,
+            page,
+        })
+    }
+}
+
+/// What personal data `text` holds, if any: a resident ID number (its check character
+/// verified, so a long case number is not taken for one) or a mainland mobile number (eleven
+/// digits from 13 to 19).
+fn personal_data_in(text: &str) -> Option<&'static str> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if !chars[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < chars.len() && chars[i].is_ascii_digit() {
+            i += 1;
+        }
+        let digits: String = chars[start..i].iter().collect();
+        let with_check: String = match chars.get(i) {
+            Some(c @ ('X' | 'x')) if digits.len() == 17 => format!("{digits}{c}"),
+            _ => digits.clone(),
+        };
+        if with_check.len() == 18 && govit_platform::resident_id::validate(&with_check).is_ok() {
+            return Some("a resident ID number");
+        }
+        if digits.len() == 11 && digits.starts_with('1') && digits.as_bytes()[1] >= b'3' {
+            return Some("a mobile phone number");
+        }
+    }
+    None
+}
+
+/// A notice with its unit's registered name, read by [`NOTICE_SELECT`].
 #[derive(Debug, sqlx::FromRow)]
 struct NoticeRow {
     id: String,
+    credit_code: String,
     #[sqlx(try_from = "String")]
     kind: pb::NoticeKind,
     projects: String,
     grounds: String,
     handling: String,
+    rule: String,
+    loss_fen: i64,
     notice_date: String,
     issued_by: String,
+    organization_display_name: String,
 }
 
+const NOTICE_SELECT: &str = "SELECT n.id, n.credit_code, n.kind, n.projects, n.grounds, n.handling, n.rule, \
+     n.loss_fen, n.notice_date, n.issued_by, o.display_name AS organization_display_name \
+     FROM organization_notices n JOIN organizations o ON o.credit_code = n.credit_code";
+
 impl NoticeRow {
-    fn to_proto(&self, org: &str) -> ServiceResult<pb::OrganizationNotice> {
+    fn to_proto(&self) -> ServiceResult<pb::OrganizationNotice> {
         Ok(pb::OrganizationNotice {
-            name: format!("{org}/notices/{}", self.id),
+            name: format!("{}/notices/{}", org_name(&self.credit_code), self.id),
             kind: self.kind as i32,
             projects: serde_json::from_str(&self.projects).map_err(internal)?,
             grounds: self.grounds.clone(),
             handling: self.handling.clone(),
+            rule: self.rule.clone(),
+            loss_fen: self.loss_fen,
             notice_date: Some(date_to_proto(
                 date_from_stored(&self.notice_date).map_err(internal)?,
             )),
             issued_by: self.issued_by.clone(),
+            organization_display_name: self.organization_display_name.clone(),
         })
+    }
+
+    /// The notice as anyone may read it: not who issued it.
+    fn to_public(&self) -> ServiceResult<pb::OrganizationNotice> {
+        Ok(pb::OrganizationNotice {
+            issued_by: String::new(),
+            ..self.to_proto()?
+        })
+    }
+
+    /// Where the public list continues after this notice (newest first).
+    fn cursor(&self) -> String {
+        format!("{}|{}", self.notice_date, self.id)
     }
 }
 
@@ -119,8 +244,8 @@ async fn insert_notice(
     at: &str,
 ) -> ServiceResult<()> {
     sqlx::query(
-        "INSERT INTO organization_notices (id, credit_code, kind, projects, grounds, handling, notice_date, issued_by, create_time) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO organization_notices (id, credit_code, kind, projects, grounds, handling, notice_date, issued_by, create_time, \
+         rule, loss_fen) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(id.to_owned())
     .bind(notice.org.to_string())
@@ -131,6 +256,8 @@ async fn insert_notice(
     .bind(notice.notice_date.map(date_to_stored).unwrap_or_default())
     .bind(issued_by.to_owned())
     .bind(at.to_owned())
+    .bind(notice.rule.clone())
+    .bind(notice.loss_fen)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -202,14 +329,73 @@ impl ProjectsService {
         };
         organization_event(&mut tx, &notice.org, &at, caller, &event).await?;
         tx.commit().await?;
-        Ok(pb::OrganizationNotice {
-            name: format!("{org}/notices/{id}"),
-            kind: notice.kind as i32,
-            projects: notice.projects,
-            grounds: notice.grounds,
-            handling: notice.handling,
-            notice_date: notice.notice_date.map(date_to_proto),
-            issued_by: caller.subject.clone(),
+        self.notice(&id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("notice", format!("{org}/notices/{id}")))?
+            .to_proto()
+    }
+
+    async fn notice(&self, id: &str) -> ServiceResult<Option<NoticeRow>> {
+        let sql = format!("{NOTICE_SELECT} WHERE n.id = $1");
+        Ok(sqlx::query_as::<_, NoticeRow>(AssertSqlSafe(sql))
+            .bind(id.to_owned())
+            .fetch_optional(&self.store.db.pool)
+            .await?)
+    }
+
+    /// The published notices, newest first, for anyone.
+    pub(crate) async fn public_notices(
+        &self,
+        query: PublicNoticeQuery,
+    ) -> ServiceResult<pb::ListPublicNoticesResponse> {
+        let mut sql = format!("{NOTICE_SELECT} WHERE 1 = 1");
+        let mut args: Vec<String> = Vec::new();
+        let mut arg = |sql: &mut String, condition: &str, value: String| {
+            args.push(value);
+            sql.push_str(&condition.replace("$?", &format!("${}", args.len())));
+        };
+        if let Some(year) = query.year {
+            arg(
+                &mut sql,
+                " AND n.notice_date >= $?",
+                format!("{year}-01-01"),
+            );
+            arg(
+                &mut sql,
+                " AND n.notice_date <= $?",
+                format!("{year}-12-31"),
+            );
+        }
+        if let Some(org) = &query.organization {
+            arg(&mut sql, " AND n.credit_code = $?", org.to_string());
+        }
+        if let Some(kind) = query.kind {
+            arg(&mut sql, " AND n.kind = $?", kind.as_stored().to_owned());
+        }
+        if let Some(after) = &query.page.after {
+            let (date, id) = after.split_once('|').ok_or_else(|| {
+                ServiceError::field("page_token", "is not a page token of this list")
+            })?;
+            arg(&mut sql, " AND (n.notice_date < $?", date.to_owned());
+            arg(&mut sql, " OR (n.notice_date = $?", date.to_owned());
+            arg(&mut sql, " AND n.id < $?))", id.to_owned());
+        }
+        sql.push_str(&format!(
+            " ORDER BY n.notice_date DESC, n.id DESC LIMIT {}",
+            query.page.fetch_limit()
+        ));
+        let mut q = sqlx::query_as::<_, NoticeRow>(AssertSqlSafe(sql));
+        for value in args {
+            q = q.bind(value);
+        }
+        let mut rows = q.fetch_all(&self.store.db.pool).await?;
+        let next_page_token = query.page.finish(&mut rows, NoticeRow::cursor);
+        Ok(pb::ListPublicNoticesResponse {
+            notices: rows
+                .iter()
+                .map(NoticeRow::to_public)
+                .collect::<ServiceResult<_>>()?,
+            next_page_token,
         })
     }
 
@@ -251,7 +437,7 @@ impl ProjectsService {
                 .await?,
             );
         }
-        let (commendations, violations) = self.notices_of(name, code).await?;
+        let (commendations, violations) = self.notices_of(code).await?;
         Ok(pb::OrganizationRecord {
             organization: Some(org.to_proto().map_err(internal)?),
             projects: codes.iter().map(ProjectCode::name).collect(),
@@ -264,18 +450,18 @@ impl ProjectsService {
     /// The notices the organisation received: commendations, then violations.
     async fn notices_of(
         &self,
-        name: &str,
         code: &CreditCode,
     ) -> ServiceResult<(Vec<pb::OrganizationNotice>, Vec<pb::OrganizationNotice>)> {
-        let rows = sqlx::query_as::<_, NoticeRow>(
-            "SELECT * FROM organization_notices WHERE credit_code = $1 ORDER BY notice_date, create_time",
-        )
-        .bind(code.to_string())
-        .fetch_all(&self.store.db.pool)
-        .await?;
+        let sql = format!(
+            "{NOTICE_SELECT} WHERE n.credit_code = $1 ORDER BY n.notice_date, n.create_time"
+        );
+        let rows = sqlx::query_as::<_, NoticeRow>(AssertSqlSafe(sql))
+            .bind(code.to_string())
+            .fetch_all(&self.store.db.pool)
+            .await?;
         let (mut commendations, mut violations) = (Vec::new(), Vec::new());
         for r in rows {
-            let notice = r.to_proto(name)?;
+            let notice = r.to_proto()?;
             match r.kind {
                 pb::NoticeKind::Commendation => commendations.push(notice),
                 pb::NoticeKind::Violation | pb::NoticeKind::Unspecified => violations.push(notice),
