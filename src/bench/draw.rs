@@ -16,7 +16,7 @@ use govit_proto::{
 };
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-use super::{Bench, floor::ScratchDatabase, roster};
+use super::{Bench, floor::ScratchDatabase};
 
 /// The columns and rows a draw reads of its pool, as the registry's query reads them.
 const POOL_QUERY: &str = "SELECT c.category, e.id, e.employer_credit_code, e.appointment_start, \
@@ -89,29 +89,9 @@ impl Bench {
         let registry = self.spawn_registry()?;
         let channel = wait_until_serving(&registry.url).await?;
         let started_mb = registry.resident_mb()?;
-        let mut admin = ExpertRegistryServiceClient::with_interceptor(
-            channel.clone(),
-            self.token(Role::RegistryAdmin, None)?,
-        );
-        admin
-            .create_category(epb::CreateCategoryRequest {
-                request_id: String::new(),
-                category: Some(epb::Category {
-                    code: "bench".into(),
-                    display_name: "Bench".into(),
-                    ..Default::default()
-                }),
-            })
+        let (file, remote) = self
+            .roster_for(channel.clone(), &registry.url, pool)
             .await?;
-        let file = self.scratch.join("pool.csv");
-        let mut writer = std::io::BufWriter::new(std::fs::File::create(&file)?);
-        roster::write(&mut writer, pool, "bench")?;
-        std::io::Write::flush(&mut writer)?;
-        drop(writer);
-        let remote = crate::client::Remote {
-            server: registry.url.clone(),
-            token: Some(self.token_text(Role::RegistryAdmin, None)?),
-        };
         crate::client::import(&self.settings, &remote, &file, false).await?;
         let imported_mb = registry.resident_mb()?;
         // The import's peak is returned over some seconds; the draws are measured from rest.

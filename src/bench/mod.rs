@@ -520,6 +520,30 @@ impl Bench {
         self.describe(ServiceName::Experts);
         let url = self.serve(ServiceName::Experts).await?;
         let channel = endpoint(&url, None)?.connect().await?;
+        let (file, remote) = self.roster_for(channel, &url, rows).await?;
+        let bytes = std::fs::metadata(&file)?.len();
+        for what in ["new experts", "the same file again: every row an update"] {
+            let started = std::time::Instant::now();
+            crate::client::import(&self.settings, &remote, &file, false).await?;
+            let elapsed = started.elapsed();
+            println!(
+                "{rows} rows ({:.1} MB), {what}: {:.2} s, {:.0} rows/s",
+                bytes as f64 / 1e6,
+                elapsed.as_secs_f64(),
+                rows as f64 / elapsed.as_secs_f64()
+            );
+        }
+        Ok(())
+    }
+
+    /// Makes the category `bench` on the registry at `url` and writes a roster of `rows`
+    /// experts in it; returns the file and how `govit experts import` reaches the registry.
+    async fn roster_for(
+        &self,
+        channel: Channel,
+        url: &str,
+        rows: usize,
+    ) -> anyhow::Result<(PathBuf, crate::client::Remote)> {
         epb::expert_registry_service_client::ExpertRegistryServiceClient::with_interceptor(
             channel,
             self.token(Role::RegistryAdmin, None)?,
@@ -537,24 +561,11 @@ impl Bench {
         let mut writer = std::io::BufWriter::new(std::fs::File::create(&file)?);
         roster::write(&mut writer, rows, "bench")?;
         std::io::Write::flush(&mut writer)?;
-        drop(writer);
-        let bytes = std::fs::metadata(&file)?.len();
         let remote = crate::client::Remote {
-            server: url,
+            server: url.to_owned(),
             token: Some(self.token_text(Role::RegistryAdmin, None)?),
         };
-        for what in ["new experts", "the same file again: every row an update"] {
-            let started = std::time::Instant::now();
-            crate::client::import(&self.settings, &remote, &file, false).await?;
-            let elapsed = started.elapsed();
-            println!(
-                "{rows} rows ({:.1} MB), {what}: {:.2} s, {:.0} rows/s",
-                bytes as f64 / 1e6,
-                elapsed.as_secs_f64(),
-                rows as f64 / elapsed.as_secs_f64()
-            );
-        }
-        Ok(())
+        Ok((file, remote))
     }
 
     /// Registers `n` applying units; returns their credit codes.

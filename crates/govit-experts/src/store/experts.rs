@@ -359,28 +359,7 @@ async fn insert_expert_rows<'a>(
     );
     let mut query = sqlx::query(AssertSqlSafe(sql));
     for r in rows {
-        query = query
-            .bind(r.id.clone())
-            .bind(r.display_name.clone())
-            .bind(r.employer_credit_code.clone())
-            .bind(r.employer_name.clone())
-            .bind(r.source.as_stored())
-            .bind(r.title.clone())
-            .bind(r.phone.clone())
-            .bind(r.email.clone())
-            .bind(r.id_number.clone())
-            .bind(r.appointment_start.clone())
-            .bind(r.appointment_end.clone())
-            .bind(r.status.as_stored())
-            .bind(r.unavailable.clone())
-            .bind(r.conflicts.clone())
-            .bind(r.draws_count)
-            .bind(r.reviews_count)
-            .bind(r.version)
-            .bind(r.create_time.clone())
-            .bind(r.update_time.clone())
-            .bind(r.rating_count)
-            .bind(r.rating_sum);
+        query = bind_expert_row(query, r);
     }
     match query.execute(&mut **tx).await {
         Err(e) if is_unique_violation(&e) => Err(ServiceError::Aborted(
@@ -390,12 +369,12 @@ async fn insert_expert_rows<'a>(
     }
 }
 
-async fn insert_expert_row(tx: &mut Tx, r: &ExpertRow) -> ServiceResult<()> {
-    let sql = format!(
-        "INSERT INTO experts ({EXPERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-         $15, $16, $17, $18, $19, $20, $21)"
-    );
-    let inserted = sqlx::query(AssertSqlSafe(sql))
+/// Binds every column of [`EXPERT_COLUMNS`], in order.
+fn bind_expert_row<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    r: &ExpertRow,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    query
         .bind(r.id.clone())
         .bind(r.display_name.clone())
         .bind(r.employer_credit_code.clone())
@@ -417,6 +396,14 @@ async fn insert_expert_row(tx: &mut Tx, r: &ExpertRow) -> ServiceResult<()> {
         .bind(r.update_time.clone())
         .bind(r.rating_count)
         .bind(r.rating_sum)
+}
+
+async fn insert_expert_row(tx: &mut Tx, r: &ExpertRow) -> ServiceResult<()> {
+    let sql = format!(
+        "INSERT INTO experts ({EXPERT_COLUMNS}) VALUES ({})",
+        placeholders(1, 21)
+    );
+    let inserted = bind_expert_row(sqlx::query(AssertSqlSafe(sql)), r)
         .execute(&mut **tx)
         .await;
     match inserted {
