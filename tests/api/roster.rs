@@ -524,3 +524,86 @@ async fn a_streamed_import_checks_the_role_first_and_wants_the_request_first() {
 fn hash(hex_text: &str) -> govit_draw::merkle::Hash {
     hex::decode(hex_text).unwrap().try_into().unwrap()
 }
+
+#[tokio::test]
+async fn an_import_sent_while_another_is_on_its_way_is_refused_not_queued() {
+    let r = spawn_registry(DrawPolicy::default()).await;
+    r.category("software").await;
+    let content = format!(
+        "{HEADER}\n{}\n",
+        line("q-1", "software", "13800000001", &id_number(1))
+    )
+    .into_bytes();
+    let request = epb::ImportExpertsRequest {
+        request_id: String::new(),
+        format: epb::RosterFormat::Csv as i32,
+        content: Vec::new(),
+        validate_only: false,
+    };
+    let admin = r.client(Role::RegistryAdmin);
+    let dry_run = epb::ImportExpertsRequest {
+        content: content.clone(),
+        validate_only: true,
+        ..request.clone()
+    };
+    // The first import sends its request and then waits, as a slow upload would. Once it
+    // holds its turn a second import is refused at once; a dry run that came first (and
+    // changed nothing) would have refused the first instead, which is then sent again.
+    let mut holding = None;
+    for _ in 0..50 {
+        let (sender, receiver) = tokio::sync::mpsc::channel(4);
+        sender
+            .send(epb::StreamImportExpertsRequest {
+                part: Some(epb::stream_import_experts_request::Part::Request(
+                    request.clone(),
+                )),
+            })
+            .await
+            .unwrap();
+        let mut client = admin.clone();
+        let first = tokio::spawn(async move {
+            client
+                .stream_import_experts(tokio_stream::wrappers::ReceiverStream::new(receiver))
+                .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if first.is_finished() {
+            continue;
+        }
+        match admin.clone().import_experts(dry_run.clone()).await {
+            Err(refused) => {
+                holding = Some((sender, first, refused));
+                break;
+            }
+            Ok(_) => {
+                drop(sender);
+                let _ = first.await;
+            }
+        }
+    }
+    let (sender, first, refused) =
+        holding.expect("a second import is refused while the first is on its way");
+    assert_eq!(refused.code(), tonic::Code::Aborted, "{refused:?}");
+    assert_eq!(error_reason(&refused), "IMPORT_IN_PROGRESS");
+    assert!(
+        !first.is_finished(),
+        "the first is still waiting for its file"
+    );
+    // The first finishes, and then imports go through again.
+    sender
+        .send(epb::StreamImportExpertsRequest {
+            part: Some(epb::stream_import_experts_request::Part::Chunk(content)),
+        })
+        .await
+        .unwrap();
+    drop(sender);
+    let done = first.await.unwrap().unwrap().into_inner();
+    assert_eq!((done.created, done.updated), (1, 0));
+    let after = admin
+        .clone()
+        .import_experts(dry_run)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((after.created, after.updated), (0, 1));
+}

@@ -1353,11 +1353,21 @@ async fn published_notices_are_for_anyone_newest_first_by_year_unit_and_kind() {
         "split the procurement to avoid open tender",
         "Government Procurement Law, art. 41",
         3_500_000,
-        date(2025, 12, 30),
+        date(2025, 12, 31),
     )
     .await
     .unwrap()
     .into_inner();
+    // The same day: the list orders the two by name, and pages must not lose either.
+    issue(
+        pb::NoticeKind::Violation,
+        "paid for servers never delivered",
+        "City budget rules, art. 12",
+        800_000,
+        date(2025, 12, 31),
+    )
+    .await
+    .unwrap();
     assert_eq!(violation.rule, "Government Procurement Law, art. 41");
     assert_eq!(violation.loss_fen, 3_500_000);
     assert!(!violation.organization_display_name.is_empty());
@@ -1402,6 +1412,19 @@ async fn published_notices_are_for_anyone_newest_first_by_year_unit_and_kind() {
         ["notice.loss_fen", "notice.grounds"]
     );
 
+    // A notice issued before notices were published (written for office, the bureaus and the
+    // unit only) stays out of the public list.
+    sqlx::query(
+        "INSERT INTO organization_notices (id, credit_code, kind, projects, grounds, handling, \
+         notice_date, issued_by, create_time) VALUES ('old', $1, 'VIOLATION', $2, \
+         'an old notice', 'handled', '2026-01-05', 'office-1', '2026-01-05T00:00:00.000000Z')",
+    )
+    .bind(app.applicant_code.clone())
+    .bind(format!("[\"{}\"]", p.name))
+    .execute(&app.service.db().pool)
+    .await
+    .unwrap();
+
     // Anyone reads them: no token at all.
     let mut public = PublicNoticeServiceClient::new(app.channel.clone());
     let all = public
@@ -1409,19 +1432,34 @@ async fn published_notices_are_for_anyone_newest_first_by_year_unit_and_kind() {
         .await
         .unwrap()
         .into_inner();
-    let grounds: Vec<&str> = all.notices.iter().map(|n| n.grounds.as_str()).collect();
+    let mut grounds: Vec<&str> = all.notices.iter().map(|n| n.grounds.as_str()).collect();
+    assert_eq!(grounds.len(), 3, "{grounds:?}");
     assert_eq!(
-        grounds,
-        [
-            "data-sharing platform delivered under budget",
-            "split the procurement to avoid open tender"
-        ],
+        grounds[0], "data-sharing platform delivered under budget",
         "newest first"
+    );
+    grounds[1..].sort();
+    assert_eq!(
+        grounds[1..],
+        [
+            "paid for servers never delivered",
+            "split the procurement to avoid open tender"
+        ]
+    );
+    assert!(
+        all.notices[1].name > all.notices[2].name,
+        "a day's notices by name, descending"
     );
     assert!(all.notices.iter().all(|n| n.issued_by.is_empty()));
     assert!(all.notices.iter().all(|n| n.name.starts_with(&unit)));
-    assert_eq!(all.notices[1].loss_fen, 3_500_000);
-    assert_eq!(all.notices[1].projects, std::slice::from_ref(&p.name));
+    let split = all
+        .notices
+        .iter()
+        .find(|n| n.grounds.starts_with("split"))
+        .unwrap();
+    assert_eq!(split.loss_fen, 3_500_000);
+    assert_eq!(split.rule, "Government Procurement Law, art. 41");
+    assert_eq!(split.projects, std::slice::from_ref(&p.name));
 
     let list = |request: pb::ListPublicNoticesRequest| {
         let mut public = public.clone();
@@ -1434,8 +1472,13 @@ async fn published_notices_are_for_anyone_newest_first_by_year_unit_and_kind() {
     .await
     .unwrap()
     .into_inner();
-    assert_eq!(of_2025.notices.len(), 1);
-    assert_eq!(of_2025.notices[0].kind, pb::NoticeKind::Violation as i32);
+    assert_eq!(of_2025.notices.len(), 2, "31 December is in its year");
+    assert!(
+        of_2025
+            .notices
+            .iter()
+            .all(|n| n.kind == pb::NoticeKind::Violation as i32)
+    );
     let commendations = list(pb::ListPublicNoticesRequest {
         kind: pb::NoticeKind::Commendation as i32,
         organization: unit.clone(),
@@ -1454,7 +1497,27 @@ async fn published_notices_are_for_anyone_newest_first_by_year_unit_and_kind() {
     .into_inner();
     assert!(other_unit.notices.is_empty());
 
-    // One at a time, the pages give both once, in the same order.
+    // One at a time, the pages give every notice once, in the same order.
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = list(pb::ListPublicNoticesRequest {
+            page_size: 1,
+            page_token: token.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+        assert!(page.notices.len() <= 1);
+        paged.extend(page.notices.into_iter().map(|n| n.name));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let names: Vec<String> = all.notices.iter().map(|n| n.name.clone()).collect();
+    assert_eq!(paged, names);
     let first = list(pb::ListPublicNoticesRequest {
         page_size: 1,
         ..Default::default()
@@ -1462,23 +1525,6 @@ async fn published_notices_are_for_anyone_newest_first_by_year_unit_and_kind() {
     .await
     .unwrap()
     .into_inner();
-    assert_eq!(first.notices.len(), 1);
-    let second = list(pb::ListPublicNoticesRequest {
-        page_size: 1,
-        page_token: first.next_page_token.clone(),
-        ..Default::default()
-    })
-    .await
-    .unwrap()
-    .into_inner();
-    assert_eq!(
-        [
-            first.notices[0].name.clone(),
-            second.notices[0].name.clone()
-        ],
-        [all.notices[0].name.clone(), all.notices[1].name.clone()]
-    );
-    assert!(second.next_page_token.is_empty());
     let mixed = list(pb::ListPublicNoticesRequest {
         page_size: 1,
         page_token: first.next_page_token,

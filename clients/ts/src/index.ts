@@ -21,15 +21,16 @@ import {
   ResourceInfoSchema,
   RetryInfoSchema,
 } from "./gen/google/rpc/error_details_pb";
-import { ProjectService } from "./gen/govit/projects/v1/projects_pb";
+import { ProjectService, PublicNoticeService } from "./gen/govit/projects/v1/projects_pb";
 import { ExpertRegistryService } from "./gen/govit/experts/v1/experts_pb";
 import { ReviewSchedulingService } from "./gen/govit/scheduling/v1/scheduling_pb";
 
 export { ConnectError, Code, createClient } from "@connectrpc/connect";
 export type { Client, Transport } from "@connectrpc/connect";
 
-// The three services' descriptors, for createClient(ProjectService, transport).
-export { ProjectService, ExpertRegistryService, ReviewSchedulingService };
+// The services' descriptors, for createClient(ProjectService, transport). PublicNoticeService
+// (the published notices) is served by the projects listener and takes no token.
+export { ProjectService, PublicNoticeService, ExpertRegistryService, ReviewSchedulingService };
 
 // Every generated message, enum and schema, by package.
 export * as projects from "./gen/govit/projects/v1/projects_pb";
@@ -45,7 +46,7 @@ export type TokenSource = string | (() => string | Promise<string>);
 export interface GovitTransportOptions {
   /** The service's base URL, e.g. "http://127.0.0.1:50051" (one port per service). */
   baseUrl: string;
-  /** Sent as `authorization: Bearer <token>`; omit for health checks only. */
+  /** Sent as `authorization: Bearer <token>`; omit only for health checks and PublicNoticeService. */
   token?: TokenSource;
   /** Sent as `accept-language` (e.g. "zh-CN", "en"); a CORS-safelisted header. */
   language?: string;

@@ -227,7 +227,7 @@ impl ExpertRegistryService for ExpertsService {
         let caller = Caller::from_request(&request)?;
         // Before a kept answer is given: a retry is the caller's too.
         caller.require(&[Role::RegistryAdmin])?;
-        let _one_at_a_time = self.import_permit().await?;
+        let _one_at_a_time = self.import_permit()?;
         let once = Once::new(
             &caller,
             "ImportExperts",
@@ -250,7 +250,7 @@ impl ExpertRegistryService for ExpertsService {
         let caller = Caller::from_request(&request)?;
         // Before any of the file is read: only the registry's administrator may send one.
         caller.require(&[Role::RegistryAdmin])?;
-        let _one_at_a_time = self.import_permit().await?;
+        let _one_at_a_time = self.import_permit()?;
         let whole = import::assemble(&mut request.into_inner()).await?;
         // The unary call's method name: a retry may come by either call.
         let once = Once::new(&caller, "ImportExperts", &whole.request_id, &whole)?;

@@ -29,8 +29,14 @@ pub(crate) async fn assemble(
     stream: &mut Streaming<pb::StreamImportExpertsRequest>,
 ) -> ServiceResult<pb::ImportExpertsRequest> {
     use pb::stream_import_experts_request::Part;
-    // A broken stream (the client cancelled, a message too large) keeps its own status.
-    let broken = ServiceError::Relayed;
+    // A broken stream (the client cancelled, a message too large) keeps its own status; a
+    // message that does not decode (which tonic reports as INTERNAL) is the client's error.
+    let broken = |status: tonic::Status| match status.code() {
+        tonic::Code::Internal | tonic::Code::Unknown => {
+            ServiceError::field("request", "is not a StreamImportExpertsRequest message")
+        }
+        _ => ServiceError::Relayed(status),
+    };
     let first = stream.message().await.map_err(broken)?;
     let Some(Part::Request(mut request)) = first.and_then(|m| m.part) else {
         return Err(ServiceError::field(
@@ -80,12 +86,17 @@ impl TryFrom<pb::ImportExpertsRequest> for RosterImport {
 type Imported = (ExpertFull, Option<i64>);
 
 impl ExpertsService {
-    /// Waits for the import before this one to finish.
-    pub(crate) async fn import_permit(&self) -> ServiceResult<tokio::sync::SemaphorePermit<'_>> {
-        self.imports
-            .acquire()
-            .await
-            .map_err(|_| ServiceError::Unavailable("the registry is stopping".into()))
+    /// The one import running now, or a refusal while another runs: a caller is never left
+    /// waiting behind an upload that may stall.
+    pub(crate) fn import_permit(&self) -> ServiceResult<tokio::sync::SemaphorePermit<'_>> {
+        self.imports.try_acquire().map_err(|_| {
+            ServiceError::with_reason(
+                tonic::Code::Aborted,
+                "IMPORT_IN_PROGRESS",
+                "another roster import is in progress; send this one again when it has finished",
+                &[],
+            )
+        })
     }
 
     pub(crate) async fn import_roster(

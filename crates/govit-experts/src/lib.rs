@@ -75,8 +75,9 @@ pub struct ExpertsService {
     log: checkpoints::LogIdentity,
     /// The witnesses asked to cosign each checkpoint.
     witnesses: Arc<[WitnessPeer]>,
-    /// One roster import at a time: each holds its whole file and rows in memory (up to
-    /// 128 MiB of file), and imports serialise on the log's lock anyway.
+    /// One roster import at a time (another is refused while it runs): each holds its whole
+    /// file and rows in memory (up to 128 MiB of file), and imports serialise on the log's
+    /// lock anyway.
     imports: Arc<tokio::sync::Semaphore>,
 }
 

@@ -102,6 +102,10 @@ const CHINESE: &[(&str, &str)] = &[
         "相同请求编号的请求已经执行，但其结果未能保留；请查询相关数据",
     ),
     ("STATE_CONFLICT", "{subject} 当前的状态不允许此操作"),
+    (
+        "IMPORT_IN_PROGRESS",
+        "另一份专家名册正在导入，请在其完成后重新提交",
+    ),
     ("DOCUMENT_MISSING", "缺少此步骤所需的文件"),
     ("FIELD_MISSING", "此步骤所需的内容尚未填写：{subject}"),
     ("BUDGET_EXCEEDED", "支出将超过批复的概算"),

@@ -23,6 +23,8 @@ mod workdays;
 
 use std::path::PathBuf;
 
+use std::sync::Arc;
+
 use govit_platform::{Authenticator, Db, server::ServerOptions};
 use govit_proto::projects::v1::project_service_server::ProjectServiceServer;
 use sqlx::migrate::Migrator;
@@ -107,6 +109,9 @@ pub struct ProjectsService {
     calendar: Option<SchedulingClient>,
     /// The expert registry, whose transparency log records office overrides.
     registry: Option<RegistryClient>,
+    /// Public list calls running at once: anyone may call, with no token to rate-limit, so
+    /// more are refused (RESOURCE_EXHAUSTED) rather than queued against the pool office uses.
+    public_reads: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for ProjectsService {
@@ -143,6 +148,7 @@ impl ProjectsService {
             policy: config.supervision.clone(),
             calendar: None,
             registry: None,
+            public_reads: Arc::new(tokio::sync::Semaphore::new(PUBLIC_READS_AT_ONCE)),
         })
     }
 
@@ -168,7 +174,7 @@ impl ProjectsService {
         &self.blobs
     }
 
-    /// Health, reflection and the authenticated service.
+    /// Health, reflection, the authenticated service and the public one.
     pub async fn routes(
         self,
         auth: Authenticator,
@@ -184,9 +190,11 @@ impl ProjectsService {
             options,
         )
         .await?;
-        // Published notices are for anyone: that one service takes no token.
+        // Published notices are for anyone: that one service takes no token, so no per-subject
+        // rate limit either. Its requests are a few filters, and few run at once
+        // (`public_notices`).
         let public = PublicNoticeServiceServer::new(self.clone())
-            .max_decoding_message_size(options.max_message_bytes)
+            .max_decoding_message_size(PUBLIC_REQUEST_BYTES)
             .max_encoding_message_size(options.max_message_bytes);
         let service = ProjectServiceServer::new(self)
             .max_decoding_message_size(options.max_message_bytes)
@@ -196,6 +204,11 @@ impl ProjectsService {
         ))
     }
 }
+
+/// The largest request the unauthenticated `PublicNoticeService` decodes.
+const PUBLIC_REQUEST_BYTES: usize = 8 * 1024;
+/// How many public list calls run at once.
+const PUBLIC_READS_AT_ONCE: usize = 8;
 
 impl govit_platform::metrics::Gauges for ProjectsService {
     fn record(&self) -> std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + '_>> {
