@@ -317,3 +317,46 @@ async fn categories_form_a_tree_without_cycles() {
         .into_inner();
     assert_eq!(listed.categories.len(), 2);
 }
+
+#[tokio::test]
+async fn an_update_applies_at_its_etag_and_is_refused_with_an_old_one() {
+    let r = spawn_registry(DrawPolicy::default()).await;
+    r.category("software").await;
+    let e = r.expert(expert("u-1", &["software"], 10)).await;
+    let admin = r.client(Role::RegistryAdmin);
+    let update = |etag: String, title: &str| epb::UpdateExpertRequest {
+        expert: Some(epb::Expert {
+            name: e.name.clone(),
+            etag,
+            title: title.into(),
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["title".into()],
+        }),
+    };
+    let updated = admin
+        .clone()
+        .update_expert(update(e.etag.clone(), "Chief engineer"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(updated.title, "Chief engineer");
+    assert_ne!(updated.etag, e.etag);
+    let stale = admin
+        .clone()
+        .update_expert(update(e.etag.clone(), "Engineer"))
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::Aborted);
+    let read = admin
+        .clone()
+        .get_expert(epb::GetExpertRequest {
+            name: e.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(read.title, "Chief engineer");
+    assert_eq!(read.etag, updated.etag);
+}

@@ -195,7 +195,16 @@ impl Store {
             insert_expert_rows(tx, chunk.iter().map(|(e, _)| &e.row)).await?;
         }
         for chunk in existing.chunks(backend.rows_per_statement(16)) {
-            update_expert_rows(tx, chunk).await?;
+            let rows: Vec<(&ExpertRow, i64)> = chunk
+                .iter()
+                .map(|(e, expected)| (&e.row, expected.unwrap_or_default()))
+                .collect();
+            if update_expert_rows(tx, &rows).await? != rows.len() as u64 {
+                return Err(ServiceError::Aborted(
+                    "another call changed some of these experts meanwhile; send the roster again"
+                        .into(),
+                ));
+            }
         }
         for chunk in existing.chunks(backend.rows_per_statement(1)) {
             let sql = format!(
@@ -418,10 +427,8 @@ async fn insert_expert_row(tx: &mut Tx, r: &ExpertRow) -> ServiceResult<()> {
 /// Writes every field an expert's owner edits, for many experts in one statement, each only
 /// if its row is still at the version the caller read. The values' columns are column1… as
 /// both databases name them; the version is cast because PostgreSQL types the rest as text.
-async fn update_expert_rows(
-    tx: &mut Tx,
-    experts: &[&(ExpertFull, Option<i64>)],
-) -> ServiceResult<()> {
+/// Returns how many rows were still at their version, and so were written.
+async fn update_expert_rows(tx: &mut Tx, experts: &[(&ExpertRow, i64)]) -> ServiceResult<u64> {
     const COLUMNS: usize = 16;
     let values: Vec<String> = (0..experts.len())
         .map(|i| {
@@ -441,11 +448,10 @@ async fn update_expert_rows(
         values.join(", ")
     );
     let mut query = sqlx::query(AssertSqlSafe(sql));
-    for (expert, expected) in experts {
-        let r = &expert.row;
+    for (r, expected) in experts {
         query = query
             .bind(r.id.clone())
-            .bind(expected.unwrap_or_default())
+            .bind(*expected)
             .bind(r.display_name.clone())
             .bind(r.employer_credit_code.clone())
             .bind(r.employer_name.clone())
@@ -461,42 +467,12 @@ async fn update_expert_rows(
             .bind(r.conflicts.clone())
             .bind(r.update_time.clone());
     }
-    let done = query.execute(&mut **tx).await?;
-    if done.rows_affected() != experts.len() as u64 {
-        return Err(ServiceError::Aborted(
-            "another call changed some of these experts meanwhile; send the roster again".into(),
-        ));
-    }
-    Ok(())
+    Ok(query.execute(&mut **tx).await?.rows_affected())
 }
 
 /// Writes every field an expert's owner edits, if the row is still at `version`.
 async fn update_expert_row(tx: &mut Tx, r: &ExpertRow, version: i64) -> ServiceResult<()> {
-    let done = sqlx::query(
-        "UPDATE experts SET display_name = $1, employer_credit_code = $2, employer_name = $3, source = $4, \
-         title = $5, phone = $6, email = $7, id_number = $8, appointment_start = $9, appointment_end = $10, \
-         status = $11, unavailable = $12, conflicts = $13, version = version + 1, update_time = $14 \
-         WHERE id = $15 AND version = $16",
-    )
-    .bind(r.display_name.clone())
-    .bind(r.employer_credit_code.clone())
-    .bind(r.employer_name.clone())
-    .bind(r.source.as_stored())
-    .bind(r.title.clone())
-    .bind(r.phone.clone())
-    .bind(r.email.clone())
-    .bind(r.id_number.clone())
-    .bind(r.appointment_start.clone())
-    .bind(r.appointment_end.clone())
-    .bind(r.status.as_stored())
-    .bind(r.unavailable.clone())
-    .bind(r.conflicts.clone())
-    .bind(r.update_time.clone())
-    .bind(r.id.clone())
-    .bind(version)
-    .execute(&mut **tx)
-    .await?;
-    if done.rows_affected() == 0 {
+    if update_expert_rows(tx, &[(r, version)]).await? == 0 {
         return Err(ServiceError::stale_etag(&format!("experts/{}", r.id)));
     }
     Ok(())
