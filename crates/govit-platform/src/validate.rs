@@ -82,12 +82,23 @@ pub fn is_phone(s: &str) -> bool {
 }
 
 /// Whether free text carries what looks like personal data: a resident ID number (GB 11643,
-/// with a valid check character) or a mainland mobile number (11 digits from 13 to 19), however
-/// spaced or hyphenated. Text that goes where it cannot be erased — the registry's append-only
-/// log, a draw's record — is refused when it does.
+/// with a valid check character) or a mainland mobile number (11 digits from 13 to 19, also
+/// after 86 or 0086), however spaced or hyphenated, in ASCII or full-width digits as Chinese
+/// input methods type them. Text that goes where it cannot be erased — the registry's
+/// append-only log, a draw's record — or is published (notices) is refused when it does.
 pub fn personal_data_problem(s: &str) -> Option<String> {
+    // Full-width digits, hyphens and spaces read as their ASCII forms.
+    let chars: Vec<char> = s
+        .chars()
+        .map(|c| match c {
+            '０'..='９' | 'ｘ' | 'Ｘ' | '－' => {
+                char::from_u32(u32::from(c) - 0xFEE0).unwrap_or(c)
+            }
+            '\u{3000}' => ' ',
+            _ => c,
+        })
+        .collect();
     // Digits joined across the spaces and hyphens people write numbers with.
-    let chars: Vec<char> = s.chars().collect();
     let mut runs: Vec<String> = vec![String::new()];
     for (i, c) in chars.iter().enumerate() {
         let joins = matches!(c, ' ' | '-')
@@ -110,7 +121,10 @@ pub fn personal_data_problem(s: &str) -> Option<String> {
             return Some("must not contain an ID number".into());
         }
         let digits = run.trim_end_matches('X');
-        if is_mobile(digits) || digits.strip_prefix("86").is_some_and(is_mobile) {
+        let national = digits
+            .strip_prefix("0086")
+            .or_else(|| digits.strip_prefix("86"));
+        if is_mobile(digits) || national.is_some_and(is_mobile) {
             return Some("must not contain a phone number".into());
         }
     }
@@ -129,6 +143,18 @@ mod tests {
         assert!(personal_data_problem("call 138-1234-5678").is_some());
         assert!(personal_data_problem("call 138 1234 5678").is_some());
         assert!(personal_data_problem("+86 13812345678").is_some());
+        assert!(personal_data_problem("+86 139 1234 5678").is_some());
+        assert!(personal_data_problem("call 008613912345678").is_some());
+        assert!(personal_data_problem("电话１３９１２３４５６７８").is_some());
+        let lower = id.to_lowercase();
+        assert!(personal_data_problem(&format!("lead {lower} signed")).is_some());
+        let spaced = format!("{} {} {}", &id[..6], &id[6..14], &id[14..]);
+        assert!(personal_data_problem(&format!("id: {spaced}.")).is_some());
+        // Case numbers, articles, amounts and landlines are not.
+        assert!(personal_data_problem("case 2026-0417, loss of 3,500,000 fen").is_none());
+        assert!(personal_data_problem("Government Procurement Law, art. 41").is_none());
+        assert!(personal_data_problem("landline 0991-2345678").is_none());
+        assert!(personal_data_problem("code 11010519491231002 with no check character").is_none());
         // Dice, lottery numbers and beacon values are not personal data.
         assert!(personal_data_problem("骰子 3-5-6").is_none());
         assert!(personal_data_problem("lottery 2026137: 03 11 17 22 28 31 + 09").is_none());

@@ -75,11 +75,8 @@ impl TryFrom<pb::CreateOrganizationNoticeRequest> for NewNotice {
             ("notice.handling", &n.handling),
             ("notice.rule", &n.rule),
         ] {
-            if let Some(what) = personal_data_in(text) {
-                v.add(
-                    field,
-                    format!("must not contain {what}: notices are published to anyone"),
-                );
+            if let Some(problem) = govit_platform::validate::personal_data_problem(text) {
+                v.add(field, format!("{problem}: notices are published to anyone"));
             }
         }
         let notice_date =
@@ -151,67 +148,6 @@ impl TryFrom<pb::ListPublicNoticesRequest> for PublicNoticeQuery {
             page,
         })
     }
-}
-
-/// What personal data `text` holds, if any: a resident ID number (its check character
-/// verified, so a long case number is not taken for one) or a mainland mobile number (eleven
-/// digits from 13 to 19, also after +86 or 0086). Digits may be full-width, as Chinese input
-/// methods type them, and grouped by single spaces or hyphens (139-1234-5678).
-fn personal_data_in(text: &str) -> Option<&'static str> {
-    for run in digit_runs(text) {
-        if run.len() == 18 && govit_platform::resident_id::validate(&run).is_ok() {
-            return Some("a resident ID number");
-        }
-        let national = run
-            .strip_prefix("0086")
-            .filter(|rest| rest.len() == 11)
-            .or_else(|| run.strip_prefix("86").filter(|rest| rest.len() == 11))
-            .unwrap_or(&run);
-        let digits = national.as_bytes();
-        if digits.len() == 11
-            && national.bytes().all(|b| b.is_ascii_digit())
-            && digits[0] == b'1'
-            && digits[1] >= b'3'
-        {
-            return Some("a mobile phone number");
-        }
-    }
-    None
-}
-
-/// The runs of digits in `text`, full-width digits made ASCII, single spaces and hyphens
-/// between digits dropped, and a final x or X kept as the X of an ID number's check character.
-fn digit_runs(text: &str) -> Vec<String> {
-    let digit = |c: char| match c {
-        '0'..='9' => Some(c),
-        '０'..='９' => char::from_u32(u32::from(c) - u32::from('０') + u32::from('0')),
-        _ => None,
-    };
-    let chars: Vec<char> = text.chars().collect();
-    let mut runs = Vec::new();
-    let mut run = String::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if let Some(d) = digit(c) {
-            run.push(d);
-        } else if matches!(c, ' ' | '-' | '－' | '\u{3000}')
-            && !run.is_empty()
-            && chars.get(i + 1).and_then(|n| digit(*n)).is_some()
-        {
-            // A separator inside a number: the number goes on.
-        } else if matches!(c, 'x' | 'X' | 'ｘ' | 'Ｘ') && run.len() == 17 {
-            run.push('X');
-            runs.push(std::mem::take(&mut run));
-        } else if !run.is_empty() {
-            runs.push(std::mem::take(&mut run));
-        }
-        i += 1;
-    }
-    if !run.is_empty() {
-        runs.push(run);
-    }
-    runs
 }
 
 /// A notice with its unit's registered name, read by [`NOTICE_SELECT`].
@@ -507,46 +443,5 @@ impl ProjectsService {
             }
         }
         Ok((commendations, violations))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::personal_data_in;
-
-    #[test]
-    fn personal_data_is_found_as_people_type_it() {
-        let id = govit_platform::resident_id::with_check_character("11010519491231002").unwrap();
-        let lower = id.to_lowercase();
-        let spaced = format!("{} {} {}", &id[..6], &id[6..14], &id[14..]);
-        let full_width: String = "１３９１２３４５６７８".into();
-        for text in [
-            format!("lead {id} signed"),
-            format!("lead {lower} signed"),
-            format!("id: {spaced}."),
-            "call 13912345678".to_owned(),
-            "call 139-1234-5678".to_owned(),
-            "call 139 1234 5678".to_owned(),
-            "call +86 139 1234 5678".to_owned(),
-            "call 008613912345678".to_owned(),
-            format!("电话{full_width}"),
-        ] {
-            assert!(personal_data_in(&text).is_some(), "missed in {text:?}");
-        }
-    }
-
-    #[test]
-    fn numbers_that_are_not_personal_data_pass() {
-        for text in [
-            "case 2026-0417, loss of 3,500,000 fen",
-            "Government Procurement Law, art. 41",
-            "contract 12345678901234567",
-            "landline 0991-2345678",
-            "a 17-digit code 11010519491231002 with no check character",
-            "the 11 digits 10912345678 do not start a mobile number",
-            "",
-        ] {
-            assert_eq!(personal_data_in(text), None, "{text:?}");
-        }
     }
 }
