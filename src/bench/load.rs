@@ -35,11 +35,11 @@ impl Tally {
         self.calls as f64 / self.elapsed.as_secs_f64()
     }
 
-    fn percentile_ms(&mut self, p: usize) -> f64 {
+    /// Of the latencies, which `phase` leaves sorted.
+    fn percentile_ms(&self, p: usize) -> f64 {
         if self.latencies_us.is_empty() {
             return f64::NAN;
         }
-        self.latencies_us.sort_unstable();
         let at = (self.latencies_us.len() * p / 100).min(self.latencies_us.len() - 1);
         f64::from(self.latencies_us[at]) / 1000.0
     }
@@ -116,6 +116,7 @@ impl Load {
             total.merge(done?);
         }
         total.elapsed = started.elapsed();
+        total.latencies_us.sort_unstable();
         if let Some(error) = &total.first_error {
             anyhow::bail!("{} of the calls failed; the first: {error}", total.errors);
         }
@@ -170,18 +171,14 @@ pub fn report(rows: &[(&str, &Tally)], floor: Option<usize>) {
     }
     println!("|---|---:|---:|---:|---:|");
     for (label, tally) in rows {
-        let mut latencies = Tally {
-            latencies_us: tally.latencies_us.clone(),
-            ..Tally::default()
-        };
         let share = floor_rate
             .map(|f| format!("{:.0}%", 100.0 * tally.rate() / f))
             .unwrap_or_default();
         println!(
             "| {label} | {:.0} | {:.2} | {:.2} | {share} |",
             tally.rate(),
-            latencies.percentile_ms(50),
-            latencies.percentile_ms(99),
+            tally.percentile_ms(50),
+            tally.percentile_ms(99),
         );
     }
 }

@@ -9,6 +9,16 @@ use crate::helpers::*;
 const HEADER: &str =
     "编号,姓名,统一社会信用代码,工作单位,来源,职称,专业类别,电话,邮箱,身份证号,聘期开始,聘期结束";
 
+/// A roster to import (not a dry run), without a request id.
+fn roster(format: epb::RosterFormat, content: impl Into<Vec<u8>>) -> epb::ImportExpertsRequest {
+    epb::ImportExpertsRequest {
+        request_id: String::new(),
+        format: format as i32,
+        content: content.into(),
+        validate_only: false,
+    }
+}
+
 fn line(id: &str, categories: &str, phone: &str, id_number: &str) -> String {
     format!(
         "{id},王{id},{},某信息公司,企业,高级工程师,{categories},{phone},,{id_number},2025-01-01,2028-12-31",
@@ -29,12 +39,7 @@ async fn a_csv_roster_with_chinese_headers_imports_and_reimports_as_updates() {
     let admin = r.client(Role::RegistryAdmin);
     let result = admin
         .clone()
-        .import_experts(epb::ImportExpertsRequest {
-            request_id: String::new(),
-            format: epb::RosterFormat::Csv as i32,
-            content: csv.clone().into_bytes(),
-            validate_only: false,
-        })
+        .import_experts(roster(epb::RosterFormat::Csv, csv.clone().into_bytes()))
         .await
         .unwrap()
         .into_inner();
@@ -51,12 +56,7 @@ async fn a_csv_roster_with_chinese_headers_imports_and_reimports_as_updates() {
     assert_eq!(e.display_name, "王r-1");
     let again = admin
         .clone()
-        .import_experts(epb::ImportExpertsRequest {
-            request_id: String::new(),
-            format: epb::RosterFormat::Csv as i32,
-            content: csv.into_bytes(),
-            validate_only: false,
-        })
+        .import_experts(roster(epb::RosterFormat::Csv, csv.into_bytes()))
         .await
         .unwrap()
         .into_inner();
@@ -79,12 +79,7 @@ async fn a_roster_with_bad_rows_names_each_line_and_column_and_imports_nothing()
     );
     let status = r
         .client(Role::RegistryAdmin)
-        .import_experts(epb::ImportExpertsRequest {
-            request_id: String::new(),
-            format: epb::RosterFormat::Csv as i32,
-            content: csv.into_bytes(),
-            validate_only: false,
-        })
+        .import_experts(roster(epb::RosterFormat::Csv, csv.into_bytes()))
         .await
         .unwrap_err();
     let fields = violated_fields(&status);
@@ -167,12 +162,7 @@ async fn an_xlsx_roster_imports_with_date_cells_and_lettered_columns() {
     let admin = r.client(Role::RegistryAdmin);
     let status = admin
         .clone()
-        .import_experts(epb::ImportExpertsRequest {
-            request_id: String::new(),
-            format: epb::RosterFormat::Xlsx as i32,
-            content: bytes.clone(),
-            validate_only: false,
-        })
+        .import_experts(roster(epb::RosterFormat::Xlsx, bytes.clone()))
         .await
         .unwrap_err();
     assert!(
@@ -225,10 +215,8 @@ async fn an_xlsx_roster_imports_with_date_cells_and_lettered_columns() {
     let validated = admin
         .clone()
         .import_experts(epb::ImportExpertsRequest {
-            request_id: String::new(),
-            format: epb::RosterFormat::Xlsx as i32,
-            content: good.clone(),
             validate_only: true,
+            ..roster(epb::RosterFormat::Xlsx, good.clone())
         })
         .await
         .unwrap()
@@ -237,12 +225,7 @@ async fn an_xlsx_roster_imports_with_date_cells_and_lettered_columns() {
     assert_eq!(r.count("experts").await, 0, "validate_only writes nothing");
     admin
         .clone()
-        .import_experts(epb::ImportExpertsRequest {
-            request_id: String::new(),
-            format: epb::RosterFormat::Xlsx as i32,
-            content: good,
-            validate_only: false,
-        })
+        .import_experts(roster(epb::RosterFormat::Xlsx, good))
         .await
         .unwrap();
     let e = admin
@@ -314,12 +297,7 @@ async fn a_roster_larger_than_one_message_imports_in_one_streamed_call_and_one_l
     let log_before = r.log_size().await;
     let csv = large_roster(3_600);
     assert!(csv.len() > 4 * 1024 * 1024, "{} bytes", csv.len());
-    let request = epb::ImportExpertsRequest {
-        request_id: String::new(),
-        format: epb::RosterFormat::Csv as i32,
-        content: csv,
-        validate_only: false,
-    };
+    let request = roster(epb::RosterFormat::Csv, csv);
     let admin = r.client(Role::RegistryAdmin);
 
     // One message cannot carry it.
@@ -428,16 +406,14 @@ async fn a_roster_larger_than_one_message_imports_in_one_streamed_call_and_one_l
 async fn a_streamed_import_checks_the_role_first_and_wants_the_request_first() {
     let r = spawn_registry(DrawPolicy::default()).await;
     r.category("software").await;
-    let request = epb::ImportExpertsRequest {
-        request_id: String::new(),
-        format: epb::RosterFormat::Csv as i32,
-        content: format!(
+    let request = roster(
+        epb::RosterFormat::Csv,
+        format!(
             "{HEADER}\n{}\n",
             line("s-1", "software", "13800000001", &id_number(1))
         )
         .into_bytes(),
-        validate_only: false,
-    };
+    );
     for role in [
         Role::Office,
         Role::Inspector,
@@ -534,12 +510,7 @@ async fn an_import_sent_while_another_is_on_its_way_is_refused_not_queued() {
         line("q-1", "software", "13800000001", &id_number(1))
     )
     .into_bytes();
-    let request = epb::ImportExpertsRequest {
-        request_id: String::new(),
-        format: epb::RosterFormat::Csv as i32,
-        content: Vec::new(),
-        validate_only: false,
-    };
+    let request = roster(epb::RosterFormat::Csv, Vec::new());
     let admin = r.client(Role::RegistryAdmin);
     let dry_run = epb::ImportExpertsRequest {
         content: content.clone(),

@@ -25,7 +25,7 @@ use govit_proto::experts::v1 as pb;
 use serde_json::Value;
 use sqlx::{AssertSqlSafe, Row};
 
-use crate::{ExpertsService, internal, validation as check};
+use crate::{ExpertsService, internal, store::value_rows, validation as check};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct EntryRow {
@@ -98,20 +98,10 @@ pub async fn append_many(tx: &mut Tx, entries: Vec<Value>) -> anyhow::Result<()>
     let first = size - count;
     let rows_per = Backend::of_connection(tx).rows_per_statement(4);
     for (c, chunk) in texts.chunks(rows_per).enumerate() {
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                format!(
-                    "(${}, ${}, ${}, NULL, ${})",
-                    4 * i + 1,
-                    4 * i + 2,
-                    4 * i + 3,
-                    4 * i + 4
-                )
-            })
-            .collect();
+        // No draw_id: an import's entries belong to no draw.
         let sql = format!(
-            "INSERT INTO log_entries (idx, entry, leaf_hash, draw_id, create_time) VALUES {}",
-            rows.join(", ")
+            "INSERT INTO log_entries (idx, entry, leaf_hash, create_time) VALUES {}",
+            value_rows(chunk.len(), 4)
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for (i, text) in chunk.iter().enumerate() {
@@ -141,12 +131,9 @@ async fn store_nodes(tx: &mut Tx, index: u64, leaf: Hash) -> anyhow::Result<()> 
 
 async fn insert_nodes(tx: &mut Tx, made: &[(NodeId, Hash)]) -> anyhow::Result<()> {
     for chunk in made.chunks(Backend::of_connection(tx).rows_per_statement(3)) {
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
-            .collect();
         let sql = format!(
             "INSERT INTO log_nodes (level, idx, hash) VALUES {}",
-            rows.join(", ")
+            value_rows(chunk.len(), 3)
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for (id, hash) in chunk {

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, Row};
 use tokio_stream::StreamExt;
 
-use super::{Store, internal, placeholders};
+use super::{Store, internal, placeholders, value_rows};
 use crate::{
     experts::ExpertEvent,
     model::{ExpertFull, ExpertRow, PoolMember, SelectionRole},
@@ -192,7 +192,15 @@ impl Store {
             experts.iter().partition(|(_, expected)| expected.is_none());
         let backend = Backend::of_connection(tx);
         for chunk in new.chunks(backend.rows_per_statement(21)) {
-            insert_expert_rows(tx, chunk.iter().map(|(e, _)| &e.row)).await?;
+            match insert_expert_rows(tx, chunk.iter().map(|(e, _)| &e.row)).await {
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(ServiceError::Aborted(
+                        "another call created some of these experts meanwhile; send the roster again"
+                            .into(),
+                    ));
+                }
+                other => other?,
+            }
         }
         for chunk in existing.chunks(backend.rows_per_statement(16)) {
             let rows: Vec<(&ExpertRow, i64)> = chunk
@@ -222,12 +230,9 @@ impl Store {
             .flat_map(|(e, _)| e.categories.iter().map(move |c| (c, &e.row.id)))
             .collect();
         for chunk in pairs.chunks(backend.rows_per_statement(2)) {
-            let rows: Vec<String> = (0..chunk.len())
-                .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
-                .collect();
             let sql = format!(
                 "INSERT INTO expert_categories (category, expert_id) VALUES {}",
-                rows.join(", ")
+                value_rows(chunk.len(), 2)
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for (category, id) in chunk {
@@ -352,30 +357,20 @@ impl Store {
     }
 }
 
-/// Inserts rows in one statement. A unique violation means another call created one of them
-/// after the caller read the pool: the caller should read it again.
+/// Inserts rows in one statement; the caller says what a unique violation means.
 async fn insert_expert_rows<'a>(
     tx: &mut Tx,
     rows: impl ExactSizeIterator<Item = &'a ExpertRow>,
-) -> ServiceResult<()> {
-    const COLUMNS: usize = 21;
-    let values: Vec<String> = (0..rows.len())
-        .map(|i| format!("({})", placeholders(i * COLUMNS + 1, COLUMNS)))
-        .collect();
+) -> Result<(), sqlx::Error> {
     let sql = format!(
         "INSERT INTO experts ({EXPERT_COLUMNS}) VALUES {}",
-        values.join(", ")
+        value_rows(rows.len(), 21)
     );
     let mut query = sqlx::query(AssertSqlSafe(sql));
     for r in rows {
         query = bind_expert_row(query, r);
     }
-    match query.execute(&mut **tx).await {
-        Err(e) if is_unique_violation(&e) => Err(ServiceError::Aborted(
-            "another call created some of these experts meanwhile; send the roster again".into(),
-        )),
-        other => other.map(drop).map_err(Into::into),
-    }
+    query.execute(&mut **tx).await.map(drop)
 }
 
 /// Binds every column of [`EXPERT_COLUMNS`], in order.
@@ -408,14 +403,7 @@ fn bind_expert_row<'q>(
 }
 
 async fn insert_expert_row(tx: &mut Tx, r: &ExpertRow) -> ServiceResult<()> {
-    let sql = format!(
-        "INSERT INTO experts ({EXPERT_COLUMNS}) VALUES ({})",
-        placeholders(1, 21)
-    );
-    let inserted = bind_expert_row(sqlx::query(AssertSqlSafe(sql)), r)
-        .execute(&mut **tx)
-        .await;
-    match inserted {
+    match insert_expert_rows(tx, std::iter::once(r)).await {
         Err(e) if is_unique_violation(&e) => Err(ServiceError::AlreadyExists {
             resource_type: "expert",
             name: format!("experts/{}", r.id),

@@ -19,6 +19,14 @@ fn internal(e: anyhow::Error) -> ServiceError {
     ServiceError::Internal(e)
 }
 
+/// `($1, $2), ($3, $4), …`: `rows` rows of `columns` parameters for a multi-row VALUES.
+pub fn value_rows(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|i| format!("({})", placeholders(i * columns + 1, columns)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `$start, $start+1, …` for an IN list of `n` values.
 pub fn placeholders(start: usize, n: usize) -> String {
     (start..start + n)
