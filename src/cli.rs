@@ -230,7 +230,7 @@ pub enum Command {
         #[command(subcommand)]
         command: ReportCommand,
     },
-    /// Walks a project from application to acceptance against a running `govit up`.
+    /// Walks a project from application to operation against a running `govit up`.
     Demo {
         #[arg(
             long,

@@ -109,6 +109,7 @@ pub struct SupervisionFileConfig {
     pub evaluation_weights: Option<[i32; 3]>,
     pub review_deadline_working_days: Option<u32>,
     pub override_approvers: Option<u32>,
+    pub stable_operation_months: Option<u32>,
 }
 
 fn basis_points(percent: f64) -> anyhow::Result<i64> {
@@ -545,6 +546,13 @@ fn supervision_policy(
     if let Some(n) = sup.override_approvers {
         anyhow::ensure!((1..=2).contains(&n), "override_approvers must be 1 or 2");
         supervision.override_approvers = n;
+    }
+    if let Some(months) = sup.stable_operation_months {
+        anyhow::ensure!(
+            months <= 120,
+            "stable_operation_months must be at most 120 (ten years)"
+        );
+        supervision.stable_operation_months = months;
     }
     Ok(supervision)
 }

@@ -184,19 +184,20 @@ pub async fn run(t: &Targets, out: &mut impl Write) -> anyhow::Result<Outcome> {
     };
     writeln!(
         d.out,
-        "govit demo: one project from application to acceptance\n"
+        "govit demo: one project from application to operation\n"
     )?;
     pool::seed_pool(&mut d).await?;
     let firms = d.register_organizations(suffix).await?;
     let p = d.apply().await?;
     let (p, first) = d.preliminary_review(p).await?;
     let p = d.plan_and_tender(p, &firms).await?;
-    let (p, second) = d.acceptance(p).await?;
+    let (p, second) = d.acceptance(p, &firms).await?;
+    let p = d.start_operation(p).await?;
     d.publish_commendation(&p, &firms).await?;
     let events = d.audit_trail(&p).await?;
     writeln!(
         d.out,
-        "\nDone: {} went from DRAFT to ACCEPTED through two drawn, witnessed and verified panels.",
+        "\nDone: {} went from DRAFT to IN_OPERATION through two drawn, witnessed and verified panels.",
         p.code
     )?;
     Ok(Outcome {
@@ -211,6 +212,45 @@ pub async fn run(t: &Targets, out: &mut impl Write) -> anyhow::Result<Outcome> {
 struct Firms {
     contractor: String,
     supervision: String,
+    design: String,
+}
+
+/// What the demo's feasibility study promises, one indicator per dimension.
+fn promised_indicators() -> Vec<pb::PromisedIndicator> {
+    let indicator = |dimension: pb::EvaluationDimension,
+                     name: &str,
+                     unit: &str,
+                     target: f64,
+                     direction: pb::IndicatorDirection| pb::PromisedIndicator {
+        dimension: dimension as i32,
+        name: name.into(),
+        unit: unit.into(),
+        target,
+        direction: direction as i32,
+    };
+    vec![
+        indicator(
+            pb::EvaluationDimension::EngineeringQuality,
+            "availability",
+            "%",
+            99.9,
+            pb::IndicatorDirection::AtLeast,
+        ),
+        indicator(
+            pb::EvaluationDimension::OperatingState,
+            "bureaus exchanging data",
+            "bureaus",
+            40.0,
+            pb::IndicatorDirection::AtLeast,
+        ),
+        indicator(
+            pb::EvaluationDimension::InvestmentBenefit,
+            "yearly operating cost",
+            "10,000 yuan",
+            60.0,
+            pb::IndicatorDirection::AtMost,
+        ),
+    ]
 }
 
 fn software_and_network_panel() -> Vec<pb::PanelRequirement> {
@@ -244,6 +284,8 @@ impl<W: Write> Demo<'_, W> {
                 .context("credit code")?,
             supervision: uscc::with_check_character(&format!("91650100MA81{suffix:05}"))
                 .context("credit code")?,
+            design: uscc::with_check_character(&format!("91650100MA82{suffix:05}"))
+                .context("credit code")?,
         };
         let mut office = self.projects(Role::Office)?;
         for (code, name, kind) in [
@@ -261,6 +303,11 @@ impl<W: Write> Demo<'_, W> {
                 &firms.supervision,
                 "Kunlun Supervision Co.",
                 pb::OrganizationKind::SupervisionFirm,
+            ),
+            (
+                &firms.design,
+                "Xinjiang Design Institute",
+                pb::OrganizationKind::DesignFirm,
             ),
         ] {
             office
@@ -283,7 +330,7 @@ impl<W: Write> Demo<'_, W> {
     /// The applicant creates the project, uploads its documents and submits it.
     async fn apply(&mut self) -> anyhow::Result<pb::Project> {
         let mut applicant = self.projects(Role::Applicant)?;
-        let today = chrono::Utc::now().date_naive();
+        let today = govit_platform::time::beijing_today();
         let p = applicant
             .create_project(pb::CreateProjectRequest {
                 request_id: String::new(),
@@ -297,14 +344,17 @@ impl<W: Write> Demo<'_, W> {
                     estimated_investment_fen: 280_000_000,
                     funding_source: pb::FundingSource::CityBudget as i32,
                     contacts: vec![lead_contact()],
+                    promised_indicators: promised_indicators(),
                     ..Default::default()
                 }),
             })
             .await?
             .into_inner();
         self.say(format!(
-            "The applicant created project {} \"{}\" (DRAFT), 2,800,000 yuan.",
-            p.code, p.display_name
+            "The applicant created project {} \"{}\" (DRAFT), 2,800,000 yuan, its feasibility study promising {} measurable indicators.",
+            p.code,
+            p.display_name,
+            p.promised_indicators.len()
         ))?;
         let form = self
             .upload(
@@ -388,6 +438,7 @@ impl<W: Write> Demo<'_, W> {
         p: pb::Project,
         firms: &Firms,
     ) -> anyhow::Result<pb::Project> {
+        let today = govit_platform::time::beijing_today();
         let mut applicant = self.projects(Role::Applicant)?;
         let mut office = self.projects(Role::Office)?;
         let plan = self
@@ -440,23 +491,47 @@ impl<W: Write> Demo<'_, W> {
                     contractor: format!("organizations/{}", firms.contractor),
                     supervision_firm: format!("organizations/{}", firms.supervision),
                     contract_amount_fen: 265_000_000,
-                    contract_date: date(chrono::Utc::now().date_naive()),
+                    contract_date: date(today),
+                    method: pb::TenderMethod::Open as i32,
+                    method_justification: String::new(),
+                    design_firm: format!("organizations/{}", firms.design),
+                    announcement_date: date(today),
+                    standards: Some(pb::ConstructionStandards {
+                        design: vec!["GB/T 22239-2019 网络安全等级保护基本要求".into()],
+                        construction: vec!["GB 50174-2017 数据中心设计规范".into()],
+                        supervision: vec!["GB/T 19668.1-2014 信息技术服务 监理".into()],
+                    }),
                 }),
             })
             .await?
             .into_inner();
-        self.say(format!("The plan was filed and recorded, the tender won by Tianshan Systems for 2,650,000 yuan: {}.", state(&p)))?;
+        self.say(format!("The plan was filed and recorded; by open tender against the national standards for security, data centres and IT supervision, Tianshan Systems won the contract for 2,650,000 yuan, designed by Xinjiang Design Institute: {}.", state(&p)))?;
         Ok(p)
     }
 
-    /// Acceptance requested, started with a panel, and passed.
-    async fn acceptance(&mut self, p: pb::Project) -> anyhow::Result<(pb::Project, spb::Review)> {
+    /// Acceptance requested with its report, started with a panel and the units taking part,
+    /// and passed.
+    async fn acceptance(
+        &mut self,
+        p: pb::Project,
+        firms: &Firms,
+    ) -> anyhow::Result<(pb::Project, spb::Review)> {
+        let report = self
+            .upload(
+                &p.name,
+                pb::DocumentKind::AcceptanceReport,
+                0,
+                "acceptance-report.pdf",
+                "construction summary, test and security assessment reports",
+            )
+            .await?;
         let p = self
             .projects(Role::Applicant)?
             .request_acceptance(pb::RequestAcceptanceRequest {
                 request_id: String::new(),
                 name: p.name.clone(),
                 etag: p.etag,
+                acceptance_report: report.name,
             })
             .await?
             .into_inner();
@@ -471,11 +546,20 @@ impl<W: Write> Demo<'_, W> {
                     count: 3,
                     alternates: 1,
                 }],
+                participating_units: [
+                    &self.applicant_org,
+                    &firms.contractor,
+                    &firms.supervision,
+                    &firms.design,
+                ]
+                .iter()
+                .map(|code| format!("organizations/{code}"))
+                .collect(),
             })
             .await?
             .into_inner();
         self.say(format!(
-            "After construction the applicant requested acceptance; office started it: {}.",
+            "After construction the applicant requested acceptance with its report; office started it with the applying unit, the contractor, the supervision firm and the design institute taking part: {}.",
             state(&p)
         ))?;
         let review = self
@@ -497,9 +581,49 @@ impl<W: Write> Demo<'_, W> {
         Ok((p, review))
     }
 
+    /// Office puts the accepted system into operation; its post-evaluation opens after the
+    /// stable period.
+    async fn start_operation(&mut self, p: pb::Project) -> anyhow::Result<pb::Project> {
+        let p = self
+            .projects(Role::Office)?
+            .start_operation(pb::StartOperationRequest {
+                request_id: String::new(),
+                name: p.name.clone(),
+                etag: p.etag,
+                operation_start_date: None,
+            })
+            .await?
+            .into_inner();
+        let day = |d: &Option<Date>| {
+            d.as_ref()
+                .map(|d| format!("{}-{:02}-{:02}", d.year, d.month, d.day))
+                .unwrap_or_default()
+        };
+        let promised: Vec<String> = p
+            .promised_indicators
+            .iter()
+            .map(|i| {
+                let at = if i.direction == pb::IndicatorDirection::AtMost as i32 {
+                    "at most"
+                } else {
+                    "at least"
+                };
+                format!("{} {at} {} {}", i.name, i.target, i.unit)
+            })
+            .collect();
+        self.say(format!(
+            "Office put the system into operation on {}: {}. After the stable period its post-evaluation opens on {}, measuring what the study promised: {}.",
+            day(&p.operation_start_date),
+            state(&p),
+            day(&p.post_evaluation_open_date),
+            promised.join("; ")
+        ))?;
+        Ok(p)
+    }
+
     /// Office commends the contractor, and anyone reads the published notice without a token.
     async fn publish_commendation(&mut self, p: &pb::Project, firms: &Firms) -> anyhow::Result<()> {
-        let today = chrono::Utc::now().date_naive();
+        let today = govit_platform::time::beijing_today();
         self.projects(Role::Office)?
             .create_organization_notice(pb::CreateOrganizationNoticeRequest {
                 request_id: String::new(),

@@ -546,7 +546,10 @@ async fn govit_up_serves_mutual_tls_and_its_services_call_each_other_over_it() {
     // asks scheduling, scheduling asks the registry, outcomes come back) over mutual TLS.
     let printed = run_demo(&flags[6..], [https(0), https(1), https(2)]);
     up.stop();
-    assert!(printed.contains("went from DRAFT to ACCEPTED"), "{printed}");
+    assert!(
+        printed.contains("went from DRAFT to IN_OPERATION"),
+        "{printed}"
+    );
 }
 
 /// The body of `GET http://{addr}{path}`.

@@ -8,7 +8,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::LazyLock, time::Duration};
 use govit_platform::{
     Authenticator, Role, VerificationKey, auth::mint_hs256, server::ServerOptions, uscc,
 };
-use govit_projects::{ProjectsConfig, ProjectsService};
+use govit_projects::{ProjectsConfig, ProjectsService, SupervisionPolicy};
 use govit_proto::projects::v1::{self as pb, project_service_client::ProjectServiceClient};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::{
@@ -72,6 +72,7 @@ pub struct TestApp {
     pub database_url: String,
     pub blob_dir: PathBuf,
     pub max_document_bytes: u64,
+    pub supervision: SupervisionPolicy,
     pub options: ServerOptions,
     _dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
@@ -99,6 +100,21 @@ pub struct Options {
     pub max_document_bytes: u64,
     pub cors_origins: Vec<String>,
     pub reflection: bool,
+    pub supervision: SupervisionPolicy,
+}
+
+impl Options {
+    /// A deployment that lets a post-evaluation follow operation at once, for tests that walk
+    /// a project to its end within a day.
+    pub fn no_stable_period() -> Options {
+        Options {
+            supervision: SupervisionPolicy {
+                stable_operation_months: 0,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
 }
 
 impl Default for Options {
@@ -107,6 +123,7 @@ impl Default for Options {
             max_document_bytes: 1024 * 1024,
             cors_origins: vec!["https://office.example".into()],
             reflection: true,
+            supervision: SupervisionPolicy::default(),
         }
     }
 }
@@ -128,10 +145,17 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let mut app = TestApp {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         channel: Channel::from_static("http://127.0.0.1:1").connect_lazy(),
-        service: open(&database_url, &blob_dir, options.max_document_bytes).await,
+        service: open(
+            &database_url,
+            &blob_dir,
+            options.max_document_bytes,
+            options.supervision.clone(),
+        )
+        .await,
         database_url,
         blob_dir,
         max_document_bytes: options.max_document_bytes,
+        supervision: options.supervision,
         options: server_options,
         _dir: dir,
         shutdown: None,
@@ -149,12 +173,17 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     app
 }
 
-async fn open(database_url: &str, blob_dir: &std::path::Path, max: u64) -> ProjectsService {
+async fn open(
+    database_url: &str,
+    blob_dir: &std::path::Path,
+    max: u64,
+    supervision: SupervisionPolicy,
+) -> ProjectsService {
     ProjectsService::open(&ProjectsConfig {
         database_url: database_url.to_owned(),
         blob_dir: blob_dir.to_owned(),
         max_document_bytes: max,
-        supervision: Default::default(),
+        supervision,
     })
     .await
     .expect("open projects service")
@@ -197,7 +226,13 @@ impl TestApp {
             handle.await.unwrap().unwrap();
         }
         self.service.db().pool.close().await;
-        self.service = open(&self.database_url, &self.blob_dir, self.max_document_bytes).await;
+        self.service = open(
+            &self.database_url,
+            &self.blob_dir,
+            self.max_document_bytes,
+            self.supervision.clone(),
+        )
+        .await;
         self.start().await;
     }
 
@@ -270,6 +305,38 @@ pub fn date(year: i32, month: i32, day: i32) -> Option<govit_proto::google::r#ty
     Some(govit_proto::google::r#type::Date { year, month, day })
 }
 
+/// Today in Beijing, as the services date what happens.
+pub fn today() -> Option<govit_proto::google::r#type::Date> {
+    use chrono::Datelike;
+    let d = govit_platform::time::beijing_today();
+    date(d.year(), d.month() as i32, d.day() as i32)
+}
+
+/// A tender result as the notice asks for it: open tender announced 2026-01-20 and signed
+/// 2026-02-20, the design firm `designer`.
+pub fn tender_result(
+    contractor: &str,
+    firm: &str,
+    designer: &str,
+    contract_amount_fen: i64,
+) -> pb::TenderResult {
+    pb::TenderResult {
+        contractor: org_name(contractor),
+        supervision_firm: org_name(firm),
+        contract_amount_fen,
+        contract_date: date(2026, 2, 20),
+        method: pb::TenderMethod::Open as i32,
+        method_justification: String::new(),
+        design_firm: org_name(designer),
+        announcement_date: date(2026, 1, 20),
+        standards: Some(pb::ConstructionStandards {
+            design: vec!["GB/T 22239-2019 网络安全等级保护基本要求".into()],
+            construction: vec!["GB 50174-2017 数据中心设计规范".into()],
+            supervision: vec!["GB/T 19668.1-2014 信息技术服务 监理".into()],
+        }),
+    }
+}
+
 pub fn new_project(applicant_code: &str) -> pb::Project {
     pb::Project {
         display_name: "City e-government cloud, phase II".into(),
@@ -281,8 +348,29 @@ pub fn new_project(applicant_code: &str) -> pb::Project {
         estimated_investment_fen: 125_000_000, // 1,250,000 yuan
         funding_source: pb::FundingSource::CityBudget as i32,
         contacts: vec![contact()],
+        promised_indicators: promised_indicators(),
         ..Default::default()
     }
+}
+
+/// What the test project's feasibility study promises.
+pub fn promised_indicators() -> Vec<pb::PromisedIndicator> {
+    vec![
+        pb::PromisedIndicator {
+            dimension: pb::EvaluationDimension::EngineeringQuality as i32,
+            name: "availability".into(),
+            unit: "%".into(),
+            target: 99.9,
+            direction: pb::IndicatorDirection::AtLeast as i32,
+        },
+        pb::PromisedIndicator {
+            dimension: pb::EvaluationDimension::OperatingState as i32,
+            name: "median response time".into(),
+            unit: "seconds".into(),
+            target: 2.0,
+            direction: pb::IndicatorDirection::AtMost as i32,
+        },
+    ]
 }
 
 pub async fn draft(app: &TestApp) -> pb::Project {
@@ -409,6 +497,16 @@ pub fn evaluation(name: &str, etag: &str, report: &str) -> pb::RecordPostEvaluat
             achieved: "86%".into(),
         }],
         report_document: report.to_owned(),
+        measured: vec![
+            pb::MeasuredIndicator {
+                name: "availability".into(),
+                actual: 99.95,
+            },
+            pb::MeasuredIndicator {
+                name: "median response time".into(),
+                actual: 2.4,
+            },
+        ],
     }
 }
 
@@ -653,10 +751,11 @@ pub async fn under_construction(app: &TestApp) -> pb::Project {
 pub async fn under_construction_for(app: &TestApp, contract_amount_fen: i64) -> pb::Project {
     let office = app.client(Role::Office);
     let applicant = app.client(Role::Applicant);
-    let (contractor, firm) = (credit_code(2), credit_code(3));
+    let (contractor, firm, designer) = (credit_code(2), credit_code(3), credit_code(4));
     for (code, kind) in [
         (&contractor, pb::OrganizationKind::Contractor),
         (&firm, pb::OrganizationKind::SupervisionFirm),
+        (&designer, pb::OrganizationKind::DesignFirm),
     ] {
         let exists = office
             .clone()
@@ -737,12 +836,12 @@ pub async fn under_construction_for(app: &TestApp, contract_amount_fen: i64) -> 
             request_id: String::new(),
             name: p.name.clone(),
             etag: p.etag,
-            result: Some(pb::TenderResult {
-                contractor: org_name(&contractor),
-                supervision_firm: org_name(&firm),
+            result: Some(tender_result(
+                &contractor,
+                &firm,
+                &designer,
                 contract_amount_fen,
-                contract_date: date(2026, 2, 20),
-            }),
+            )),
         })
         .await
         .unwrap()
@@ -1184,4 +1283,74 @@ pub async fn until_answer_kept(db: &govit_platform::Db, method: &str) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("{method} never kept its answer");
+}
+
+/// A project taken on from UNDER_CONSTRUCTION: acceptance requested with its report, started
+/// with the contractor and the supervision firm, passed, and operation started today.
+pub async fn in_operation(app: &TestApp) -> pb::Project {
+    let applicant = app.client(Role::Applicant);
+    let office = app.client(Role::Office);
+    let p = under_construction(app).await;
+    let contract = p.tender_result.clone().unwrap();
+    let report = upload(
+        &applicant,
+        &p.name,
+        pb::DocumentKind::AcceptanceReport,
+        0,
+        b"%PDF acceptance report",
+        "",
+    )
+    .await
+    .unwrap();
+    let p = applicant
+        .clone()
+        .request_acceptance(pb::RequestAcceptanceRequest {
+            request_id: String::new(),
+            name: p.name.clone(),
+            etag: p.etag,
+            acceptance_report: report.name,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let p = office
+        .clone()
+        .start_acceptance(pb::StartAcceptanceRequest {
+            request_id: String::new(),
+            name: p.name.clone(),
+            etag: p.etag,
+            panel: vec![pb::PanelRequirement {
+                category: "software".into(),
+                count: 3,
+                alternates: 1,
+            }],
+            participating_units: vec![contract.contractor, contract.supervision_firm],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let p = app
+        .client(Role::Service)
+        .record_review_outcome(pb::RecordReviewOutcomeRequest {
+            name: p.name.clone(),
+            etag: String::new(),
+            review: format!("reviews/r-acceptance-{}", p.code),
+            stage: pb::ReviewStage::Acceptance as i32,
+            decision: pb::ReviewDecision::Passed as i32,
+            summary: "passed".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    office
+        .clone()
+        .start_operation(pb::StartOperationRequest {
+            request_id: String::new(),
+            name: p.name.clone(),
+            etag: p.etag,
+            operation_start_date: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
 }

@@ -40,13 +40,15 @@ async fn outcome(
 
 #[tokio::test]
 async fn a_project_walks_from_draft_to_closed_and_the_audit_trail_tells_it() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(Options::no_stable_period()).await;
     let applicant = app.client(Role::Applicant);
     let office = app.client(Role::Office);
     let contractor = credit_code(2);
     let firm = credit_code(3);
     create_org(&office, &contractor, pb::OrganizationKind::Contractor).await;
     create_org(&office, &firm, pb::OrganizationKind::SupervisionFirm).await;
+    let designer = credit_code(4);
+    create_org(&office, &designer, pb::OrganizationKind::DesignFirm).await;
 
     let p = draft(&app).await;
     assert_eq!(state(&p), S::Draft);
@@ -181,14 +183,17 @@ async fn a_project_walks_from_draft_to_closed_and_the_audit_trail_tells_it() {
         .unwrap()
         .into_inner();
     assert_eq!(state(&p), S::Tendering);
-    let result = pb::TenderResult {
-        contractor: org_name(&contractor),
-        supervision_firm: org_name(&firm),
-        contract_amount_fen: 118_000_000, // 1,180,000 yuan
-        contract_date: date(2026, 2, 20),
-    };
-    // The applying unit cannot award the contract, or the supervision, to itself.
+    // 1,180,000 yuan, by open tender.
+    let result = tender_result(&contractor, &firm, &designer, 118_000_000);
+    // The applying unit cannot award the contract, the design or the supervision to itself.
     for (field, own) in [
+        (
+            "result.design_firm",
+            pb::TenderResult {
+                design_firm: org_name(&app.applicant_code),
+                ..result.clone()
+            },
+        ),
         (
             "result.contractor",
             pb::TenderResult {
@@ -216,6 +221,98 @@ async fn a_project_walks_from_draft_to_closed_and_the_audit_trail_tells_it() {
             .unwrap_err();
         assert_eq!(violated_fields(&refused), [field]);
     }
+    // What the notice asks a tender to record, each refused on its own field.
+    let yesterday = govit_platform::time::beijing_today() - chrono::Duration::days(1);
+    let tomorrow = govit_platform::time::beijing_today() + chrono::Duration::days(1);
+    let as_date = |d: chrono::NaiveDate| {
+        use chrono::Datelike;
+        date(d.year(), d.month() as i32, d.day() as i32)
+    };
+    let single_source = pb::TenderResult {
+        method: pb::TenderMethod::SingleSource as i32,
+        ..result.clone()
+    };
+    let mut no_standards = result.clone();
+    no_standards.standards.as_mut().unwrap().supervision.clear();
+    for (field, incomplete) in [
+        (
+            "result.method",
+            pb::TenderResult {
+                method: 0,
+                ..result.clone()
+            },
+        ),
+        ("result.method_justification", single_source.clone()),
+        (
+            "result.design_firm",
+            pb::TenderResult {
+                design_firm: String::new(),
+                ..result.clone()
+            },
+        ),
+        (
+            "result.design_firm",
+            pb::TenderResult {
+                design_firm: org_name(&firm),
+                ..result.clone()
+            },
+        ),
+        (
+            "result.announcement_date",
+            pb::TenderResult {
+                announcement_date: None,
+                ..result.clone()
+            },
+        ),
+        (
+            "result.announcement_date",
+            pb::TenderResult {
+                announcement_date: today(),
+                contract_date: as_date(yesterday),
+                ..result.clone()
+            },
+        ),
+        (
+            "result.contract_date",
+            pb::TenderResult {
+                contract_date: as_date(tomorrow),
+                ..result.clone()
+            },
+        ),
+        ("result.standards.supervision", no_standards),
+    ] {
+        let refused = applicant
+            .clone()
+            .record_tender_result(pb::RecordTenderResultRequest {
+                request_id: String::new(),
+                name: p.name.clone(),
+                etag: p.etag.clone(),
+                result: Some(incomplete),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{field}");
+        assert!(
+            violated_fields(&refused).contains(&field.to_owned()),
+            "{field}: {:?}",
+            violated_fields(&refused)
+        );
+    }
+    // An unregistered design firm is not found, as a missing contractor is.
+    let refused = applicant
+        .clone()
+        .record_tender_result(pb::RecordTenderResultRequest {
+            request_id: String::new(),
+            name: p.name.clone(),
+            etag: p.etag.clone(),
+            result: Some(pb::TenderResult {
+                design_firm: org_name(&credit_code(99)),
+                ..result.clone()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::NotFound);
     // A contract above the approved budget is refused; the project stays in tendering.
     assert!(p.approved_budget_fen > 0);
     let refused = applicant
@@ -257,12 +354,24 @@ async fn a_project_walks_from_draft_to_closed_and_the_audit_trail_tells_it() {
     assert_eq!(state(&p), S::UnderConstruction);
     assert_eq!(p.tender_result, Some(result));
 
+    let acceptance_report = upload(
+        &applicant,
+        &p.name,
+        pb::DocumentKind::AcceptanceReport,
+        0,
+        b"%PDF acceptance",
+        "",
+    )
+    .await
+    .unwrap();
+    let units = vec![org_name(&contractor), org_name(&firm), org_name(&designer)];
     let p = applicant
         .clone()
         .request_acceptance(pb::RequestAcceptanceRequest {
             request_id: String::new(),
             name: p.name.clone(),
             etag: p.etag,
+            acceptance_report: acceptance_report.name.clone(),
         })
         .await
         .unwrap()
@@ -274,6 +383,7 @@ async fn a_project_walks_from_draft_to_closed_and_the_audit_trail_tells_it() {
             name: p.name.clone(),
             etag: p.etag,
             panel: panel(),
+            participating_units: units.clone(),
         })
         .await
         .unwrap()
@@ -294,6 +404,7 @@ async fn a_project_walks_from_draft_to_closed_and_the_audit_trail_tells_it() {
             request_id: String::new(),
             name: p.name.clone(),
             etag: p.etag,
+            acceptance_report: acceptance_report.name.clone(),
         })
         .await
         .unwrap()
@@ -305,10 +416,18 @@ async fn a_project_walks_from_draft_to_closed_and_the_audit_trail_tells_it() {
             name: p.name.clone(),
             etag: p.etag,
             panel: panel(),
+            participating_units: units.clone(),
         })
         .await
         .unwrap()
         .into_inner();
+    assert_eq!(
+        p.acceptance,
+        Some(pb::AcceptanceRecord {
+            report_document: acceptance_report.name.clone(),
+            participating_units: units.clone(),
+        })
+    );
     let p = outcome(
         &app,
         &p,
@@ -324,10 +443,14 @@ async fn a_project_walks_from_draft_to_closed_and_the_audit_trail_tells_it() {
             request_id: String::new(),
             name: p.name.clone(),
             etag: p.etag,
+            operation_start_date: None,
         })
         .await
         .unwrap()
         .into_inner();
+    // With no stable period configured, post-evaluation opens the day operation starts.
+    assert_eq!(p.operation_start_date, today());
+    assert_eq!(p.post_evaluation_open_date, today());
     let report = upload(
         &office,
         &p.name,
@@ -346,6 +469,23 @@ async fn a_project_walks_from_draft_to_closed_and_the_audit_trail_tells_it() {
         .into_inner();
     assert_eq!(state(&p), S::PostEvaluated);
     let e = p.post_evaluation.clone().unwrap();
+    // Each promised indicator beside its measure: availability met, response time not.
+    let promised = promised_indicators();
+    assert_eq!(
+        e.indicators,
+        [
+            pb::IndicatorResult {
+                promised: Some(promised[0].clone()),
+                actual: 99.95,
+                met: true,
+            },
+            pb::IndicatorResult {
+                promised: Some(promised[1].clone()),
+                actual: 2.4,
+                met: false,
+            },
+        ]
+    );
     // 0.4 × 92 + 0.3 × 85 + 0.3 × 78 = 85.70: GOOD.
     assert_eq!(e.weighted_score_centi, 8570);
     assert_eq!(e.grade, pb::EvaluationGrade::Good as i32);
@@ -379,6 +519,7 @@ async fn a_project_walks_from_draft_to_closed_and_the_audit_trail_tells_it() {
             "RecordImplementationPlan",
             "StartTendering",
             "RecordTenderResult",
+            "UploadDocument",
             "RequestAcceptance",
             "StartAcceptance",
             "RecordReviewOutcome",
@@ -616,6 +757,7 @@ async fn every_illegal_transition_is_refused_and_changes_nothing() {
                     request_id: String::new(),
                     name: n.clone(),
                     etag: e.clone(),
+                    acceptance_report: format!("{n}/documents/x"),
                 })
                 .await
                 .map(|r| r.into_inner()),
@@ -629,6 +771,7 @@ async fn every_illegal_transition_is_refused_and_changes_nothing() {
                     name: n.clone(),
                     etag: e.clone(),
                     panel: panel(),
+                    participating_units: vec![org_name(&app.applicant_code)],
                 })
                 .await
                 .map(|r| r.into_inner()),
@@ -641,6 +784,7 @@ async fn every_illegal_transition_is_refused_and_changes_nothing() {
                     request_id: String::new(),
                     name: n.clone(),
                     etag: e.clone(),
+                    operation_start_date: None,
                 })
                 .await
                 .map(|r| r.into_inner()),
@@ -843,4 +987,322 @@ async fn absurd_evaluation_scores_are_refused_not_overflowed() {
         violated_fields(&status),
         ["engineering_quality_score", "operating_state_score"]
     );
+}
+
+/// A request for acceptance files the acceptance report; office names the units taking part;
+/// the system's operation starts a stable period before which no post-evaluation is recorded;
+/// and a post-evaluation measures every indicator the feasibility study promised.
+#[tokio::test]
+async fn acceptance_needs_its_report_and_units_and_evaluation_waits_for_stable_operation() {
+    let app = spawn_app().await;
+    let applicant = app.client(Role::Applicant);
+    let office = app.client(Role::Office);
+    let p = under_construction(&app).await;
+    let contract = p.tender_result.clone().unwrap();
+    let request = |report: &str| pb::RequestAcceptanceRequest {
+        request_id: String::new(),
+        name: p.name.clone(),
+        etag: p.etag.clone(),
+        acceptance_report: report.to_owned(),
+    };
+    // No report, a report of another project, a document that is not an acceptance report.
+    let refused = applicant
+        .clone()
+        .request_acceptance(request(""))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&refused), ["acceptance_report"]);
+    let refused = applicant
+        .clone()
+        .request_acceptance(request("projects/2020-0001/documents/x"))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&refused), ["acceptance_report"]);
+    let contract_document = upload(
+        &applicant,
+        &p.name,
+        pb::DocumentKind::Contract,
+        0,
+        b"%PDF contract",
+        "",
+    )
+    .await
+    .unwrap();
+    let refused = applicant
+        .clone()
+        .request_acceptance(request(&contract_document.name))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert_eq!(error_reason(&refused), "DOCUMENT_MISSING");
+    let report = upload(
+        &applicant,
+        &p.name,
+        pb::DocumentKind::AcceptanceReport,
+        0,
+        b"%PDF acceptance report",
+        "",
+    )
+    .await
+    .unwrap();
+    let p = applicant
+        .clone()
+        .request_acceptance(request(&report.name))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&p), S::AcceptanceRequested);
+    assert_eq!(p.acceptance.as_ref().unwrap().report_document, report.name);
+    let trail = events(&app, &p.name).await;
+    let filed = trail.last().unwrap();
+    assert_eq!(filed.action, "RequestAcceptance");
+    assert_eq!(filed.document_sha256, vec![report.sha256.clone()]);
+
+    let start = |units: Vec<String>| pb::StartAcceptanceRequest {
+        request_id: String::new(),
+        name: p.name.clone(),
+        etag: p.etag.clone(),
+        panel: panel(),
+        participating_units: units,
+    };
+    let (contractor, firm) = (
+        contract.contractor.clone(),
+        contract.supervision_firm.clone(),
+    );
+    for (units, field) in [
+        (vec![], "participating_units"),
+        (vec![contractor.clone()], "participating_units"),
+        (
+            vec![contractor.clone(), firm.clone(), contractor.clone()],
+            "participating_units[2]",
+        ),
+        (vec!["bureau of works".into()], "participating_units[0]"),
+    ] {
+        let refused = office
+            .clone()
+            .start_acceptance(start(units.clone()))
+            .await
+            .unwrap_err();
+        assert_eq!(violated_fields(&refused), [field], "{units:?}");
+    }
+    let unregistered = org_name(&credit_code(98));
+    let refused = office
+        .clone()
+        .start_acceptance(start(vec![
+            contractor.clone(),
+            firm.clone(),
+            unregistered.clone(),
+        ]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
+    let unchanged = get(&app, &p.name).await;
+    assert_eq!(state(&unchanged), S::AcceptanceRequested);
+    let units = vec![
+        org_name(&app.applicant_code),
+        contractor.clone(),
+        firm.clone(),
+    ];
+    let p = office
+        .clone()
+        .start_acceptance(start(units.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&p), S::UnderAcceptance);
+    assert_eq!(
+        p.acceptance,
+        Some(pb::AcceptanceRecord {
+            report_document: report.name.clone(),
+            participating_units: units,
+        })
+    );
+    let p = outcome(
+        &app,
+        &p,
+        "r-acceptance",
+        pb::ReviewStage::Acceptance,
+        pb::ReviewDecision::Passed,
+    )
+    .await;
+    assert_eq!(state(&p), S::Accepted);
+
+    // Operation cannot start in the future, nor before the contract was signed (2026-02-20).
+    let today = govit_platform::time::beijing_today();
+    let as_date = |d: chrono::NaiveDate| {
+        use chrono::Datelike;
+        date(d.year(), d.month() as i32, d.day() as i32)
+    };
+    let before_contract = chrono::NaiveDate::from_ymd_opt(2026, 2, 19).unwrap();
+    for day in [today + chrono::Duration::days(1), before_contract] {
+        let refused = office
+            .clone()
+            .start_operation(pb::StartOperationRequest {
+                request_id: String::new(),
+                name: p.name.clone(),
+                etag: p.etag.clone(),
+                operation_start_date: as_date(day),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(violated_fields(&refused), ["operation_start_date"], "{day}");
+    }
+    let p = office
+        .clone()
+        .start_operation(pb::StartOperationRequest {
+            request_id: String::new(),
+            name: p.name.clone(),
+            etag: p.etag.clone(),
+            operation_start_date: as_date(today),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&p), S::InOperation);
+    assert_eq!(p.operation_start_date, as_date(today));
+    // Six months by default.
+    let open = today.checked_add_months(chrono::Months::new(6)).unwrap();
+    assert_eq!(p.post_evaluation_open_date, as_date(open));
+
+    let evaluation_report = upload(
+        &office,
+        &p.name,
+        pb::DocumentKind::EvaluationReport,
+        0,
+        b"%PDF evaluation",
+        "",
+    )
+    .await
+    .unwrap();
+    let refused = office
+        .clone()
+        .record_post_evaluation(evaluation(&p.name, &p.etag, &evaluation_report.name))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert_eq!(error_reason(&refused), "STABLE_OPERATION_PERIOD");
+    assert!(refused.message().contains(&open.to_string()), "{refused:?}");
+    let unchanged = get(&app, &p.name).await;
+    assert_eq!(state(&unchanged), S::InOperation);
+    assert_eq!(unchanged.post_evaluation, None);
+}
+
+/// A post-evaluation measures every promised indicator once and nothing else.
+#[tokio::test]
+async fn a_post_evaluation_measures_every_promised_indicator() {
+    let app = spawn_app_with(Options::no_stable_period()).await;
+    let office = app.client(Role::Office);
+    let p = in_operation(&app).await;
+    let report = upload(
+        &office,
+        &p.name,
+        pb::DocumentKind::EvaluationReport,
+        0,
+        b"%PDF evaluation",
+        "",
+    )
+    .await
+    .unwrap();
+    let full = evaluation(&p.name, &p.etag, &report.name);
+    let mut missing = full.clone();
+    missing.measured.pop();
+    let mut unknown = full.clone();
+    unknown.measured.push(pb::MeasuredIndicator {
+        name: "citizen satisfaction".into(),
+        actual: 90.0,
+    });
+    let mut twice = full.clone();
+    twice.measured.push(full.measured[0].clone());
+    let mut infinite = full.clone();
+    infinite.measured[0].actual = f64::INFINITY;
+    for (request, field) in [
+        (missing, "measured"),
+        (unknown, "measured[2].name"),
+        (twice, "measured[2].name"),
+        (infinite, "measured[0].actual"),
+    ] {
+        let refused = office
+            .clone()
+            .record_post_evaluation(request)
+            .await
+            .unwrap_err();
+        assert_eq!(violated_fields(&refused), [field]);
+    }
+    assert_eq!(state(&get(&app, &p.name).await), S::InOperation);
+    let p = office
+        .clone()
+        .record_post_evaluation(full)
+        .await
+        .unwrap()
+        .into_inner();
+    let met: Vec<(String, bool)> = p
+        .post_evaluation
+        .unwrap()
+        .indicators
+        .into_iter()
+        .map(|i| (i.promised.unwrap().name, i.met))
+        .collect();
+    assert_eq!(
+        met,
+        [
+            ("availability".to_owned(), true),
+            ("median response time".to_owned(), false)
+        ]
+    );
+}
+
+/// Promised indicators are checked when the applicant writes them.
+#[tokio::test]
+async fn promised_indicators_are_complete_and_named_once() {
+    let app = spawn_app().await;
+    let p = draft(&app).await;
+    assert_eq!(p.promised_indicators, promised_indicators());
+    let mut indicators = promised_indicators();
+    indicators[1].name = indicators[0].name.clone();
+    indicators[0].direction = 0;
+    indicators.push(pb::PromisedIndicator {
+        target: f64::NAN,
+        ..promised_indicators()[0].clone()
+    });
+    indicators[2].name = "uptime".into();
+    indicators[2].unit = String::new();
+    let refused = app
+        .client(Role::Applicant)
+        .update_project(pb::UpdateProjectRequest {
+            project: Some(pb::Project {
+                promised_indicators: indicators,
+                ..p.clone()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["promised_indicators".into()],
+            }),
+        })
+        .await
+        .unwrap_err();
+    let mut fields = violated_fields(&refused);
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "project.promised_indicators[0].direction",
+            "project.promised_indicators[1].name",
+            "project.promised_indicators[2].target",
+            "project.promised_indicators[2].unit",
+        ]
+    );
+    let p = app
+        .client(Role::Applicant)
+        .update_project(pb::UpdateProjectRequest {
+            project: Some(pb::Project {
+                promised_indicators: vec![],
+                ..p.clone()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["promised_indicators".into()],
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(p.promised_indicators.is_empty());
 }

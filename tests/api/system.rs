@@ -258,7 +258,22 @@ async fn the_demo_walks_a_project_through_all_three_services() {
     worker.abort();
     outbox.abort();
     let text = String::from_utf8(printed).unwrap();
-    assert_eq!(outcome.project.state, S::Accepted as i32, "{text}");
+    assert_eq!(outcome.project.state, S::InOperation as i32, "{text}");
+    // The acceptance kept its report and who took part; operation opened the stable period.
+    let acceptance = outcome.project.acceptance.clone().unwrap();
+    assert!(
+        acceptance
+            .report_document
+            .starts_with(&outcome.project.name)
+    );
+    assert_eq!(acceptance.participating_units.len(), 4);
+    assert!(outcome.project.operation_start_date.is_some());
+    assert_ne!(
+        outcome.project.post_evaluation_open_date,
+        outcome.project.operation_start_date
+    );
+    assert!(text.contains("post-evaluation opens on"), "{text}");
+    assert!(text.contains("availability at least 99.9 %"), "{text}");
     let outcomes: Vec<&pb::ProjectEvent> = outcome
         .events
         .iter()

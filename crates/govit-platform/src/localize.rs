@@ -114,6 +114,10 @@ const CHINESE: &[(&str, &str)] = &[
         "合同金额超过批复的概算，请先申请概算调整并获批准",
     ),
     (
+        "STABLE_OPERATION_PERIOD",
+        "项目稳定运行期未满，尚不能进行后评价",
+    ),
+    (
         "REAPPROVAL_REQUIRED",
         "概算调整超过规定比例，需报原审批部门重新审批",
     ),

@@ -81,6 +81,9 @@ pub struct SupervisionPolicy {
     /// How many office users an override of a review's decision takes: 2 (one asks, another
     /// approves) or 1.
     pub override_approvers: u32,
+    /// Months of stable operation before a post-evaluation may be recorded, counted from the
+    /// day operation started.
+    pub stable_operation_months: u32,
 }
 
 impl Default for SupervisionPolicy {
@@ -91,6 +94,7 @@ impl Default for SupervisionPolicy {
             evaluation_weights: [40, 30, 30],
             review_deadline_working_days: 5,
             override_approvers: 2,
+            stable_operation_months: 6,
         }
     }
 }

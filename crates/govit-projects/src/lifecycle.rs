@@ -230,7 +230,10 @@ impl Action {
     pub fn needs_documents(self) -> bool {
         matches!(
             self,
-            Action::Submit | Action::FilePlan | Action::RecordPostEvaluation
+            Action::Submit
+                | Action::FilePlan
+                | Action::RequestAcceptance
+                | Action::RecordPostEvaluation
         )
     }
 

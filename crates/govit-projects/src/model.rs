@@ -57,6 +57,71 @@ pub struct PlanRec {
     pub plan_document: String,
 }
 
+/// What a tender recorded besides its parties, amount and date.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TenderRec {
+    /// The stored name of the method (`SINGLE_SOURCE`).
+    pub method: String,
+    pub method_justification: String,
+    /// The design firm's credit code.
+    pub design_firm: String,
+    /// Stored date (`2026-02-01`).
+    pub announcement_date: String,
+    pub design_standards: Vec<String>,
+    pub construction_standards: Vec<String>,
+    pub supervision_standards: Vec<String>,
+}
+
+/// A figure the feasibility study promises.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IndicatorRec {
+    /// The stored name of the dimension (`OPERATING_STATE`).
+    pub dimension: String,
+    pub name: String,
+    pub unit: String,
+    pub target: f64,
+    /// The stored name of the direction (`AT_LEAST`).
+    pub direction: String,
+}
+
+impl IndicatorRec {
+    pub fn to_proto(&self) -> anyhow::Result<pb::PromisedIndicator> {
+        Ok(pb::PromisedIndicator {
+            dimension: pb::EvaluationDimension::from_stored(&self.dimension)? as i32,
+            name: self.name.clone(),
+            unit: self.unit.clone(),
+            target: self.target,
+            direction: pb::IndicatorDirection::from_stored(&self.direction)? as i32,
+        })
+    }
+
+    /// Whether `actual` meets the target in the promised direction.
+    pub fn met_by(&self, actual: f64) -> anyhow::Result<bool> {
+        Ok(
+            match pb::IndicatorDirection::from_stored(&self.direction)? {
+                pb::IndicatorDirection::AtMost => actual <= self.target,
+                _ => actual >= self.target,
+            },
+        )
+    }
+}
+
+/// A promised indicator with what was measured at post-evaluation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MeasuredRec {
+    pub promised: IndicatorRec,
+    pub actual: f64,
+    pub met: bool,
+}
+
+/// The acceptance's report and who took part in it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AcceptanceRec {
+    pub report_document: String,
+    /// Credit codes.
+    pub participating_units: Vec<String>,
+}
+
 pub fn org_name(credit_code: &str) -> String {
     format!("organizations/{credit_code}")
 }
@@ -241,6 +306,15 @@ pub struct ProjectRow {
     pub post_evaluation: Option<String>,
     /// The id of the review the project was last sent to.
     pub review: Option<String>,
+    /// A [`TenderRec`] as JSON; none for a tender recorded before methods were.
+    pub tender_record: Option<String>,
+    /// [`IndicatorRec`]s as a JSON list.
+    pub promised_indicators: String,
+    /// An [`AcceptanceRec`] as JSON.
+    pub acceptance_record: Option<String>,
+    pub operation_start_date: Option<String>,
+    /// The first day a post-evaluation may be recorded.
+    pub post_evaluation_from: Option<String>,
 }
 
 /// The post-evaluation as stored.
@@ -253,6 +327,9 @@ pub struct EvaluationRec {
     pub grade: String,
     pub benefits: Vec<(String, String, String)>,
     pub report_document: String,
+    /// Absent from evaluations recorded before indicators were promised.
+    #[serde(default)]
+    pub indicators: Vec<MeasuredRec>,
 }
 
 impl EvaluationRec {
@@ -276,6 +353,17 @@ impl EvaluationRec {
                 })
                 .collect(),
             report_document: self.report_document.clone(),
+            indicators: self
+                .indicators
+                .iter()
+                .map(|m| {
+                    Ok(pb::IndicatorResult {
+                        promised: Some(m.promised.to_proto()?),
+                        actual: m.actual,
+                        met: m.met,
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?,
         })
     }
 }
@@ -331,6 +419,18 @@ impl ProjectRow {
                 "the contract amount ({contract} fen) is under 1% of the approved budget ({budget} fen): check the tender result"
             ));
         }
+        // Above this, the city buys by open tender unless it says why not; a justification
+        // no one reads is the loophole.
+        const OPEN_TENDER_THRESHOLD_FEN: i64 = 200_000_000;
+        if let (Some(contract), Ok(Some(tender))) = (self.contract_amount_fen, self.tender_record())
+            && tender.method != pb::TenderMethod::Open.as_stored()
+            && contract.get() >= OPEN_TENDER_THRESHOLD_FEN
+        {
+            flags.push(format!(
+                "a contract of {contract} fen was awarded by {} rather than open tender: check the justification",
+                tender.method.to_lowercase().replace('_', " ")
+            ));
+        }
         flags
     }
 
@@ -338,12 +438,44 @@ impl ProjectRow {
         let (Some(contractor), Some(firm)) = (&self.contractor, &self.supervision_firm) else {
             return Ok(None);
         };
-        Ok(Some(pb::TenderResult {
+        let mut result = pb::TenderResult {
             contractor: org_name(contractor),
             supervision_firm: org_name(firm),
             contract_amount_fen: self.contract_amount_fen.unwrap_or_default().get(),
             contract_date: stored_date(&self.contract_date)?,
-        }))
+            ..Default::default()
+        };
+        if let Some(rec) = self.tender_record()? {
+            result.method = pb::TenderMethod::from_stored(&rec.method)? as i32;
+            result.method_justification = rec.method_justification;
+            result.design_firm = org_name(&rec.design_firm);
+            result.announcement_date =
+                Some(date_to_proto(date_from_stored(&rec.announcement_date)?));
+            result.standards = Some(pb::ConstructionStandards {
+                design: rec.design_standards,
+                construction: rec.construction_standards,
+                supervision: rec.supervision_standards,
+            });
+        }
+        Ok(Some(result))
+    }
+
+    pub fn tender_record(&self) -> anyhow::Result<Option<TenderRec>> {
+        self.tender_record
+            .as_deref()
+            .map(|t| from_json("tender_record", t))
+            .transpose()
+    }
+
+    pub fn promised_indicators(&self) -> anyhow::Result<Vec<IndicatorRec>> {
+        from_json("promised_indicators", &self.promised_indicators)
+    }
+
+    pub fn acceptance(&self) -> anyhow::Result<Option<AcceptanceRec>> {
+        self.acceptance_record
+            .as_deref()
+            .map(|a| from_json("acceptance_record", a))
+            .transpose()
     }
 
     fn implementation_plan(&self) -> anyhow::Result<Option<pb::ImplementationPlan>> {
@@ -397,6 +529,17 @@ impl ProjectRow {
                 .map(|id| format!("reviews/{id}"))
                 .unwrap_or_default(),
             flags: self.flags(),
+            promised_indicators: self
+                .promised_indicators()?
+                .iter()
+                .map(IndicatorRec::to_proto)
+                .collect::<anyhow::Result<_>>()?,
+            acceptance: self.acceptance()?.map(|a| pb::AcceptanceRecord {
+                report_document: a.report_document,
+                participating_units: a.participating_units.iter().map(|c| org_name(c)).collect(),
+            }),
+            operation_start_date: stored_date(&self.operation_start_date)?,
+            post_evaluation_open_date: stored_date(&self.post_evaluation_from)?,
             post_evaluation: self.post_evaluation()?,
             create_time: Some(stored_to_timestamp(&self.create_time)?),
             update_time: Some(stored_to_timestamp(&self.update_time)?),
@@ -498,5 +641,39 @@ mod tests {
         ] {
             assert_eq!(ProjectCode::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_large_contract_awarded_without_open_tender_is_flagged() {
+        let tendered = |method: pb::TenderMethod, contract_fen: i64| {
+            let mut row = ProjectRow::draft(
+                2026,
+                govit_platform::time::to_stored(govit_platform::time::now()),
+            );
+            row.approved_budget_fen = Some(Fen::new(1_000_000_000));
+            row.contract_amount_fen = Some(Fen::new(contract_fen));
+            row.tender_record = Some(to_json(&TenderRec {
+                method: method.as_stored().to_owned(),
+                method_justification: "the only supplier of the licensed platform".into(),
+                design_firm: "91650100MA7700004X".into(),
+                announcement_date: "2026-11-02".into(),
+                design_standards: vec!["GB/T 22239-2019".into()],
+                construction_standards: vec!["GB 50174-2017".into()],
+                supervision_standards: vec!["GB/T 19668.1-2014".into()],
+            }));
+            row.flags()
+        };
+        let flagged = tendered(pb::TenderMethod::SingleSource, 300_000_000);
+        assert_eq!(flagged.len(), 1, "{flagged:?}");
+        assert!(
+            flagged[0].contains("single source rather than open tender"),
+            "{flagged:?}"
+        );
+        assert!(
+            tendered(pb::TenderMethod::CompetitiveNegotiation, 200_000_000)[0]
+                .contains("competitive negotiation")
+        );
+        assert!(tendered(pb::TenderMethod::Open, 300_000_000).is_empty());
+        assert!(tendered(pb::TenderMethod::SingleSource, 199_999_999).is_empty());
     }
 }

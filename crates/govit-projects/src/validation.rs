@@ -1,6 +1,7 @@
 //! Request checks that need no database: each adds field violations named as the client sent
 //! them (`project.contacts[1].phone`).
 
+use chrono::NaiveDate;
 use govit_platform::{
     ServiceError, ServiceResult, Violations,
     time::date_from_proto,
@@ -9,7 +10,9 @@ use govit_platform::{
 };
 use govit_proto::{google::r#type::Date, projects::v1 as pb};
 
-use crate::model::{ContactRec, PanelRec, ProjectCode};
+use govit_proto::StoredEnum;
+
+use crate::model::{ContactRec, IndicatorRec, PanelRec, ProjectCode};
 
 /// The largest investment or amount accepted: 100 billion yuan, in fen. Anything above is a
 /// typing error, not a city IT project.
@@ -23,6 +26,99 @@ pub fn text(v: &mut Violations, field: &str, value: &str, max: usize) {
         v.add(field, problem);
     }
 }
+
+/// A day something happened on a project: not before the project existed, not in the future.
+pub fn within_life(field: &str, project_created: &str, day: NaiveDate) -> ServiceResult<()> {
+    let created = govit_platform::time::from_stored(project_created)
+        .map_err(ServiceError::Internal)?
+        .with_timezone(&govit_platform::time::beijing())
+        .date_naive();
+    if day < created {
+        return Err(ServiceError::field(
+            field,
+            format!("{day} is before the project was created ({created})"),
+        ));
+    }
+    not_in_future(field, day)
+}
+
+/// A day something is recorded to have happened on: not after today in Beijing.
+pub fn not_in_future(field: &str, day: NaiveDate) -> ServiceResult<()> {
+    let today = govit_platform::time::beijing_today();
+    if day > today {
+        return Err(ServiceError::field(
+            field,
+            format!("{day} is in the future (today is {today} in Beijing)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Standards a contract binds one party to: at least one, each a code and title.
+pub fn standards(v: &mut Violations, field: &str, standards: &[String]) {
+    if standards.is_empty() {
+        v.add(
+            field,
+            "must name at least one standard, e.g. GB/T 22239-2019",
+        );
+    } else if standards.len() > MAX_STANDARDS {
+        v.add(
+            field,
+            format!("must name at most {MAX_STANDARDS} standards"),
+        );
+    }
+    for (i, standard) in standards.iter().enumerate().take(MAX_STANDARDS) {
+        text(v, &format!("{field}[{i}]"), standard.trim(), MAX_NAME_CHARS);
+    }
+}
+
+const MAX_STANDARDS: usize = 50;
+const MAX_INDICATORS: usize = 50;
+
+/// The indicators a feasibility study promises: each complete, names unique.
+pub fn indicators(
+    v: &mut Violations,
+    field: &str,
+    indicators: &[pb::PromisedIndicator],
+) -> Vec<IndicatorRec> {
+    if indicators.len() > MAX_INDICATORS {
+        v.add(
+            field,
+            format!("must promise at most {MAX_INDICATORS} indicators"),
+        );
+    }
+    let mut names = std::collections::HashSet::new();
+    let mut kept = Vec::new();
+    for (i, indicator) in indicators.iter().enumerate().take(MAX_INDICATORS) {
+        let at = |part: &str| format!("{field}[{i}].{part}");
+        let name = indicator.name.trim();
+        text(v, &at("name"), name, MAX_NAME_CHARS);
+        if !name.is_empty() && !names.insert(name.to_owned()) {
+            v.add(at("name"), format!("{name:?} is promised twice"));
+        }
+        let unit = indicator.unit.trim();
+        text(v, &at("unit"), unit, MAX_UNIT_CHARS);
+        if !indicator.target.is_finite() {
+            v.add(at("target"), "must be a finite number");
+        }
+        let dimension =
+            enum_value::<pb::EvaluationDimension>(v, &at("dimension"), indicator.dimension, false);
+        let direction =
+            enum_value::<pb::IndicatorDirection>(v, &at("direction"), indicator.direction, false);
+        if let (Some(dimension), Some(direction)) = (dimension, direction) {
+            kept.push(IndicatorRec {
+                dimension: dimension.as_stored().to_owned(),
+                name: name.to_owned(),
+                unit: unit.to_owned(),
+                target: indicator.target,
+                direction: direction.as_stored().to_owned(),
+            });
+        }
+    }
+    kept
+}
+
+const MAX_UNIT_CHARS: usize = 50;
 
 pub fn optional_text(v: &mut Violations, field: &str, value: &str, max: usize) {
     if let Some(problem) = optional_text_problem(value, max) {

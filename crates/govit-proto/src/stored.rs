@@ -160,6 +160,9 @@ stored_by_short_name! {
     projects::InspectionScope => "INSPECTION_SCOPE_", "inspection scope";
     projects::FindingSeverity => "FINDING_SEVERITY_", "finding severity";
     projects::NoticeKind => "NOTICE_KIND_", "notice kind";
+    projects::TenderMethod => "TENDER_METHOD_", "tender method";
+    projects::EvaluationDimension => "EVALUATION_DIMENSION_", "evaluation dimension";
+    projects::IndicatorDirection => "INDICATOR_DIRECTION_", "indicator direction";
     experts::ExpertSource => "EXPERT_SOURCE_", "expert source";
     experts::ExpertStatus => "EXPERT_STATUS_", "expert status";
     experts::RosterFormat => "ROSTER_FORMAT_", "roster format";

@@ -1,19 +1,24 @@
 //! The lifecycle actions a client takes, one [`Step`] each: the request converted into the
 //! action, its project and its own data, and the guard and changes that data makes.
 
+use chrono::NaiveDate;
 use govit_platform::{
-    Caller, ServiceError, ServiceResult, Violations, error::PreconditionViolation,
-    time::date_to_stored,
+    Caller, ServiceError, ServiceResult, Violations,
+    error::PreconditionViolation,
+    time::{date_from_stored, date_to_stored},
 };
-use govit_proto::{StoredEnum, projects::v1 as pb};
+use govit_proto::{StoredEnum, google::r#type::Date, projects::v1 as pb};
 
 use super::{Change, Target};
 use crate::{
-    ProjectsService,
+    ProjectsService, SupervisionPolicy,
     lifecycle::Action,
-    model::{DocumentRow, EvaluationRec, Fen, Funding, PanelRec, PlanRec, ProjectRow, to_json},
+    model::{
+        AcceptanceRec, DocumentRow, EvaluationRec, Fen, Funding, MeasuredRec, PanelRec, PlanRec,
+        ProjectRow, TenderRec, to_json,
+    },
     store::NewEvent,
-    validation::{self as check, MAX_REASON_CHARS, MAX_TEXT_CHARS},
+    validation::{self as check, MAX_NAME_CHARS, MAX_REASON_CHARS, MAX_TEXT_CHARS},
 };
 
 /// A lifecycle action asked for by a client.
@@ -38,17 +43,33 @@ enum StepData {
         plan: pb::ImplementationPlan,
         document_id: Option<String>,
     },
-    Tender {
-        contractor: String,
-        supervision_firm: String,
-        contract_amount: Fen,
-        contract_date: Option<String>,
+    Tender(Box<Tender>),
+    /// The acceptance report a request for acceptance files: its id and its full name.
+    AcceptanceReport {
+        document_id: Option<String>,
+        name: String,
     },
+    /// The panel an acceptance needs and the units taking part (credit codes).
+    Acceptance {
+        panel: Vec<PanelRec>,
+        units: Vec<String>,
+    },
+    /// The day operation started, when given.
+    Operation(Option<NaiveDate>),
     Evaluation {
         scores: [i32; 3],
         req: pb::RecordPostEvaluationRequest,
         document_id: Option<String>,
     },
+}
+
+/// A tender's result as checked from its request.
+struct Tender {
+    contractor: String,
+    supervision_firm: String,
+    contract_amount: Fen,
+    contract_date: NaiveDate,
+    record: TenderRec,
 }
 
 impl Step {
@@ -130,8 +151,6 @@ macro_rules! plain_steps {
 
 plain_steps! {
     StartTenderingRequest => Action::StartTendering;
-    RequestAcceptanceRequest => Action::RequestAcceptance;
-    StartOperationRequest => Action::StartOperation;
     CloseProjectRequest => Action::Close;
 }
 
@@ -173,7 +192,73 @@ impl TryFrom<pb::AcceptForReviewRequest> for Step {
 impl TryFrom<pb::StartAcceptanceRequest> for Step {
     type Error = ServiceError;
     fn try_from(req: pb::StartAcceptanceRequest) -> ServiceResult<Step> {
-        Step::with_panel(&req.name, &req.etag, Action::StartAcceptance, &req.panel)
+        let mut v = Violations::new();
+        let panel = check::panel(&mut v, "panel", &req.panel);
+        let field = "participating_units";
+        if req.participating_units.is_empty() {
+            v.add(
+                field,
+                "must name the units taking part, the contractor and the supervision firm among them",
+            );
+        } else if req.participating_units.len() > MAX_PARTICIPATING_UNITS {
+            v.add(
+                field,
+                format!("must name at most {MAX_PARTICIPATING_UNITS} units"),
+            );
+        }
+        let mut units: Vec<String> = Vec::new();
+        for (i, unit) in req
+            .participating_units
+            .iter()
+            .enumerate()
+            .take(MAX_PARTICIPATING_UNITS)
+        {
+            let field = format!("{field}[{i}]");
+            if let Some(code) = check::org_name(&mut v, &field, unit) {
+                let code = code.to_string();
+                if units.contains(&code) {
+                    v.add(field, format!("{unit} is named twice"));
+                } else {
+                    units.push(code);
+                }
+            }
+        }
+        let data = StepData::Acceptance { panel, units };
+        Step::finish(v, &req.name, &req.etag, Action::StartAcceptance, data)
+    }
+}
+
+const MAX_PARTICIPATING_UNITS: usize = 50;
+
+impl TryFrom<pb::RequestAcceptanceRequest> for Step {
+    type Error = ServiceError;
+    fn try_from(req: pb::RequestAcceptanceRequest) -> ServiceResult<Step> {
+        let mut v = Violations::new();
+        let document_id = document_field(
+            &mut v,
+            "acceptance_report",
+            &req.name,
+            &req.acceptance_report,
+        );
+        let data = StepData::AcceptanceReport {
+            document_id,
+            name: req.acceptance_report,
+        };
+        Step::finish(v, &req.name, &req.etag, Action::RequestAcceptance, data)
+    }
+}
+
+impl TryFrom<pb::StartOperationRequest> for Step {
+    type Error = ServiceError;
+    fn try_from(req: pb::StartOperationRequest) -> ServiceResult<Step> {
+        let mut v = Violations::new();
+        let day = check::date(
+            &mut v,
+            "operation_start_date",
+            req.operation_start_date.as_ref(),
+        );
+        let data = StepData::Operation(day);
+        Step::finish(v, &req.name, &req.etag, Action::StartOperation, data)
     }
 }
 
@@ -248,19 +333,26 @@ impl TryFrom<pb::RecordTenderResultRequest> for Step {
         let result = req.result.unwrap_or_default();
         let contractor = check::org_name(&mut v, "result.contractor", &result.contractor);
         let firm = check::org_name(&mut v, "result.supervision_firm", &result.supervision_firm);
+        let designer = check::org_name(&mut v, "result.design_firm", &result.design_firm);
         check::amount(
             &mut v,
             "result.contract_amount_fen",
             result.contract_amount_fen,
             false,
         );
-        let date = check::date(
+        let contract_date = required_date(&mut v, "result.contract_date", &result.contract_date);
+        let announcement_date = required_date(
             &mut v,
-            "result.contract_date",
-            result.contract_date.as_ref(),
+            "result.announcement_date",
+            &result.announcement_date,
         );
-        if result.contract_date.is_none() {
-            v.add("result.contract_date", "is required");
+        if let (Some(announced), Some(signed)) = (announcement_date, contract_date)
+            && announced > signed
+        {
+            v.add(
+                "result.announcement_date",
+                format!("{announced} is after the contract date ({signed})"),
+            );
         }
         if contractor.is_some() && contractor == firm {
             v.add(
@@ -268,14 +360,89 @@ impl TryFrom<pb::RecordTenderResultRequest> for Step {
                 "must not be the contractor: supervision is independent",
             );
         }
-        let data = StepData::Tender {
-            contractor: contractor.map(|c| c.to_string()).unwrap_or_default(),
-            supervision_firm: firm.map(|f| f.to_string()).unwrap_or_default(),
-            contract_amount: Fen::new(result.contract_amount_fen),
-            contract_date: date.map(date_to_stored),
+        if firm.is_some() && designer == firm {
+            v.add(
+                "result.design_firm",
+                "must not be the supervision firm: supervision is independent of the design it checks",
+            );
+        }
+        let method =
+            check::enum_value::<pb::TenderMethod>(&mut v, "result.method", result.method, false);
+        let justification = result.method_justification.trim();
+        if method.is_some_and(|m| m != pb::TenderMethod::Open) {
+            check::text(
+                &mut v,
+                "result.method_justification",
+                justification,
+                MAX_REASON_CHARS,
+            );
+        } else {
+            check::optional_text(
+                &mut v,
+                "result.method_justification",
+                justification,
+                MAX_REASON_CHARS,
+            );
+        }
+        let standards = result.standards.unwrap_or_default();
+        for (field, list) in [
+            ("result.standards.design", &standards.design),
+            ("result.standards.construction", &standards.construction),
+            ("result.standards.supervision", &standards.supervision),
+        ] {
+            check::standards(&mut v, field, list);
+        }
+        let trimmed = |list: Vec<String>| list.iter().map(|s| s.trim().to_owned()).collect();
+        // Each part left out is a violation already, which `finish` refuses.
+        let (
+            Some(contractor),
+            Some(firm),
+            Some(designer),
+            Some(method),
+            Some(contract_date),
+            Some(announcement_date),
+        ) = (
+            contractor,
+            firm,
+            designer,
+            method,
+            contract_date,
+            announcement_date,
+        )
+        else {
+            return Step::finish(
+                v,
+                &req.name,
+                &req.etag,
+                Action::RecordTenderResult,
+                StepData::Nothing,
+            );
         };
+        let data = StepData::Tender(Box::new(Tender {
+            contractor: contractor.to_string(),
+            supervision_firm: firm.to_string(),
+            contract_amount: Fen::new(result.contract_amount_fen),
+            contract_date,
+            record: TenderRec {
+                method: method.as_stored().to_owned(),
+                method_justification: justification.to_owned(),
+                design_firm: designer.to_string(),
+                announcement_date: date_to_stored(announcement_date),
+                design_standards: trimmed(standards.design),
+                construction_standards: trimmed(standards.construction),
+                supervision_standards: trimmed(standards.supervision),
+            },
+        }));
         Step::finish(v, &req.name, &req.etag, Action::RecordTenderResult, data)
     }
+}
+
+/// A date the request must carry.
+fn required_date(v: &mut Violations, field: &str, d: &Option<Date>) -> Option<NaiveDate> {
+    if d.is_none() {
+        v.add(field, "is required");
+    }
+    check::date(v, field, d.as_ref())
 }
 
 impl TryFrom<pb::RecordPostEvaluationRequest> for Step {
@@ -303,8 +470,22 @@ impl TryFrom<pb::RecordPostEvaluationRequest> for Step {
                 "must be a score from 1 to 100",
             );
         }
-        if req.benefits.is_empty() {
+        if req.benefits.is_empty() && req.measured.is_empty() {
             v.add("benefits", "must compare at least one benefit promised in the feasibility study with what was achieved");
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, m) in req.measured.iter().enumerate() {
+            let name = m.name.trim();
+            check::text(&mut v, &format!("measured[{i}].name"), name, MAX_NAME_CHARS);
+            if !name.is_empty() && !names.insert(name) {
+                v.add(
+                    format!("measured[{i}].name"),
+                    format!("{name:?} is measured twice"),
+                );
+            }
+            if !m.actual.is_finite() {
+                v.add(format!("measured[{i}].actual"), "must be a finite number");
+            }
         }
         for (i, b) in req.benefits.iter().enumerate() {
             check::text(&mut v, &format!("benefits[{i}].benefit"), &b.benefit, 500);
@@ -340,17 +521,18 @@ impl ProjectsService {
         caller: &Caller,
         step: Step,
     ) -> ServiceResult<pb::Project> {
-        if let StepData::Tender {
-            contractor,
-            supervision_firm,
-            ..
-        } = &step.data
-        {
+        if let StepData::Tender(tender) = &step.data {
             // Checked before the transition so a missing organisation changes nothing.
-            self.require_org(contractor).await?;
-            self.require_org(supervision_firm).await?;
+            self.require_org(&tender.contractor).await?;
+            self.require_org(&tender.supervision_firm).await?;
+            self.require_org(&tender.record.design_firm).await?;
         }
-        let change = step.data.into_change(self.policy.evaluation_weights);
+        if let StepData::Acceptance { units, .. } = &step.data {
+            for unit in units {
+                self.require_org(unit).await?;
+            }
+        }
+        let change = step.data.into_change(&self.policy);
         self.run_transition(caller, step.target, step.action, change)
             .await
     }
@@ -359,7 +541,9 @@ impl ProjectsService {
 impl StepData {
     /// What the data changes on the project and in its audit event; a post-evaluation is
     /// graded by `weights`.
-    fn into_change(self, weights: [i32; 3]) -> Change {
+    fn into_change(self, policy: &SupervisionPolicy) -> Change {
+        let weights = policy.evaluation_weights;
+        let stable_months = policy.stable_operation_months;
         match self {
             Self::Nothing => Change::new(|_, _, _| Ok(())),
             Self::Submission => Change::new(submission_guard),
@@ -381,20 +565,34 @@ impl StepData {
             Self::Plan { plan, document_id } => {
                 Change::new(move |row, event, docs| file_plan(row, event, docs, plan, document_id))
             }
-            Self::Tender {
-                contractor,
-                supervision_firm,
-                contract_amount,
-                contract_date,
-            } => Change::new(move |row, event, _| {
-                set_tender_result(
-                    row,
-                    event,
-                    [contractor, supervision_firm],
-                    contract_amount,
-                    contract_date,
-                )
-            }),
+            Self::Tender(tender) => {
+                Change::new(move |row, event, _| set_tender_result(row, event, *tender))
+            }
+            Self::AcceptanceReport { document_id, name } => {
+                Change::new(move |row, event, docs| {
+                    let report = find_document(
+                        docs,
+                        document_id,
+                        &name,
+                        pb::DocumentKind::AcceptanceReport,
+                    )?;
+                    event.changed_fields = vec!["acceptance".into()];
+                    event.document_sha256 = vec![report.sha256.clone()];
+                    // A new request after a failed acceptance files its own report; the units
+                    // are named again when office starts it.
+                    row.acceptance_record = Some(to_json(&AcceptanceRec {
+                        report_document: name,
+                        participating_units: Vec::new(),
+                    }));
+                    Ok(())
+                })
+            }
+            Self::Acceptance { panel, units } => {
+                Change::new(move |row, event, _| start_acceptance(row, event, panel, units))
+            }
+            Self::Operation(day) => {
+                Change::new(move |row, event, _| start_operation(row, event, day, stable_months))
+            }
             Self::Evaluation {
                 scores,
                 req,
@@ -577,18 +775,79 @@ fn file_plan(
     Ok(())
 }
 
+fn start_acceptance(
+    row: &mut ProjectRow,
+    event: &mut NewEvent,
+    panel: Vec<PanelRec>,
+    units: Vec<String>,
+) -> ServiceResult<()> {
+    // The contractor hands the system over and the supervision firm attests to it: an
+    // acceptance without either accepts nothing.
+    for (role, party) in [
+        ("contractor", &row.contractor),
+        ("supervision firm", &row.supervision_firm),
+    ] {
+        if let Some(code) = party
+            && !units.contains(code)
+        {
+            return Err(ServiceError::field(
+                "participating_units",
+                format!(
+                    "must include the project's {role}, {}",
+                    crate::model::org_name(code)
+                ),
+            ));
+        }
+    }
+    let mut record = row.acceptance()?.unwrap_or_default();
+    record.participating_units = units;
+    row.acceptance_record = Some(to_json(&record));
+    row.review_panel = to_json(&panel);
+    event.changed_fields = vec!["review_panel".into(), "acceptance".into()];
+    Ok(())
+}
+
+fn start_operation(
+    row: &mut ProjectRow,
+    event: &mut NewEvent,
+    day: Option<NaiveDate>,
+    stable_months: u32,
+) -> ServiceResult<()> {
+    let field = "operation_start_date";
+    let day = day.unwrap_or_else(govit_platform::time::beijing_today);
+    check::not_in_future(field, day)?;
+    if let Some(signed) = row.contract_date.as_deref() {
+        let signed = date_from_stored(signed).map_err(ServiceError::Internal)?;
+        if day < signed {
+            return Err(ServiceError::field(
+                field,
+                format!("{day} is before the contract was signed ({signed})"),
+            ));
+        }
+    }
+    let open = day
+        .checked_add_months(chrono::Months::new(stable_months))
+        .ok_or_else(|| ServiceError::field(field, format!("{day} is out of range")))?;
+    row.operation_start_date = Some(date_to_stored(day));
+    row.post_evaluation_from = Some(date_to_stored(open));
+    event.changed_fields = vec![
+        "operation_start_date".into(),
+        "post_evaluation_open_date".into(),
+    ];
+    Ok(())
+}
+
 fn set_tender_result(
     row: &mut ProjectRow,
     event: &mut NewEvent,
-    [contractor, firm]: [String; 2],
-    contract_amount: Fen,
-    contract_date: Option<String>,
+    tender: Tender,
 ) -> ServiceResult<()> {
-    // The applying unit cannot contract or supervise its own project: the tender exists to
-    // buy from someone else.
+    // The applying unit cannot contract, design or supervise its own project: the tender
+    // exists to buy from someone else.
     for (field, org) in [
-        ("result.contractor", &contractor),
-        ("result.supervision_firm", &firm),
+        ("result.contractor", &tender.contractor),
+        ("result.supervision_firm", &tender.supervision_firm),
+        ("result.design_firm", &tender.record.design_firm),
     ] {
         if *org == row.applicant {
             return Err(ServiceError::field(
@@ -597,6 +856,10 @@ fn set_tender_result(
             ));
         }
     }
+    // A tender is recorded after the fact. It may predate the project's record here: a
+    // project already under way when the city adopted the system is entered late.
+    check::not_in_future("result.contract_date", tender.contract_date)?;
+    let contract_amount = tender.contract_amount;
     // A contract cannot commit more than was approved: a larger one goes through a budget
     // change (RequestBudgetChange) first, which is reviewed and may need re-approval.
     if let Some(budget) = row.approved_budget_fen
@@ -615,12 +878,53 @@ fn set_tender_result(
             )],
         });
     }
-    row.contractor = Some(contractor);
-    row.supervision_firm = Some(firm);
+    row.contractor = Some(tender.contractor);
+    row.supervision_firm = Some(tender.supervision_firm);
     row.contract_amount_fen = Some(contract_amount);
-    row.contract_date = contract_date;
+    row.contract_date = Some(date_to_stored(tender.contract_date));
+    row.tender_record = Some(to_json(&tender.record));
     event.changed_fields = vec!["tender_result".into()];
     Ok(())
+}
+
+/// Each indicator the project promised beside what was measured for it: every one measured,
+/// nothing else.
+fn measure(
+    row: &ProjectRow,
+    measured: &[pb::MeasuredIndicator],
+) -> ServiceResult<Vec<MeasuredRec>> {
+    let promised = row.promised_indicators().map_err(ServiceError::Internal)?;
+    let mut v = Violations::new();
+    for (i, m) in measured.iter().enumerate() {
+        if !promised.iter().any(|p| p.name == m.name.trim()) {
+            v.add(
+                format!("measured[{i}].name"),
+                format!(
+                    "{:?} is not an indicator the project promised",
+                    m.name.trim()
+                ),
+            );
+        }
+    }
+    let mut results = Vec::new();
+    for p in promised {
+        match measured.iter().find(|m| m.name.trim() == p.name) {
+            Some(m) => results.push(MeasuredRec {
+                met: p.met_by(m.actual).map_err(ServiceError::Internal)?,
+                actual: m.actual,
+                promised: p,
+            }),
+            None => v.add(
+                "measured",
+                format!(
+                    "must measure the promised indicator {:?} ({})",
+                    p.name, p.unit
+                ),
+            ),
+        }
+    }
+    v.finish()?;
+    Ok(results)
 }
 
 /// A post-evaluation's scores, the weights they are graded by, and the request they came in.
@@ -657,6 +961,26 @@ fn record_evaluation(
     evaluated: Evaluated,
     report: &DocumentRow,
 ) -> ServiceResult<()> {
+    if let Some(from) = row.post_evaluation_from.as_deref() {
+        let from = date_from_stored(from).map_err(ServiceError::Internal)?;
+        let today = govit_platform::time::beijing_today();
+        if today < from {
+            let started = row.operation_start_date.clone().unwrap_or_default();
+            return Err(ServiceError::FailedPrecondition {
+                message: format!(
+                    "{} went into operation on {started}: a post-evaluation may be recorded \
+                     from {from}, after its stable period",
+                    row.name()
+                ),
+                violations: vec![PreconditionViolation::new(
+                    "STABLE_OPERATION_PERIOD",
+                    row.name(),
+                    format!("in operation since {started}; post-evaluation from {from}"),
+                )],
+            });
+        }
+    }
+    let indicators = measure(row, &evaluated.req.measured)?;
     let (weighted, grade) = evaluated.grade();
     let req = evaluated.req;
     row.post_evaluation_summary = req.summary;
@@ -671,6 +995,7 @@ fn record_evaluation(
             .map(|b| (b.benefit, b.promised, b.achieved))
             .collect(),
         report_document: req.report_document,
+        indicators,
     }));
     event.changed_fields = vec!["post_evaluation".into(), "post_evaluation_summary".into()];
     event.document_sha256 = vec![report.sha256.clone()];

@@ -20,7 +20,7 @@ use crate::{
     validation::{self as check, MAX_NAME_CHARS, MAX_TEXT_CHARS},
 };
 
-const PROJECT_FIELDS: [&str; 9] = [
+const PROJECT_FIELDS: [&str; 10] = [
     "display_name",
     "category",
     "description",
@@ -30,13 +30,14 @@ const PROJECT_FIELDS: [&str; 9] = [
     "funding_source",
     "contacts",
     "feasibility_consultancy",
+    "promised_indicators",
 ];
 
 const CATEGORY_RULE: &str = "must be 1 to 64 characters of A-Z a-z 0-9 . _ -";
 
 impl ProjectRow {
     /// A new draft of `year`, before its fields are set and its code is assigned.
-    fn draft(year: i64, at: String) -> ProjectRow {
+    pub(crate) fn draft(year: i64, at: String) -> ProjectRow {
         ProjectRow {
             code: ProjectCode::unassigned(),
             year,
@@ -70,6 +71,11 @@ impl ProjectRow {
             disbursed_fen: Fen::ZERO,
             post_evaluation: None,
             review: None,
+            tender_record: None,
+            promised_indicators: "[]".into(),
+            acceptance_record: None,
+            operation_start_date: None,
+            post_evaluation_from: None,
         }
     }
 
@@ -132,6 +138,10 @@ impl ProjectRow {
                         self.feasibility_consultancy = Some(code.to_string());
                         consultancy = Some(code.to_string());
                     }
+                }
+                "promised_indicators" => {
+                    self.promised_indicators =
+                        to_json(&check::indicators(v, &field, &p.promised_indicators));
                 }
                 other => v.add(
                     "update_mask",

@@ -21,7 +21,8 @@ const PROJECT_COLUMNS: &str = "code, year, seq, display_name, applicant, categor
     feasibility_consultancy, state, suspended_from, review_panel, return_reasons, \
     implementation_plan, contractor, supervision_firm, contract_amount_fen, contract_date, \
     post_evaluation_summary, version, event_count, create_time, update_time, approved_budget_fen, \
-    original_approved_fen, disbursed_fen, post_evaluation, review";
+    original_approved_fen, disbursed_fen, post_evaluation, review, tender_record, \
+    promised_indicators, acceptance_record, operation_start_date, post_evaluation_from";
 
 /// The columns a project's write sets, each beside its value. `disbursed_fen` is not among
 /// them: only a disbursement moves it, in the statement that checks the budget.
@@ -85,6 +86,20 @@ fn written_columns(row: &ProjectRow) -> Vec<(&'static str, Arg)> {
         ),
         ("post_evaluation", OptionalText(row.post_evaluation.clone())),
         ("review", OptionalText(row.review.clone())),
+        ("tender_record", OptionalText(row.tender_record.clone())),
+        ("promised_indicators", Text(row.promised_indicators.clone())),
+        (
+            "acceptance_record",
+            OptionalText(row.acceptance_record.clone()),
+        ),
+        (
+            "operation_start_date",
+            OptionalText(row.operation_start_date.clone()),
+        ),
+        (
+            "post_evaluation_from",
+            OptionalText(row.post_evaluation_from.clone()),
+        ),
     ]
 }
 

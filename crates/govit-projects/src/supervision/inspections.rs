@@ -326,29 +326,6 @@ async fn rectify(tx: &mut Tx, r: &Rectification) -> ServiceResult<bool> {
     Ok(done.rows_affected() > 0)
 }
 
-/// An inspection records what happened: not before the project existed, not in the future.
-fn check_within_life(project_created: &str, day: NaiveDate) -> ServiceResult<()> {
-    let created = govit_platform::time::from_stored(project_created)
-        .map_err(internal)?
-        .with_timezone(&govit_platform::time::beijing())
-        .date_naive();
-    let field = "inspection.inspection_date";
-    if day < created {
-        return Err(ServiceError::field(
-            field,
-            format!("{day} is before the project was created ({created})"),
-        ));
-    }
-    let today = govit_platform::time::beijing_today();
-    if day > today {
-        return Err(ServiceError::field(
-            field,
-            format!("{day} is in the future (today is {today} in Beijing)"),
-        ));
-    }
-    Ok(())
-}
-
 /// Findings across inspections, soonest due first (the order overdue findings page in).
 pub(super) const BY_DUE_DATE: &str = "due_date, inspection_id, seq";
 
@@ -359,7 +336,12 @@ impl ProjectsService {
         inspection: NewInspection,
     ) -> ServiceResult<pb::Inspection> {
         let project = self.visible_project(caller, &inspection.code).await?;
-        check_within_life(&project.create_time, inspection.inspection_date)?;
+        // An inspection records what happened.
+        crate::validation::within_life(
+            "inspection.inspection_date",
+            &project.create_time,
+            inspection.inspection_date,
+        )?;
         let id = new_id();
         let mut dues = Vec::new();
         for f in &inspection.findings {
