@@ -11,3 +11,5 @@ ALTER TABLE projects ADD COLUMN acceptance_record TEXT;
 -- version: its post-evaluation is not held back.
 ALTER TABLE projects ADD COLUMN operation_start_date TEXT;
 ALTER TABLE projects ADD COLUMN post_evaluation_from TEXT;
+-- A post-evaluation cites the latest post-evaluation panel of its project.
+CREATE INDEX review_outcomes_by_project ON review_outcomes (project_code, stage, recorded_at);

@@ -1057,3 +1057,329 @@ async fn text_one_service_accepts_is_never_refused_by_the_next() {
     );
     assert_eq!(outbox_messages(system.scheduling.db()).await, (0, 0));
 }
+
+/// Drives the project's open review of `stage` through scheduling to `decision`: invitations
+/// confirmed, the meeting `shift` hours after the next working day's 9:00, every member's
+/// opinion with `scores`, the chair's conclusion, and the outcome delivered to the project.
+async fn conclude_through_scheduling(
+    system: &System,
+    project: &pb::Project,
+    stage: spb::ReviewStage,
+    decision: spb::ReviewDecision,
+    scores: Vec<spb::CriterionScore>,
+    shift: i64,
+) -> spb::Review {
+    system.deliver_projects_outbox().await;
+    let reviews = system
+        .scheduling_client(Role::Office)
+        .list_reviews(spb::ListReviewsRequest {
+            project: project.name.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .reviews;
+    let open: Vec<&spb::Review> = reviews
+        .iter()
+        .filter(|r| r.stage == stage as i32 && r.conclusion.is_none())
+        .collect();
+    assert_eq!(open.len(), 1, "one open {stage:?} review: {reviews:?}");
+    let r = confirm_all(system, &open[0].name).await;
+    let (start, end) = slot(system, shift).await;
+    system
+        .scheduling_client(Role::Office)
+        .schedule_meeting(spb::ScheduleMeetingRequest {
+            name: r.name.clone(),
+            start_time: Some(start),
+            end_time: Some(end),
+            venue: "room 1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for i in &r.invitations {
+        system
+            .expert_client(&i.expert_id)
+            .submit_opinion(spb::SubmitOpinionRequest {
+                request_id: String::new(),
+                review: r.name.clone(),
+                scores: scores.clone(),
+                opinion: "as found".into(),
+                recommendation: decision as i32,
+            })
+            .await
+            .unwrap();
+    }
+    system
+        .expert_client(&r.chair_expert_id)
+        .record_conclusion(spb::RecordConclusionRequest {
+            request_id: String::new(),
+            name: r.name.clone(),
+            decision: decision as i32,
+            summary: format!("{decision:?}"),
+        })
+        .await
+        .unwrap();
+    settle(system).await;
+    r
+}
+
+fn scores(criteria: &[spb::ReviewCriterion], score: i32) -> Vec<spb::CriterionScore> {
+    criteria
+        .iter()
+        .map(|c| spb::CriterionScore {
+            criterion: *c as i32,
+            score,
+        })
+        .collect()
+}
+
+/// The post-evaluation panel is a review like the others: requested when office starts it,
+/// drawn and scored on the post-evaluation's three parts, and its outcome comes back to the
+/// project, which stays in operation; the evaluation office then records cites it.
+#[tokio::test]
+async fn a_post_evaluation_panel_concludes_through_scheduling_and_the_evaluation_cites_it() {
+    use spb::ReviewCriterion as C;
+    let system = spawn_system_configured(
+        no_witness(),
+        govit_scheduling::SchedulingPolicy::default(),
+        govit_projects::SupervisionPolicy {
+            stable_operation_months: 0,
+            ..Default::default()
+        },
+    )
+    .await;
+    seed_pool(&system).await;
+    let office = system.projects_client(Role::Office);
+    let applicant = system.projects_client(Role::Applicant);
+    let p = submitted_project(&system).await;
+    let p = accept(&system, &p, vec![software(2, 1)]).await.unwrap();
+    conclude_through_scheduling(
+        &system,
+        &p,
+        spb::ReviewStage::PreliminaryReview,
+        spb::ReviewDecision::Approved,
+        preliminary_scores(88),
+        0,
+    )
+    .await;
+    let p = get_project(&system, &p.name).await;
+    assert_eq!(p.state, S::Approved as i32);
+
+    let plan = upload(
+        &applicant,
+        &p.name,
+        pb::DocumentKind::ImplementationPlan,
+        0,
+        b"%PDF plan",
+        "",
+    )
+    .await
+    .unwrap();
+    let p = applicant
+        .clone()
+        .file_implementation_plan(pb::FileImplementationPlanRequest {
+            request_id: String::new(),
+            name: p.name.clone(),
+            etag: p.etag,
+            plan: Some(pb::ImplementationPlan {
+                task_plan: "t".into(),
+                system_design: "d".into(),
+                equipment_selection: "e".into(),
+                schedule: "s".into(),
+                plan_document: plan.name,
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let p = office
+        .clone()
+        .record_implementation_plan(pb::RecordImplementationPlanRequest {
+            request_id: String::new(),
+            name: p.name.clone(),
+            etag: p.etag,
+            comment: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let p = applicant
+        .clone()
+        .start_tendering(pb::StartTenderingRequest {
+            request_id: String::new(),
+            name: p.name.clone(),
+            etag: p.etag,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let (contractor, firm, designer) = (credit_code(2), credit_code(3), credit_code(4));
+    for (code, kind) in [
+        (&contractor, pb::OrganizationKind::Contractor),
+        (&firm, pb::OrganizationKind::SupervisionFirm),
+        (&designer, pb::OrganizationKind::DesignFirm),
+    ] {
+        create_org(&office, code, kind).await;
+    }
+    let p = applicant
+        .clone()
+        .record_tender_result(pb::RecordTenderResultRequest {
+            request_id: String::new(),
+            name: p.name.clone(),
+            etag: p.etag,
+            result: Some(tender_result(&contractor, &firm, &designer, 100_000_000)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let report = upload(
+        &applicant,
+        &p.name,
+        pb::DocumentKind::AcceptanceReport,
+        0,
+        b"%PDF acceptance",
+        "",
+    )
+    .await
+    .unwrap();
+    let p = applicant
+        .clone()
+        .request_acceptance(pb::RequestAcceptanceRequest {
+            request_id: String::new(),
+            name: p.name.clone(),
+            etag: p.etag,
+            acceptance_report: report.name,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let p = office
+        .clone()
+        .start_acceptance(pb::StartAcceptanceRequest {
+            request_id: String::new(),
+            name: p.name.clone(),
+            etag: p.etag,
+            panel: vec![software(2, 1)],
+            participating_units: vec![org_name(&contractor), org_name(&firm)],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    conclude_through_scheduling(
+        &system,
+        &p,
+        spb::ReviewStage::Acceptance,
+        spb::ReviewDecision::Passed,
+        scores(
+            &[C::Completeness, C::Quality, C::Documentation, C::UseOfFunds],
+            85,
+        ),
+        3,
+    )
+    .await;
+    let p = get_project(&system, &p.name).await;
+    assert_eq!(p.state, S::Accepted as i32);
+    let p = office
+        .clone()
+        .start_operation(pb::StartOperationRequest {
+            request_id: String::new(),
+            name: p.name.clone(),
+            etag: p.etag,
+            operation_start_date: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    // A panel the registry cannot fill is refused before anything changes.
+    let refused = office
+        .clone()
+        .start_post_evaluation_review(pb::StartPostEvaluationReviewRequest {
+            request_id: String::new(),
+            name: p.name.clone(),
+            etag: p.etag.clone(),
+            panel: vec![software(40, 0)],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert_eq!(error_reason(&refused), "INSUFFICIENT_EXPERTS");
+    let p = office
+        .clone()
+        .start_post_evaluation_review(pb::StartPostEvaluationReviewRequest {
+            request_id: String::new(),
+            name: p.name.clone(),
+            etag: p.etag,
+            panel: vec![software(2, 1)],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(p.state, S::UnderPostEvaluation as i32);
+    // The post-evaluation is scored on its own three parts, not the acceptance's.
+    system.deliver_projects_outbox().await;
+    let open = system
+        .scheduling_client(Role::Office)
+        .list_reviews(spb::ListReviewsRequest {
+            project: p.name.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .reviews
+        .into_iter()
+        .find(|r| r.stage == spb::ReviewStage::PostEvaluation as i32)
+        .unwrap();
+    let r = confirm_all(&system, &open.name).await;
+    let refused = system
+        .expert_client(&r.invitations[0].expert_id)
+        .submit_opinion(spb::SubmitOpinionRequest {
+            request_id: String::new(),
+            review: r.name.clone(),
+            scores: scores(
+                &[C::Completeness, C::Quality, C::Documentation, C::UseOfFunds],
+                80,
+            ),
+            opinion: "as found".into(),
+            recommendation: spb::ReviewDecision::Passed as i32,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    let r = conclude_through_scheduling(
+        &system,
+        &p,
+        spb::ReviewStage::PostEvaluation,
+        spb::ReviewDecision::Passed,
+        scores(&[C::Quality, C::OperatingState, C::InvestmentBenefit], 82),
+        6,
+    )
+    .await;
+    let p = get_project(&system, &p.name).await;
+    assert_eq!(p.state, S::InOperation as i32, "the outcome came back");
+    let evaluation_report = upload(
+        &office,
+        &p.name,
+        pb::DocumentKind::EvaluationReport,
+        0,
+        b"%PDF evaluation",
+        "",
+    )
+    .await
+    .unwrap();
+    let p = office
+        .clone()
+        .record_post_evaluation(evaluation(&p.name, &p.etag, &evaluation_report.name))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(p.state, S::PostEvaluated as i32);
+    let e = p.post_evaluation.unwrap();
+    assert_eq!(e.panel_review, r.name);
+    assert_eq!(e.panel_decision, cpb::ReviewDecision::Passed as i32);
+    assert_eq!(outbox_messages(system.projects.db()).await, (0, 0));
+    assert_eq!(outbox_messages(system.scheduling.db()).await, (0, 0));
+}

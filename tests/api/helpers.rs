@@ -900,6 +900,7 @@ pub struct System {
     urls: [String; 3],
     database_urls: [String; 3],
     policy: DrawPolicy,
+    supervision: SupervisionPolicy,
     dir: tempfile::TempDir,
     pub applicant_code: String,
 }
@@ -928,12 +929,16 @@ fn registry_service_client(url: &str) -> govit_projects::RegistryClient {
     )
 }
 
-fn projects_config(url: &str, dir: &std::path::Path) -> ProjectsConfig {
+fn projects_config(
+    url: &str,
+    dir: &std::path::Path,
+    supervision: &SupervisionPolicy,
+) -> ProjectsConfig {
     ProjectsConfig {
         database_url: url.to_owned(),
         blob_dir: dir.join("blobs"),
         max_document_bytes: 1024 * 1024,
-        supervision: Default::default(),
+        supervision: supervision.clone(),
     }
 }
 
@@ -944,6 +949,14 @@ pub async fn spawn_system(policy: DrawPolicy) -> System {
 }
 
 pub async fn spawn_system_with(policy: DrawPolicy, scheduling_policy: SchedulingPolicy) -> System {
+    spawn_system_configured(policy, scheduling_policy, SupervisionPolicy::default()).await
+}
+
+pub async fn spawn_system_configured(
+    policy: DrawPolicy,
+    scheduling_policy: SchedulingPolicy,
+    supervision: SupervisionPolicy,
+) -> System {
     LazyLock::force(&TRACING);
     let dir = tempfile::tempdir().unwrap();
     let listeners = [
@@ -957,11 +970,15 @@ pub async fn spawn_system_with(policy: DrawPolicy, scheduling_policy: Scheduling
         fresh_database_url(dir.path(), "experts").await,
         fresh_database_url(dir.path(), "scheduling").await,
     ];
-    let projects = ProjectsService::open(&projects_config(&database_urls[0], dir.path()))
-        .await
-        .unwrap()
-        .with_calendar(calendar_client(&urls[2]))
-        .with_registry(registry_service_client(&urls[1]));
+    let projects = ProjectsService::open(&projects_config(
+        &database_urls[0],
+        dir.path(),
+        &supervision,
+    ))
+    .await
+    .unwrap()
+    .with_calendar(calendar_client(&urls[2]))
+    .with_registry(registry_service_client(&urls[1]));
     let registry = ExpertsService::open(&database_urls[1], policy.clone())
         .await
         .unwrap();
@@ -1013,6 +1030,7 @@ pub async fn spawn_system_with(policy: DrawPolicy, scheduling_policy: Scheduling
         urls,
         database_urls,
         policy,
+        supervision,
         dir,
         applicant_code: credit_code(1),
     };
@@ -1158,12 +1176,15 @@ impl System {
 
     pub async fn restart_projects(&mut self) {
         self.projects_run.stop().await;
-        self.projects =
-            ProjectsService::open(&projects_config(&self.database_urls[0], self.dir.path()))
-                .await
-                .unwrap()
-                .with_calendar(calendar_client(&self.urls[2]))
-                .with_registry(registry_service_client(&self.urls[1]));
+        self.projects = ProjectsService::open(&projects_config(
+            &self.database_urls[0],
+            self.dir.path(),
+            &self.supervision,
+        ))
+        .await
+        .unwrap()
+        .with_calendar(calendar_client(&self.urls[2]))
+        .with_registry(registry_service_client(&self.urls[1]));
         let l = listener_at(Some(self.projects_run.addr)).await;
         self.projects_run = Running::start(
             l,

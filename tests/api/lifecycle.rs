@@ -1185,6 +1185,104 @@ async fn acceptance_needs_its_report_and_units_and_evaluation_waits_for_stable_o
     let unchanged = get(&app, &p.name).await;
     assert_eq!(state(&unchanged), S::InOperation);
     assert_eq!(unchanged.post_evaluation, None);
+    // Nor may an expert panel start on it.
+    let refused = office
+        .clone()
+        .start_post_evaluation_review(pb::StartPostEvaluationReviewRequest {
+            request_id: String::new(),
+            name: p.name.clone(),
+            etag: p.etag.clone(),
+            panel: panel(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error_reason(&refused), "STABLE_OPERATION_PERIOD");
+    assert_eq!(state(&get(&app, &p.name).await), S::InOperation);
+}
+
+/// Office may have an expert panel evaluate the system first; its decision, either way,
+/// leaves the system in operation and is cited by the evaluation office records.
+#[tokio::test]
+async fn a_post_evaluation_panel_is_cited_by_the_evaluation() {
+    let app = spawn_app_with(Options::no_stable_period()).await;
+    let office = app.client(Role::Office);
+    let p = in_operation(&app).await;
+    let start = |p: &pb::Project| pb::StartPostEvaluationReviewRequest {
+        request_id: String::new(),
+        name: p.name.clone(),
+        etag: p.etag.clone(),
+        panel: panel(),
+    };
+    for role in [
+        Role::Applicant,
+        Role::Supervisor,
+        Role::Inspector,
+        Role::Service,
+    ] {
+        let refused = app
+            .client(role)
+            .start_post_evaluation_review(start(&p))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::PermissionDenied, "{role:?}");
+    }
+    let refused = office
+        .clone()
+        .start_post_evaluation_review(pb::StartPostEvaluationReviewRequest {
+            panel: vec![],
+            ..start(&p)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&refused), ["panel"]);
+    let p = office
+        .clone()
+        .start_post_evaluation_review(start(&p))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&p), S::UnderPostEvaluation);
+    let refused = office
+        .clone()
+        .record_post_evaluation(evaluation(
+            &p.name,
+            &p.etag,
+            &format!("{}/documents/x", p.name),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(error_reason(&refused), "STATE_CONFLICT");
+    let p = outcome(
+        &app,
+        &p,
+        "r-pe",
+        pb::ReviewStage::PostEvaluation,
+        pb::ReviewDecision::Failed,
+    )
+    .await;
+    assert_eq!(state(&p), S::InOperation);
+    let report = upload(
+        &office,
+        &p.name,
+        pb::DocumentKind::EvaluationReport,
+        0,
+        b"%PDF evaluation",
+        "",
+    )
+    .await
+    .unwrap();
+    let p = office
+        .clone()
+        .record_post_evaluation(evaluation(&p.name, &p.etag, &report.name))
+        .await
+        .unwrap()
+        .into_inner();
+    let e = p.post_evaluation.unwrap();
+    assert_eq!(e.panel_review, "reviews/r-pe");
+    assert_eq!(
+        e.panel_decision,
+        govit_proto::common::v1::ReviewDecision::Failed as i32
+    );
 }
 
 /// A post-evaluation measures every promised indicator once and nothing else.

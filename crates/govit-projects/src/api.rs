@@ -336,6 +336,13 @@ impl ProjectService for ProjectsService {
         lifecycle_step!(self, request, "StartOperation")
     }
 
+    async fn start_post_evaluation_review(
+        &self,
+        request: Request<pb::StartPostEvaluationReviewRequest>,
+    ) -> Result<Response<pb::Project>, Status> {
+        lifecycle_step!(self, request, "StartPostEvaluationReview")
+    }
+
     async fn record_post_evaluation(
         &self,
         request: Request<pb::RecordPostEvaluationRequest>,

@@ -27,6 +27,7 @@ pub enum Action {
     RequestAcceptance,
     StartAcceptance,
     StartOperation,
+    StartPostEvaluationReview,
     RecordPostEvaluation,
     Close,
     Withdraw,
@@ -38,7 +39,11 @@ pub enum Action {
 pub const TERMINAL: [S; 3] = [S::Rejected, S::Closed, S::Withdrawn];
 
 /// States in which an expert review requested by this service is under way.
-pub const REVIEW_STATES: [S; 2] = [S::UnderPreliminaryReview, S::UnderAcceptance];
+pub const REVIEW_STATES: [S; 3] = [
+    S::UnderPreliminaryReview,
+    S::UnderAcceptance,
+    S::UnderPostEvaluation,
+];
 
 /// The side effects on the project's review that a transition carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +76,7 @@ impl Action {
             Action::RequestAcceptance => "RequestAcceptance",
             Action::StartAcceptance => "StartAcceptance",
             Action::StartOperation => "StartOperation",
+            Action::StartPostEvaluationReview => "StartPostEvaluationReview",
             Action::RecordPostEvaluation => "RecordPostEvaluation",
             Action::Close => "CloseProject",
             Action::Withdraw => "WithdrawProject",
@@ -96,6 +102,7 @@ impl Action {
             | Action::ReturnPlan
             | Action::StartAcceptance
             | Action::StartOperation
+            | Action::StartPostEvaluationReview
             | Action::RecordPostEvaluation
             | Action::Close => &[Office],
         }
@@ -113,6 +120,7 @@ impl Action {
             | Action::RecordPlan
             | Action::ReturnPlan => &[S::ImplementationPlanFiled],
             Action::ReviewOutcome(ReviewStage::Acceptance, _) => &[S::UnderAcceptance],
+            Action::ReviewOutcome(ReviewStage::PostEvaluation, _) => &[S::UnderPostEvaluation],
             Action::ReviewOutcome(..) => &[],
             Action::OverrideOutcome(stage, decision) => {
                 Action::ReviewOutcome(stage, decision).sources()
@@ -124,7 +132,7 @@ impl Action {
             Action::RequestAcceptance => &[S::UnderConstruction, S::AcceptanceFailed],
             Action::StartAcceptance => &[S::AcceptanceRequested],
             Action::StartOperation => &[S::Accepted],
-            Action::RecordPostEvaluation => &[S::InOperation],
+            Action::StartPostEvaluationReview | Action::RecordPostEvaluation => &[S::InOperation],
             Action::Close => &[S::PostEvaluated],
             Action::Withdraw => &[
                 S::Draft,
@@ -149,6 +157,7 @@ impl Action {
                 S::Accepted,
                 S::AcceptanceFailed,
                 S::InOperation,
+                S::UnderPostEvaluation,
                 S::PostEvaluated,
             ],
             Action::Resume => &[S::Suspended],
@@ -161,6 +170,9 @@ impl Action {
         match self {
             Action::AcceptForReview => Some(ReviewEffect::Request(ReviewStage::PreliminaryReview)),
             Action::StartAcceptance => Some(ReviewEffect::Request(ReviewStage::Acceptance)),
+            Action::StartPostEvaluationReview => {
+                Some(ReviewEffect::Request(ReviewStage::PostEvaluation))
+            }
             Action::Withdraw | Action::Return | Action::Close | Action::OverrideOutcome(..)
                 if REVIEW_STATES.contains(&from) =>
             {
@@ -255,12 +267,16 @@ impl Action {
             Action::ReviewOutcome(St::ImplementationPlanReview, D::RevisionRequired) => S::Approved,
             Action::ReviewOutcome(St::Acceptance, D::Passed) => S::Accepted,
             Action::ReviewOutcome(St::Acceptance, D::Failed) => S::AcceptanceFailed,
+            // Either way the system stays in operation: the panel's decision is the evaluation's
+            // to cite, not a state.
+            Action::ReviewOutcome(St::PostEvaluation, D::Passed | D::Failed) => S::InOperation,
             Action::ReviewOutcome(..) => return None,
             Action::OverrideOutcome(stage, decision) => {
                 return Action::ReviewOutcome(stage, decision).target(from, suspended_from);
             }
             Action::ReviewCancelled if from == S::UnderPreliminaryReview => S::Submitted,
             Action::ReviewCancelled if from == S::UnderAcceptance => S::AcceptanceRequested,
+            Action::ReviewCancelled if from == S::UnderPostEvaluation => S::InOperation,
             Action::ReviewCancelled => return None,
             Action::FilePlan => S::ImplementationPlanFiled,
             Action::RecordPlan => S::PlanRecorded,
@@ -270,6 +286,7 @@ impl Action {
             Action::RequestAcceptance => S::AcceptanceRequested,
             Action::StartAcceptance => S::UnderAcceptance,
             Action::StartOperation => S::InOperation,
+            Action::StartPostEvaluationReview => S::UnderPostEvaluation,
             Action::RecordPostEvaluation => S::PostEvaluated,
             Action::Close => S::Closed,
             Action::Withdraw => S::Withdrawn,
@@ -283,7 +300,7 @@ impl Action {
 mod tests {
     use super::*;
 
-    const ALL_ACTIONS: [Action; 18] = [
+    const ALL_ACTIONS: [Action; 19] = [
         Action::ReviewCancelled,
         Action::OverrideOutcome(ReviewStage::Acceptance, ReviewDecision::Failed),
         Action::Submit,
@@ -298,6 +315,7 @@ mod tests {
         Action::RequestAcceptance,
         Action::StartAcceptance,
         Action::StartOperation,
+        Action::StartPostEvaluationReview,
         Action::RecordPostEvaluation,
         Action::Close,
         Action::Withdraw,
@@ -322,6 +340,10 @@ mod tests {
         assert_eq!(
             Action::ReviewCancelled.target(S::UnderAcceptance, None),
             Some(S::AcceptanceRequested)
+        );
+        assert_eq!(
+            Action::ReviewCancelled.target(S::UnderPostEvaluation, None),
+            Some(S::InOperation)
         );
         assert_eq!(
             Action::Withdraw.review_effect(S::UnderPreliminaryReview, S::Withdrawn),
@@ -349,6 +371,29 @@ mod tests {
             Some(S::Tendering)
         );
         assert_eq!(Action::Resume.target(S::Suspended, None), None);
+    }
+
+    #[test]
+    fn a_post_evaluation_panel_leaves_the_system_in_operation_either_way() {
+        let start = Action::StartPostEvaluationReview;
+        assert_eq!(
+            start.target(S::InOperation, None),
+            Some(S::UnderPostEvaluation)
+        );
+        assert_eq!(
+            start.review_effect(S::InOperation, S::UnderPostEvaluation),
+            Some(ReviewEffect::Request(ReviewStage::PostEvaluation))
+        );
+        for decision in [ReviewDecision::Passed, ReviewDecision::Failed] {
+            let outcome = Action::ReviewOutcome(ReviewStage::PostEvaluation, decision);
+            assert_eq!(outcome.sources(), [S::UnderPostEvaluation]);
+            assert_eq!(
+                outcome.target(S::UnderPostEvaluation, None),
+                Some(S::InOperation)
+            );
+        }
+        let wrong = Action::ReviewOutcome(ReviewStage::PostEvaluation, ReviewDecision::Approved);
+        assert_eq!(wrong.target(S::UnderPostEvaluation, None), None);
     }
 
     #[test]

@@ -330,6 +330,12 @@ pub struct EvaluationRec {
     /// Absent from evaluations recorded before indicators were promised.
     #[serde(default)]
     pub indicators: Vec<MeasuredRec>,
+    /// `reviews/{id}` of the post-evaluation panel, when one evaluated the project.
+    #[serde(default)]
+    pub panel_review: Option<String>,
+    /// The stored name of the panel's decision (`PASSED`).
+    #[serde(default)]
+    pub panel_decision: Option<String>,
 }
 
 impl EvaluationRec {
@@ -364,6 +370,13 @@ impl EvaluationRec {
                     })
                 })
                 .collect::<anyhow::Result<_>>()?,
+            panel_review: self.panel_review.clone().unwrap_or_default(),
+            panel_decision: self
+                .panel_decision
+                .as_deref()
+                .map(pb::ReviewDecision::from_stored)
+                .transpose()?
+                .map_or(0, |d| d as i32),
         })
     }
 }

@@ -47,6 +47,11 @@ impl ProjectsService {
                     return Ok(Vec::new());
                 };
                 let review_id = format!("rv-{}", uuid::Uuid::now_v7().simple());
+                // Experts of the designer are as interested as the contractor's.
+                let designer = row
+                    .tender_record()
+                    .map_err(internal)?
+                    .map(|t| t.design_firm);
                 let request = spb::RequestReviewRequest {
                     review_id: review_id.clone(),
                     project: row.name(),
@@ -62,6 +67,7 @@ impl ProjectsService {
                         row.contractor.as_ref(),
                         row.supervision_firm.as_ref(),
                         row.feasibility_consultancy.as_ref(),
+                        designer.as_ref(),
                     ]
                     .into_iter()
                     .flatten()

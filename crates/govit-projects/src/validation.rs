@@ -329,17 +329,13 @@ pub fn stage_decision(
     (stage, decision)
 }
 
-/// The decision must fit the stage; post-evaluation is not decided by a review.
+/// The decision must fit the stage.
 pub fn decision_fits(
     v: &mut Violations,
     stage: Option<pb::ReviewStage>,
     decision: Option<pb::ReviewDecision>,
 ) {
     match (stage, decision) {
-        (Some(pb::ReviewStage::PostEvaluation), _) => v.add(
-            "stage",
-            "post-evaluation is recorded with RecordPostEvaluation",
-        ),
         (Some(stage), Some(decision)) if !stage.admits(decision) => v.add(
             "decision",
             format!(

@@ -198,6 +198,8 @@ impl StoredEnum for scheduling::ReviewCriterion {
             C::Quality => "quality",
             C::Documentation => "documentation",
             C::UseOfFunds => "use_of_funds",
+            C::OperatingState => "operating_state",
+            C::InvestmentBenefit => "investment_benefit",
         }
     }
 

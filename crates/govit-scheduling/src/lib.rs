@@ -58,6 +58,10 @@ impl Default for SchedulingPolicy {
         let acceptance: Vec<String> = ["completeness", "quality", "documentation", "use_of_funds"]
             .map(String::from)
             .to_vec();
+        // The three parts of a post-evaluation's score, as the projects service weighs them.
+        let post_evaluation: Vec<String> = ["quality", "operating_state", "investment_benefit"]
+            .map(String::from)
+            .to_vec();
         SchedulingPolicy {
             deadline_working_days: BTreeMap::from([
                 ("PRELIMINARY_REVIEW".into(), 5),
@@ -69,8 +73,8 @@ impl Default for SchedulingPolicy {
             criteria: BTreeMap::from([
                 ("PRELIMINARY_REVIEW".into(), preliminary.clone()),
                 ("IMPLEMENTATION_PLAN_REVIEW".into(), preliminary),
-                ("ACCEPTANCE".into(), acceptance.clone()),
-                ("POST_EVALUATION".into(), acceptance),
+                ("ACCEPTANCE".into(), acceptance),
+                ("POST_EVALUATION".into(), post_evaluation),
             ]),
         }
     }

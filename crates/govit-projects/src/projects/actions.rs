@@ -56,10 +56,14 @@ enum StepData {
     },
     /// The day operation started, when given.
     Operation(Option<NaiveDate>),
+    /// The panel a post-evaluation review needs.
+    EvaluationPanel(Vec<PanelRec>),
     Evaluation {
         scores: [i32; 3],
         req: pb::RecordPostEvaluationRequest,
         document_id: Option<String>,
+        /// The post-evaluation panel's review and decision, when one evaluated the project.
+        panel: Option<(String, pb::ReviewDecision)>,
     },
 }
 
@@ -229,6 +233,22 @@ impl TryFrom<pb::StartAcceptanceRequest> for Step {
 }
 
 const MAX_PARTICIPATING_UNITS: usize = 50;
+
+impl TryFrom<pb::StartPostEvaluationReviewRequest> for Step {
+    type Error = ServiceError;
+    fn try_from(req: pb::StartPostEvaluationReviewRequest) -> ServiceResult<Step> {
+        let mut v = Violations::new();
+        let panel = check::panel(&mut v, "panel", &req.panel);
+        let data = StepData::EvaluationPanel(panel);
+        Step::finish(
+            v,
+            &req.name,
+            &req.etag,
+            Action::StartPostEvaluationReview,
+            data,
+        )
+    }
+}
 
 impl TryFrom<pb::RequestAcceptanceRequest> for Step {
     type Error = ServiceError;
@@ -509,6 +529,7 @@ impl TryFrom<pb::RecordPostEvaluationRequest> for Step {
             scores,
             req,
             document_id,
+            panel: None,
         };
         Step::finish(v, &name, &etag, Action::RecordPostEvaluation, data)
     }
@@ -531,6 +552,18 @@ impl ProjectsService {
             for unit in units {
                 self.require_org(unit).await?;
             }
+        }
+        let mut step = step;
+        if let StepData::Evaluation { panel, .. } = &mut step.data {
+            // The evaluation's etag pins the project as it is now: a panel concluding since
+            // changes it, and the transition refuses.
+            let code = step.target.code();
+            self.visible_project(caller, code).await?;
+            *panel = self
+                .store
+                .latest_applied_outcome(code, pb::ReviewStage::PostEvaluation)
+                .await?
+                .map(|o| (format!("reviews/{}", o.review_id), o.decision));
         }
         let change = step.data.into_change(&self.policy);
         self.run_transition(caller, step.target, step.action, change)
@@ -593,10 +626,17 @@ impl StepData {
             Self::Operation(day) => {
                 Change::new(move |row, event, _| start_operation(row, event, day, stable_months))
             }
+            Self::EvaluationPanel(panel) => Change::new(move |row, event, _| {
+                stable_period_passed(row)?;
+                row.review_panel = to_json(&panel);
+                event.changed_fields = vec!["review_panel".into()];
+                Ok(())
+            }),
             Self::Evaluation {
                 scores,
                 req,
                 document_id,
+                panel,
             } => Change::new(move |row, event, docs| {
                 let report = find_document(
                     docs,
@@ -611,6 +651,7 @@ impl StepData {
                         scores,
                         weights,
                         req,
+                        panel,
                     },
                     report,
                 )
@@ -887,6 +928,32 @@ fn set_tender_result(
     Ok(())
 }
 
+/// A post-evaluation, by the panel or by office, waits for the stable period after operation
+/// started. A project put into operation before the period was kept has none to wait for.
+fn stable_period_passed(row: &ProjectRow) -> ServiceResult<()> {
+    let Some(from) = row.post_evaluation_from.as_deref() else {
+        return Ok(());
+    };
+    let from = date_from_stored(from).map_err(ServiceError::Internal)?;
+    let today = govit_platform::time::beijing_today();
+    if today >= from {
+        return Ok(());
+    }
+    let started = row.operation_start_date.clone().unwrap_or_default();
+    Err(ServiceError::FailedPrecondition {
+        message: format!(
+            "{} went into operation on {started}: its post-evaluation may start on {from}, \
+             after the stable period",
+            row.name()
+        ),
+        violations: vec![PreconditionViolation::new(
+            "STABLE_OPERATION_PERIOD",
+            row.name(),
+            format!("in operation since {started}; post-evaluation from {from}"),
+        )],
+    })
+}
+
 /// Each indicator the project promised beside what was measured for it: every one measured,
 /// nothing else.
 fn measure(
@@ -932,6 +999,7 @@ struct Evaluated {
     scores: [i32; 3],
     weights: [i32; 3],
     req: pb::RecordPostEvaluationRequest,
+    panel: Option<(String, pb::ReviewDecision)>,
 }
 
 impl Evaluated {
@@ -961,25 +1029,7 @@ fn record_evaluation(
     evaluated: Evaluated,
     report: &DocumentRow,
 ) -> ServiceResult<()> {
-    if let Some(from) = row.post_evaluation_from.as_deref() {
-        let from = date_from_stored(from).map_err(ServiceError::Internal)?;
-        let today = govit_platform::time::beijing_today();
-        if today < from {
-            let started = row.operation_start_date.clone().unwrap_or_default();
-            return Err(ServiceError::FailedPrecondition {
-                message: format!(
-                    "{} went into operation on {started}: a post-evaluation may be recorded \
-                     from {from}, after its stable period",
-                    row.name()
-                ),
-                violations: vec![PreconditionViolation::new(
-                    "STABLE_OPERATION_PERIOD",
-                    row.name(),
-                    format!("in operation since {started}; post-evaluation from {from}"),
-                )],
-            });
-        }
-    }
+    stable_period_passed(row)?;
     let indicators = measure(row, &evaluated.req.measured)?;
     let (weighted, grade) = evaluated.grade();
     let req = evaluated.req;
@@ -996,6 +1046,8 @@ fn record_evaluation(
             .collect(),
         report_document: req.report_document,
         indicators,
+        panel_review: evaluated.panel.as_ref().map(|(review, _)| review.clone()),
+        panel_decision: evaluated.panel.map(|(_, d)| d.as_stored().to_owned()),
     }));
     event.changed_fields = vec!["post_evaluation".into(), "post_evaluation_summary".into()];
     event.document_sha256 = vec![report.sha256.clone()];

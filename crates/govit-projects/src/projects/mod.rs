@@ -50,6 +50,10 @@ pub(crate) struct Target {
 }
 
 impl Target {
+    pub fn code(&self) -> &ProjectCode {
+        &self.code
+    }
+
     /// Reads `name` and `etag` into `v`, after the request's own fields, by the action's etag
     /// rule.
     pub fn parse(v: &mut Violations, name: &str, etag: &str, action: Action) -> Option<Target> {

@@ -337,14 +337,38 @@ impl Store {
         .bind(review_id.to_owned())
         .fetch_optional(&self.db.pool)
         .await?;
-        Ok(stored.map(|r| ReviewOutcomeRecord {
+        Ok(stored.map(StoredOutcome::into_record))
+    }
+
+    /// The latest decision of `stage` applied to the project.
+    pub async fn latest_applied_outcome(
+        &self,
+        code: &ProjectCode,
+        stage: ReviewStage,
+    ) -> ServiceResult<Option<ReviewOutcomeRecord>> {
+        let stored = sqlx::query_as::<_, StoredOutcome>(
+            "SELECT review_id, project_code, stage, decision, summary, applied FROM review_outcomes \
+             WHERE project_code = $1 AND stage = $2 AND applied = 1 \
+             ORDER BY recorded_at DESC, review_id DESC LIMIT 1",
+        )
+        .bind(code.to_owned())
+        .bind(stage.as_stored())
+        .fetch_optional(&self.db.pool)
+        .await?;
+        Ok(stored.map(StoredOutcome::into_record))
+    }
+}
+
+impl StoredOutcome {
+    fn into_record(r: StoredOutcome) -> ReviewOutcomeRecord {
+        ReviewOutcomeRecord {
             review_id: r.review_id,
             project_code: r.project_code,
             stage: r.stage,
             decision: r.decision,
             summary: r.summary,
             applied: r.applied != 0,
-        }))
+        }
     }
 }
 

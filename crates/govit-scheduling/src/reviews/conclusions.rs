@@ -224,18 +224,15 @@ impl SchedulingService {
         }
         let detail = format!("{}: {}", decision.as_stored(), conclusion.summary);
         Self::event(&mut tx, id, &caller.subject, "Concluded", &detail).await?;
-        if r.stage != pb::ReviewStage::PostEvaluation {
-            let report = ppb::RecordReviewOutcomeRequest {
-                name: r.project_name(),
-                etag: String::new(),
-                review: r.name(),
-                stage: r.stage as i32,
-                decision: decision as i32,
-                summary: conclusion.summary.clone(),
-            };
-            govit_platform::outbox::enqueue(&mut tx, &Outgoing::RecordReviewOutcome(report))
-                .await?;
-        }
+        let report = ppb::RecordReviewOutcomeRequest {
+            name: r.project_name(),
+            etag: String::new(),
+            review: r.name(),
+            stage: r.stage as i32,
+            decision: decision as i32,
+            summary: conclusion.summary.clone(),
+        };
+        govit_platform::outbox::enqueue(&mut tx, &Outgoing::RecordReviewOutcome(report)).await?;
         notify::record(
             &mut tx,
             "office",
