@@ -289,6 +289,9 @@ pub enum Command {
         /// The expert id, for the expert role.
         #[arg(long)]
         expert: Option<String>,
+        /// The bureau, for the supervisor role: finance, development_reform or audit.
+        #[arg(long)]
+        bureau: Option<govit_platform::auth::Bureau>,
         /// How long the token lives: at most 24 hours, the longest a service accepts.
         #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u64).range(1..=24))]
         hours: u64,
@@ -455,9 +458,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             subject,
             org,
             expert,
+            bureau,
             hours,
         } => {
-            let token = mint_token(&settings, role, subject, org, expert, hours)?;
+            let token = mint_token(&settings, role, subject, (org, expert, bureau), hours)?;
             println!("{token}");
             Ok(())
         }
@@ -469,8 +473,11 @@ fn mint_token(
     settings: &Settings,
     role: Role,
     subject: Option<String>,
-    org: Option<String>,
-    expert: Option<String>,
+    (org, expert, bureau): (
+        Option<String>,
+        Option<String>,
+        Option<govit_platform::auth::Bureau>,
+    ),
     hours: u64,
 ) -> anyhow::Result<String> {
     let Some(secret) = settings.signing_secret() else {
@@ -483,6 +490,17 @@ fn mint_token(
         anyhow::bail!("an expert token needs --expert ID");
     }
     let subject = subject.unwrap_or_else(|| format!("dev-{role}"));
+    if role == Role::Supervisor {
+        let Some(bureau) = bureau else {
+            anyhow::bail!("a supervisor token needs --bureau finance|development_reform|audit");
+        };
+        return govit_platform::auth::mint_hs256_for_bureau(
+            &secret,
+            &subject,
+            bureau,
+            Duration::from_secs(hours * 3600),
+        );
+    }
     govit_platform::auth::mint_hs256(
         &secret,
         &subject,

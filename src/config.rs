@@ -110,6 +110,9 @@ pub struct SupervisionFileConfig {
     pub review_deadline_working_days: Option<u32>,
     pub override_approvers: Option<u32>,
     pub stable_operation_months: Option<u32>,
+    /// Per bureau (finance, development_reform, audit), the funding sources of the projects
+    /// it supervises (CITY_BUDGET, ...).
+    pub remit: Option<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
 fn basis_points(percent: f64) -> anyhow::Result<i64> {
@@ -554,6 +557,25 @@ fn supervision_policy(
         );
         supervision.stable_operation_months = months;
     }
+    for (bureau, sources) in sup.remit.iter().flatten() {
+        let bureau: govit_platform::auth::Bureau = bureau
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("[supervision.remit]: {e}"))?;
+        anyhow::ensure!(
+            !sources.is_empty(),
+            "[supervision.remit] {bureau}: a bureau supervises at least one funding source"
+        );
+        let sources = sources
+            .iter()
+            .map(|s| {
+                use govit_proto::StoredEnum;
+                govit_proto::projects::v1::FundingSource::from_stored(s)
+                    .map_err(|e| anyhow::anyhow!("[supervision.remit] {bureau}: {e}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        supervision.bureau_remits.retain(|(b, _)| *b != bureau);
+        supervision.bureau_remits.push((bureau, sources));
+    }
     Ok(supervision)
 }
 
@@ -634,6 +656,53 @@ mod tests {
         ])
         .unwrap();
         assert!(Settings::resolve(&cli.global).is_err());
+    }
+
+    #[test]
+    fn each_bureau_supervises_the_funding_sources_its_remit_names() {
+        use govit_platform::auth::Bureau;
+        use govit_proto::projects::v1::FundingSource as F;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("govit.toml");
+        let resolve = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            let cli = Cli::try_parse_from(["govit", "--config", file.to_str().unwrap(), "migrate"])
+                .unwrap();
+            Settings::resolve(&cli.global)
+        };
+        let defaults = resolve("").unwrap().supervision.bureau_remits;
+        assert_eq!(
+            defaults,
+            [(
+                Bureau::Finance,
+                vec![
+                    F::CityBudget,
+                    F::HigherLevelTransfer,
+                    F::SpecialBond,
+                    F::Mixed
+                ]
+            )]
+        );
+        let configured = resolve(
+            "[supervision.remit]\nfinance = [\"CITY_BUDGET\"]\naudit = [\"SELF_RAISED\"]\n",
+        )
+        .unwrap()
+        .supervision
+        .bureau_remits;
+        assert_eq!(
+            configured,
+            [
+                (Bureau::Finance, vec![F::CityBudget]),
+                (Bureau::Audit, vec![F::SelfRaised])
+            ]
+        );
+        for wrong in [
+            "[supervision.remit]\ntax = [\"CITY_BUDGET\"]\n",
+            "[supervision.remit]\nfinance = [\"LOTTERY\"]\n",
+            "[supervision.remit]\nfinance = []\n",
+        ] {
+            assert!(resolve(wrong).is_err(), "{wrong}");
+        }
     }
 
     #[test]

@@ -93,7 +93,7 @@ pub async fn portfolio(
         settings,
         &remote.server,
         remote.token.as_deref(),
-        Role::Supervisor,
+        Role::Office,
         "projects service",
     )
     .await?;

@@ -55,6 +55,7 @@ struct Demo<'a, W: Write> {
     step: usize,
 }
 
+/// A token for `role`; the demo's supervisor is the finance bureau's.
 fn token(
     key: &[u8],
     role: Role,
@@ -62,6 +63,14 @@ fn token(
     expert: Option<&str>,
     subject: &str,
 ) -> anyhow::Result<BearerToken> {
+    if role == Role::Supervisor {
+        return BearerToken::new(&govit_platform::auth::mint_hs256_for_bureau(
+            key,
+            subject,
+            govit_platform::auth::Bureau::Finance,
+            Duration::from_secs(3600),
+        )?);
+    }
     BearerToken::new(&govit_platform::auth::mint_hs256(
         key,
         subject,
@@ -191,6 +200,7 @@ pub async fn run(t: &Targets, out: &mut impl Write) -> anyhow::Result<Outcome> {
     let p = d.apply().await?;
     let (p, first) = d.preliminary_review(p).await?;
     let p = d.plan_and_tender(p, &firms).await?;
+    d.finance_bureau_inspects(&p).await?;
     let (p, second) = d.acceptance(p, &firms).await?;
     let p = d.start_operation(p).await?;
     d.publish_commendation(&p, &firms).await?;
@@ -581,6 +591,35 @@ impl<W: Write> Demo<'_, W> {
         Ok((p, review))
     }
 
+    /// The finance bureau inspects the funds of the project under construction, in its own name.
+    async fn finance_bureau_inspects(&mut self, p: &pb::Project) -> anyhow::Result<()> {
+        let inspection = self
+            .projects(Role::Supervisor)?
+            .create_inspection(pb::CreateInspectionRequest {
+                request_id: String::new(),
+                parent: p.name.clone(),
+                inspection: Some(pb::Inspection {
+                    inspection_date: date(govit_platform::time::beijing_today()),
+                    scopes: vec![
+                        pb::InspectionScope::Funds as i32,
+                        pb::InspectionScope::Budget as i32,
+                    ],
+                    participants: vec!["City Finance Bureau, budget division".into()],
+                    ..Default::default()
+                }),
+            })
+            .await?
+            .into_inner();
+        let body = pb::SupervisingBody::try_from(inspection.body)
+            .map(|b| b.as_stored())
+            .unwrap_or("?");
+        self.say(format!(
+            "The finance bureau inspected the contract's funds and budget in its own name ({body}): {} findings.",
+            inspection.findings.len()
+        ))?;
+        Ok(())
+    }
+
     /// Office puts the accepted system into operation; its post-evaluation opens after the
     /// stable period.
     async fn start_operation(&mut self, p: pb::Project) -> anyhow::Result<pb::Project> {
@@ -676,9 +715,14 @@ impl<W: Write> Demo<'_, W> {
                 Ok(pb::ProjectState::Unspecified) | Err(_) => "",
                 Ok(s) => s.as_stored(),
             };
+            // The body a supervisor or office acted for, as the trail records it.
+            let by = match pb::SupervisingBody::try_from(actor.body) {
+                Ok(pb::SupervisingBody::Unspecified) | Err(_) => actor.role.clone(),
+                Ok(body) => body.as_stored().to_lowercase().replace('_', " "),
+            };
             self.detail(format!(
-                "{:>2} {:<26} by {:<12} {}",
-                e.sequence, e.action, actor.role, to
+                "{:>2} {:<26} by {:<32} {}",
+                e.sequence, e.action, by, to
             ))?;
         }
         Ok(events)

@@ -238,6 +238,32 @@ fn govit_token_mints_a_token_the_services_accept() {
         .unwrap();
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--org"));
+
+    // A supervisor's token names its bureau.
+    let refused = Command::new(env!("CARGO_BIN_EXE_govit"))
+        .args(["token", "--role", "supervisor"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--bureau"));
+    let minted = Command::new(env!("CARGO_BIN_EXE_govit"))
+        .args([
+            "token",
+            "--role",
+            "supervisor",
+            "--bureau",
+            "development_reform",
+        ])
+        .output()
+        .unwrap();
+    assert!(minted.status.success());
+    let caller = auth
+        .verify(String::from_utf8(minted.stdout).unwrap().trim())
+        .unwrap();
+    assert_eq!(
+        caller.bureau,
+        Some(govit_platform::auth::Bureau::DevelopmentReform)
+    );
 }
 
 #[test]

@@ -6,7 +6,8 @@
 use std::{net::SocketAddr, path::PathBuf, sync::LazyLock, time::Duration};
 
 use govit_platform::{
-    Authenticator, Role, VerificationKey, auth::mint_hs256, server::ServerOptions, uscc,
+    Authenticator, Role, VerificationKey, auth::Bureau, auth::mint_hs256, server::ServerOptions,
+    uscc,
 };
 use govit_projects::{ProjectsConfig, ProjectsService, SupervisionPolicy};
 use govit_proto::projects::v1::{self as pb, project_service_client::ProjectServiceClient};
@@ -44,13 +45,28 @@ impl Interceptor for Bearer {
 
 pub type Client = ProjectServiceClient<InterceptedService<Channel, Bearer>>;
 
+/// A token for `role`; a supervisor's is the audit bureau's, whose remit is every project.
 pub fn token(role: Role, org: Option<&str>, expert: Option<&str>) -> String {
+    if role == Role::Supervisor {
+        return bureau_token(Bureau::Audit);
+    }
     mint_hs256(
         KEY,
         &format!("test-{role}"),
         role,
         org,
         expert,
+        Duration::from_secs(600),
+    )
+    .unwrap()
+}
+
+/// A supervisor's token for `bureau`.
+pub fn bureau_token(bureau: Bureau) -> String {
+    govit_platform::auth::mint_hs256_for_bureau(
+        KEY,
+        &format!("test-{bureau}-bureau"),
+        bureau,
         Duration::from_secs(600),
     )
     .unwrap()
@@ -248,6 +264,11 @@ impl TestApp {
             _ => (None, None),
         };
         self.client_with_token(Some(token(role, org, expert)))
+    }
+
+    /// A supervisor of `bureau`.
+    pub fn bureau(&self, bureau: Bureau) -> Client {
+        self.client_with_token(Some(bureau_token(bureau)))
     }
 
     /// The applicant of another organisation.

@@ -115,6 +115,7 @@ async fn a_projects_records_page_in_order_and_a_token_serves_only_its_own_list()
                 parent: p.name.clone(),
                 page_size: 2,
                 page_token: first.next_page_token.clone(),
+                ..Default::default()
             })
             .await,
         Code::InvalidArgument,

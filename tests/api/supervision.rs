@@ -1543,3 +1543,158 @@ async fn published_notices_are_for_anyone_newest_first_by_year_unit_and_kind() {
     .unwrap_err();
     assert_eq!(violated_fields(&bad), ["year", "organization"]);
 }
+
+/// The finance bureau, the development and reform commission and the audit bureau each inspect
+/// in their own name: the inspection and the audit trail say which body acted, each lists its
+/// own, and the finance bureau's remit is the fiscally funded projects.
+#[tokio::test]
+async fn each_bureau_supervises_in_its_own_name() {
+    use govit_platform::auth::Bureau;
+    let app = spawn_app().await;
+    let funded = under_construction(&app).await;
+    let own_funds = app
+        .client(Role::Applicant)
+        .create_project(pb::CreateProjectRequest {
+            request_id: String::new(),
+            project: Some(pb::Project {
+                funding_source: pb::FundingSource::SelfRaised as i32,
+                ..new_project(&app.applicant_code)
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let inspect = |project: &pb::Project, participants: &str| pb::CreateInspectionRequest {
+        request_id: String::new(),
+        parent: project.name.clone(),
+        inspection: Some(pb::Inspection {
+            inspection_date: today(),
+            scopes: vec![pb::InspectionScope::Funds as i32],
+            participants: vec![participants.into()],
+            findings: vec![pb::Finding {
+                description: "a payment without its invoice".into(),
+                severity: pb::FindingSeverity::Medium as i32,
+                rectification_required: "file the invoice".into(),
+                deadline_working_days: 5,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+    };
+    let bodies = [
+        (
+            app.client(Role::Office),
+            pb::SupervisingBody::ItOffice,
+            "test-office",
+        ),
+        (
+            app.bureau(Bureau::Finance),
+            pb::SupervisingBody::FinanceBureau,
+            "test-finance-bureau",
+        ),
+        (
+            app.bureau(Bureau::DevelopmentReform),
+            pb::SupervisingBody::DevelopmentReformCommission,
+            "test-development_reform-bureau",
+        ),
+        (
+            app.bureau(Bureau::Audit),
+            pb::SupervisingBody::AuditBureau,
+            "test-audit-bureau",
+        ),
+    ];
+    for (client, body, subject) in &bodies {
+        let inspection = client
+            .clone()
+            .create_inspection(inspect(&funded, subject))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(inspection.body, *body as i32, "{subject}");
+        assert_eq!(inspection.created_by, *subject);
+    }
+    // The audit trail names the body beside the subject.
+    let trail = app
+        .client(Role::Inspector)
+        .list_project_events(pb::ListProjectEventsRequest {
+            parent: funded.name.clone(),
+            page_size: 200,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    let inspected: Vec<(String, i32)> = trail
+        .iter()
+        .filter(|e| e.action == "CreateInspection")
+        .map(|e| {
+            let actor = e.actor.clone().unwrap();
+            (actor.subject, actor.body)
+        })
+        .collect();
+    assert_eq!(
+        inspected,
+        bodies
+            .iter()
+            .map(|(_, body, subject)| (subject.to_string(), *body as i32))
+            .collect::<Vec<_>>()
+    );
+    // An applicant's own step carries no body.
+    let created = &trail[0];
+    assert_eq!(created.action, "CreateProject");
+    assert_eq!(created.actor.as_ref().unwrap().body, 0);
+    // Each body finds its own inspections.
+    for (_, body, subject) in &bodies {
+        let listed = app
+            .client(Role::Inspector)
+            .list_inspections(pb::ListInspectionsRequest {
+                parent: funded.name.clone(),
+                body: *body as i32,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .inspections;
+        assert_eq!(listed.len(), 1, "{subject}");
+        assert_eq!(listed[0].created_by, *subject);
+    }
+    let refused = app
+        .client(Role::Inspector)
+        .list_inspections(pb::ListInspectionsRequest {
+            parent: funded.name.clone(),
+            body: 99,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&refused), ["body"]);
+
+    // The unit's own money is outside the finance bureau's remit, not the audit bureau's.
+    let refused = app
+        .bureau(Bureau::Finance)
+        .create_inspection(inspect(&own_funds, "finance"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    app.bureau(Bureau::Audit)
+        .create_inspection(inspect(&own_funds, "audit"))
+        .await
+        .unwrap();
+    let summary = |client: Client| async move {
+        client
+            .clone()
+            .get_portfolio_summary(pb::GetPortfolioSummaryRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    let finance = summary(app.bureau(Bureau::Finance)).await;
+    let audit = summary(app.bureau(Bureau::Audit)).await;
+    let office = summary(app.client(Role::Office)).await;
+    assert_eq!(finance.project_count, 1);
+    assert_eq!(audit.project_count, 2);
+    assert_eq!(office.project_count, 2);
+    assert_eq!(finance.total_contracted_fen, audit.total_contracted_fen);
+}

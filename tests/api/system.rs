@@ -274,6 +274,17 @@ async fn the_demo_walks_a_project_through_all_three_services() {
     );
     assert!(text.contains("post-evaluation opens on"), "{text}");
     assert!(text.contains("availability at least 99.9 %"), "{text}");
+    // The finance bureau's inspection is in the trail under its name.
+    let inspected = outcome
+        .events
+        .iter()
+        .find(|e| e.action == "CreateInspection")
+        .unwrap();
+    assert_eq!(
+        inspected.actor.as_ref().unwrap().body,
+        pb::SupervisingBody::FinanceBureau as i32
+    );
+    assert!(text.contains("by finance bureau"), "{text}");
     let outcomes: Vec<&pb::ProjectEvent> = outcome
         .events
         .iter()

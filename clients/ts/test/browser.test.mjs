@@ -261,6 +261,7 @@ async function waitForServices() {
 async function mintToken(role) {
   const args = ["token", "--role", role];
   if (role === "applicant") args.push("--org", APPLICANT_ORG);
+  if (role === "supervisor") args.push("--bureau", "finance");
   const { stdout } = await execFileP(GOVIT_BIN, args, { env });
   const token = stdout.trim();
   assert.match(token, /^[\w-]+\.[\w-]+\.[\w-]+$/, `govit token --role ${role} printed a JWT`);

@@ -302,6 +302,7 @@ mod tests {
             role: Role::Office,
             organization: None,
             expert: None,
+            bureau: None,
         }
     }
 

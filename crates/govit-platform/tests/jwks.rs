@@ -42,6 +42,7 @@ impl ProviderKey {
             role: Role::Supervisor,
             org: None,
             expert: None,
+            bureau: Some(govit_platform::auth::Bureau::Audit),
             iss: govit_platform::auth::DEFAULT_ISSUER.into(),
             aud: govit_platform::auth::DEFAULT_AUDIENCE.into(),
             iat: issued,

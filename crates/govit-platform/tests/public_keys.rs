@@ -10,6 +10,7 @@ fn claims() -> Claims {
         role: Role::Supervisor,
         org: None,
         expert: None,
+        bureau: Some(govit_platform::auth::Bureau::Audit),
         iss: govit_platform::auth::DEFAULT_ISSUER.into(),
         aud: govit_platform::auth::DEFAULT_AUDIENCE.into(),
         iat: now,

@@ -804,14 +804,34 @@ impl ProjectService for ProjectsService {
         &self,
         request: Request<pb::ListInspectionsRequest>,
     ) -> Result<Response<pb::ListInspectionsResponse>, Status> {
-        project_records_page!(
-            self,
-            request,
-            parent,
-            &PROJECT_READERS,
-            inspections_of,
-            "inspections",
-            ListInspectionsResponse { inspections }
+        let caller = Caller::from_request(&request)?;
+        let req = request.get_ref();
+        let code = check::parse_project_name("parent", &req.parent)?;
+        let mut v = govit_platform::Violations::new();
+        let body = check::enum_value::<pb::SupervisingBody>(&mut v, "body", req.body, true);
+        v.finish()?;
+        let body = body.filter(|b| *b != pb::SupervisingBody::Unspecified);
+        let page = Page::parse(
+            req.page_size,
+            &req.page_token,
+            &format!("inspections {code} {}", req.body),
+        )?;
+        caller.require(&PROJECT_READERS)?;
+        respond(
+            async {
+                let mut inspections = self.inspections_of(&caller, &code).await?;
+                if let Some(body) = body {
+                    inspections.retain(|i| i.body == body as i32);
+                }
+                page.slice(inspections, |i| i.name.clone())
+            }
+            .await
+            .map(
+                |(inspections, next_page_token)| pb::ListInspectionsResponse {
+                    inspections,
+                    next_page_token,
+                },
+            ),
         )
     }
 
@@ -904,7 +924,7 @@ impl ProjectService for ProjectsService {
         let caller = Caller::from_request(&request)?;
         let query = PortfolioQuery::try_from(request.into_inner())?;
         caller.require(PortfolioQuery::ROLES)?;
-        respond(self.portfolio_summary(query).await)
+        respond(self.portfolio_summary(&caller, query).await)
     }
 
     async fn get_review_override(

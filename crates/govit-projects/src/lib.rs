@@ -25,7 +25,8 @@ use std::path::PathBuf;
 
 use std::sync::Arc;
 
-use govit_platform::{Authenticator, Db, server::ServerOptions};
+use govit_platform::{Authenticator, Caller, Db, auth::Bureau, server::ServerOptions};
+use govit_proto::projects::v1::FundingSource;
 use govit_proto::projects::v1::project_service_server::ProjectServiceServer;
 use sqlx::migrate::Migrator;
 use tonic::service::Routes;
@@ -84,6 +85,30 @@ pub struct SupervisionPolicy {
     /// Months of stable operation before a post-evaluation may be recorded, counted from the
     /// day operation started.
     pub stable_operation_months: u32,
+    /// The funding sources of the projects each bureau supervises; a bureau not listed
+    /// supervises every project.
+    pub bureau_remits: Vec<(Bureau, Vec<FundingSource>)>,
+}
+
+impl SupervisionPolicy {
+    /// Whether the caller supervises `project`: every caller but a bureau outside its remit.
+    pub fn supervises(&self, caller: &Caller, project: &model::ProjectRow) -> bool {
+        let Some(bureau) = caller
+            .bureau
+            .filter(|_| caller.is(govit_platform::Role::Supervisor))
+        else {
+            return true;
+        };
+        self.bureau_remits
+            .iter()
+            .find(|(b, _)| *b == bureau)
+            .is_none_or(|(_, sources)| {
+                project
+                    .funding_source
+                    .0
+                    .is_some_and(|source| sources.contains(&source))
+            })
+    }
 }
 
 impl Default for SupervisionPolicy {
@@ -95,6 +120,16 @@ impl Default for SupervisionPolicy {
             review_deadline_working_days: 5,
             override_approvers: 2,
             stable_operation_months: 6,
+            // The finance bureau supervises fiscal money; a unit's own funds are not its remit.
+            bureau_remits: vec![(
+                Bureau::Finance,
+                vec![
+                    FundingSource::CityBudget,
+                    FundingSource::HigherLevelTransfer,
+                    FundingSource::SpecialBond,
+                    FundingSource::Mixed,
+                ],
+            )],
         }
     }
 }

@@ -122,6 +122,20 @@ pub struct AcceptanceRec {
     pub participating_units: Vec<String>,
 }
 
+/// The body a caller acts for: the IT office for office, its bureau for a supervisor.
+pub fn supervising_body(caller: &govit_platform::Caller) -> Option<pb::SupervisingBody> {
+    use govit_platform::{Role, auth::Bureau};
+    match (caller.role, caller.bureau) {
+        (Role::Office, _) => Some(pb::SupervisingBody::ItOffice),
+        (Role::Supervisor, Some(Bureau::Finance)) => Some(pb::SupervisingBody::FinanceBureau),
+        (Role::Supervisor, Some(Bureau::DevelopmentReform)) => {
+            Some(pb::SupervisingBody::DevelopmentReformCommission)
+        }
+        (Role::Supervisor, Some(Bureau::Audit)) => Some(pb::SupervisingBody::AuditBureau),
+        _ => None,
+    }
+}
+
 pub fn org_name(credit_code: &str) -> String {
     format!("organizations/{credit_code}")
 }
@@ -603,6 +617,8 @@ pub struct EventRow {
     pub occur_time: String,
     pub actor_subject: String,
     pub actor_role: String,
+    #[sqlx(try_from = "Option<String>")]
+    pub actor_body: Nullable<pb::SupervisingBody>,
     pub action: String,
     #[sqlx(try_from = "Option<String>")]
     pub from_state: Nullable<S>,
@@ -622,6 +638,7 @@ impl EventRow {
             actor: Some(pb::Actor {
                 subject: self.actor_subject.clone(),
                 role: self.actor_role.clone(),
+                body: on_wire(self.actor_body.0),
             }),
             action: self.action.clone(),
             from_state: on_wire(self.from_state.0),

@@ -161,6 +161,7 @@ stored_by_short_name! {
     projects::FindingSeverity => "FINDING_SEVERITY_", "finding severity";
     projects::NoticeKind => "NOTICE_KIND_", "notice kind";
     projects::TenderMethod => "TENDER_METHOD_", "tender method";
+    projects::SupervisingBody => "SUPERVISING_BODY_", "supervising body";
     projects::EvaluationDimension => "EVALUATION_DIMENSION_", "evaluation dimension";
     projects::IndicatorDirection => "INDICATOR_DIRECTION_", "indicator direction";
     experts::ExpertSource => "EXPERT_SOURCE_", "expert source";

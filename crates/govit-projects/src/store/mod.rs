@@ -44,7 +44,7 @@ impl From<&str> for Arg {
 }
 
 const EVENT_COLUMNS: &str = "resource, seq, occur_time, actor_subject, actor_role, action, \
-    from_state, to_state, changed_fields, reason, document_sha256";
+    from_state, to_state, changed_fields, reason, document_sha256, actor_body";
 
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -84,7 +84,7 @@ pub async fn insert_event(
 ) -> Result<(), sqlx::Error> {
     let sql = format!(
         "INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES ({})",
-        placeholders(1, 11)
+        placeholders(1, 12)
     );
     sqlx::query(AssertSqlSafe(sql))
         .bind(resource.to_owned())
@@ -98,6 +98,7 @@ pub async fn insert_event(
         .bind(to_json(&event.changed_fields))
         .bind(event.reason.clone())
         .bind(to_json(&event.document_sha256))
+        .bind(crate::model::supervising_body(actor).map(StoredEnum::as_stored))
         .execute(&mut **tx)
         .await?;
     Ok(())

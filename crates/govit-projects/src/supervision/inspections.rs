@@ -16,7 +16,7 @@ use sqlx::AssertSqlSafe;
 use super::{BUREAUS, KEEPERS, date_field, internal, new_id};
 use crate::{
     ProjectsService,
-    model::{ProjectCode, to_json},
+    model::{Nullable, ProjectCode, supervising_body, to_json},
     store::NewEvent,
     validation::{self as check, MAX_TEXT_CHARS},
     workdays,
@@ -40,7 +40,8 @@ pub(crate) struct NewInspection {
 }
 
 impl NewInspection {
-    pub(crate) const ROLES: &[Role] = &[Role::Office];
+    /// The IT office and each bureau, in its own name.
+    pub(crate) const ROLES: &[Role] = &[Role::Office, Role::Supervisor];
 }
 
 fn checked_scopes(v: &mut Violations, scopes: &[i32]) -> Vec<pb::InspectionScope> {
@@ -266,6 +267,8 @@ struct InspectionRow {
     participants: String,
     created_by: String,
     create_time: String,
+    #[sqlx(try_from = "Option<String>")]
+    body: Nullable<pb::SupervisingBody>,
 }
 
 async fn insert_inspection(
@@ -273,20 +276,21 @@ async fn insert_inspection(
     id: &str,
     inspection: &NewInspection,
     dues: &[NaiveDate],
-    created_by: &str,
+    caller: &Caller,
 ) -> ServiceResult<()> {
     let scopes: Vec<&str> = inspection.scopes.iter().map(|s| s.as_stored()).collect();
     sqlx::query(
-        "INSERT INTO inspections (id, project_code, inspection_date, scopes, participants, created_by, create_time) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO inspections (id, project_code, inspection_date, scopes, participants, created_by, create_time, body) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(id.to_owned())
     .bind(inspection.code.clone())
     .bind(date_to_stored(inspection.inspection_date))
     .bind(to_json(&scopes))
     .bind(to_json(&inspection.participants))
-    .bind(created_by.to_owned())
+    .bind(caller.subject.clone())
     .bind(to_stored(now()))
+    .bind(supervising_body(caller).map(StoredEnum::as_stored))
     .execute(&mut **tx)
     .await?;
     // Findings are numbered from 1 in the order the inspection lists them.
@@ -336,6 +340,14 @@ impl ProjectsService {
         inspection: NewInspection,
     ) -> ServiceResult<pb::Inspection> {
         let project = self.visible_project(caller, &inspection.code).await?;
+        if !self.policy.supervises(caller, &project) {
+            return Err(ServiceError::PermissionDenied(format!(
+                "{} is outside the {} bureau's remit (funding source {})",
+                project.name(),
+                caller.bureau.map(|b| b.to_string()).unwrap_or_default(),
+                project.funding_source.as_stored()
+            )));
+        }
         // An inspection records what happened.
         crate::validation::within_life(
             "inspection.inspection_date",
@@ -351,7 +363,7 @@ impl ProjectsService {
             );
         }
         let mut tx = self.store.db.begin_write().await?;
-        insert_inspection(&mut tx, &id, &inspection, &dues, &caller.subject).await?;
+        insert_inspection(&mut tx, &id, &inspection, &dues, caller).await?;
         let event = NewEvent {
             action: "CreateInspection".into(),
             changed_fields: vec![format!("inspections/{id}")],
@@ -455,6 +467,7 @@ impl ProjectsService {
             findings,
             created_by: r.created_by,
             create_time: Some(stored_to_timestamp(&r.create_time).map_err(internal)?),
+            body: r.body.0.map_or(0, |b| b as i32),
         })
     }
 

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
-use govit_platform::{Role, ServiceError, ServiceResult, Violations, time::from_stored};
+use govit_platform::{Caller, Role, ServiceError, ServiceResult, Violations, time::from_stored};
 use govit_proto::projects::v1::{self as pb, ProjectState as S};
 
 use super::{BUREAUS, MilestonesByProject, internal, risk::figures};
@@ -91,15 +91,18 @@ impl OverdueReviews {
 }
 
 impl ProjectsService {
+    /// The portfolio `query` names, within the caller's remit (a bureau's, or all).
     pub(crate) async fn portfolio_summary(
         &self,
+        caller: &Caller,
         query: PortfolioQuery,
     ) -> ServiceResult<pb::PortfolioSummary> {
         let milestones = self.milestones_where(&query.filters).await?;
-        let projects = self
+        let mut projects = self
             .store
             .list_projects(query.filters, None, false, i64::MAX / 2)
             .await?;
+        projects.retain(|p| self.policy.supervises(caller, p));
         let codes: BTreeSet<&str> = projects.iter().map(|p| p.code.as_str()).collect();
         let today = chrono::Utc::now().date_naive();
         let overdue = self.overdue_reviews(today).await?;
