@@ -692,8 +692,8 @@ mod tests {
         assert_eq!(
             configured,
             [
-                (Bureau::Finance, vec![F::CityBudget]),
-                (Bureau::Audit, vec![F::SelfRaised])
+                (Bureau::Audit, vec![F::SelfRaised]),
+                (Bureau::Finance, vec![F::CityBudget])
             ]
         );
         for wrong in [

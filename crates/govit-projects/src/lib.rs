@@ -14,6 +14,7 @@ mod outbox;
 mod overrides;
 mod projects;
 mod reviews;
+pub mod similarity;
 mod store;
 mod supervision;
 mod uploads;
