@@ -174,9 +174,10 @@ pub fn words(text: &str) -> Vec<String> {
         .filter_map(|w| {
             let w = w.word.trim().to_lowercase();
             let chars = w.chars().count();
-            let meaningful = w.chars().any(char::is_alphanumeric)
-                && !w.chars().all(|c| c.is_ascii_digit() || c == '.')
-                && !(chars == 1 && !w.is_ascii());
+            // A lone Chinese character is a particle or a measure word, not a thing built.
+            let lone_character = chars == 1 && !w.is_ascii();
+            let number = w.chars().all(|c| c.is_ascii_digit() || c == '.');
+            let meaningful = w.chars().any(char::is_alphanumeric) && !number && !lone_character;
             // The search mode also yields pieces of longer words: a piece of a stop word
             // ("务器" of "服务器") is as empty as the word.
             let stop = STOPS.contains(w.as_str())
