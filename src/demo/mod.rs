@@ -394,6 +394,59 @@ impl<W: Write> Demo<'_, W> {
             .await?
             .into_inner();
         self.say(format!("It submitted the project: {}.", state(&p)))?;
+        self.check_duplication(p).await
+    }
+
+    /// Office looks at the projects like this one, found when it was submitted, and records
+    /// its finding on duplicate construction.
+    async fn check_duplication(&mut self, p: pb::Project) -> anyhow::Result<pb::Project> {
+        let similar = &p.similar_projects;
+        let (verdict, reasons) = if similar.is_empty() {
+            (
+                pb::DuplicationVerdict::None,
+                "no project of any unit builds a data-sharing platform".to_owned(),
+            )
+        } else {
+            (
+                pb::DuplicationVerdict::Overlap,
+                "an earlier run of the demo built the same platform".to_owned(),
+            )
+        };
+        let found = if similar.is_empty() {
+            "no similar project".to_owned()
+        } else {
+            similar
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{} (similarity {:.2}: {})",
+                        m.project,
+                        m.similarity,
+                        m.matched_terms.join(" ")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let p = self
+            .projects(Role::Office)?
+            .record_duplication_finding(pb::RecordDuplicationFindingRequest {
+                request_id: String::new(),
+                name: p.name.clone(),
+                etag: p.etag,
+                finding: Some(pb::DuplicationFinding {
+                    verdict: verdict as i32,
+                    overlapping_projects: similar.iter().map(|m| m.project.clone()).collect(),
+                    reasons,
+                    ..Default::default()
+                }),
+            })
+            .await?
+            .into_inner();
+        self.say(format!(
+            "Checking for duplicate construction, office found {found}, and recorded {}.",
+            verdict.as_stored()
+        ))?;
         Ok(p)
     }
 

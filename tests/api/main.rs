@@ -10,6 +10,7 @@ mod concurrency;
 mod deploy;
 mod documents;
 mod draws;
+mod duplicates;
 mod helpers;
 mod inspector;
 mod integrity;

@@ -285,6 +285,11 @@ async fn the_demo_walks_a_project_through_all_three_services() {
         pb::SupervisingBody::FinanceBureau as i32
     );
     assert!(text.contains("by finance bureau"), "{text}");
+    // The first project in a fresh system duplicates nothing, and office says so.
+    assert!(
+        text.contains("office found no similar project, and recorded NONE"),
+        "{text}"
+    );
     let outcomes: Vec<&pb::ProjectEvent> = outcome
         .events
         .iter()

@@ -336,6 +336,23 @@ impl ProjectService for ProjectsService {
         lifecycle_step!(self, request, "StartOperation")
     }
 
+    async fn find_similar_projects(
+        &self,
+        request: Request<pb::FindSimilarProjectsRequest>,
+    ) -> Result<Response<pb::FindSimilarProjectsResponse>, Status> {
+        let caller = Caller::from_request(&request)?;
+        // Other units' projects are shown: office and the bureaus only.
+        caller.require(&crate::supervision::BUREAUS)?;
+        respond(self.find_similar(&caller, request.into_inner()).await)
+    }
+
+    async fn record_duplication_finding(
+        &self,
+        request: Request<pb::RecordDuplicationFindingRequest>,
+    ) -> Result<Response<pb::Project>, Status> {
+        lifecycle_step!(self, request, "RecordDuplicationFinding")
+    }
+
     async fn start_post_evaluation_review(
         &self,
         request: Request<pb::StartPostEvaluationReviewRequest>,

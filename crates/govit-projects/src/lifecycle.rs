@@ -29,6 +29,8 @@ pub enum Action {
     StartOperation,
     StartPostEvaluationReview,
     RecordPostEvaluation,
+    /// Office's finding on duplicate construction; the state stays.
+    RecordDuplicationFinding,
     Close,
     Withdraw,
     Suspend,
@@ -77,6 +79,7 @@ impl Action {
             Action::StartAcceptance => "StartAcceptance",
             Action::StartOperation => "StartOperation",
             Action::StartPostEvaluationReview => "StartPostEvaluationReview",
+            Action::RecordDuplicationFinding => "RecordDuplicationFinding",
             Action::RecordPostEvaluation => "RecordPostEvaluation",
             Action::Close => "CloseProject",
             Action::Withdraw => "WithdrawProject",
@@ -103,6 +106,7 @@ impl Action {
             | Action::StartAcceptance
             | Action::StartOperation
             | Action::StartPostEvaluationReview
+            | Action::RecordDuplicationFinding
             | Action::RecordPostEvaluation
             | Action::Close => &[Office],
         }
@@ -133,6 +137,7 @@ impl Action {
             Action::StartAcceptance => &[S::AcceptanceRequested],
             Action::StartOperation => &[S::Accepted],
             Action::StartPostEvaluationReview | Action::RecordPostEvaluation => &[S::InOperation],
+            Action::RecordDuplicationFinding => &[S::Submitted, S::UnderPreliminaryReview],
             Action::Close => &[S::PostEvaluated],
             Action::Withdraw => &[
                 S::Draft,
@@ -287,6 +292,7 @@ impl Action {
             Action::StartAcceptance => S::UnderAcceptance,
             Action::StartOperation => S::InOperation,
             Action::StartPostEvaluationReview => S::UnderPostEvaluation,
+            Action::RecordDuplicationFinding => from,
             Action::RecordPostEvaluation => S::PostEvaluated,
             Action::Close => S::Closed,
             Action::Withdraw => S::Withdrawn,
@@ -300,7 +306,7 @@ impl Action {
 mod tests {
     use super::*;
 
-    const ALL_ACTIONS: [Action; 19] = [
+    const ALL_ACTIONS: [Action; 20] = [
         Action::ReviewCancelled,
         Action::OverrideOutcome(ReviewStage::Acceptance, ReviewDecision::Failed),
         Action::Submit,
@@ -317,6 +323,7 @@ mod tests {
         Action::StartOperation,
         Action::StartPostEvaluationReview,
         Action::RecordPostEvaluation,
+        Action::RecordDuplicationFinding,
         Action::Close,
         Action::Withdraw,
         Action::Suspend,

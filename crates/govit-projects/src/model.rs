@@ -114,6 +114,62 @@ pub struct MeasuredRec {
     pub met: bool,
 }
 
+/// A project like another, as found when the other was submitted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SimilarRec {
+    pub code: String,
+    pub display_name: String,
+    /// Credit code.
+    pub applicant: String,
+    /// Stored state name.
+    pub state: String,
+    pub similarity: f64,
+    pub terms: Vec<String>,
+}
+
+impl SimilarRec {
+    pub fn to_proto(&self) -> anyhow::Result<pb::SimilarProject> {
+        Ok(pb::SimilarProject {
+            project: format!("projects/{}", self.code),
+            display_name: self.display_name.clone(),
+            applicant: org_name(&self.applicant),
+            state: S::from_stored(&self.state)? as i32,
+            similarity: self.similarity,
+            matched_terms: self.terms.clone(),
+        })
+    }
+}
+
+/// Office's finding on duplicate construction.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FindingRec {
+    /// Stored verdict name (`OVERLAP`).
+    pub verdict: String,
+    /// Project codes.
+    pub overlapping: Vec<String>,
+    pub reasons: String,
+    pub across_units: bool,
+    pub recorded_by: String,
+    pub record_time: String,
+}
+
+impl FindingRec {
+    pub fn to_proto(&self) -> anyhow::Result<pb::DuplicationFinding> {
+        Ok(pb::DuplicationFinding {
+            verdict: pb::DuplicationVerdict::from_stored(&self.verdict)? as i32,
+            overlapping_projects: self
+                .overlapping
+                .iter()
+                .map(|c| format!("projects/{c}"))
+                .collect(),
+            reasons: self.reasons.clone(),
+            across_units: self.across_units,
+            recorded_by: self.recorded_by.clone(),
+            record_time: Some(stored_to_timestamp(&self.record_time)?),
+        })
+    }
+}
+
 /// The acceptance's report and who took part in it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct AcceptanceRec {
@@ -329,6 +385,12 @@ pub struct ProjectRow {
     pub operation_start_date: Option<String>,
     /// The first day a post-evaluation may be recorded.
     pub post_evaluation_from: Option<String>,
+    pub construction_content: String,
+    pub equipment_selection: String,
+    /// [`SimilarRec`]s as a JSON list.
+    pub similar_projects: String,
+    /// A [`FindingRec`] as JSON.
+    pub duplication_finding: Option<String>,
 }
 
 /// The post-evaluation as stored.
@@ -498,6 +560,13 @@ impl ProjectRow {
         from_json("promised_indicators", &self.promised_indicators)
     }
 
+    pub fn duplication_finding(&self) -> anyhow::Result<Option<FindingRec>> {
+        self.duplication_finding
+            .as_deref()
+            .map(|f| from_json("duplication_finding", f))
+            .transpose()
+    }
+
     pub fn acceptance(&self) -> anyhow::Result<Option<AcceptanceRec>> {
         self.acceptance_record
             .as_deref()
@@ -566,6 +635,20 @@ impl ProjectRow {
                 participating_units: a.participating_units.iter().map(|c| org_name(c)).collect(),
             }),
             operation_start_date: stored_date(&self.operation_start_date)?,
+            construction_content: self.construction_content.clone(),
+            equipment_selection: self.equipment_selection.clone(),
+            similar_projects: from_json::<Vec<SimilarRec>>(
+                "similar_projects",
+                &self.similar_projects,
+            )?
+            .iter()
+            .map(SimilarRec::to_proto)
+            .collect::<anyhow::Result<_>>()?,
+            duplication_finding: self
+                .duplication_finding()?
+                .as_ref()
+                .map(FindingRec::to_proto)
+                .transpose()?,
             post_evaluation_open_date: stored_date(&self.post_evaluation_from)?,
             post_evaluation: self.post_evaluation()?,
             create_time: Some(stored_to_timestamp(&self.create_time)?),

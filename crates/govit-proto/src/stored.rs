@@ -162,6 +162,7 @@ stored_by_short_name! {
     projects::NoticeKind => "NOTICE_KIND_", "notice kind";
     projects::TenderMethod => "TENDER_METHOD_", "tender method";
     projects::SupervisingBody => "SUPERVISING_BODY_", "supervising body";
+    projects::DuplicationVerdict => "DUPLICATION_VERDICT_", "duplication verdict";
     projects::EvaluationDimension => "EVALUATION_DIMENSION_", "evaluation dimension";
     projects::IndicatorDirection => "INDICATOR_DIRECTION_", "indicator direction";
     experts::ExpertSource => "EXPERT_SOURCE_", "expert source";

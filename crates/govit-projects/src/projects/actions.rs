@@ -15,7 +15,7 @@ use crate::{
     lifecycle::Action,
     model::{
         AcceptanceRec, DocumentRow, EvaluationRec, Fen, Funding, MeasuredRec, PanelRec, PlanRec,
-        ProjectRow, TenderRec, to_json,
+        ProjectRow, SimilarRec, TenderRec, to_json,
     },
     store::NewEvent,
     validation::{self as check, MAX_NAME_CHARS, MAX_REASON_CHARS, MAX_TEXT_CHARS},
@@ -29,10 +29,13 @@ pub(crate) struct Step {
 }
 
 /// What an action carries besides its project.
-enum StepData {
+pub(super) enum StepData {
     Nothing,
-    /// The submission, guarded by the documents and fields review needs.
-    Submission,
+    /// The submission, guarded by the documents and fields review needs, with the projects
+    /// most like it for office to look at.
+    Submission(Vec<SimilarRec>),
+    /// Office's finding on duplicate construction, and whether it spans units.
+    Finding(Box<super::duplicates::NewFinding>, bool),
     /// Why the project or its plan goes back to the applicant.
     Reasons(Vec<String>),
     /// The expert panel the review needs.
@@ -68,7 +71,7 @@ enum StepData {
 }
 
 /// A tender's result as checked from its request.
-struct Tender {
+pub(super) struct Tender {
     contractor: String,
     supervision_firm: String,
     contract_amount: Fen,
@@ -78,7 +81,7 @@ struct Tender {
 
 impl Step {
     /// Adds the project's name and etag to the request's own violations and ends the check.
-    fn finish(
+    pub(super) fn finish(
         mut v: Violations,
         name: &str,
         etag: &str,
@@ -161,7 +164,7 @@ plain_steps! {
 impl TryFrom<pb::SubmitProjectRequest> for Step {
     type Error = ServiceError;
     fn try_from(req: pb::SubmitProjectRequest) -> ServiceResult<Step> {
-        let data = StepData::Submission;
+        let data = StepData::Submission(Vec::new());
         Step::finish(
             Violations::new(),
             &req.name,
@@ -565,7 +568,20 @@ impl ProjectsService {
                 .await?
                 .map(|o| (format!("reviews/{}", o.review_id), o.decision));
         }
-        let change = step.data.into_change(&self.policy);
+        match &mut step.data {
+            StepData::Submission(similar) => {
+                // Read before the move: the submission's etag pins the text compared.
+                *similar = self.similar_to(step.target.code(), 5).await?;
+            }
+            StepData::Finding(finding, across_units) => {
+                let project = self.visible_project(caller, step.target.code()).await?;
+                *across_units = self
+                    .across_units(caller, &project, finding.overlapping())
+                    .await?;
+            }
+            _ => {}
+        }
+        let change = step.data.into_change(&self.policy, caller);
         self.run_transition(caller, step.target, step.action, change)
             .await
     }
@@ -574,12 +590,26 @@ impl ProjectsService {
 impl StepData {
     /// What the data changes on the project and in its audit event; a post-evaluation is
     /// graded by `weights`.
-    fn into_change(self, policy: &SupervisionPolicy) -> Change {
+    fn into_change(self, policy: &SupervisionPolicy, caller: &Caller) -> Change {
         let weights = policy.evaluation_weights;
         let stable_months = policy.stable_operation_months;
         match self {
             Self::Nothing => Change::new(|_, _, _| Ok(())),
-            Self::Submission => Change::new(submission_guard),
+            Self::Submission(similar) => Change::new(move |row, event, docs| {
+                submission_guard(row, event, docs)?;
+                row.similar_projects = to_json(&similar);
+                Ok(())
+            }),
+            Self::Finding(finding, across_units) => {
+                let recorded = finding.into_record(caller, across_units);
+                Change::new(move |row, event, _| {
+                    event.changed_fields = vec!["duplication_finding".into()];
+                    event.reason =
+                        format!("{}: {}", recorded.verdict, recorded.overlapping.join(", "));
+                    row.duplication_finding = Some(to_json(&recorded));
+                    Ok(())
+                })
+            }
             Self::Reasons(reasons) => Change::new(move |row, event, _| {
                 row.return_reasons = to_json(&reasons);
                 event.reason = reasons.join("; ");

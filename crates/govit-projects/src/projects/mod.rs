@@ -4,6 +4,7 @@
 //! carries.
 
 mod actions;
+mod duplicates;
 mod events;
 mod records;
 

@@ -20,7 +20,7 @@ use crate::{
     validation::{self as check, MAX_NAME_CHARS, MAX_TEXT_CHARS},
 };
 
-const PROJECT_FIELDS: [&str; 10] = [
+const PROJECT_FIELDS: [&str; 12] = [
     "display_name",
     "category",
     "description",
@@ -31,6 +31,8 @@ const PROJECT_FIELDS: [&str; 10] = [
     "contacts",
     "feasibility_consultancy",
     "promised_indicators",
+    "construction_content",
+    "equipment_selection",
 ];
 
 const CATEGORY_RULE: &str = "must be 1 to 64 characters of A-Z a-z 0-9 . _ -";
@@ -76,6 +78,10 @@ impl ProjectRow {
             acceptance_record: None,
             operation_start_date: None,
             post_evaluation_from: None,
+            construction_content: String::new(),
+            equipment_selection: String::new(),
+            similar_projects: "[]".into(),
+            duplication_finding: None,
         }
     }
 
@@ -138,6 +144,14 @@ impl ProjectRow {
                         self.feasibility_consultancy = Some(code.to_string());
                         consultancy = Some(code.to_string());
                     }
+                }
+                "construction_content" => {
+                    check::optional_text(v, &field, &p.construction_content, MAX_TEXT_CHARS);
+                    self.construction_content = p.construction_content.trim().to_owned();
+                }
+                "equipment_selection" => {
+                    check::optional_text(v, &field, &p.equipment_selection, MAX_TEXT_CHARS);
+                    self.equipment_selection = p.equipment_selection.trim().to_owned();
                 }
                 "promised_indicators" => {
                     self.promised_indicators =

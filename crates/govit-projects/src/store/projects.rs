@@ -22,7 +22,8 @@ const PROJECT_COLUMNS: &str = "code, year, seq, display_name, applicant, categor
     implementation_plan, contractor, supervision_firm, contract_amount_fen, contract_date, \
     post_evaluation_summary, version, event_count, create_time, update_time, approved_budget_fen, \
     original_approved_fen, disbursed_fen, post_evaluation, review, tender_record, \
-    promised_indicators, acceptance_record, operation_start_date, post_evaluation_from";
+    promised_indicators, acceptance_record, operation_start_date, post_evaluation_from, \
+    construction_content, equipment_selection, similar_projects, duplication_finding";
 
 /// The columns a project's write sets, each beside its value. `disbursed_fen` is not among
 /// them: only a disbursement moves it, in the statement that checks the budget.
@@ -99,6 +100,16 @@ fn written_columns(row: &ProjectRow) -> Vec<(&'static str, Arg)> {
         (
             "post_evaluation_from",
             OptionalText(row.post_evaluation_from.clone()),
+        ),
+        (
+            "construction_content",
+            Text(row.construction_content.clone()),
+        ),
+        ("equipment_selection", Text(row.equipment_selection.clone())),
+        ("similar_projects", Text(row.similar_projects.clone())),
+        (
+            "duplication_finding",
+            OptionalText(row.duplication_finding.clone()),
         ),
     ]
 }

@@ -5,7 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
 use govit_platform::{Caller, Role, ServiceError, ServiceResult, Violations, time::from_stored};
-use govit_proto::projects::v1::{self as pb, ProjectState as S};
+use govit_proto::{
+    StoredEnum,
+    projects::v1::{self as pb, ProjectState as S},
+};
 
 use super::{BUREAUS, MilestonesByProject, internal, risk::figures};
 use crate::{
@@ -118,6 +121,7 @@ impl ProjectsService {
         summary.total_approved_fen = total(&projects, |p| p.approved_budget_fen);
         summary.total_contracted_fen = total(&projects, |p| p.contract_amount_fen);
         summary.total_disbursed_fen = total(&projects, |p| Some(p.disbursed_fen));
+        summary.overlaps = overlaps(&projects)?;
         summary.counts = counts
             .into_iter()
             .map(|(state, count)| pb::StateCount { state, count })
@@ -228,6 +232,26 @@ impl ProjectsService {
 
 /// The sum of one figure over the projects, as the wire carries it; a project without the
 /// figure adds nothing.
+/// The projects office found to overlap or duplicate others, those across units first.
+fn overlaps(projects: &[ProjectRow]) -> ServiceResult<Vec<pb::ProjectOverlap>> {
+    let mut overlaps = Vec::new();
+    for p in projects {
+        let Some(finding) = p.duplication_finding().map_err(internal)? else {
+            continue;
+        };
+        if finding.verdict == pb::DuplicationVerdict::None.as_stored() {
+            continue;
+        }
+        overlaps.push(pb::ProjectOverlap {
+            project: p.name(),
+            applicant: crate::model::org_name(&p.applicant),
+            finding: Some(finding.to_proto().map_err(internal)?),
+        });
+    }
+    overlaps.sort_by_key(|o| !o.finding.as_ref().is_some_and(|f| f.across_units));
+    Ok(overlaps)
+}
+
 fn total(projects: &[ProjectRow], figure: impl Fn(&ProjectRow) -> Option<Fen>) -> i64 {
     projects.iter().filter_map(figure).sum::<Fen>().get()
 }
