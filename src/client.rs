@@ -140,15 +140,21 @@ pub async fn import(
             part: Some(Part::Chunk(chunk.to_vec())),
         })
         .collect();
+    let progress = crate::progress::bar(content.len() as u64, "roster sent", true);
     drop(content);
+    // Counted as the stream hands each chunk over; the server's check of every row follows.
+    let counted = progress.clone();
+    let chunks = chunks.into_iter().inspect(move |c| {
+        if let Some(Part::Chunk(bytes)) = &c.part {
+            counted.inc(bytes.len() as u64);
+        }
+    });
     let mut request = tonic::Request::new(tokio_stream::iter(std::iter::once(first).chain(chunks)));
     // The server's default deadline is for interactive calls; a large roster may need more.
     request.set_timeout(IMPORT_DEADLINE);
-    let result = client
-        .stream_import_experts(request)
-        .await
-        .map_err(explain)?
-        .into_inner();
+    let result = client.stream_import_experts(request).await.map_err(explain);
+    progress.finish_and_clear();
+    let result = result?.into_inner();
     let verb = if validate_only {
         "would create"
     } else {
@@ -204,6 +210,7 @@ pub async fn export(
     };
     let mut token = String::new();
     let mut count = 0;
+    let progress = crate::progress::counter("experts exported");
     loop {
         let page = client
             .list_experts(epb::ListExpertsRequest {
@@ -234,12 +241,14 @@ pub async fn export(
                 status.as_stored(),
             ])?;
             count += 1;
+            progress.inc(1);
         }
         if page.next_page_token.is_empty() {
             break;
         }
         token = page.next_page_token;
     }
+    progress.finish_and_clear();
     writer.flush()?;
     eprintln!("{count} experts exported");
     Ok(())

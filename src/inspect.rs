@@ -223,6 +223,7 @@ impl LogCheck {
         let size = self.head.tree_size;
         let c = self.registry()?;
         let mut all = Vec::new();
+        let progress = crate::progress::bar(size, "log entries read", false);
         while (all.len() as u64) < size {
             let page = c
                 .list_log_entries(epb::ListLogEntriesRequest {
@@ -240,7 +241,9 @@ impl LogCheck {
                 index: e.index,
                 entry_json: e.entry_json,
             }));
+            progress.set_position(all.len() as u64);
         }
+        progress.finish_and_clear();
         all.truncate(size as usize);
         Ok(all)
     }

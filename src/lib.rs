@@ -14,6 +14,7 @@ pub mod config;
 pub mod demo;
 pub mod inspect;
 mod inspect_checkpoint;
+pub mod progress;
 pub mod report;
 pub mod run;
 pub mod witness;

@@ -400,6 +400,14 @@ impl<W: Write> Demo<'_, W> {
     /// Office looks at the projects like this one, found when it was submitted, and records
     /// its finding on duplicate construction.
     async fn check_duplication(&mut self, p: pb::Project) -> anyhow::Result<pb::Project> {
+        // As office reads it: the applicant is shown only its own unit's matches.
+        let p = self
+            .projects(Role::Office)?
+            .get_project(pb::GetProjectRequest {
+                name: p.name.clone(),
+            })
+            .await?
+            .into_inner();
         let similar = &p.similar_projects;
         let (verdict, reasons) = if similar.is_empty() {
             (

@@ -97,7 +97,11 @@ async fn a_submitted_project_shows_office_the_projects_it_may_duplicate() {
     let again = submit(&other, &again).await;
 
     assert_eq!(again.state, S::Submitted as i32);
-    let found = &again.similar_projects;
+    // The match is another unit's project: office sees it, the submitting unit does not.
+    assert!(again.similar_projects.is_empty(), "{again:?}");
+    assert!(get(&other, &again.name).await.similar_projects.is_empty());
+    let seen_by_office = get(&office, &again.name).await;
+    let found = &seen_by_office.similar_projects;
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].project, exchange.name);
     assert_eq!(found[0].applicant, org_name(&app.applicant_code));
@@ -110,8 +114,6 @@ async fn a_submitted_project_shows_office_the_projects_it_may_duplicate() {
         found[0].matched_terms.iter().any(|t| t == "共享"),
         "{found:?}"
     );
-    // The applicant sees its own project with what office will look at.
-    assert_eq!(get(&other, &again.name).await.similar_projects, *found);
 
     // On demand, for office and the bureaus: the draft asks too, and finds both.
     for role in [Role::Office, Role::Supervisor, Role::Inspector] {
@@ -145,6 +147,16 @@ async fn a_submitted_project_shows_office_the_projects_it_may_duplicate() {
         [again.name.as_str()],
         "the draft is no candidate; the archive is not alike"
     );
+    // Submitted, the draft shows its unit both matches through office's eyes, only its own
+    // unit's through its own.
+    let draft = submit(&own, &draft).await;
+    let mine: Vec<&str> = draft
+        .similar_projects
+        .iter()
+        .map(|m| m.project.as_str())
+        .collect();
+    assert_eq!(mine, [exchange.name.as_str()]);
+    assert_eq!(get(&office, &draft.name).await.similar_projects.len(), 2);
     // Other units' projects are not the applicant's to browse.
     let refused = own
         .clone()

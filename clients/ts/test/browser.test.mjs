@@ -326,3 +326,45 @@ for (const c of cases) {
     }
   });
 }
+
+/**
+ * The bureaus' portfolio report (`govit report portfolio --format html`) over what the cases
+ * above created: one self-contained page whose charts Chromium draws without an error. The
+ * screenshot is kept for a person to look at (GOVIT_REPORT_SCREENSHOT, else the temp dir).
+ */
+test("portfolio report: the HTML page opens in Chromium with its charts drawn", async (t) => {
+  assert.ok(browser, "the browser did not start (see the before hook's error)");
+  const out = join(dataDir, "portfolio.html");
+  await execFileP(GOVIT_BIN, ["report", "portfolio", "--format", "html", "--out", out, "--server", endpoints.projects], { env });
+  const report = await browser.newPage({ viewport: { width: 1000, height: 800 } });
+  const errors = [];
+  report.on("pageerror", (e) => errors.push(e.message));
+  report.on("console", (m) => m.type() === "error" && errors.push(m.text()));
+  report.on("request", (r) => !r.url().startsWith("file:") && errors.push(`the page fetched ${r.url()}`));
+  await report.goto(`file://${out}`);
+  const sections = await report.evaluate(() => [...document.querySelectorAll("section")].map((s) => s.id));
+  assert.deepEqual(sections, ["budget-by-project", "budget-by-unit", "variance", "risk-history", "overdue-findings", "projects"]);
+  const charts = await report.evaluate(() =>
+    [...document.querySelectorAll("section svg")].map((s) => {
+      const r = s.getBoundingClientRect();
+      const id = s.closest("section").id;
+      // A bar is a rect beside the background's; a project in the variance chart a circle.
+      const shapes = id === "variance" ? s.querySelectorAll("circle").length : s.querySelectorAll("rect").length - 1;
+      return { section: id, width: r.width, height: r.height, shapes };
+    }),
+  );
+  t.diagnostic(`charts: ${JSON.stringify(charts)}`);
+  for (const id of ["budget-by-project", "budget-by-unit", "variance"]) {
+    const chart = charts.find((c) => c.section === id);
+    assert.ok(chart, `${id} is drawn`);
+    assert.ok(chart.width > 300 && chart.height > 100, `${id} has a size: ${JSON.stringify(chart)}`);
+    assert.ok(chart.shapes >= 1, `${id} draws its projects: ${JSON.stringify(chart)}`);
+  }
+  const projects = await report.evaluate(() => document.querySelectorAll("#projects tr").length - 1);
+  assert.ok(projects >= 1, "the projects the cases created are in the table");
+  const shot = process.env.GOVIT_REPORT_SCREENSHOT ?? join(tmpdir(), "govit-portfolio-report.png");
+  await report.screenshot({ path: shot, fullPage: true });
+  t.diagnostic(`screenshot: ${shot}`);
+  await report.close();
+  assert.deepEqual(errors, [], "no error and nothing fetched");
+});

@@ -42,7 +42,8 @@ macro_rules! lifecycle_step {
         caller.require(step.action().roles())?;
         respond(
             once.run($service.db(), $service.take_step(&caller, step))
-                .await,
+                .await
+                .map(|p| shown_to(&caller, p)),
         )
     }};
 }
@@ -87,6 +88,21 @@ macro_rules! project_record {
             .await,
         )
     }};
+}
+
+/// A project as `caller` may see it: an applicant sees, of the projects found like its own,
+/// only its own unit's; the others are office's and the bureaus' to weigh (FindSimilarProjects
+/// is theirs alone).
+fn shown_to(caller: &Caller, mut project: pb::Project) -> pb::Project {
+    if caller.is(govit_platform::Role::Applicant) {
+        let own = caller
+            .organization
+            .as_deref()
+            .map(crate::model::org_name)
+            .unwrap_or_default();
+        project.similar_projects.retain(|s| s.applicant == own);
+    }
+    project
 }
 
 #[tonic::async_trait]
@@ -153,7 +169,8 @@ impl ProjectService for ProjectsService {
         caller.require(&PROJECT_WRITERS)?;
         respond(
             once.run(self.db(), self.register_project(&caller, project))
-                .await,
+                .await
+                .map(|p| shown_to(&caller, p)),
         )
     }
 
@@ -165,7 +182,11 @@ impl ProjectService for ProjectsService {
         let code = check::parse_project_name("name", &request.get_ref().name)?;
         caller.require(&PROJECT_READERS)?;
         let row = self.visible_project(&caller, &code).await?;
-        respond(row.to_proto().map_err(Into::into))
+        respond(
+            row.to_proto()
+                .map(|p| shown_to(&caller, p))
+                .map_err(Into::into),
+        )
     }
 
     async fn list_projects(
@@ -175,7 +196,14 @@ impl ProjectService for ProjectsService {
         let caller = Caller::from_request(&request)?;
         let query = ProjectQuery::try_from(request.into_inner())?;
         caller.require(&PROJECT_READERS)?;
-        respond(self.find_projects(&caller, query).await)
+        respond(self.find_projects(&caller, query).await.map(|mut page| {
+            page.projects = page
+                .projects
+                .into_iter()
+                .map(|p| shown_to(&caller, p))
+                .collect();
+            page
+        }))
     }
 
     async fn update_project(
@@ -185,7 +213,11 @@ impl ProjectService for ProjectsService {
         let caller = Caller::from_request(&request)?;
         let edit = ProjectEdit::try_from(request.into_inner())?;
         caller.require(&PROJECT_WRITERS)?;
-        respond(self.edit_project(&caller, edit).await)
+        respond(
+            self.edit_project(&caller, edit)
+                .await
+                .map(|p| shown_to(&caller, p)),
+        )
     }
 
     async fn submit_project(

@@ -570,8 +570,13 @@ impl ProjectsService {
         }
         match &mut step.data {
             StepData::Submission(similar) => {
-                // Read before the move: the submission's etag pins the text compared.
-                *similar = self.similar_to(step.target.code(), 5).await?;
+                // Only a submission that can be taken is worth comparing every project for;
+                // the transition refuses the rest as before. Read before the move: the
+                // submission's etag pins the text compared.
+                let row = self.visible_project(caller, step.target.code()).await?;
+                if step.action.sources().contains(&row.state) {
+                    *similar = self.similar_to(step.target.code(), 5).await?;
+                }
             }
             StepData::Finding(finding, across_units) => {
                 let project = self.visible_project(caller, step.target.code()).await?;

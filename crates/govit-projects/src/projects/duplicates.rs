@@ -192,11 +192,25 @@ impl ProjectsService {
         let Some(query) = candidates.iter().position(|c| &c.code == code) else {
             return Err(ServiceError::not_found("project", code.name()));
         };
-        let corpus = candidates
+        // A project whose stored plan cannot be read is compared by the rest of its text: one
+        // corrupt row must not stop every submission.
+        let corpus: Vec<(usize, ProjectText)> = candidates
             .iter()
             .enumerate()
-            .map(|(i, c)| Ok((i, c.text()?)))
-            .collect::<ServiceResult<Vec<_>>>()?;
+            .map(|(i, c)| {
+                let text = c.text().unwrap_or_else(|e| {
+                    tracing::error!(project = %c.code, error = %e, "unreadable implementation plan");
+                    ProjectText {
+                        name: c.display_name.clone(),
+                        description: c.description.clone(),
+                        construction: c.construction_content.clone(),
+                        equipment: c.equipment_selection.clone(),
+                        plan: String::new(),
+                    }
+                });
+                (i, text)
+            })
+            .collect();
         Ok(similar(&corpus, query, limit)
             .into_iter()
             .map(|m| {

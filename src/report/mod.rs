@@ -1,5 +1,8 @@
 //! `govit report portfolio`: the supervising bureaus' figures as CSV or JSON for their own
-//! spreadsheets, built from the projects service's API.
+//! spreadsheets, or as one HTML page with charts to look at, built from the projects service's
+//! API.
+
+mod html;
 
 use std::{io::Write, path::Path};
 
@@ -18,6 +21,8 @@ use crate::{
 pub enum Format {
     Csv,
     Json,
+    /// One self-contained page: charts (inline SVG) and tables, no script.
+    Html,
 }
 
 /// Where a command finds the projects service.
@@ -29,14 +34,14 @@ pub struct ProjectsRemote {
         default_value = "http://127.0.0.1:50051"
     )]
     pub server: String,
-    /// A bearer token; without one, a short-lived supervisor token is minted with the configured
+    /// A bearer token; without one, a short-lived office token is minted with the configured
     /// HS256 key.
     #[arg(long, env = "GOVIT_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
-struct Row {
+pub(crate) struct Row {
     project: String,
     name: String,
     applicant: String,
@@ -115,16 +120,118 @@ pub async fn portfolio(
         .map_err(explain)?
         .into_inner();
     let rows = project_rows(&mut client, &filter).await?;
+    let codes: std::collections::BTreeSet<String> =
+        rows.iter().map(|r| r.project.clone()).collect();
+    let page = match format {
+        Format::Html => Some(html_extras(&mut client, &codes).await?),
+        _ => None,
+    };
     let sink: Box<dyn std::io::Write> = match out {
         Some(path) => Box::new(
             std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
         ),
         None => Box::new(std::io::stdout()),
     };
-    match format {
-        Format::Json => write_json(sink, year, summary, rows),
-        Format::Csv => write_csv(sink, &summary, &rows),
+    match (format, page) {
+        (Format::Html, Some((snapshots, overdue))) => {
+            let mut sink = sink;
+            let page = html::render(&html::Page {
+                year,
+                generated: chrono::Utc::now()
+                    .with_timezone(&govit_platform::time::beijing())
+                    .format("%Y-%m-%d %H:%M (Beijing)")
+                    .to_string(),
+                project_count: summary.project_count,
+                totals_fen: [
+                    summary.total_approved_fen,
+                    summary.total_contracted_fen,
+                    summary.total_disbursed_fen,
+                ],
+                rows: &rows,
+                snapshots: &snapshots,
+                overdue: &overdue,
+            })?;
+            sink.write_all(page.as_bytes())?;
+            Ok(())
+        }
+        (Format::Json, _) => write_json(sink, year, summary, rows),
+        _ => write_csv(sink, &summary, &rows),
     }
+}
+
+type Snapshots = Vec<(String, String, String)>;
+type Overdue = Vec<(String, String, String, String, String)>;
+
+/// The monthly snapshots' risk colours and the overdue findings of the projects in `codes`.
+async fn html_extras(
+    client: &mut Projects,
+    codes: &std::collections::BTreeSet<String>,
+) -> anyhow::Result<(Snapshots, Overdue)> {
+    let mut snapshots = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_snapshots(pb::ListSnapshotsRequest {
+                page_size: 200,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(explain)?
+            .into_inner();
+        for s in page.snapshots {
+            let code = s.project.trim_start_matches("projects/").to_owned();
+            if codes.contains(&code) {
+                let colour = pb::RiskColor::try_from(s.color)
+                    .unwrap_or_default()
+                    .as_stored()
+                    .to_owned();
+                snapshots.push((code, s.month, colour));
+            }
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let mut overdue = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_overdue_findings(pb::ListOverdueFindingsRequest {
+                page_size: 200,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(explain)?
+            .into_inner();
+        for f in page.findings {
+            let code = f
+                .name
+                .trim_start_matches("projects/")
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            if codes.contains(&code) {
+                let due = f
+                    .due_date
+                    .map(|d| format!("{}-{:02}-{:02}", d.year, d.month, d.day))
+                    .unwrap_or_default();
+                let severity = pb::FindingSeverity::try_from(f.severity)
+                    .unwrap_or_default()
+                    .as_stored()
+                    .to_owned();
+                overdue.push((f.name, code, f.description, severity, due));
+            }
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    Ok((snapshots, overdue))
 }
 
 /// `UNDER_CONSTRUCTION` for the wire value of `PROJECT_STATE_UNDER_CONSTRUCTION`.
@@ -135,10 +242,11 @@ fn state_name(state: i32) -> String {
         .to_owned()
 }
 
-/// Every project the filter covers, with its variance, page by page.
+/// Every project the filter covers, with its variance, page by page; progress on a terminal.
 async fn project_rows(client: &mut Projects, filter: &Filter) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
     let mut token = String::new();
+    let progress = crate::progress::counter("projects read");
     loop {
         let page = client
             .list_projects(pb::ListProjectsRequest {
@@ -161,8 +269,10 @@ async fn project_rows(client: &mut Projects, filter: &Filter) -> anyhow::Result<
                 .map_err(explain)?
                 .into_inner();
             rows.push(row(p, &v));
+            progress.inc(1);
         }
         if page.next_page_token.is_empty() {
+            progress.finish_and_clear();
             return Ok(rows);
         }
         token = page.next_page_token;
