@@ -401,6 +401,28 @@ mod tests {
         }
         let wrong = Action::ReviewOutcome(ReviewStage::PostEvaluation, ReviewDecision::Approved);
         assert_eq!(wrong.target(S::UnderPostEvaluation, None), None);
+        // Office may decide in the panel's stead, as for the other reviews; the review is
+        // cancelled with it.
+        let overridden =
+            Action::OverrideOutcome(ReviewStage::PostEvaluation, ReviewDecision::Failed);
+        assert_eq!(overridden.sources(), [S::UnderPostEvaluation]);
+        assert_eq!(
+            overridden.target(S::UnderPostEvaluation, None),
+            Some(S::InOperation)
+        );
+        assert_eq!(
+            overridden.review_effect(S::UnderPostEvaluation, S::InOperation),
+            Some(ReviewEffect::Cancel)
+        );
+        // Suspension pauses the panel and resumption resumes it.
+        assert_eq!(
+            Action::Suspend.review_effect(S::UnderPostEvaluation, S::Suspended),
+            Some(ReviewEffect::Pause)
+        );
+        assert_eq!(
+            Action::Resume.review_effect(S::Suspended, S::UnderPostEvaluation),
+            Some(ReviewEffect::Resume)
+        );
     }
 
     #[test]
