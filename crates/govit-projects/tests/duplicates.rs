@@ -130,3 +130,42 @@ fn the_top_five_find_the_known_duplicates() {
     assert!(recall >= 0.9, "recall {recall:.3}: missed {missed:?}");
     assert!(precision >= 0.8, "precision {precision:.3}: {wrong:#?}");
 }
+
+/// What one comparison costs as the city's projects grow: the corpus repeated to
+/// GOVIT_DUPLICATES_SCALE projects (default 6,000), one project compared with all. A figure to
+/// read, not a timed test: `cargo test --release -p govit-projects --test duplicates --
+/// --ignored --nocapture` (docs/duplicates.md).
+#[test]
+#[ignore]
+fn one_comparison_against_a_city_of_projects() {
+    let corpus: Corpus = serde_json::from_str(include_str!("data/duplicate-corpus.json")).unwrap();
+    let scale: usize = std::env::var("GOVIT_DUPLICATES_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6_000);
+    let texts: Vec<(usize, ProjectText)> = (0..scale)
+        .map(|i| {
+            let p = &corpus.projects[i % corpus.projects.len()];
+            (
+                i,
+                ProjectText {
+                    // Each copy its own name, as a city's projects differ.
+                    name: format!("{} {i}", p.name),
+                    description: p.description.clone(),
+                    construction: p.construction.clone(),
+                    equipment: p.equipment.clone(),
+                    plan: String::new(),
+                },
+            )
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let found = similar(&texts, 0, 5);
+    let took = started.elapsed();
+    println!(
+        "one project compared with {scale}: {:.0} ms, {} matches",
+        took.as_secs_f64() * 1000.0,
+        found.len()
+    );
+    assert!(!found.is_empty(), "its own copies are found");
+}
