@@ -97,7 +97,8 @@ fn budget_bars(title: &str, bars: &[(String, i64, i64)]) -> Drawn {
             .map(|(_, a, d)| (*a).max(*d))
             .max()
             .unwrap_or(0)
-            .max(1) as f64
+            // At least 10,000 yuan, so that a portfolio of drafts still has a readable scale.
+            .max(1_000_000) as f64
             / 1_000_000.0;
         let labels: Vec<String> = bars.iter().map(|(l, _, _)| l.clone()).collect();
         let mut chart = ChartBuilder::on(&root)
