@@ -43,22 +43,28 @@ struct Candidate {
 }
 
 impl Candidate {
-    fn text(&self) -> ServiceResult<ProjectText> {
-        let plan = self
+    /// What the project builds, in words. A stored plan that cannot be read leaves the plan
+    /// out (and is logged): one corrupt row must not stop every submission.
+    fn text(&self) -> ProjectText {
+        let plan = match self
             .implementation_plan
             .as_deref()
             .map(|p| from_json::<PlanRec>("implementation_plan", p))
-            .transpose()
-            .map_err(ServiceError::Internal)?
-            .map(|p| [p.task_plan, p.system_design, p.equipment_selection].join("\n"))
-            .unwrap_or_default();
-        Ok(ProjectText {
+        {
+            Some(Ok(p)) => [p.task_plan, p.system_design, p.equipment_selection].join("\n"),
+            Some(Err(e)) => {
+                tracing::error!(project = %self.code, error = %e, "unreadable implementation plan");
+                String::new()
+            }
+            None => String::new(),
+        };
+        ProjectText {
             name: self.display_name.clone(),
             description: self.description.clone(),
             construction: self.construction_content.clone(),
             equipment: self.equipment_selection.clone(),
             plan,
-        })
+        }
     }
 }
 
@@ -192,24 +198,10 @@ impl ProjectsService {
         let Some(query) = candidates.iter().position(|c| &c.code == code) else {
             return Err(ServiceError::not_found("project", code.name()));
         };
-        // A project whose stored plan cannot be read is compared by the rest of its text: one
-        // corrupt row must not stop every submission.
         let corpus: Vec<(usize, ProjectText)> = candidates
             .iter()
             .enumerate()
-            .map(|(i, c)| {
-                let text = c.text().unwrap_or_else(|e| {
-                    tracing::error!(project = %c.code, error = %e, "unreadable implementation plan");
-                    ProjectText {
-                        name: c.display_name.clone(),
-                        description: c.description.clone(),
-                        construction: c.construction_content.clone(),
-                        equipment: c.equipment_selection.clone(),
-                        plan: String::new(),
-                    }
-                });
-                (i, text)
-            })
+            .map(|(i, c)| (i, c.text()))
             .collect();
         Ok(similar(&corpus, query, limit)
             .into_iter()
