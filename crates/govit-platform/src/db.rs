@@ -5,9 +5,11 @@
 //! TEXT/BIGINT/INTEGER/BOOLEAN columns, `ON CONFLICT ... DO UPDATE`, `RETURNING`. Instants are
 //! stored as fixed-width RFC 3339 UTC text (see [`crate::time`]), which sorts correctly.
 
-use std::{path::Path, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context;
+
+use crate::sqlite_reader::SqliteReader;
 use sqlx::{
     Any, AnyPool, Executor, Transaction,
     any::AnyPoolOptions,
@@ -61,6 +63,9 @@ impl Backend {
 pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// On a SQLite file, read-only connections for the hot reads, used in place
+    /// ([`crate::sqlite_reader`]); none on PostgreSQL or an in-memory database.
+    pub reader: Option<Arc<SqliteReader>>,
 }
 
 pub type Tx = Transaction<'static, Any>;
@@ -123,7 +128,14 @@ impl Db {
             .connect(url)
             .await
             .context("connecting to the database")?;
-        Ok(Db { pool, backend })
+        let reader = sqlite_file_path(url)
+            .filter(|_| backend == Backend::Sqlite)
+            .map(|path| Arc::new(SqliteReader::new(Path::new(&path))));
+        Ok(Db {
+            pool,
+            backend,
+            reader,
+        })
     }
 
     /// Begins a transaction that will write. On SQLite it takes the write lock at once

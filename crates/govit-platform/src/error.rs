@@ -213,6 +213,12 @@ impl ServiceError {
     }
 }
 
+impl From<rusqlite::Error> for ServiceError {
+    fn from(err: rusqlite::Error) -> Self {
+        ServiceError::Internal(anyhow::Error::new(err).context("database error"))
+    }
+}
+
 impl From<sqlx::Error> for ServiceError {
     fn from(err: sqlx::Error) -> Self {
         ServiceError::Internal(anyhow::Error::new(err).context("database error"))

@@ -19,6 +19,7 @@ pub mod reads;
 pub mod resident_id;
 pub mod secret_file;
 pub mod server;
+pub mod sqlite_reader;
 pub mod telemetry;
 pub mod time;
 pub mod tls;

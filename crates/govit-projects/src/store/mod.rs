@@ -66,6 +66,39 @@ pub(crate) fn bind_all<'q, O>(
     query
 }
 
+impl rusqlite::ToSql for Arg {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Arg::Text(s) => s.to_sql(),
+            Arg::Int(i) => i.to_sql(),
+            Arg::OptionalText(s) => s.to_sql(),
+            Arg::OptionalInt(i) => i.to_sql(),
+        }
+    }
+}
+
+/// Runs `sql`, written with sqlx's numbered placeholders, on a SQLite reader connection:
+/// `$N` is bound to `args[N - 1]` by its name, whatever order the placeholders appear in.
+pub(crate) fn sqlite_query<T>(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    args: &[Arg],
+    mut each: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    let mut statement = conn.prepare_cached(sql)?;
+    for (i, arg) in args.iter().enumerate() {
+        if let Some(index) = statement.parameter_index(&format!("${}", i + 1))? {
+            statement.raw_bind_parameter(index, arg)?;
+        }
+    }
+    let mut rows = statement.raw_query();
+    let mut answer = Vec::new();
+    while let Some(row) = rows.next()? {
+        answer.push(each(row)?);
+    }
+    Ok(answer)
+}
+
 /// `$first, $first+1, …` for `count` values.
 pub(crate) fn placeholders(first: usize, count: usize) -> String {
     (first..first + count)

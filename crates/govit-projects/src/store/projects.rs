@@ -13,6 +13,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::{
     Arg, NewEvent, OverrideEvent, Store, bind_all, insert_baseline, insert_event, placeholders,
+    sqlite_query,
 };
 use crate::model::{Fen, ProjectCode, ProjectRow};
 
@@ -24,6 +25,72 @@ const PROJECT_COLUMNS: &str = "code, year, seq, display_name, applicant, categor
     original_approved_fen, disbursed_fen, post_evaluation, review, tender_record, \
     promised_indicators, acceptance_record, operation_start_date, post_evaluation_from, \
     construction_content, equipment_selection, similar_projects, duplication_finding";
+
+/// A row of [`PROJECT_COLUMNS`] as a SQLite reader reads it, column by position; the same
+/// checks as the sqlx decoding (`FromRow`): a stored enum that is no known value is a corrupt
+/// row.
+fn project_from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<ProjectRow> {
+    use govit_platform::sqlite_reader::corrupt;
+    let mut column = 0..;
+    let mut next = || column.next().unwrap_or_default();
+    let text = |row: &rusqlite::Row<'_>, i: usize| row.get::<_, String>(i);
+    let optional = |row: &rusqlite::Row<'_>, i: usize| row.get::<_, Option<String>>(i);
+    let int = |row: &rusqlite::Row<'_>, i: usize| row.get::<_, i64>(i);
+    let fen =
+        |row: &rusqlite::Row<'_>, i: usize| row.get::<_, Option<i64>>(i).map(|f| f.map(Fen::new));
+    Ok(ProjectRow {
+        code: ProjectCode::as_named(&text(row, next())?),
+        year: int(row, next())?,
+        seq: int(row, next())?,
+        display_name: text(row, next())?,
+        applicant: text(row, next())?,
+        category: text(row, next())?,
+        description: text(row, next())?,
+        planned_start_date: optional(row, next())?,
+        planned_end_date: optional(row, next())?,
+        estimated_investment_fen: Fen::new(int(row, next())?),
+        funding_source: {
+            let i = next();
+            text(row, i)?.try_into().map_err(|e| corrupt(i, e))?
+        },
+        contacts: text(row, next())?,
+        feasibility_consultancy: optional(row, next())?,
+        state: {
+            let i = next();
+            text(row, i)?.try_into().map_err(|e| corrupt(i, e))?
+        },
+        suspended_from: {
+            let i = next();
+            optional(row, i)?.try_into().map_err(|e| corrupt(i, e))?
+        },
+        review_panel: text(row, next())?,
+        return_reasons: text(row, next())?,
+        implementation_plan: optional(row, next())?,
+        contractor: optional(row, next())?,
+        supervision_firm: optional(row, next())?,
+        contract_amount_fen: fen(row, next())?,
+        contract_date: optional(row, next())?,
+        post_evaluation_summary: text(row, next())?,
+        version: int(row, next())?,
+        event_count: int(row, next())?,
+        create_time: text(row, next())?,
+        update_time: text(row, next())?,
+        approved_budget_fen: fen(row, next())?,
+        original_approved_fen: fen(row, next())?,
+        disbursed_fen: Fen::new(int(row, next())?),
+        post_evaluation: optional(row, next())?,
+        review: optional(row, next())?,
+        tender_record: optional(row, next())?,
+        promised_indicators: text(row, next())?,
+        acceptance_record: optional(row, next())?,
+        operation_start_date: optional(row, next())?,
+        post_evaluation_from: optional(row, next())?,
+        construction_content: text(row, next())?,
+        equipment_selection: text(row, next())?,
+        similar_projects: text(row, next())?,
+        duplication_finding: optional(row, next())?,
+    })
+}
 
 /// The columns a project's write sets, each beside its value. `disbursed_fen` is not among
 /// them: only a disbursement moves it, in the statement that checks the budget.
@@ -158,6 +225,11 @@ struct StoredOutcome {
 impl Store {
     pub async fn get_project(&self, code: &ProjectCode) -> ServiceResult<Option<ProjectRow>> {
         let sql = format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE code = $1");
+        if let Some(reader) = &self.db.reader {
+            let args = [Arg::Text(code.to_string())];
+            let rows = reader.read(|c| sqlite_query(c, &sql, &args, project_from_sqlite))?;
+            return Ok(rows.into_iter().next());
+        }
         Ok(sqlx::query_as::<_, ProjectRow>(AssertSqlSafe(sql))
             .bind(code.to_owned())
             .fetch_optional(&self.db.pool)
@@ -194,6 +266,9 @@ impl Store {
             " ORDER BY year {dir}, seq {dir} LIMIT ${}",
             args.len()
         ));
+        if let Some(reader) = &self.db.reader {
+            return Ok(reader.read(|c| sqlite_query(c, &sql, &args, project_from_sqlite))?);
+        }
         let query = bind_all(sqlx::query_as::<_, ProjectRow>(AssertSqlSafe(sql)), args);
         Ok(query.fetch_all(&self.db.pool).await?)
     }
