@@ -54,10 +54,10 @@ impl SqliteReader {
 
     /// Runs `read` on an idle connection (opening one when none is), in place. For reads that
     /// take microseconds: a row or a page.
-    pub fn read<T>(
+    pub fn read<T, E: From<rusqlite::Error>>(
         &self,
-        read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-    ) -> rusqlite::Result<T> {
+        read: impl FnOnce(&Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
         let taken = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match taken {
             Some(conn) => conn,
@@ -74,10 +74,10 @@ impl SqliteReader {
     /// Like [`Self::read`], for reads of many rows (a pool of 100,000 experts, every project):
     /// on a multi-threaded runtime the worker hands its other tasks on first, so that a read of
     /// tens of milliseconds does not hold them up.
-    pub fn read_long<T>(
+    pub fn read_long<T, E: From<rusqlite::Error>>(
         &self,
-        read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-    ) -> rusqlite::Result<T> {
+        read: impl FnOnce(&Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
         match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
             Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
                 tokio::task::block_in_place(|| self.read(read))
