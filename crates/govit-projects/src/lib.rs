@@ -94,21 +94,24 @@ pub struct SupervisionPolicy {
 impl SupervisionPolicy {
     /// Whether the caller supervises `project`: every caller but a bureau outside its remit.
     pub fn supervises(&self, caller: &Caller, project: &model::ProjectRow) -> bool {
-        let Some(bureau) = caller
+        self.remit_of(caller).is_none_or(|sources| {
+            project
+                .funding_source
+                .0
+                .is_some_and(|source| sources.contains(&source))
+        })
+    }
+
+    /// The funding sources a bureau's remit is limited to; None for every other caller and
+    /// for a bureau whose remit is every project.
+    pub fn remit_of(&self, caller: &Caller) -> Option<&[FundingSource]> {
+        let bureau = caller
             .bureau
-            .filter(|_| caller.is(govit_platform::Role::Supervisor))
-        else {
-            return true;
-        };
+            .filter(|_| caller.is(govit_platform::Role::Supervisor))?;
         self.bureau_remits
             .iter()
             .find(|(b, _)| *b == bureau)
-            .is_none_or(|(_, sources)| {
-                project
-                    .funding_source
-                    .0
-                    .is_some_and(|source| sources.contains(&source))
-            })
+            .map(|(_, sources)| sources.as_slice())
     }
 }
 

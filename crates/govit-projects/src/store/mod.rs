@@ -99,6 +99,41 @@ pub(crate) fn sqlite_query<T>(
     Ok(answer)
 }
 
+/// How much a read may take, which decides how a SQLite reader runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadSize {
+    /// A row or a page: microseconds, run in place.
+    Page,
+    /// Every selected project: milliseconds, with the worker's other tasks handed on first.
+    Whole,
+}
+
+impl Store {
+    /// Rows of a read, on the SQLite reader when there is one (decoded by `from_sqlite`, by
+    /// position), else through sqlx (decoded by `FromRow`, by name): both select the same
+    /// columns in the same order.
+    pub(crate) async fn read_rows<T>(
+        &self,
+        size: ReadSize,
+        sql: &str,
+        args: Vec<Arg>,
+        from_sqlite: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> ServiceResult<Vec<T>>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+    {
+        if let Some(reader) = &self.db.reader {
+            let read = |c: &rusqlite::Connection| sqlite_query(c, sql, &args, from_sqlite);
+            return Ok(match size {
+                ReadSize::Page => reader.read(read)?,
+                ReadSize::Whole => reader.read_long(read)?,
+            });
+        }
+        let query = bind_all(sqlx::query_as::<_, T>(AssertSqlSafe(sql)), args);
+        Ok(query.fetch_all(&self.db.pool).await?)
+    }
+}
+
 /// `$first, $first+1, …` for `count` values.
 pub(crate) fn placeholders(first: usize, count: usize) -> String {
     (first..first + count)

@@ -12,8 +12,8 @@ use govit_proto::{
 use sqlx::{AssertSqlSafe, Row};
 
 use super::{
-    Arg, NewEvent, OverrideEvent, Store, bind_all, insert_baseline, insert_event, placeholders,
-    sqlite_query,
+    Arg, NewEvent, OverrideEvent, ReadSize, Store, bind_all, insert_baseline, insert_event,
+    placeholders,
 };
 use crate::model::{Fen, ProjectCode, ProjectRow};
 
@@ -225,15 +225,11 @@ struct StoredOutcome {
 impl Store {
     pub async fn get_project(&self, code: &ProjectCode) -> ServiceResult<Option<ProjectRow>> {
         let sql = format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE code = $1");
-        if let Some(reader) = &self.db.reader {
-            let args = [Arg::Text(code.to_string())];
-            let rows = reader.read(|c| sqlite_query(c, &sql, &args, project_from_sqlite))?;
-            return Ok(rows.into_iter().next());
-        }
-        Ok(sqlx::query_as::<_, ProjectRow>(AssertSqlSafe(sql))
-            .bind(code.to_owned())
-            .fetch_optional(&self.db.pool)
-            .await?)
+        let args = vec![Arg::Text(code.to_string())];
+        let rows = self
+            .read_rows(ReadSize::Page, &sql, args, project_from_sqlite)
+            .await?;
+        Ok(rows.into_iter().next())
     }
 
     /// Lists projects matching `filters` (column, value) ordered by (year, seq).
@@ -266,11 +262,12 @@ impl Store {
             " ORDER BY year {dir}, seq {dir} LIMIT ${}",
             args.len()
         ));
-        if let Some(reader) = &self.db.reader {
-            return Ok(reader.read(|c| sqlite_query(c, &sql, &args, project_from_sqlite))?);
-        }
-        let query = bind_all(sqlx::query_as::<_, ProjectRow>(AssertSqlSafe(sql)), args);
-        Ok(query.fetch_all(&self.db.pool).await?)
+        let size = if limit > 1000 {
+            ReadSize::Whole
+        } else {
+            ReadSize::Page
+        };
+        self.read_rows(size, &sql, args, project_from_sqlite).await
     }
 
     /// Inserts a new project, assigning its code from the year's counter.

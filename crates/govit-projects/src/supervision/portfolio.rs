@@ -14,8 +14,8 @@ use super::{BUREAUS, MilestonesByProject, internal, risk::figures};
 use crate::{
     ProjectsService,
     lifecycle::Action,
-    model::{Fen, ProjectCode, ProjectRow},
-    store::Arg,
+    model::{Fen, ProjectCode},
+    store::{Arg, ReadSize},
     validation as check,
     variance::{self, Color},
     workdays,
@@ -76,9 +76,11 @@ enum OverdueReviews {
 }
 
 impl OverdueReviews {
-    fn includes(&self, project: &ProjectRow) -> bool {
+    /// Whether the estimate counts `project` overdue; reported reviews are matched against
+    /// the selection apart, since a reported project need not stand out otherwise.
+    fn estimates(&self, project: &StandingOut) -> bool {
         match self {
-            OverdueReviews::Reported(projects) => projects.contains(&project.code),
+            OverdueReviews::Reported(_) => false,
             OverdueReviews::Estimated {
                 accepted,
                 today,
@@ -93,58 +95,234 @@ impl OverdueReviews {
     }
 }
 
+/// What the summary reads of a project that may stand out: one with milestones (its
+/// variance), a changed budget, a duplication finding, or under preliminary review.
+#[derive(Debug, sqlx::FromRow)]
+struct StandingOut {
+    code: ProjectCode,
+    applicant: String,
+    #[sqlx(try_from = "String")]
+    state: S,
+    original_approved_fen: Option<Fen>,
+    approved_budget_fen: Option<Fen>,
+    duplication_finding: Option<String>,
+}
+
+impl StandingOut {
+    const COLUMNS: &str =
+        "code, applicant, state, original_approved_fen, approved_budget_fen, duplication_finding";
+
+    fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<StandingOut> {
+        Ok(StandingOut {
+            code: ProjectCode::as_named(&row.get::<_, String>(0)?),
+            applicant: row.get(1)?,
+            state: row
+                .get::<_, String>(2)?
+                .try_into()
+                .map_err(|e| govit_platform::sqlite_reader::corrupt(2, e))?,
+            original_approved_fen: row.get::<_, Option<i64>>(3)?.map(Fen::new),
+            approved_budget_fen: row.get::<_, Option<i64>>(4)?.map(Fen::new),
+            duplication_finding: row.get(5)?,
+        })
+    }
+
+    fn name(&self) -> String {
+        self.code.name()
+    }
+}
+
+/// One state's count and totals, summed in SQL.
+#[derive(Debug, sqlx::FromRow)]
+struct StateTotals {
+    state: String,
+    projects: i64,
+    approved_fen: Option<i64>,
+    contracted_fen: Option<i64>,
+    disbursed_fen: Option<i64>,
+}
+
+impl StateTotals {
+    fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<StateTotals> {
+        Ok(StateTotals {
+            state: row.get(0)?,
+            projects: row.get(1)?,
+            approved_fen: row.get(2)?,
+            contracted_fen: row.get(3)?,
+            disbursed_fen: row.get(4)?,
+        })
+    }
+}
+
+/// The WHERE clause of the portfolio's projects, table `projects` as `p`: the query's
+/// filters and the caller's remit, with their arguments from `$1`.
+fn selection(
+    filters: &[(&'static str, Arg)],
+    remit: Option<&[pb::FundingSource]>,
+) -> (String, Vec<Arg>) {
+    let mut sql = String::from("1 = 1");
+    let mut args = Vec::new();
+    for (column, value) in filters {
+        args.push(value.clone());
+        sql.push_str(&format!(" AND p.{column} = ${}", args.len()));
+    }
+    if let Some(sources) = remit {
+        let first = args.len() + 1;
+        args.extend(sources.iter().map(|s| Arg::from(s.as_stored())));
+        // An empty remit selects nothing, as `supervises` decides.
+        sql.push_str(&if sources.is_empty() {
+            " AND 1 = 0".to_owned()
+        } else {
+            format!(
+                " AND p.funding_source IN ({})",
+                crate::store::placeholders(first, sources.len())
+            )
+        });
+    }
+    (sql, args)
+}
+
 impl ProjectsService {
     /// The portfolio `query` names, within the caller's remit (a bureau's, or all).
+    ///
+    /// Counts and totals are summed by the database; only projects that may stand out are
+    /// read, and of them only what decides it. At 100,000 projects reading every project
+    /// whole took over a second (docs/BENCHMARKS.md).
     pub(crate) async fn portfolio_summary(
         &self,
         caller: &Caller,
         query: PortfolioQuery,
     ) -> ServiceResult<pb::PortfolioSummary> {
-        let milestones = self.milestones_where(&query.filters).await?;
-        let mut projects = self
+        let (selected, args) = selection(&query.filters, self.policy.remit_of(caller));
+        let totals = self
             .store
-            .list_projects(query.filters, None, false, i64::MAX / 2)
+            .read_rows(
+                ReadSize::Whole,
+                &format!(
+                    "SELECT p.state, COUNT(*) AS projects, \
+                     CAST(SUM(p.approved_budget_fen) AS BIGINT) AS approved_fen, \
+                     CAST(SUM(p.contract_amount_fen) AS BIGINT) AS contracted_fen, \
+                     CAST(SUM(p.disbursed_fen) AS BIGINT) AS disbursed_fen \
+                     FROM projects p WHERE {selected} GROUP BY p.state"
+                ),
+                args.clone(),
+                StateTotals::from_sqlite,
+            )
             .await?;
-        projects.retain(|p| self.policy.supervises(caller, p));
-        let codes: BTreeSet<&str> = projects.iter().map(|p| p.code.as_str()).collect();
-        let today = chrono::Utc::now().date_naive();
-        let overdue = self.overdue_reviews(today).await?;
+        let mut summary = pb::PortfolioSummary::default();
         let mut counts: BTreeMap<i32, i32> = BTreeMap::new();
-        let mut summary = pb::PortfolioSummary {
-            project_count: projects.len() as i32,
-            ..Default::default()
-        };
-        for p in &projects {
-            *counts.entry(p.state as i32).or_default() += 1;
-            self.tally(&mut summary, p, &milestones, &overdue)?;
+        for t in &totals {
+            let state = S::from_stored(&t.state).map_err(internal)?;
+            let count = i32::try_from(t.projects).map_err(internal)?;
+            *counts.entry(state as i32).or_default() += count;
+            summary.project_count += count;
+            summary.total_approved_fen += t.approved_fen.unwrap_or(0);
+            summary.total_contracted_fen += t.contracted_fen.unwrap_or(0);
+            summary.total_disbursed_fen += t.disbursed_fen.unwrap_or(0);
         }
-        summary.total_approved_fen = total(&projects, |p| p.approved_budget_fen);
-        summary.total_contracted_fen = total(&projects, |p| p.contract_amount_fen);
-        summary.total_disbursed_fen = total(&projects, |p| Some(p.disbursed_fen));
-        summary.overlaps = overlaps(&projects)?;
         summary.counts = counts
             .into_iter()
             .map(|(state, count)| pb::StateCount { state, count })
             .collect();
-        summary.overdue_findings = self
-            .findings_overdue_on(today)
-            .await?
+
+        let mut standing_out_args = args.clone();
+        standing_out_args.push(Arg::from(S::UnderPreliminaryReview.as_stored()));
+        let under_review = standing_out_args.len();
+        let standing_out = self
+            .store
+            .read_rows(
+                ReadSize::Whole,
+                &format!(
+                    "SELECT {} FROM projects p WHERE {selected} AND (\
+                     p.duplication_finding IS NOT NULL \
+                     OR (p.original_approved_fen IS NOT NULL \
+                         AND p.approved_budget_fen <> p.original_approved_fen) \
+                     OR p.state = ${under_review} \
+                     OR EXISTS (SELECT 1 FROM milestones m WHERE m.project_code = p.code)) \
+                     ORDER BY p.year, p.seq",
+                    StandingOut::COLUMNS
+                        .split(", ")
+                        .map(|c| format!("p.{c}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                standing_out_args,
+                StandingOut::from_sqlite,
+            )
+            .await?;
+        let milestones = self.milestones_where(&query.filters).await?;
+        let today = chrono::Utc::now().date_naive();
+        let overdue = self.overdue_reviews(today).await?;
+        for p in &standing_out {
+            self.tally(&mut summary, p, &milestones, &overdue)?;
+        }
+        summary.overlaps = overlaps(&standing_out)?;
+        if let OverdueReviews::Reported(reported) = &overdue {
+            let codes: Vec<&ProjectCode> = reported.iter().collect();
+            let selected_codes = self.selected_among(&selected, &args, &codes).await?;
+            summary.overdue_reviews = selected_codes.iter().map(ProjectCode::name).collect();
+        }
+        let findings = self.findings_overdue_on(today).await?;
+        let finding_codes: Vec<ProjectCode> = findings
             .iter()
-            .filter(|f| {
+            .filter_map(|f| {
                 f.name
                     .strip_prefix("projects/")
                     .and_then(|rest| rest.split('/').next())
-                    .is_some_and(|code| codes.contains(code))
+                    .map(ProjectCode::as_named)
             })
+            .collect();
+        let selected_findings: BTreeSet<ProjectCode> = self
+            .selected_among(&selected, &args, &finding_codes.iter().collect::<Vec<_>>())
+            .await?
+            .into_iter()
+            .collect();
+        summary.overdue_findings = finding_codes
+            .iter()
+            .filter(|code| selected_findings.contains(code))
             .count() as i32;
         Ok(summary)
+    }
+
+    /// Those of `codes` the portfolio's selection holds, in the projects' order.
+    async fn selected_among(
+        &self,
+        selected: &str,
+        args: &[Arg],
+        codes: &[&ProjectCode],
+    ) -> ServiceResult<Vec<ProjectCode>> {
+        let mut found = Vec::new();
+        // Well under either database's limit on parameters in one statement.
+        for chunk in codes.chunks(500) {
+            let mut chunk_args = args.to_vec();
+            let first = chunk_args.len() + 1;
+            chunk_args.extend(chunk.iter().map(|c| Arg::Text(c.to_string())));
+            let rows: Vec<(String, i64, i64)> = self
+                .store
+                .read_rows(
+                    ReadSize::Page,
+                    &format!(
+                        "SELECT p.code, p.year, p.seq FROM projects p WHERE {selected} \
+                         AND p.code IN ({})",
+                        crate::store::placeholders(first, chunk.len())
+                    ),
+                    chunk_args,
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
+                .await?;
+            found.extend(rows);
+        }
+        found.sort_by_key(|(_, year, seq)| (*year, *seq));
+        Ok(found
+            .into_iter()
+            .map(|(code, _, _)| ProjectCode::as_named(&code))
+            .collect())
     }
 
     /// Adds one project's figures to the summary, and lists it where it stands out.
     fn tally(
         &self,
         summary: &mut pb::PortfolioSummary,
-        p: &ProjectRow,
+        p: &StandingOut,
         milestones: &MilestonesByProject,
         overdue: &OverdueReviews,
     ) -> ServiceResult<()> {
@@ -157,7 +335,7 @@ impl ProjectsService {
         {
             summary.beyond_budget_threshold.push(p.name());
         }
-        if overdue.includes(p) {
+        if overdue.estimates(p) {
             summary.overdue_reviews.push(p.name());
         }
         Ok(())
@@ -230,13 +408,17 @@ impl ProjectsService {
     }
 }
 
-/// The sum of one figure over the projects, as the wire carries it; a project without the
-/// figure adds nothing.
 /// The projects office found to overlap or duplicate others, those across units first.
-fn overlaps(projects: &[ProjectRow]) -> ServiceResult<Vec<pb::ProjectOverlap>> {
+fn overlaps(projects: &[StandingOut]) -> ServiceResult<Vec<pb::ProjectOverlap>> {
     let mut overlaps = Vec::new();
     for p in projects {
-        let Some(finding) = p.duplication_finding().map_err(internal)? else {
+        let Some(finding) = p
+            .duplication_finding
+            .as_deref()
+            .map(|f| crate::model::from_json::<crate::model::FindingRec>("duplication_finding", f))
+            .transpose()
+            .map_err(internal)?
+        else {
             continue;
         };
         if finding.verdict == pb::DuplicationVerdict::None.as_stored() {
@@ -250,8 +432,4 @@ fn overlaps(projects: &[ProjectRow]) -> ServiceResult<Vec<pb::ProjectOverlap>> {
     }
     overlaps.sort_by_key(|o| !o.finding.as_ref().is_some_and(|f| f.across_units));
     Ok(overlaps)
-}
-
-fn total(projects: &[ProjectRow], figure: impl Fn(&ProjectRow) -> Option<Fen>) -> i64 {
-    projects.iter().filter_map(figure).sum::<Fen>().get()
 }
