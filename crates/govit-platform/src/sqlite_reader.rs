@@ -31,7 +31,7 @@ impl std::fmt::Debug for SqliteReader {
 }
 
 /// More idle connections than a two-core server's concurrent readers are closed, not kept.
-const MAX_IDLE: usize = 16;
+const MAX_IDLE: usize = 8;
 
 impl SqliteReader {
     pub fn new(path: &Path) -> SqliteReader {
@@ -73,16 +73,21 @@ impl SqliteReader {
 
     /// Like [`Self::read`], for reads of many rows (a pool of 100,000 experts, every project):
     /// on a multi-threaded runtime the worker hands its other tasks on first, so that a read of
-    /// tens of milliseconds does not hold them up.
+    /// tens of milliseconds does not hold them up. The read gets a connection of its own,
+    /// closed after it: a scan fills a connection's page cache, and an idle registry should
+    /// not keep it (the memory target in docs/BENCHMARKS.md); opening one costs far less than
+    /// such a read.
     pub fn read_long<T, E: From<rusqlite::Error>>(
         &self,
         read: impl FnOnce(&Connection) -> Result<T, E>,
     ) -> Result<T, E> {
+        let run = || -> Result<T, E> {
+            let conn = self.open()?;
+            read(&conn)
+        };
         match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
-                tokio::task::block_in_place(|| self.read(read))
-            }
-            _ => self.read(read),
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
+            _ => run(),
         }
     }
 }

@@ -237,7 +237,7 @@ impl ProjectsService {
                      OR (p.original_approved_fen IS NOT NULL \
                          AND p.approved_budget_fen <> p.original_approved_fen) \
                      OR p.state = ${under_review} \
-                     OR EXISTS (SELECT 1 FROM milestones m WHERE m.project_code = p.code)) \
+                     OR p.code IN (SELECT m.project_code FROM milestones m)) \
                      ORDER BY p.year, p.seq",
                     StandingOut::COLUMNS
                         .split(", ")
@@ -343,12 +343,10 @@ impl ProjectsService {
 
     /// The scheduling service knows the real deadlines; alone, this service estimates them.
     async fn overdue_reviews(&self, today: NaiveDate) -> ServiceResult<OverdueReviews> {
-        // Both are read, as before, so a failure of either is reported whichever is used.
-        let accepted = self.review_starts().await?;
         Ok(match self.overdue_review_projects().await? {
             Some(projects) => OverdueReviews::Reported(projects),
             None => OverdueReviews::Estimated {
-                accepted,
+                accepted: self.review_starts().await?,
                 today,
                 deadline_working_days: self.policy.review_deadline_working_days,
             },
