@@ -150,3 +150,69 @@ async fn a_page_token_from_another_query_is_refused() {
         .unwrap_err();
     assert_eq!(violated_fields(&status), ["state", "year", "order_by"]);
 }
+
+/// A stored value no state names is a corrupt row: every read path (a project, a page, the
+/// portfolio's totals, on SQLite's readers and through sqlx alike) answers an error naming no
+/// value it read, never panics, and the server goes on serving.
+#[tokio::test]
+async fn a_corrupt_stored_state_is_an_error_on_every_read_path() {
+    let app = spawn_app().await;
+    let office = app.client(Role::Office);
+    let kept = draft(&app).await;
+    let corrupt = draft(&app).await;
+    let code = corrupt.name.trim_start_matches("projects/").to_owned();
+    sqlx::query("UPDATE projects SET state = 'NO_SUCH_STATE' WHERE code = $1")
+        .bind(code.clone())
+        .execute(&app.service.db().pool)
+        .await
+        .unwrap();
+
+    let got = office
+        .clone()
+        .get_project(pb::GetProjectRequest {
+            name: corrupt.name.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(got.code(), tonic::Code::Internal, "{got:?}");
+    let listed = office
+        .clone()
+        .list_projects(pb::ListProjectsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(listed.code(), tonic::Code::Internal, "{listed:?}");
+    let summary = office
+        .clone()
+        .get_portfolio_summary(pb::GetPortfolioSummaryRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(summary.code(), tonic::Code::Internal, "{summary:?}");
+    for status in [&got, &listed, &summary] {
+        assert!(
+            !status.message().contains("NO_SUCH_STATE"),
+            "a stored value stays out of the answer: {status:?}"
+        );
+    }
+
+    let still = office
+        .clone()
+        .get_project(pb::GetProjectRequest {
+            name: kept.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(still.name, kept.name);
+    sqlx::query("UPDATE projects SET state = 'DRAFT' WHERE code = $1")
+        .bind(code)
+        .execute(&app.service.db().pool)
+        .await
+        .unwrap();
+    let page = office
+        .clone()
+        .list_projects(pb::ListProjectsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.projects.len(), 2);
+}

@@ -128,7 +128,7 @@ impl Db {
             .connect(url)
             .await
             .context("connecting to the database")?;
-        let reader = sqlite_file_path(url)
+        let reader = reader_path(url)
             .filter(|_| backend == Backend::Sqlite)
             .map(|path| Arc::new(SqliteReader::new(Path::new(&path))));
         Ok(Db {
@@ -216,6 +216,18 @@ pub fn sqlite_file_path(url: &str) -> Option<String> {
     }
 }
 
+/// The file a SQLite reader may open beside sqlx's pool: only where it is surely the file sqlx
+/// opened. An in-memory database (`:memory:`, `mode=memory`) has no file another connection
+/// could share, and a percent-encoded path is decoded by sqlx, not here; those read through
+/// sqlx alone.
+fn reader_path(url: &str) -> Option<String> {
+    let query = url.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    if query.split('&').any(|pair| pair == "mode=memory") {
+        return None;
+    }
+    sqlite_file_path(url).filter(|path| !path.contains('%'))
+}
+
 /// Builds a SQLite URL for a file path.
 pub fn sqlite_url(path: &Path) -> String {
     format!("sqlite://{}", path.display())
@@ -247,5 +259,12 @@ mod tests {
         );
         assert!(split_synchronous("sqlite://a.db?synchronous=off").is_err());
         assert!(Backend::of_url("mysql://x").is_err());
+        assert_eq!(
+            reader_path("sqlite://govit-data/p.db?mode=rwc").as_deref(),
+            Some("govit-data/p.db")
+        );
+        assert_eq!(reader_path("sqlite://p.db?mode=memory&cache=shared"), None);
+        assert_eq!(reader_path("sqlite::memory:"), None);
+        assert_eq!(reader_path("sqlite://my%20data/p.db"), None);
     }
 }

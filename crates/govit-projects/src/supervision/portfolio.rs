@@ -4,18 +4,21 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
-use govit_platform::{Caller, Role, ServiceError, ServiceResult, Violations, time::from_stored};
+use govit_platform::{
+    Caller, Role, ServiceError, ServiceResult, Violations, db::Backend, time::from_stored,
+};
 use govit_proto::{
     StoredEnum,
     projects::v1::{self as pb, ProjectState as S},
 };
+use sqlx::AssertSqlSafe;
 
 use super::{BUREAUS, MilestonesByProject, internal, risk::figures};
 use crate::{
     ProjectsService,
     lifecycle::Action,
     model::{Fen, ProjectCode},
-    store::{Arg, ReadSize},
+    store::{Arg, bind_all, sqlite_query},
     validation as check,
     variance::{self, Color},
     workdays,
@@ -131,10 +134,11 @@ impl StandingOut {
     }
 }
 
-/// One state's count and totals, summed in SQL.
+/// One state's and funding source's count and totals, summed in SQL.
 #[derive(Debug, sqlx::FromRow)]
 struct StateTotals {
     state: String,
+    funding_source: String,
     projects: i64,
     approved_fen: Option<i64>,
     contracted_fen: Option<i64>,
@@ -145,10 +149,11 @@ impl StateTotals {
     fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<StateTotals> {
         Ok(StateTotals {
             state: row.get(0)?,
-            projects: row.get(1)?,
-            approved_fen: row.get(2)?,
-            contracted_fen: row.get(3)?,
-            disbursed_fen: row.get(4)?,
+            funding_source: row.get(1)?,
+            projects: row.get(2)?,
+            approved_fen: row.get(3)?,
+            contracted_fen: row.get(4)?,
+            disbursed_fen: row.get(5)?,
         })
     }
 }
@@ -181,6 +186,19 @@ fn selection(
     (sql, args)
 }
 
+/// A read of the portfolio's snapshot: a statement, its arguments from `$1`.
+type Statement = (String, Vec<Arg>);
+
+/// What the summary reads of its projects, all from one snapshot of the database, so that its
+/// counts and its lists agree even while projects change.
+struct SelectionRead {
+    totals: Vec<StateTotals>,
+    standing_out: Vec<StandingOut>,
+    /// Code, year and sequence of each project asked about (reported overdue reviews, overdue
+    /// findings) that the selection holds.
+    members: Vec<(String, i64, i64)>,
+}
+
 impl ProjectsService {
     /// The portfolio `query` names, within the caller's remit (a bureau's, or all).
     ///
@@ -192,26 +210,83 @@ impl ProjectsService {
         caller: &Caller,
         query: PortfolioQuery,
     ) -> ServiceResult<pb::PortfolioSummary> {
+        let today = chrono::Utc::now().date_naive();
+        // What other records say first: the reads of the projects then share one snapshot.
+        let overdue = self.overdue_reviews(today).await?;
+        let findings = self.findings_overdue_on(today).await?;
+        let finding_codes: Vec<ProjectCode> = findings
+            .iter()
+            .filter_map(|f| {
+                f.name
+                    .strip_prefix("projects/")
+                    .and_then(|rest| rest.split('/').next())
+                    .map(ProjectCode::as_named)
+            })
+            .collect();
+        let mut asked: BTreeSet<&ProjectCode> = finding_codes.iter().collect();
+        if let OverdueReviews::Reported(reported) = &overdue {
+            asked.extend(reported.iter());
+        }
+
         let (selected, args) = selection(&query.filters, self.policy.remit_of(caller));
-        let totals = self
-            .store
-            .read_rows(
-                ReadSize::Whole,
-                &format!(
-                    "SELECT p.state, COUNT(*) AS projects, \
-                     CAST(SUM(p.approved_budget_fen) AS BIGINT) AS approved_fen, \
-                     CAST(SUM(p.contract_amount_fen) AS BIGINT) AS contracted_fen, \
-                     CAST(SUM(p.disbursed_fen) AS BIGINT) AS disbursed_fen \
-                     FROM projects p WHERE {selected} GROUP BY p.state"
-                ),
-                args.clone(),
-                StateTotals::from_sqlite,
-            )
+        let totals = (
+            format!(
+                "SELECT p.state, p.funding_source, COUNT(*) AS projects, \
+                 CAST(SUM(p.approved_budget_fen) AS BIGINT) AS approved_fen, \
+                 CAST(SUM(p.contract_amount_fen) AS BIGINT) AS contracted_fen, \
+                 CAST(SUM(p.disbursed_fen) AS BIGINT) AS disbursed_fen \
+                 FROM projects p WHERE {selected} GROUP BY p.state, p.funding_source"
+            ),
+            args.clone(),
+        );
+        let mut standing_out_args = args.clone();
+        standing_out_args.push(Arg::from(S::UnderPreliminaryReview.as_stored()));
+        let under_review = standing_out_args.len();
+        let standing_out = (
+            format!(
+                "SELECT {} FROM projects p WHERE {selected} AND (\
+                 p.duplication_finding IS NOT NULL \
+                 OR (p.original_approved_fen IS NOT NULL \
+                     AND p.approved_budget_fen <> p.original_approved_fen) \
+                 OR p.state = ${under_review} \
+                 OR p.code IN (SELECT m.project_code FROM milestones m)) \
+                 ORDER BY p.year, p.seq",
+                StandingOut::COLUMNS
+                    .split(", ")
+                    .map(|c| format!("p.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            standing_out_args,
+        );
+        let asked: Vec<&ProjectCode> = asked.into_iter().collect();
+        // Well under either database's limit on parameters in one statement.
+        let members = asked
+            .chunks(500)
+            .map(|chunk| {
+                let mut chunk_args = args.clone();
+                let first = chunk_args.len() + 1;
+                chunk_args.extend(chunk.iter().map(|c| Arg::Text(c.to_string())));
+                (
+                    format!(
+                        "SELECT p.code, p.year, p.seq FROM projects p WHERE {selected} \
+                         AND p.code IN ({})",
+                        crate::store::placeholders(first, chunk.len())
+                    ),
+                    chunk_args,
+                )
+            })
+            .collect::<Vec<_>>();
+        let read = self
+            .read_selection(&totals, &standing_out, &members)
             .await?;
+
         let mut summary = pb::PortfolioSummary::default();
         let mut counts: BTreeMap<i32, i32> = BTreeMap::new();
-        for t in &totals {
+        for t in &read.totals {
             let state = S::from_stored(&t.state).map_err(internal)?;
+            // Read to be checked: a corrupt source would silently fall out of a remit.
+            crate::model::Funding::try_from(t.funding_source.clone()).map_err(internal)?;
             let count = i32::try_from(t.projects).map_err(internal)?;
             *counts.entry(state as i32).or_default() += count;
             summary.project_count += count;
@@ -224,98 +299,94 @@ impl ProjectsService {
             .map(|(state, count)| pb::StateCount { state, count })
             .collect();
 
-        let mut standing_out_args = args.clone();
-        standing_out_args.push(Arg::from(S::UnderPreliminaryReview.as_stored()));
-        let under_review = standing_out_args.len();
-        let standing_out = self
-            .store
-            .read_rows(
-                ReadSize::Whole,
-                &format!(
-                    "SELECT {} FROM projects p WHERE {selected} AND (\
-                     p.duplication_finding IS NOT NULL \
-                     OR (p.original_approved_fen IS NOT NULL \
-                         AND p.approved_budget_fen <> p.original_approved_fen) \
-                     OR p.state = ${under_review} \
-                     OR p.code IN (SELECT m.project_code FROM milestones m)) \
-                     ORDER BY p.year, p.seq",
-                    StandingOut::COLUMNS
-                        .split(", ")
-                        .map(|c| format!("p.{c}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                standing_out_args,
-                StandingOut::from_sqlite,
-            )
-            .await?;
         let milestones = self.milestones_where(&query.filters).await?;
-        let today = chrono::Utc::now().date_naive();
-        let overdue = self.overdue_reviews(today).await?;
-        for p in &standing_out {
+        for p in &read.standing_out {
             self.tally(&mut summary, p, &milestones, &overdue)?;
         }
-        summary.overlaps = overlaps(&standing_out)?;
-        if let OverdueReviews::Reported(reported) = &overdue {
-            let codes: Vec<&ProjectCode> = reported.iter().collect();
-            let selected_codes = self.selected_among(&selected, &args, &codes).await?;
-            summary.overdue_reviews = selected_codes.iter().map(ProjectCode::name).collect();
-        }
-        let findings = self.findings_overdue_on(today).await?;
-        let finding_codes: Vec<ProjectCode> = findings
-            .iter()
-            .filter_map(|f| {
-                f.name
-                    .strip_prefix("projects/")
-                    .and_then(|rest| rest.split('/').next())
-                    .map(ProjectCode::as_named)
-            })
-            .collect();
-        let selected_findings: BTreeSet<ProjectCode> = self
-            .selected_among(&selected, &args, &finding_codes.iter().collect::<Vec<_>>())
-            .await?
+        summary.overlaps = overlaps(&read.standing_out)?;
+        let mut members = read.members;
+        members.sort_by_key(|(_, year, seq)| (*year, *seq));
+        let members: BTreeSet<ProjectCode> = members
             .into_iter()
+            .map(|(code, _, _)| ProjectCode::as_named(&code))
+            .inspect(|code| {
+                if matches!(&overdue, OverdueReviews::Reported(r) if r.contains(code)) {
+                    summary.overdue_reviews.push(code.name());
+                }
+            })
             .collect();
         summary.overdue_findings = finding_codes
             .iter()
-            .filter(|code| selected_findings.contains(code))
+            .filter(|code| members.contains(code))
             .count() as i32;
         Ok(summary)
     }
 
-    /// Those of `codes` the portfolio's selection holds, in the projects' order.
-    async fn selected_among(
+    /// Runs the summary's reads of its projects in one read transaction: on a SQLite reader,
+    /// or through sqlx (`REPEATABLE READ` on PostgreSQL; a SQLite transaction reads one
+    /// snapshot in WAL mode).
+    async fn read_selection(
         &self,
-        selected: &str,
-        args: &[Arg],
-        codes: &[&ProjectCode],
-    ) -> ServiceResult<Vec<ProjectCode>> {
-        let mut found = Vec::new();
-        // Well under either database's limit on parameters in one statement.
-        for chunk in codes.chunks(500) {
-            let mut chunk_args = args.to_vec();
-            let first = chunk_args.len() + 1;
-            chunk_args.extend(chunk.iter().map(|c| Arg::Text(c.to_string())));
-            let rows: Vec<(String, i64, i64)> = self
-                .store
-                .read_rows(
-                    ReadSize::Page,
-                    &format!(
-                        "SELECT p.code, p.year, p.seq FROM projects p WHERE {selected} \
-                         AND p.code IN ({})",
-                        crate::store::placeholders(first, chunk.len())
-                    ),
-                    chunk_args,
-                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-                )
-                .await?;
-            found.extend(rows);
+        totals: &Statement,
+        standing_out: &Statement,
+        members: &[Statement],
+    ) -> ServiceResult<SelectionRead> {
+        let db = &self.store.db;
+        if let Some(reader) = &db.reader {
+            return reader.read_long(|c| -> ServiceResult<SelectionRead> {
+                let tx = c.unchecked_transaction()?;
+                let mut read = SelectionRead {
+                    totals: sqlite_query(&tx, &totals.0, &totals.1, StateTotals::from_sqlite)?,
+                    standing_out: sqlite_query(
+                        &tx,
+                        &standing_out.0,
+                        &standing_out.1,
+                        StandingOut::from_sqlite,
+                    )?,
+                    members: Vec::new(),
+                };
+                for (sql, args) in members {
+                    read.members.extend(sqlite_query(&tx, sql, args, |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                    })?);
+                }
+                tx.commit()?;
+                Ok(read)
+            });
         }
-        found.sort_by_key(|(_, year, seq)| (*year, *seq));
-        Ok(found
-            .into_iter()
-            .map(|(code, _, _)| ProjectCode::as_named(&code))
-            .collect())
+        let mut tx = db.pool.begin().await?;
+        if db.backend == Backend::Postgres {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let mut read = SelectionRead {
+            totals: bind_all(
+                sqlx::query_as::<_, StateTotals>(AssertSqlSafe(totals.0.clone())),
+                totals.1.clone(),
+            )
+            .fetch_all(&mut *tx)
+            .await?,
+            standing_out: bind_all(
+                sqlx::query_as::<_, StandingOut>(AssertSqlSafe(standing_out.0.clone())),
+                standing_out.1.clone(),
+            )
+            .fetch_all(&mut *tx)
+            .await?,
+            members: Vec::new(),
+        };
+        for (sql, args) in members {
+            read.members.extend(
+                bind_all(
+                    sqlx::query_as::<_, (String, i64, i64)>(AssertSqlSafe(sql.clone())),
+                    args.clone(),
+                )
+                .fetch_all(&mut *tx)
+                .await?,
+            );
+        }
+        tx.commit().await?;
+        Ok(read)
     }
 
     /// Adds one project's figures to the summary, and lists it where it stands out.
