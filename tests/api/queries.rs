@@ -215,4 +215,17 @@ async fn a_corrupt_stored_state_is_an_error_on_every_read_path() {
         .unwrap()
         .into_inner();
     assert_eq!(page.projects.len(), 2);
+
+    // A funding source no value names would fall silently out of a bureau's remit.
+    sqlx::query("UPDATE projects SET funding_source = 'NO_SUCH_SOURCE' WHERE code = $1")
+        .bind(corrupt.name.trim_start_matches("projects/").to_owned())
+        .execute(&app.service.db().pool)
+        .await
+        .unwrap();
+    let summary = office
+        .clone()
+        .get_portfolio_summary(pb::GetPortfolioSummaryRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(summary.code(), tonic::Code::Internal, "{summary:?}");
 }

@@ -134,12 +134,13 @@ impl StandingOut {
     }
 }
 
-/// One state's and funding source's count and totals, summed in SQL.
+/// One state's count and totals, summed in SQL.
 #[derive(Debug, sqlx::FromRow)]
 struct StateTotals {
     state: String,
-    funding_source: String,
     projects: i64,
+    /// Projects whose stored funding source is no known value: corrupt rows.
+    unknown_sources: i64,
     approved_fen: Option<i64>,
     contracted_fen: Option<i64>,
     disbursed_fen: Option<i64>,
@@ -149,8 +150,8 @@ impl StateTotals {
     fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<StateTotals> {
         Ok(StateTotals {
             state: row.get(0)?,
-            funding_source: row.get(1)?,
-            projects: row.get(2)?,
+            projects: row.get(1)?,
+            unknown_sources: row.get(2)?,
             approved_fen: row.get(3)?,
             contracted_fen: row.get(4)?,
             disbursed_fen: row.get(5)?,
@@ -229,15 +230,32 @@ impl ProjectsService {
         }
 
         let (selected, args) = selection(&query.filters, self.policy.remit_of(caller));
+        // Every funding source a project may hold: one that is none of them is a corrupt row,
+        // which would otherwise fall silently out of a bureau's remit.
+        let sources: Vec<Arg> = std::iter::once(crate::model::Funding(None))
+            .chain(
+                (1..i32::from(u8::MAX))
+                    .filter_map(|i| pb::FundingSource::try_from(i).ok())
+                    .map(crate::model::Funding::from),
+            )
+            .map(|f| Arg::from(f.as_stored()))
+            .collect();
+        let mut totals_args = args.clone();
+        let first_source = totals_args.len() + 1;
+        let sources_count = sources.len();
+        totals_args.extend(sources);
         let totals = (
             format!(
-                "SELECT p.state, p.funding_source, COUNT(*) AS projects, \
+                "SELECT p.state, COUNT(*) AS projects, \
+                 CAST(SUM(CASE WHEN p.funding_source IN ({}) THEN 0 ELSE 1 END) AS BIGINT) \
+                     AS unknown_sources, \
                  CAST(SUM(p.approved_budget_fen) AS BIGINT) AS approved_fen, \
                  CAST(SUM(p.contract_amount_fen) AS BIGINT) AS contracted_fen, \
                  CAST(SUM(p.disbursed_fen) AS BIGINT) AS disbursed_fen \
-                 FROM projects p WHERE {selected} GROUP BY p.state, p.funding_source"
+                 FROM projects p WHERE {selected} GROUP BY p.state",
+                crate::store::placeholders(first_source, sources_count)
             ),
-            args.clone(),
+            totals_args,
         );
         let mut standing_out_args = args.clone();
         standing_out_args.push(Arg::from(S::UnderPreliminaryReview.as_stored()));
@@ -285,8 +303,12 @@ impl ProjectsService {
         let mut counts: BTreeMap<i32, i32> = BTreeMap::new();
         for t in &read.totals {
             let state = S::from_stored(&t.state).map_err(internal)?;
-            // Read to be checked: a corrupt source would silently fall out of a remit.
-            crate::model::Funding::try_from(t.funding_source.clone()).map_err(internal)?;
+            if t.unknown_sources != 0 {
+                return Err(internal(anyhow::anyhow!(
+                    "{} stored funding sources are not known values",
+                    t.unknown_sources
+                )));
+            }
             let count = i32::try_from(t.projects).map_err(internal)?;
             *counts.entry(state as i32).or_default() += count;
             summary.project_count += count;
