@@ -188,6 +188,7 @@ async fn a_corrupt_stored_state_is_an_error_on_every_read_path() {
         .unwrap_err();
     assert_eq!(summary.code(), tonic::Code::Internal, "{summary:?}");
     for status in [&got, &listed, &summary] {
+        assert_eq!(error_reason(status), "INTERNAL", "{status:?}");
         assert!(
             !status.message().contains("NO_SUCH_STATE"),
             "a stored value stays out of the answer: {status:?}"
@@ -228,4 +229,5 @@ async fn a_corrupt_stored_state_is_an_error_on_every_read_path() {
         .await
         .unwrap_err();
     assert_eq!(summary.code(), tonic::Code::Internal, "{summary:?}");
+    assert!(!summary.message().contains("NO_SUCH_SOURCE"), "{summary:?}");
 }

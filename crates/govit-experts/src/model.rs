@@ -130,16 +130,14 @@ pub struct PoolMember {
 impl PoolMember {
     /// A row of the pool query read on a SQLite reader, by position as the query selects.
     pub fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<PoolMember> {
+        use govit_platform::sqlite_reader::get_converted;
         Ok(PoolMember {
             category: row.get(0)?,
             id: row.get(1)?,
             employer_credit_code: row.get(2)?,
             appointment_start: row.get(3)?,
             appointment_end: row.get(4)?,
-            status: row
-                .get::<_, String>(5)?
-                .try_into()
-                .map_err(|e| govit_platform::sqlite_reader::corrupt(5, e))?,
+            status: get_converted::<String, _>(row, 5)?,
             unavailable: row.get(6)?,
             conflicts: row.get(7)?,
         })

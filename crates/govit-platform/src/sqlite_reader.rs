@@ -92,13 +92,32 @@ impl SqliteReader {
     }
 }
 
-/// A stored value that is not what its column must hold, as rusqlite reports it: read as a
-/// corrupt row, never a panic.
-pub fn corrupt(
-    column: usize,
-    error: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, error.into())
+/// Binds sqlx's numbered placeholders on a reader's statement: `$N` to the N-th of `args`, by
+/// its name, whatever order the placeholders appear in (as sqlx-sqlite binds them).
+pub fn bind_numbered<A: rusqlite::ToSql>(
+    statement: &mut rusqlite::Statement<'_>,
+    args: impl IntoIterator<Item = A>,
+) -> rusqlite::Result<()> {
+    for (i, arg) in args.into_iter().enumerate() {
+        if let Some(index) = statement.parameter_index(&format!("${}", i + 1))? {
+            statement.raw_bind_parameter(index, arg)?;
+        }
+    }
+    Ok(())
+}
+
+/// Column `index` read as `S` and converted to `T` (a stored enum from its text): a value that
+/// does not convert is a corrupt row, as sqlx's `#[sqlx(try_from = ...)]` makes it, never a
+/// panic.
+pub fn get_converted<S, T>(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<T>
+where
+    S: rusqlite::types::FromSql,
+    T: TryFrom<S>,
+    T::Error: std::error::Error + Send + Sync + 'static,
+{
+    row.get::<_, S>(index)?.try_into().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))
+    })
 }
 
 #[cfg(test)]

@@ -334,11 +334,7 @@ impl Store {
             // worker cost four times what the database takes to read them.
             return reader.read_long(|conn| -> ServiceResult<usize> {
                 let mut statement = conn.prepare_cached(&sql)?;
-                for (i, category) in categories.iter().enumerate() {
-                    if let Some(index) = statement.parameter_index(&format!("${}", i + 1))? {
-                        statement.raw_bind_parameter(index, category)?;
-                    }
-                }
+                govit_platform::sqlite_reader::bind_numbered(&mut statement, categories)?;
                 let mut rows = statement.raw_query();
                 let mut count = 0;
                 while let Some(row) = rows.next()? {

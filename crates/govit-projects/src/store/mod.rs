@@ -77,8 +77,7 @@ impl rusqlite::ToSql for Arg {
     }
 }
 
-/// Runs `sql`, written with sqlx's numbered placeholders, on a SQLite reader connection:
-/// `$N` is bound to `args[N - 1]` by its name, whatever order the placeholders appear in.
+/// Runs `sql`, written with sqlx's numbered placeholders, on a SQLite reader connection.
 pub(crate) fn sqlite_query<T>(
     conn: &rusqlite::Connection,
     sql: &str,
@@ -86,11 +85,7 @@ pub(crate) fn sqlite_query<T>(
     mut each: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<Vec<T>> {
     let mut statement = conn.prepare_cached(sql)?;
-    for (i, arg) in args.iter().enumerate() {
-        if let Some(index) = statement.parameter_index(&format!("${}", i + 1))? {
-            statement.raw_bind_parameter(index, arg)?;
-        }
-    }
+    govit_platform::sqlite_reader::bind_numbered(&mut statement, args)?;
     let mut rows = statement.raw_query();
     let mut answer = Vec::new();
     while let Some(row) = rows.next()? {

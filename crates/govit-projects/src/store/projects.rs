@@ -30,7 +30,7 @@ const PROJECT_COLUMNS: &str = "code, year, seq, display_name, applicant, categor
 /// checks as the sqlx decoding (`FromRow`): a stored enum that is no known value is a corrupt
 /// row.
 fn project_from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<ProjectRow> {
-    use govit_platform::sqlite_reader::corrupt;
+    use govit_platform::sqlite_reader::get_converted;
     let mut column = 0..;
     let mut next = || column.next().unwrap_or_default();
     let text = |row: &rusqlite::Row<'_>, i: usize| row.get::<_, String>(i);
@@ -49,20 +49,11 @@ fn project_from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<ProjectRow> 
         planned_start_date: optional(row, next())?,
         planned_end_date: optional(row, next())?,
         estimated_investment_fen: Fen::new(int(row, next())?),
-        funding_source: {
-            let i = next();
-            text(row, i)?.try_into().map_err(|e| corrupt(i, e))?
-        },
+        funding_source: get_converted::<String, _>(row, next())?,
         contacts: text(row, next())?,
         feasibility_consultancy: optional(row, next())?,
-        state: {
-            let i = next();
-            text(row, i)?.try_into().map_err(|e| corrupt(i, e))?
-        },
-        suspended_from: {
-            let i = next();
-            optional(row, i)?.try_into().map_err(|e| corrupt(i, e))?
-        },
+        state: get_converted::<String, _>(row, next())?,
+        suspended_from: get_converted::<Option<String>, _>(row, next())?,
         review_panel: text(row, next())?,
         return_reasons: text(row, next())?,
         implementation_plan: optional(row, next())?,

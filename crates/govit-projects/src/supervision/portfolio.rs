@@ -112,17 +112,15 @@ struct StandingOut {
 }
 
 impl StandingOut {
-    const COLUMNS: &str =
-        "code, applicant, state, original_approved_fen, approved_budget_fen, duplication_finding";
+    /// In the order `from_sqlite` reads them; `FromRow` finds them by name on PostgreSQL.
+    const COLUMNS: &str = "p.code, p.applicant, p.state, p.original_approved_fen, \
+        p.approved_budget_fen, p.duplication_finding";
 
     fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<StandingOut> {
         Ok(StandingOut {
             code: ProjectCode::as_named(&row.get::<_, String>(0)?),
             applicant: row.get(1)?,
-            state: row
-                .get::<_, String>(2)?
-                .try_into()
-                .map_err(|e| govit_platform::sqlite_reader::corrupt(2, e))?,
+            state: govit_platform::sqlite_reader::get_converted::<String, _>(row, 2)?,
             original_approved_fen: row.get::<_, Option<i64>>(3)?.map(Fen::new),
             approved_budget_fen: row.get::<_, Option<i64>>(4)?.map(Fen::new),
             duplication_finding: row.get(5)?,
@@ -270,10 +268,6 @@ impl ProjectsService {
                  OR p.code IN (SELECT m.project_code FROM milestones m)) \
                  ORDER BY p.year, p.seq",
                 StandingOut::COLUMNS
-                    .split(", ")
-                    .map(|c| format!("p.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
             ),
             standing_out_args,
         );
@@ -328,15 +322,18 @@ impl ProjectsService {
         summary.overlaps = overlaps(&read.standing_out)?;
         let mut members = read.members;
         members.sort_by_key(|(_, year, seq)| (*year, *seq));
-        let members: BTreeSet<ProjectCode> = members
+        let members: Vec<ProjectCode> = members
             .into_iter()
             .map(|(code, _, _)| ProjectCode::as_named(&code))
-            .inspect(|code| {
-                if matches!(&overdue, OverdueReviews::Reported(r) if r.contains(code)) {
-                    summary.overdue_reviews.push(code.name());
-                }
-            })
             .collect();
+        if let OverdueReviews::Reported(reported) = &overdue {
+            summary.overdue_reviews = members
+                .iter()
+                .filter(|code| reported.contains(*code))
+                .map(ProjectCode::name)
+                .collect();
+        }
+        let members: BTreeSet<ProjectCode> = members.into_iter().collect();
         summary.overdue_findings = finding_codes
             .iter()
             .filter(|code| members.contains(code))
