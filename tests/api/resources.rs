@@ -479,3 +479,73 @@ async fn the_transparency_log_pages_by_token_and_each_entry_is_got_by_index() {
         .entries;
     assert_eq!(old, entries[1..3]);
 }
+
+#[tokio::test]
+async fn project_codes_count_on_past_four_digits_with_and_without_a_request_id() {
+    let app = spawn_app().await;
+    let mut applicant = app.client(Role::Applicant);
+    let first = draft(&app).await;
+    let year = first
+        .name
+        .trim_start_matches("projects/")
+        .split('-')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(first.name, format!("projects/{year}-0001"));
+    sqlx::query("UPDATE project_code_counters SET last_seq = 9998")
+        .execute(&app.service.db().pool)
+        .await
+        .unwrap();
+    // On PostgreSQL a create without a request id is one statement on its own, and one with
+    // a request id runs in a transaction that claims the id: both spell the code alike.
+    let plain = draft(&app).await;
+    let claimed = applicant
+        .clone()
+        .create_project(pb::CreateProjectRequest {
+            request_id: "codes-past-four-digits".into(),
+            project: Some(new_project(&app.applicant_code)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(plain.name, format!("projects/{year}-9999"));
+    assert_eq!(claimed.name, format!("projects/{year}-10000"));
+
+    for created in [&plain, &claimed] {
+        let got = applicant
+            .clone()
+            .get_project(pb::GetProjectRequest {
+                name: created.name.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(&got, created);
+        let events = app
+            .client(Role::Inspector)
+            .list_project_events(pb::ListProjectEventsRequest {
+                parent: created.name.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .events;
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].name, format!("{}/events/1", created.name));
+        assert_eq!(events[0].action, "CreateProject");
+        assert_eq!(events[0].to_state, pb::ProjectState::Draft as i32);
+    }
+    let listed = applicant
+        .list_projects(pb::ListProjectsRequest {
+            order_by: "code desc".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .projects;
+    let names: Vec<_> = listed.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, [&claimed.name, &plain.name, &first.name]);
+}

@@ -97,6 +97,12 @@ pub(crate) async fn claim_in(tx: &mut Tx) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// Whether the running call has a request id that its first write transaction claims. A write
+/// of one statement may go without an explicit transaction only when it does not.
+pub fn call_claims_request_id() -> bool {
+    CLAIM.try_with(|_| ()).is_ok()
+}
+
 /// One create or record call made safe to retry (AIP-155): with a `request_id`, the first
 /// success is kept and every retry of the same request is answered with it; the same id with
 /// another request is refused. Without one, the call runs as it is.

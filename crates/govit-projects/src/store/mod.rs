@@ -146,25 +146,34 @@ pub async fn insert_event(
     event: &NewEvent,
 ) -> Result<(), sqlx::Error> {
     let sql = format!(
-        "INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES ({})",
+        "INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES ({}) RETURNING seq",
         placeholders(1, 12)
     );
-    sqlx::query(AssertSqlSafe(sql))
-        .bind(resource.to_owned())
-        .bind(seq)
-        .bind(at.to_owned())
-        .bind(actor.subject.clone())
-        .bind(actor.role.as_str())
-        .bind(event.action.clone())
-        .bind(event.from_state.map(StoredEnum::as_stored))
-        .bind(event.to_state.map(StoredEnum::as_stored))
-        .bind(to_json(&event.changed_fields))
-        .bind(event.reason.clone())
-        .bind(to_json(&event.document_sha256))
-        .bind(crate::model::supervising_body(actor).map(StoredEnum::as_stored))
-        .execute(&mut **tx)
+    let mut args = vec![Arg::Text(resource.to_owned())];
+    args.extend(event_values(seq, at, actor, event));
+    bind_all(sqlx::query_as::<_, (i64,)>(AssertSqlSafe(sql)), args)
+        .fetch_one(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// The values of an audit event after its resource, in [`EVENT_COLUMNS`] order.
+fn event_values(seq: i64, at: &str, actor: &Caller, event: &NewEvent) -> [Arg; 11] {
+    use Arg::{Int, OptionalText, Text};
+    let stored = |state: Option<ProjectState>| state.map(|s| s.as_stored().to_owned());
+    [
+        Int(seq),
+        Text(at.to_owned()),
+        Text(actor.subject.clone()),
+        Text(actor.role.as_str().to_owned()),
+        Text(event.action.clone()),
+        OptionalText(stored(event.from_state)),
+        OptionalText(stored(event.to_state)),
+        Text(to_json(&event.changed_fields)),
+        Text(event.reason.clone()),
+        Text(to_json(&event.document_sha256)),
+        OptionalText(crate::model::supervising_body(actor).map(|body| body.as_stored().to_owned())),
+    ]
 }
 
 /// Writes the next audit event of a project inside `tx`: bumps the project's event counter

@@ -2,7 +2,8 @@
 
 use govit_platform::{
     Caller, ServiceError, ServiceResult, Tx,
-    db::is_unique_violation,
+    db::{Backend, is_unique_violation},
+    idempotency::call_claims_request_id,
     time::{now, to_stored},
 };
 use govit_proto::{
@@ -12,8 +13,8 @@ use govit_proto::{
 use sqlx::{AssertSqlSafe, Row};
 
 use super::{
-    Arg, NewEvent, OverrideEvent, ReadSize, Store, bind_all, insert_baseline, insert_event,
-    placeholders,
+    Arg, EVENT_COLUMNS, NewEvent, OverrideEvent, ReadSize, Store, bind_all, insert_baseline,
+    insert_event, placeholders,
 };
 use crate::model::{Fen, ProjectCode, ProjectRow};
 
@@ -81,6 +82,81 @@ fn project_from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<ProjectRow> 
         similar_projects: text(row, next())?,
         duplication_finding: optional(row, next())?,
     })
+}
+
+/// Takes the next number of a year's project codes. Its row stays locked until the creating
+/// transaction ends, which keeps codes gapless and makes creates of one year take turns.
+const NEXT_CODE: &str = "INSERT INTO project_code_counters (year, last_seq) VALUES ($1, 1) \
+     ON CONFLICT (year) DO UPDATE SET last_seq = project_code_counters.last_seq + 1 \
+     RETURNING last_seq";
+
+fn assign_code(row: &mut ProjectRow, seq: i64) {
+    row.seq = seq;
+    row.code = ProjectCode::assigned(row.year, seq);
+}
+
+/// Every column a new project is inserted with, its code first.
+fn new_project_columns(row: &ProjectRow) -> Vec<(&'static str, Arg)> {
+    let mut columns = vec![
+        ("code", Arg::Text(row.code.to_string())),
+        ("year", Arg::Int(row.year)),
+        ("seq", Arg::Int(row.seq)),
+        ("applicant", Arg::Text(row.applicant.clone())),
+        ("version", Arg::Int(row.version)),
+        ("event_count", Arg::Int(row.event_count)),
+        ("create_time", Arg::Text(row.create_time.clone())),
+    ];
+    columns.extend(written_columns(row));
+    columns
+}
+
+/// PostgreSQL: the counter, the project and its event in one statement. Every create of a year
+/// waits on the counter's row lock until the holder commits, so what the holder does between
+/// taking the number and committing decides how many creates a second a year can have; three
+/// round trips there held creates on PostgreSQL to 1,000 a second. SQLite has no
+/// data-modifying `WITH`, and its single writer makes creates take turns anyway.
+///
+/// The statement spells the code as [`ProjectCode::assigned`] does (a test crosses the step
+/// from four digits to five); a spelling that differs is refused, though a statement run as
+/// its own transaction has by then committed it.
+async fn create_in_one_statement<'e>(
+    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    row: &mut ProjectRow,
+    actor: &Caller,
+    event: &NewEvent,
+) -> ServiceResult<()> {
+    let mut columns = new_project_columns(row);
+    // The code, the sequence and the year come from the counter's row.
+    columns.retain(|(name, _)| !matches!(*name, "code" | "seq" | "year"));
+    let (names, mut args): (Vec<_>, Vec<_>) = columns.into_iter().unzip();
+    let first_event_arg = args.len() + 2;
+    args.insert(0, Arg::Int(row.year));
+    args.extend(super::event_values(1, &row.create_time, actor, event));
+    let sql = format!(
+        "WITH counter AS ({NEXT_CODE}), \
+         assigned AS (SELECT last_seq AS seq, CAST($1 AS TEXT) || '-' || \
+             lpad(CAST(last_seq AS TEXT), greatest(4, length(CAST(last_seq AS TEXT))), '0') \
+             AS code FROM counter), \
+         project AS (INSERT INTO projects (code, year, seq, {names}) \
+             SELECT code, $1, seq, {values} FROM assigned RETURNING code), \
+         event AS (INSERT INTO audit_events ({EVENT_COLUMNS}) \
+             SELECT 'projects/' || code, {event_values} FROM project) \
+         SELECT seq, code FROM assigned",
+        names = names.join(", "),
+        values = placeholders(2, names.len()),
+        event_values = placeholders(first_event_arg, 11),
+    );
+    let (seq, code) = bind_all(sqlx::query_as::<_, (i64, String)>(AssertSqlSafe(sql)), args)
+        .fetch_one(db)
+        .await?;
+    assign_code(row, seq);
+    if code != row.code.as_str() {
+        return Err(ServiceError::Internal(anyhow::anyhow!(
+            "the database spelled project code {} as {code}",
+            row.code
+        )));
+    }
+    Ok(())
 }
 
 /// The columns a project's write sets, each beside its value. `disbursed_fen` is not among
@@ -267,39 +343,8 @@ impl Store {
         mut row: ProjectRow,
         actor: &Caller,
     ) -> ServiceResult<ProjectRow> {
-        let mut tx = self.db.begin_write().await?;
-        let seq: i64 = sqlx::query(
-            "INSERT INTO project_code_counters (year, last_seq) VALUES ($1, 1) \
-             ON CONFLICT (year) DO UPDATE SET last_seq = project_code_counters.last_seq + 1 \
-             RETURNING last_seq",
-        )
-        .bind(row.year)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get(0)?;
-        row.seq = seq;
-        row.code = ProjectCode::assigned(row.year, seq);
         row.version = 1;
         row.event_count = 1;
-        let mut columns = vec![
-            ("code", Arg::Text(row.code.to_string())),
-            ("year", Arg::Int(row.year)),
-            ("seq", Arg::Int(row.seq)),
-            ("applicant", Arg::Text(row.applicant.clone())),
-            ("version", Arg::Int(row.version)),
-            ("event_count", Arg::Int(row.event_count)),
-            ("create_time", Arg::Text(row.create_time.clone())),
-        ];
-        columns.extend(written_columns(&row));
-        let (names, args): (Vec<_>, Vec<_>) = columns.into_iter().unzip();
-        let sql = format!(
-            "INSERT INTO projects ({}) VALUES ({}) RETURNING code",
-            names.join(", "),
-            placeholders(1, names.len())
-        );
-        bind_all(sqlx::query_as::<_, (String,)>(AssertSqlSafe(sql)), args)
-            .fetch_one(&mut *tx)
-            .await?;
         let event = NewEvent {
             action: "CreateProject".into(),
             to_state: Some(row.state),
@@ -318,7 +363,34 @@ impl Store {
             .to_vec(),
             ..NewEvent::default()
         };
-        insert_event(&mut tx, &row.name(), 1, &row.create_time, actor, &event).await?;
+        if self.db.backend == Backend::Postgres && !call_claims_request_id() {
+            // The statement is its own transaction: nothing of the client's, not even the
+            // round trip of a COMMIT, sits between taking the year's number and committing.
+            create_in_one_statement(&self.db.pool, &mut row, actor, &event).await?;
+            return Ok(row);
+        }
+        let mut tx = self.db.begin_write().await?;
+        match self.db.backend {
+            Backend::Sqlite => {
+                let seq: i64 = sqlx::query(NEXT_CODE)
+                    .bind(row.year)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get(0)?;
+                assign_code(&mut row, seq);
+                let (names, args): (Vec<_>, Vec<_>) = new_project_columns(&row).into_iter().unzip();
+                let sql = format!(
+                    "INSERT INTO projects ({}) VALUES ({}) RETURNING code",
+                    names.join(", "),
+                    placeholders(1, names.len())
+                );
+                bind_all(sqlx::query_as::<_, (String,)>(AssertSqlSafe(sql)), args)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                insert_event(&mut tx, &row.name(), 1, &row.create_time, actor, &event).await?;
+            }
+            Backend::Postgres => create_in_one_statement(&mut *tx, &mut row, actor, &event).await?,
+        }
         tx.commit().await?;
         Ok(row)
     }
