@@ -65,13 +65,25 @@ pub fn date_to_stored(d: NaiveDate) -> String {
 }
 
 pub fn date_from_stored(s: &str) -> anyhow::Result<NaiveDate> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+    // `FromStr` reads ISO 8601's YYYY-MM-DD from a fixed list of items; `parse_from_str`
+    // compiles its format string on every call, which showed in the profile of a list page.
+    s.parse::<NaiveDate>()
         .map_err(|e| anyhow::anyhow!("stored date {s:?} is unreadable: {e}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_dates_are_read_as_written_and_anything_else_is_refused() {
+        let date = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
+        assert_eq!(date_from_stored("2026-03-01").unwrap(), date);
+        assert_eq!(date_from_stored(&date.to_string()).unwrap(), date);
+        for bad in ["2026-02-30", "2026/03/01", "01-03-2026", "2026-3", ""] {
+            assert!(date_from_stored(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn stored_instants_round_trip_and_sort() {
