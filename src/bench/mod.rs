@@ -59,7 +59,8 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 1000)]
         projects: usize,
     },
-    /// A ListProjects page of 50, against the empty handler on the same server.
+    /// A ListProjects page of 50, whole projects and then the BASIC view, against the empty
+    /// handler on the same server.
     ListProjects {
         #[arg(long, default_value_t = 1000)]
         projects: usize,
@@ -370,26 +371,36 @@ impl Bench {
         );
         let floor = self.health_floor(&channels).await?;
         let office = self.authorization(Role::Office)?;
-        let call = self
-            .load
-            .measure(&channels, move |channel, _| {
-                let (office, request) = (office.clone(), request.clone());
-                async move {
-                    raw::call(
-                        channel,
-                        "/govit.projects.v1.ProjectService/ListProjects",
-                        Some(&office),
-                        request,
-                    )
-                    .await
-                    .map(drop)
-                }
-            })
-            .await?;
+        let mut pages = Vec::new();
+        for view in [pb::ProjectView::Unspecified, pb::ProjectView::Basic] {
+            let request = pb::ListProjectsRequest {
+                view: view as i32,
+                ..request.clone()
+            };
+            let office = office.clone();
+            let call = self
+                .load
+                .measure(&channels, move |channel, _| {
+                    let (office, request) = (office.clone(), request.clone());
+                    async move {
+                        raw::call(
+                            channel,
+                            "/govit.projects.v1.ProjectService/ListProjects",
+                            Some(&office),
+                            request,
+                        )
+                        .await
+                        .map(drop)
+                    }
+                })
+                .await?;
+            pages.push(call);
+        }
         load::report(
             &[
                 ("Health/Check (floor)", &floor),
-                ("ListProjects, page of 50", &call),
+                ("ListProjects, page of 50", &pages[0]),
+                ("ListProjects, page of 50, BASIC view", &pages[1]),
             ],
             Some(0),
         );

@@ -51,6 +51,15 @@ async fn the_read_bench_prints_get_project_beside_the_empty_handler() {
 }
 
 #[tokio::test]
+async fn the_list_bench_prints_a_page_in_both_views_beside_the_empty_handler() {
+    let run = bench(&["list-projects", "--projects", "60"]).await;
+    assert!(run.ok, "{}", run.stderr);
+    assert!(figure(&run.stdout, "ListProjects, page of 50", 1) > 0.0);
+    assert!(figure(&run.stdout, "ListProjects, page of 50, BASIC view", 1) > 0.0);
+    assert_eq!(figure(&run.stdout, "Health/Check (floor)", 4), 100.0);
+}
+
+#[tokio::test]
 async fn the_write_bench_prints_create_project_against_the_database_shell() {
     let run = bench(&["create-project"]).await;
     assert!(run.ok, "{}", run.stderr);

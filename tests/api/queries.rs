@@ -181,13 +181,26 @@ async fn a_corrupt_stored_state_is_an_error_on_every_read_path() {
         .await
         .unwrap_err();
     assert_eq!(listed.code(), tonic::Code::Internal, "{listed:?}");
+    let listed_basic = office
+        .clone()
+        .list_projects(pb::ListProjectsRequest {
+            view: pb::ProjectView::Basic as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        listed_basic.code(),
+        tonic::Code::Internal,
+        "{listed_basic:?}"
+    );
     let summary = office
         .clone()
         .get_portfolio_summary(pb::GetPortfolioSummaryRequest::default())
         .await
         .unwrap_err();
     assert_eq!(summary.code(), tonic::Code::Internal, "{summary:?}");
-    for status in [&got, &listed, &summary] {
+    for status in [&got, &listed, &listed_basic, &summary] {
         assert_eq!(error_reason(status), "INTERNAL", "{status:?}");
         assert!(
             !status.message().contains("NO_SUCH_STATE"),
@@ -230,4 +243,137 @@ async fn a_corrupt_stored_state_is_an_error_on_every_read_path() {
         .unwrap_err();
     assert_eq!(summary.code(), tonic::Code::Internal, "{summary:?}");
     assert!(!summary.message().contains("NO_SUCH_SOURCE"), "{summary:?}");
+}
+
+/// A project as `PROJECT_VIEW_BASIC` answers it: the fields the view documents, the rest unset.
+fn basic_part(full: &pb::Project) -> pb::Project {
+    pb::Project {
+        name: full.name.clone(),
+        code: full.code.clone(),
+        display_name: full.display_name.clone(),
+        applicant: full.applicant.clone(),
+        category: full.category.clone(),
+        planned_start_date: full.planned_start_date,
+        planned_end_date: full.planned_end_date,
+        estimated_investment_fen: full.estimated_investment_fen,
+        funding_source: full.funding_source,
+        state: full.state,
+        suspended_from: full.suspended_from,
+        approved_budget_fen: full.approved_budget_fen,
+        disbursed_fen: full.disbursed_fen,
+        review: full.review.clone(),
+        create_time: full.create_time,
+        update_time: full.update_time,
+        etag: full.etag.clone(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_basic_list_answers_the_listed_fields_of_the_same_projects_in_the_same_pages() {
+    let app = spawn_app().await;
+    let built = under_construction(&app).await;
+    let reviewed = under_review(&app).await;
+    let drafted = draft(&app).await;
+    let office = app.client(Role::Office);
+    let list = |view: pb::ProjectView, page_token: String| {
+        let mut office = office.clone();
+        async move {
+            office
+                .list_projects(pb::ListProjectsRequest {
+                    page_size: 2,
+                    page_token,
+                    view: view as i32,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+
+    let mut token = String::new();
+    let mut seen = Vec::new();
+    loop {
+        let full = list(pb::ProjectView::Full, token.clone()).await;
+        let unset = list(pb::ProjectView::Unspecified, token.clone()).await;
+        let basic = list(pb::ProjectView::Basic, token.clone()).await;
+        assert_eq!(unset, full, "an unset view answers in full");
+        assert_eq!(basic.next_page_token, full.next_page_token);
+        let expected: Vec<_> = full.projects.iter().map(basic_part).collect();
+        assert_eq!(basic.projects, expected);
+        seen.extend(basic.projects);
+        token = full.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    let names: Vec<_> = seen.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, [&built.name, &reviewed.name, &drafted.name]);
+
+    // What only a whole project carries stays out of a list page, contacts above all.
+    let listed_built = &seen[0];
+    assert!(!built.contacts.is_empty() && listed_built.contacts.is_empty());
+    assert!(built.tender_result.is_some() && listed_built.tender_result.is_none());
+    assert!(!built.description.is_empty() && listed_built.description.is_empty());
+    assert_eq!(listed_built.approved_budget_fen, built.approved_budget_fen);
+    assert!(listed_built.approved_budget_fen > 0);
+    assert_eq!(
+        seen[1].state,
+        pb::ProjectState::UnderPreliminaryReview as i32
+    );
+    assert_eq!(seen[2].etag, drafted.etag);
+}
+
+#[tokio::test]
+async fn a_basic_list_keeps_an_applicant_to_their_own_projects_and_refuses_an_unknown_view() {
+    let app = spawn_app().await;
+    let office = app.client(Role::Office);
+    let other = credit_code(61);
+    create_org(&office, &other, pb::OrganizationKind::ApplyingUnit).await;
+    let mine = draft(&app).await;
+    let theirs = office
+        .clone()
+        .create_project(pb::CreateProjectRequest {
+            request_id: String::new(),
+            project: Some(new_project(&other)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    let listed = app
+        .client(Role::Applicant)
+        .list_projects(pb::ListProjectsRequest {
+            view: pb::ProjectView::Basic as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .projects;
+    assert_eq!(listed, [basic_part(&mine)]);
+    let all = office
+        .clone()
+        .list_projects(pb::ListProjectsRequest {
+            view: pb::ProjectView::Basic as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .projects;
+    assert_eq!(all, [basic_part(&mine), basic_part(&theirs)]);
+
+    let refused = office
+        .clone()
+        .list_projects(pb::ListProjectsRequest {
+            view: 9,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert_eq!(error_reason(&refused), "INVALID_ARGUMENT");
+    assert_eq!(violated_fields(&refused), ["view"]);
 }

@@ -393,6 +393,70 @@ pub struct ProjectRow {
     pub duplication_finding: Option<String>,
 }
 
+/// A project as a list page shows it (`PROJECT_VIEW_BASIC`): the columns of [`ProjectRow`] a
+/// list needs and none of its JSON, so that a page reads, decodes and sends a fraction of the
+/// whole projects, and a list carries no one's contact details.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ProjectListing {
+    pub code: ProjectCode,
+    pub year: i64,
+    pub seq: i64,
+    pub display_name: String,
+    pub applicant: String,
+    pub category: String,
+    pub planned_start_date: Option<String>,
+    pub planned_end_date: Option<String>,
+    pub estimated_investment_fen: Fen,
+    #[sqlx(try_from = "String")]
+    pub funding_source: Funding,
+    #[sqlx(try_from = "String")]
+    pub state: S,
+    #[sqlx(try_from = "Option<String>")]
+    pub suspended_from: Nullable<S>,
+    pub approved_budget_fen: Option<Fen>,
+    pub disbursed_fen: Fen,
+    pub review: Option<String>,
+    pub version: i64,
+    pub create_time: String,
+    pub update_time: String,
+}
+
+impl ProjectListing {
+    /// The columns read, in the order of the fields.
+    pub const COLUMNS: &str = "code, year, seq, display_name, applicant, category, \
+        planned_start_date, planned_end_date, estimated_investment_fen, funding_source, state, \
+        suspended_from, approved_budget_fen, disbursed_fen, review, version, create_time, \
+        update_time";
+
+    /// The fields [`ProjectRow::to_proto`] fills from the same columns, the same way.
+    pub fn to_proto(&self) -> anyhow::Result<pb::Project> {
+        Ok(pb::Project {
+            name: self.code.name(),
+            code: self.code.to_string(),
+            display_name: self.display_name.clone(),
+            applicant: org_name(&self.applicant),
+            category: self.category.clone(),
+            planned_start_date: stored_date(&self.planned_start_date)?,
+            planned_end_date: stored_date(&self.planned_end_date)?,
+            estimated_investment_fen: self.estimated_investment_fen.get(),
+            funding_source: on_wire(self.funding_source.0),
+            state: self.state as i32,
+            suspended_from: on_wire(self.suspended_from.0),
+            approved_budget_fen: self.approved_budget_fen.unwrap_or_default().get(),
+            disbursed_fen: self.disbursed_fen.get(),
+            review: self
+                .review
+                .as_deref()
+                .map(|id| format!("reviews/{id}"))
+                .unwrap_or_default(),
+            create_time: Some(stored_to_timestamp(&self.create_time)?),
+            update_time: Some(stored_to_timestamp(&self.update_time)?),
+            etag: self.version.to_string(),
+            ..Default::default()
+        })
+    }
+}
+
 /// The post-evaluation as stored.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EvaluationRec {

@@ -15,7 +15,7 @@ use super::internal;
 use crate::{
     ProjectsService,
     lifecycle::EDITABLE,
-    model::{Fen, Funding, Nullable, ProjectCode, ProjectRow, to_json},
+    model::{Fen, Funding, Nullable, ProjectCode, ProjectListing, ProjectRow, to_json},
     store::{Arg, NewEvent},
     validation::{self as check, MAX_NAME_CHARS, MAX_TEXT_CHARS},
 };
@@ -245,6 +245,8 @@ pub(crate) struct ProjectQuery {
     descending: bool,
     page_size: i32,
     page_token: String,
+    /// Listings only (`PROJECT_VIEW_BASIC`) rather than whole projects.
+    basic: bool,
 }
 
 impl TryFrom<pb::ListProjectsRequest> for ProjectQuery {
@@ -264,6 +266,7 @@ impl TryFrom<pb::ListProjectsRequest> for ProjectQuery {
         if !req.category.is_empty() && !govit_platform::validate::is_code(&req.category) {
             v.add("category", CATEGORY_RULE);
         }
+        let view = check::enum_value::<pb::ProjectView>(&mut v, "view", req.view, true);
         let descending = match req.order_by.trim() {
             "" | "code" | "code asc" => false,
             "code desc" => true,
@@ -281,6 +284,7 @@ impl TryFrom<pb::ListProjectsRequest> for ProjectQuery {
             descending,
             page_size: req.page_size,
             page_token: req.page_token,
+            basic: view == Some(pb::ProjectView::Basic),
         })
     }
 }
@@ -357,17 +361,29 @@ impl ProjectsService {
         );
         let page = Page::parse(query.page_size, &query.page_token, &fingerprint)?;
         let after = page.after.as_deref().map(page_key).transpose()?;
-        let mut rows = self
-            .store
-            .list_projects(filters, after, query.descending, page.fetch_limit())
-            .await?;
-        let next_page_token = page.finish(&mut rows, |r| format!("{}-{}", r.year, r.seq));
+        let limit = page.fetch_limit();
+        let (projects, next_page_token) = if query.basic {
+            let mut rows: Vec<ProjectListing> = self
+                .store
+                .list_projects(filters, after, query.descending, limit)
+                .await?;
+            let next = page.finish(&mut rows, |r| format!("{}-{}", r.year, r.seq));
+            (
+                rows.iter()
+                    .map(ProjectListing::to_proto)
+                    .collect::<anyhow::Result<Vec<_>>>(),
+                next,
+            )
+        } else {
+            let mut rows: Vec<ProjectRow> = self
+                .store
+                .list_projects(filters, after, query.descending, limit)
+                .await?;
+            let next = page.finish(&mut rows, |r| format!("{}-{}", r.year, r.seq));
+            (rows.iter().map(ProjectRow::to_proto).collect(), next)
+        };
         Ok(pb::ListProjectsResponse {
-            projects: rows
-                .iter()
-                .map(ProjectRow::to_proto)
-                .collect::<Result<_, _>>()
-                .map_err(internal)?,
+            projects: projects.map_err(internal)?,
             next_page_token,
         })
     }

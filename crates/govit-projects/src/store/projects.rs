@@ -16,7 +16,7 @@ use super::{
     Arg, EVENT_COLUMNS, NewEvent, OverrideEvent, ReadSize, Store, bind_all, insert_baseline,
     insert_event, placeholders,
 };
-use crate::model::{Fen, ProjectCode, ProjectRow};
+use crate::model::{Fen, ProjectCode, ProjectListing, ProjectRow};
 
 const PROJECT_COLUMNS: &str = "code, year, seq, display_name, applicant, category, description, \
     planned_start_date, planned_end_date, estimated_investment_fen, funding_source, contacts, \
@@ -82,6 +82,50 @@ fn project_from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<ProjectRow> 
         similar_projects: text(row, next())?,
         duplication_finding: optional(row, next())?,
     })
+}
+
+/// What a list of projects reads per project: a whole [`ProjectRow`] or a [`ProjectListing`].
+pub trait ListedRow: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin {
+    /// The columns selected, in the order `from_sqlite` reads them.
+    const COLUMNS: &'static str;
+    fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
+}
+
+impl ListedRow for ProjectRow {
+    const COLUMNS: &'static str = PROJECT_COLUMNS;
+    fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        project_from_sqlite(row)
+    }
+}
+
+impl ListedRow for ProjectListing {
+    const COLUMNS: &'static str = ProjectListing::COLUMNS;
+    /// By position, as [`project_from_sqlite`] reads a whole row.
+    fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        use govit_platform::sqlite_reader::get_converted;
+        let mut column = 0..;
+        let mut next = || column.next().unwrap_or_default();
+        Ok(ProjectListing {
+            code: ProjectCode::as_named(&row.get::<_, String>(next())?),
+            year: row.get(next())?,
+            seq: row.get(next())?,
+            display_name: row.get(next())?,
+            applicant: row.get(next())?,
+            category: row.get(next())?,
+            planned_start_date: row.get(next())?,
+            planned_end_date: row.get(next())?,
+            estimated_investment_fen: Fen::new(row.get(next())?),
+            funding_source: get_converted::<String, _>(row, next())?,
+            state: get_converted::<String, _>(row, next())?,
+            suspended_from: get_converted::<Option<String>, _>(row, next())?,
+            approved_budget_fen: row.get::<_, Option<i64>>(next())?.map(Fen::new),
+            disbursed_fen: Fen::new(row.get(next())?),
+            review: row.get(next())?,
+            version: row.get(next())?,
+            create_time: row.get(next())?,
+            update_time: row.get(next())?,
+        })
+    }
 }
 
 /// Takes the next number of a year's project codes. Its row stays locked until the creating
@@ -299,15 +343,16 @@ impl Store {
         Ok(rows.into_iter().next())
     }
 
-    /// Lists projects matching `filters` (column, value) ordered by (year, seq).
-    pub async fn list_projects(
+    /// Lists projects matching `filters` (column, value) ordered by (year, seq), as whole
+    /// rows or as listings.
+    pub async fn list_projects<T: ListedRow>(
         &self,
         filters: Vec<(&'static str, Arg)>,
         after: Option<(i64, i64)>,
         descending: bool,
         limit: i64,
-    ) -> ServiceResult<Vec<ProjectRow>> {
-        let mut sql = format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE 1 = 1");
+    ) -> ServiceResult<Vec<T>> {
+        let mut sql = format!("SELECT {} FROM projects WHERE 1 = 1", T::COLUMNS);
         let mut args = Vec::new();
         for (column, value) in filters {
             args.push(value);
@@ -334,7 +379,7 @@ impl Store {
         } else {
             ReadSize::Page
         };
-        self.read_rows(size, &sql, args, project_from_sqlite).await
+        self.read_rows(size, &sql, args, T::from_sqlite).await
     }
 
     /// Inserts a new project, assigning its code from the year's counter.

@@ -250,7 +250,7 @@ impl ProjectsService {
         }
         let projects = self
             .store
-            .list_projects(Vec::new(), None, false, i64::MAX / 2)
+            .list_projects::<ProjectRow>(Vec::new(), None, false, i64::MAX / 2)
             .await?;
         let active: Vec<&ProjectRow> = projects
             .iter()
