@@ -67,7 +67,8 @@ pub fn date_to_stored(d: NaiveDate) -> String {
 pub fn date_from_stored(s: &str) -> anyhow::Result<NaiveDate> {
     // A date as `date_to_stored` writes it (YYYY-MM-DD) is read by position: chrono's parsers
     // were 4% of the CPU of a list page. Anything else (a year beyond four digits) goes to
-    // chrono's ISO 8601 reader.
+    // chrono with the format `date_to_stored` writes, which, unlike chrono's `FromStr`, takes
+    // no stray whitespace.
     if let [y1, y2, y3, y4, b'-', m1, m2, b'-', d1, d2] = *s.as_bytes() {
         let number = |digits: &[u8]| {
             digits.iter().try_fold(0u32, |n, &d| {
@@ -83,7 +84,7 @@ pub fn date_from_stored(s: &str) -> anyhow::Result<NaiveDate> {
                 .ok_or_else(|| anyhow::anyhow!("stored date {s:?} is not a calendar date"));
         }
     }
-    s.parse::<NaiveDate>()
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .map_err(|e| anyhow::anyhow!("stored date {s:?} is unreadable: {e}"))
 }
 
@@ -98,13 +99,18 @@ mod tests {
         assert_eq!(date_from_stored(&date.to_string()).unwrap(), date);
         let far = NaiveDate::from_ymd_opt(12026, 3, 1).unwrap();
         assert_eq!(date_from_stored(&date_to_stored(far)).unwrap(), far);
-        assert_eq!(date_from_stored("0999-12-31").unwrap().to_string(), "0999-12-31");
+        assert_eq!(
+            date_from_stored("0999-12-31").unwrap().to_string(),
+            "0999-12-31"
+        );
         for bad in [
             "2026-02-30",
             "2026/03/01",
             "01-03-2026",
             "2026-3",
             "2026-03-0x",
+            "2026-03-01 ",
+            "2026 -03-01",
             "2026-13-01",
             "",
         ] {

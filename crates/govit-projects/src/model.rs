@@ -395,7 +395,7 @@ pub struct ProjectRow {
 
 /// A project as a list page shows it (`PROJECT_VIEW_BASIC`): the columns of [`ProjectRow`] a
 /// list needs and none of its JSON, so that a page reads, decodes and sends a fraction of the
-/// whole projects, and a list carries no one's contact details.
+/// whole projects, and a BASIC page carries no one's contact details.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ProjectListing {
     pub code: ProjectCode,

@@ -161,8 +161,7 @@ fn new_project_columns(row: &ProjectRow) -> Vec<(&'static str, Arg)> {
 /// data-modifying `WITH`, and its single writer makes creates take turns anyway.
 ///
 /// The statement spells the code as [`ProjectCode::assigned`] does (a test crosses the step
-/// from four digits to five); a spelling that differs is refused, though a statement run as
-/// its own transaction has by then committed it.
+/// from four digits to five on this path); the code as stored is the one answered.
 async fn create_in_one_statement<'e>(
     db: impl sqlx::Executor<'e, Database = sqlx::Any>,
     row: &mut ProjectRow,
@@ -190,15 +189,23 @@ async fn create_in_one_statement<'e>(
         values = placeholders(2, names.len()),
         event_values = placeholders(first_event_arg, 11),
     );
-    let (seq, code) = bind_all(sqlx::query_as::<_, (i64, String)>(AssertSqlSafe(sql)), args)
-        .fetch_one(db)
+    // fetch_all, not fetch_one: the answer comes back only once the statement, and so the
+    // transaction it may be, is done, and a failure to commit reaches this call.
+    let answer = bind_all(sqlx::query_as::<_, (i64, String)>(AssertSqlSafe(sql)), args)
+        .fetch_all(db)
         .await?;
-    assign_code(row, seq);
-    if code != row.code.as_str() {
+    let [(seq, code)] = answer.as_slice() else {
         return Err(ServiceError::Internal(anyhow::anyhow!(
-            "the database spelled project code {} as {code}",
-            row.code
+            "creating a project answered {} rows",
+            answer.len()
         )));
+    };
+    assign_code(row, *seq);
+    if code != row.code.as_str() {
+        // The project may already be committed under the stored code: report it as stored,
+        // so that a retry does not create it twice.
+        tracing::error!(stored = %code, expected = %row.code, "project code spelled otherwise");
+        row.code = ProjectCode::as_named(code);
     }
     Ok(())
 }
