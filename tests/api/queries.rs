@@ -342,37 +342,22 @@ async fn a_basic_list_keeps_an_applicant_to_their_own_projects_and_refuses_an_un
         .unwrap()
         .into_inner();
 
-    let listed = app
-        .client(Role::Applicant)
-        .list_projects(pb::ListProjectsRequest {
-            view: pb::ProjectView::Basic as i32,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .projects;
+    let list = |mut client: Client, view: i32| async move {
+        client
+            .list_projects(pb::ListProjectsRequest {
+                view,
+                ..Default::default()
+            })
+            .await
+            .map(|answer| answer.into_inner().projects)
+    };
+    let basic = pb::ProjectView::Basic as i32;
+    let listed = list(app.client(Role::Applicant), basic).await.unwrap();
     assert_eq!(listed, [basic_part(&mine)]);
-    let all = office
-        .clone()
-        .list_projects(pb::ListProjectsRequest {
-            view: pb::ProjectView::Basic as i32,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .projects;
+    let all = list(office.clone(), basic).await.unwrap();
     assert_eq!(all, [basic_part(&mine), basic_part(&theirs)]);
 
-    let refused = office
-        .clone()
-        .list_projects(pb::ListProjectsRequest {
-            view: 9,
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let refused = list(office.clone(), 9).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     assert_eq!(error_reason(&refused), "INVALID_ARGUMENT");
     assert_eq!(violated_fields(&refused), ["view"]);

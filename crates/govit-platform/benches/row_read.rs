@@ -51,6 +51,26 @@ fn columns() -> (Vec<String>, Vec<String>, Vec<String>) {
     (decls, names, values)
 }
 
+/// `measure` of the primary-key read through a sqlx pool, whatever its database: the typed pools
+/// share no trait a function could take them by without a page of bounds.
+macro_rules! measure_pool {
+    ($label:expr, $pool:expr) => {{
+        let pool = $pool.clone();
+        measure($label, move |code| {
+            let pool = pool.clone();
+            async move {
+                let row = sqlx::query(SQL)
+                    .bind(code)
+                    .fetch_one(&pool)
+                    .await
+                    .expect("row");
+                checksum(&row)
+            }
+        })
+        .await;
+    }};
+}
+
 fn checksum(row: &impl RowAt) -> usize {
     (1..42)
         .map(|i| {
@@ -157,32 +177,8 @@ async fn main() {
         .expect("sqlite");
     let reader = Arc::new(SqliteReader::new(&path));
     for _ in 0..2 {
-        let pool = any.clone();
-        measure("SQLite, sqlx Any pool", move |code| {
-            let pool = pool.clone();
-            async move {
-                let row = sqlx::query(SQL)
-                    .bind(code)
-                    .fetch_one(&pool)
-                    .await
-                    .expect("row");
-                checksum(&row)
-            }
-        })
-        .await;
-        let pool = typed.clone();
-        measure("SQLite, sqlx SqlitePool", move |code| {
-            let pool = pool.clone();
-            async move {
-                let row = sqlx::query(SQL)
-                    .bind(code)
-                    .fetch_one(&pool)
-                    .await
-                    .expect("row");
-                checksum(&row)
-            }
-        })
-        .await;
+        measure_pool!("SQLite, sqlx Any pool", any);
+        measure_pool!("SQLite, sqlx SqlitePool", typed);
         let reader = Arc::clone(&reader);
         measure("SQLite, rusqlite in place (SqliteReader)", move |code| {
             let reader = Arc::clone(&reader);
@@ -234,32 +230,8 @@ async fn main() {
         .await
         .expect("postgres");
     for _ in 0..2 {
-        let pool = any.clone();
-        measure("PostgreSQL, sqlx Any pool", move |code| {
-            let pool = pool.clone();
-            async move {
-                let row = sqlx::query(SQL)
-                    .bind(code)
-                    .fetch_one(&pool)
-                    .await
-                    .expect("row");
-                checksum(&row)
-            }
-        })
-        .await;
-        let pool = typed.clone();
-        measure("PostgreSQL, sqlx PgPool", move |code| {
-            let pool = pool.clone();
-            async move {
-                let row = sqlx::query(SQL)
-                    .bind(code)
-                    .fetch_one(&pool)
-                    .await
-                    .expect("row");
-                checksum(&row)
-            }
-        })
-        .await;
+        measure_pool!("PostgreSQL, sqlx Any pool", any);
+        measure_pool!("PostgreSQL, sqlx PgPool", typed);
     }
     any.close().await;
     typed.close().await;

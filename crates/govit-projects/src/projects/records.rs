@@ -289,6 +289,28 @@ impl TryFrom<pb::ListProjectsRequest> for ProjectQuery {
     }
 }
 
+/// A page of listed rows as the answer: cut to the page's size, its next token from the last
+/// row's (year, seq).
+fn answer_page<T>(
+    page: &Page,
+    mut rows: Vec<T>,
+    position: impl Fn(&T) -> (i64, i64),
+    to_proto: impl Fn(&T) -> anyhow::Result<pb::Project>,
+) -> ServiceResult<pb::ListProjectsResponse> {
+    let next_page_token = page.finish(&mut rows, |r| {
+        let (year, seq) = position(r);
+        format!("{year}-{seq}")
+    });
+    Ok(pb::ListProjectsResponse {
+        projects: rows
+            .iter()
+            .map(to_proto)
+            .collect::<Result<_, _>>()
+            .map_err(internal)?,
+        next_page_token,
+    })
+}
+
 impl ProjectQuery {
     /// The filters the caller may apply: an applicant sees their own organisation's only.
     fn filters(&self, caller: &Caller) -> ServiceResult<Vec<(&'static str, Arg)>> {
@@ -361,31 +383,20 @@ impl ProjectsService {
         );
         let page = Page::parse(query.page_size, &query.page_token, &fingerprint)?;
         let after = page.after.as_deref().map(page_key).transpose()?;
-        let limit = page.fetch_limit();
-        let (projects, next_page_token) = if query.basic {
-            let mut rows: Vec<ProjectListing> = self
+        let (limit, desc) = (page.fetch_limit(), query.descending);
+        if query.basic {
+            let rows: Vec<ProjectListing> = self
                 .store
-                .list_projects(filters, after, query.descending, limit)
+                .list_projects(filters, after, desc, limit)
                 .await?;
-            let next = page.finish(&mut rows, |r| format!("{}-{}", r.year, r.seq));
-            (
-                rows.iter()
-                    .map(ProjectListing::to_proto)
-                    .collect::<anyhow::Result<Vec<_>>>(),
-                next,
-            )
+            answer_page(&page, rows, |r| (r.year, r.seq), ProjectListing::to_proto)
         } else {
-            let mut rows: Vec<ProjectRow> = self
+            let rows: Vec<ProjectRow> = self
                 .store
-                .list_projects(filters, after, query.descending, limit)
+                .list_projects(filters, after, desc, limit)
                 .await?;
-            let next = page.finish(&mut rows, |r| format!("{}-{}", r.year, r.seq));
-            (rows.iter().map(ProjectRow::to_proto).collect(), next)
-        };
-        Ok(pb::ListProjectsResponse {
-            projects: projects.map_err(internal)?,
-            next_page_token,
-        })
+            answer_page(&page, rows, |r| (r.year, r.seq), ProjectRow::to_proto)
+        }
     }
 
     pub(crate) async fn edit_project(

@@ -51,19 +51,37 @@ pub struct Store {
     pub db: Db,
 }
 
-pub(crate) fn bind_all<'q, O>(
-    mut query: sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments>,
-    args: Vec<Arg>,
-) -> sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments> {
-    for arg in args {
-        query = match arg {
-            Arg::Text(s) => query.bind(s),
-            Arg::Int(i) => query.bind(i),
-            Arg::OptionalText(s) => query.bind(s),
-            Arg::OptionalInt(i) => query.bind(i),
-        };
+/// `query` and `query_as` each have their own `bind`, with no trait between them.
+macro_rules! bind_arg {
+    ($query:expr, $arg:expr) => {
+        match $arg {
+            Arg::Text(s) => $query.bind(s),
+            Arg::Int(i) => $query.bind(i),
+            Arg::OptionalText(s) => $query.bind(s),
+            Arg::OptionalInt(i) => $query.bind(i),
+        }
+    };
+}
+
+/// A sqlx statement values can be bound to: `query` and `query_as` alike.
+pub(crate) trait Bind: Sized {
+    fn bind_arg(self, arg: Arg) -> Self;
+}
+
+impl<'q> Bind for sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    fn bind_arg(self, arg: Arg) -> Self {
+        bind_arg!(self, arg)
     }
-    query
+}
+
+impl<'q, O> Bind for sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments> {
+    fn bind_arg(self, arg: Arg) -> Self {
+        bind_arg!(self, arg)
+    }
+}
+
+pub(crate) fn bind_all<Q: Bind>(query: Q, args: Vec<Arg>) -> Q {
+    args.into_iter().fold(query, Bind::bind_arg)
 }
 
 impl rusqlite::ToSql for Arg {
@@ -146,13 +164,13 @@ pub async fn insert_event(
     event: &NewEvent,
 ) -> Result<(), sqlx::Error> {
     let sql = format!(
-        "INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES ({}) RETURNING seq",
+        "INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES ({})",
         placeholders(1, 12)
     );
     let mut args = vec![Arg::Text(resource.to_owned())];
     args.extend(event_values(seq, at, actor, event));
-    bind_all(sqlx::query_as::<_, (i64,)>(AssertSqlSafe(sql)), args)
-        .fetch_one(&mut **tx)
+    bind_all(sqlx::query(AssertSqlSafe(sql)), args)
+        .execute(&mut **tx)
         .await?;
     Ok(())
 }

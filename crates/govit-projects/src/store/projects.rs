@@ -139,12 +139,10 @@ fn assign_code(row: &mut ProjectRow, seq: i64) {
     row.code = ProjectCode::assigned(row.year, seq);
 }
 
-/// Every column a new project is inserted with, its code first.
+/// Every column a new project is inserted with but its code, year and sequence, which come
+/// from the year's counter.
 fn new_project_columns(row: &ProjectRow) -> Vec<(&'static str, Arg)> {
     let mut columns = vec![
-        ("code", Arg::Text(row.code.to_string())),
-        ("year", Arg::Int(row.year)),
-        ("seq", Arg::Int(row.seq)),
         ("applicant", Arg::Text(row.applicant.clone())),
         ("version", Arg::Int(row.version)),
         ("event_count", Arg::Int(row.event_count)),
@@ -168,10 +166,7 @@ async fn create_in_one_statement<'e>(
     actor: &Caller,
     event: &NewEvent,
 ) -> ServiceResult<()> {
-    let mut columns = new_project_columns(row);
-    // The code, the sequence and the year come from the counter's row.
-    columns.retain(|(name, _)| !matches!(*name, "code" | "seq" | "year"));
-    let (names, mut args): (Vec<_>, Vec<_>) = columns.into_iter().unzip();
+    let (names, mut args): (Vec<_>, Vec<_>) = new_project_columns(row).into_iter().unzip();
     let first_event_arg = args.len() + 2;
     args.insert(0, Arg::Int(row.year));
     args.extend(super::event_values(1, &row.create_time, actor, event));
@@ -430,14 +425,20 @@ impl Store {
                     .await?
                     .try_get(0)?;
                 assign_code(&mut row, seq);
-                let (names, args): (Vec<_>, Vec<_>) = new_project_columns(&row).into_iter().unzip();
+                let mut columns = vec![
+                    ("code", Arg::Text(row.code.to_string())),
+                    ("year", Arg::Int(row.year)),
+                    ("seq", Arg::Int(row.seq)),
+                ];
+                columns.extend(new_project_columns(&row));
+                let (names, args): (Vec<_>, Vec<_>) = columns.into_iter().unzip();
                 let sql = format!(
-                    "INSERT INTO projects ({}) VALUES ({}) RETURNING code",
+                    "INSERT INTO projects ({}) VALUES ({})",
                     names.join(", "),
                     placeholders(1, names.len())
                 );
-                bind_all(sqlx::query_as::<_, (String,)>(AssertSqlSafe(sql)), args)
-                    .fetch_one(&mut *tx)
+                bind_all(sqlx::query(AssertSqlSafe(sql)), args)
+                    .execute(&mut *tx)
                     .await?;
                 insert_event(&mut tx, &row.name(), 1, &row.create_time, actor, &event).await?;
             }
